@@ -1,0 +1,15 @@
+"""forgetbox: one-shot forgetting for deep networks.
+
+Implements "Forgetting Outside the Box" (Golatkar, Achille, Soatto, ECCV 2020): NTK scrubbing
+(Prop. 2, eq. 10) with Fisher noise (eq. 11), the baselines, and the white-box (eq. 6) and
+black-box (eq. 7) information bounds.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("forgetbox")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+local"
+
+__all__ = ["__version__"]

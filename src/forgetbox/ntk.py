@@ -1,0 +1,700 @@
+"""The NTK scrubbing engine: linearized forgetting (Prop. 2, eq. 10, supplement A).
+
+Definitions (all shapes for a set S of |S| samples and c classes, p parameters):
+
+- Fine-tuning minimises ``(1/|S|) sum_i l_i + (lambda/2) ||w - w0||^2``.
+- Outputs are linearized at a point w_bar (default: the trained weights w(D), which the
+  supplement found better; ``around=w0`` is the paper's main-text choice):
+  ``f(w) ~ f(w_bar) + J (w - w_bar)`` with ``J_S`` the stacked Jacobian ``(|S| c, p)``, rows
+  ordered sample-major (row ``i*c + k`` is output k of sample i).
+- Residual ``r_S`` ``(|S|, c)``: ``softmax(f(x)) - onehot(y)`` for cross-entropy (the supplement
+  with the loss Hessian replaced by the identity), ``f(x) - y`` (one-hot y) for MSE.
+- Kernel ``Theta_S = J_S J_S^T + |S| lambda I``; linearized update
+  ``u_S = -J_S^T Theta_S^{-1} r_S`` (a vector of length p).
+- Scrubbing direction ``delta_w = u_{D_r} - u_D``. With a linear model, MSE and ``w_bar = w0``,
+  ``w0 + u_S`` is the exact ridge solution on S, so ``w(D) + delta_w = w(D_r)`` exactly.
+
+Every direction is computed as ``J_D^T alpha`` for a coefficient vector alpha over D, so the
+p-dimensional work is one vector-Jacobian pass; the coefficient solves use either
+
+- ``Solver.DENSE``: the kernel built from Jacobian blocks, one parameter group at a time so the
+  whole Jacobian is never held, accumulated symmetrically and solved by Cholesky in float64; or
+- ``Solver.CG``: matrix-free kernel-vector products ``J (J^T v)`` (vjp + jvp over data batches),
+  preconditioned conjugate gradients with a Nystrom preconditioner built from a random subset of
+  samples; neither J nor the kernel is ever held.
+
+The paper's Schur-complement form (eq. 10) is :func:`schur_coefficients`; it agrees with the
+difference form (tested). Note on signs: the paper writes ``w_lin(D) = grad f0^T Theta^{-1}
+(f0 - Y) + w0``, whereas gradient flow gives ``-grad f0^T Theta^{-1} (f0 - Y)``; its V is
+therefore minus ours: here ``V = r_f - Theta_fr Theta_rr^{-1} r_r`` and
+``delta_w = P J_f^T M V + J_r^T (B_rr^{-1} - A^{-1}) r_r``, where the second term corrects for the
+different weight-decay scales |D| lambda and |D_r| lambda of the two kernels (zero when lambda=0).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import jacrev, jvp, vjp, vmap
+
+from .functional import (
+    ModelFn,
+    Params,
+    assert_finite,
+    flatten,
+    model_function,
+    parameters_of,
+    unflatten,
+)
+
+
+class Solver(StrEnum):
+    """How the kernel systems are solved.
+
+    AUTO picks DENSE when the kernel fits the memory budget, else CG.
+    DENSE: exact (Cholesky), cost p (Nc)^2 to build the kernel; best for |D| c up to ~10^4.
+    CG: matrix-free, memory O(p + Nc), cost (iterations) x (vjp + jvp) over the data.
+    """
+
+    AUTO = "auto"
+    DENSE = "dense"
+    CG = "cg"
+
+
+class Loss(StrEnum):
+    CE = "ce"
+    MSE = "mse"
+
+
+class MemoryBudgetError(MemoryError):
+    """No solver fits in the memory budget."""
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """What a solve did: solver, CG iterations and relative residual, time, memory estimate."""
+
+    solver: str
+    iterations: int = 0
+    relative_residual: float = 0.0
+    converged: bool = True
+    seconds: float = 0.0
+    memory_estimate_bytes: int = 0
+    preconditioner: str = "none"
+
+
+@dataclass(frozen=True)
+class NTKDirection:
+    """Result of the NTK step: ``delta`` = u_{D_r} - u_D (flat, ``model.parameters()`` order),
+    ``u_retain`` = u_{D_r}, and the point ``around`` it was linearized at."""
+
+    delta: Tensor
+    u_retain: Tensor
+    around: Tensor
+    reports: tuple[SolveReport, ...] = ()
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- basics
+
+
+def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Tensor:
+    """Residual ``(n, c)``: softmax(logits) - onehot(y) for CE, logits - onehot(y) for MSE."""
+    onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    if Loss(loss) is Loss.CE:
+        return torch.softmax(logits, -1) - onehot
+    return logits - onehot
+
+
+def _default_chunk(p: int, c: int, dtype: torch.dtype, budget: int) -> int:
+    """Samples per Jacobian chunk so one chunk (chunk * c * p values) uses <= budget/8."""
+    per_sample = c * p * torch.finfo(dtype).bits // 8
+    return int(max(1, min(256, (budget // 8) // max(per_sample, 1))))
+
+
+def default_memory_budget() -> int:
+    """Half of the machine's physical memory, in bytes."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _split(x: Tensor, size: int):
+    for i in range(0, len(x), size):
+        yield x[i : i + size]
+
+
+def jacobian(
+    f: ModelFn, params: Mapping[str, Tensor], x: Tensor, names: Sequence[str] | None = None
+) -> Tensor:
+    """Jacobian of all outputs w.r.t. the parameters ``names`` (default all), ``(n, c, p_sub)``.
+
+    One ``vmap(jacrev(...))`` call over the batch: no Python loop over samples or classes.
+    """
+    names = list(params) if names is None else list(names)
+    sub = {k: params[k] for k in names}
+    rest = {k: v for k, v in params.items() if k not in sub}
+
+    def single(s: Params, x1: Tensor) -> Tensor:
+        return f({**rest, **s}, x1.unsqueeze(0)).squeeze(0)
+
+    jac = vmap(jacrev(single), in_dims=(None, 0))(sub, x)
+    n = len(x)
+    return torch.cat([jac[k].reshape(n, jac[k].shape[1], -1) for k in names], dim=2)
+
+
+def vjp_sum(f: ModelFn, params: Params, x: Tensor, coeffs: Tensor, chunk: int) -> Tensor:
+    """``J^T alpha`` as a flat vector, for ``alpha`` of shape ``(n, c)``, over data chunks."""
+    total = None
+    for xb, cb in zip(_split(x, chunk), _split(coeffs, chunk), strict=True):
+        _, pullback = vjp(lambda p, xb=xb: f(p, xb), params)
+        g = flatten(pullback(cb.to(next(iter(params.values())).dtype))[0])
+        total = g if total is None else total + g
+    return total
+
+
+def jvp_all(f: ModelFn, params: Params, x: Tensor, tangent: Params, chunk: int) -> Tensor:
+    """``J v`` of shape ``(n, c)`` for a tangent parameter dict ``v``, over data chunks."""
+    outs = [jvp(lambda p, xb=xb: f(p, xb), (params,), (tangent,))[1] for xb in _split(x, chunk)]
+    return torch.cat(outs)
+
+
+def _param_groups(params: Mapping[str, Tensor], max_elems: int) -> list[list[str]]:
+    groups, current, size = [], [], 0
+    for name, t in params.items():
+        if current and size + t.numel() > max_elems:
+            groups.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += t.numel()
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _sym_accumulate(K: Tensor, J: Tensor, block: int = 2048) -> None:
+    """K += J J^T using only the upper block triangle (half the flops), then mirrored."""
+    m = J.shape[0]
+    for i in range(0, m, block):
+        rows = J[i : i + block]
+        prod = (rows @ J[i:].T).to(K.dtype)
+        K[i : i + block, i:] += prod
+        if i + block < m:
+            K[i + block :, i : i + block] += prod[:, block:].T
+
+
+def kernel_matrix(
+    f: ModelFn,
+    params: Params,
+    x: Tensor,
+    *,
+    memory_budget: int | None = None,
+    chunk: int | None = None,
+    accumulate_dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """Empirical NTK ``J J^T`` of shape ``(n c, n c)`` (sample-major), without holding J.
+
+    Parameters are split into groups whose Jacobian over all n samples fits in half the budget;
+    each group's Jacobian is built in sample chunks and its Gram matrix accumulated (upper block
+    triangle only) into a ``accumulate_dtype`` kernel.
+    """
+    budget = memory_budget or default_memory_budget()
+    n = len(x)
+    with torch.no_grad():
+        c = f(params, x[:1]).shape[-1]
+    dtype = next(iter(params.values())).dtype
+    itemsize = torch.finfo(dtype).bits // 8
+    kernel_bytes = (n * c) ** 2 * torch.finfo(accumulate_dtype).bits // 8
+    room = budget - 2 * kernel_bytes
+    max_elems = room // (2 * n * c * itemsize) if room > 0 else 0
+    biggest = max(t.numel() for t in params.values())
+    if max_elems < biggest:
+        need = 2 * kernel_bytes + 2 * n * c * itemsize * biggest
+        raise MemoryBudgetError(
+            f"dense kernel for {n} samples x {c} outputs needs about {need / 2**30:.2f} GiB "
+            f"(budget {budget / 2**30:.2f} GiB); use solver='cg' (matrix-free)"
+        )
+    p = sum(t.numel() for t in params.values())
+    chunk = chunk or _default_chunk(p, c, dtype, budget)
+    K = torch.zeros(n * c, n * c, dtype=accumulate_dtype)
+    for names in _param_groups(params, max_elems):
+        J = torch.cat([jacobian(f, params, xb, names).detach() for xb in _split(x, chunk)])
+        _sym_accumulate(K, J.reshape(n * c, -1))
+        del J
+    return K
+
+
+# ----------------------------------------------------------------------------- solvers
+
+
+def _cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
+    L, info = torch.linalg.cholesky_ex(A)
+    if info.item() != 0:
+        raise ValueError(
+            "kernel matrix is not positive definite (ill-conditioned); increase weight_decay "
+            "or use float64"
+        )
+    return torch.cholesky_solve(b, L)
+
+
+@dataclass
+class KernelOperator:
+    """Matrix-free ``v -> (J J^T + shift I) v`` over a data set, ``v`` of shape ``(n, c)``."""
+
+    f: ModelFn
+    params: Params
+    x: Tensor
+    shift: float
+    chunk: int
+
+    def __call__(self, v: Tensor) -> Tensor:
+        g = vjp_sum(self.f, self.params, self.x, v, self.chunk)
+        tangent = unflatten(g, self.params)
+        return jvp_all(self.f, self.params, self.x, tangent, self.chunk) + self.shift * v
+
+
+@dataclass
+class NystromPreconditioner:
+    """Approximate inverse of ``K + shift I`` from the kernel columns of m sampled inputs.
+
+    With ``C = K[:, S]`` and ``W = K[S, S]``, ``K ~ C W^{-1} C^T`` and by Woodbury
+    ``(C W^{-1} C^T + mu I)^{-1} v = (v - C (mu W + C^T C)^{-1} C^T v) / mu``.
+    Building C costs one Jacobian pass over the data.
+    """
+
+    C: Tensor  # (n c, m c), float64
+    chol: Tensor  # Cholesky of mu W + C^T C
+    shift: float
+
+    @classmethod
+    def build(
+        cls, f: ModelFn, params: Params, x: Tensor, shift: float, m: int, chunk: int, seed: int
+    ) -> NystromPreconditioner:
+        n = len(x)
+        gen = torch.Generator().manual_seed(seed)
+        S = torch.randperm(n, generator=gen)[: min(m, n)].sort().values
+        JS = jacobian(f, params, x[S]).detach()
+        c = JS.shape[1]
+        JS = JS.reshape(len(S) * c, -1)
+        C = torch.cat(
+            [
+                (jacobian(f, params, xb).detach().reshape(len(xb) * c, -1) @ JS.T)
+                for xb in _split(x, chunk)
+            ]
+        ).double()
+        W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
+        W = 0.5 * (W + W.T)
+        inner = shift * W + C.T @ C
+        inner = inner + 1e-10 * inner.diagonal().mean() * torch.eye(len(inner), dtype=inner.dtype)
+        L, info = torch.linalg.cholesky_ex(inner)
+        if info.item() != 0:
+            raise ValueError("Nystrom preconditioner is singular")
+        return cls(C, L, shift)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        flat = v.reshape(-1, 1).double()
+        inner = torch.cholesky_solve(self.C.T @ flat, self.chol)
+        return ((flat - self.C @ inner) / self.shift).reshape(v.shape).to(v.dtype)
+
+
+def conjugate_gradient(
+    op,
+    b: Tensor,
+    *,
+    precond=None,
+    tol: float = 1e-8,
+    max_iter: int = 500,
+) -> tuple[Tensor, int, float]:
+    """Preconditioned CG for ``op(x) = b`` (symmetric positive definite ``op``).
+
+    Stops when ``||b - op(x)|| <= tol ||b||``. Returns ``(x, iterations, relative residual)``.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    bnorm = b.norm().item()
+    if bnorm == 0:
+        return x, 0, 0.0
+    z = precond(r) if precond else r
+    p = z.clone()
+    rz = (r * z).sum()
+    it, rel = 0, 1.0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        Ap = op(p)
+        alpha = rz / (p * Ap).sum()
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rel = r.norm().item() / bnorm
+        if rel <= tol:
+            break
+        z = precond(r) if precond else r
+        rz_new = (r * z).sum()
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, it, rel
+
+
+# ----------------------------------------------------------------------------- the NTK step
+
+
+@dataclass(frozen=True)
+class _Problem:
+    f: ModelFn
+    params: Params
+    x: Tensor  # D = retain then forget
+    r: Tensor  # residuals on D, (n, c)
+    n_retain: int
+    lam: float
+    chunk: int
+    budget: int
+
+
+def _as_pair(data, name: str) -> tuple[Tensor, Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = data
+        return torch.as_tensor(x), torch.as_tensor(y).long()
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        items = [data[i] for i in range(len(data))]
+        if not items:
+            raise ValueError(f"{name} set is empty")
+        xs, ys = zip(*items, strict=True)
+        return torch.stack([torch.as_tensor(v) for v in xs]), torch.as_tensor(ys).long()
+    raise TypeError(f"{name}: expected an (inputs, labels) pair or a dataset")
+
+
+def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
+    base = parameters_of(model, dtype)
+    if around is None:
+        return base
+    if isinstance(around, nn.Module):
+        return parameters_of(around, dtype)
+    if isinstance(around, Tensor):
+        return {k: v.to(dtype) for k, v in unflatten(around.detach(), base).items()}
+    if isinstance(around, Mapping):
+        missing = set(base) - set(around)
+        if missing:
+            raise ValueError(f"`around` lacks parameters {sorted(missing)[:5]}")
+        return {k: around[k].detach().to(dtype) for k in base}
+    raise TypeError("`around` must be a module, a parameter dict or a flat vector")
+
+
+def _setup(
+    model: nn.Module,
+    retain,
+    forget,
+    *,
+    weight_decay: float,
+    loss: Loss | str,
+    around,
+    dtype: torch.dtype | None,
+    memory_budget: int | None,
+    chunk: int | None,
+) -> _Problem:
+    dtype = dtype or next(model.parameters()).dtype
+    xr, yr = _as_pair(retain, "retain")
+    xf, yf = _as_pair(forget, "forget")
+    if len(xf) == 0:
+        raise ValueError("the forget set is empty: nothing to scrub")
+    if len(xr) == 0:
+        raise ValueError("the retain set is empty")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    params = _around_params(model, around, dtype)
+    assert_finite(params, "model parameters")
+    f = model_function(model, dtype)
+    x = torch.cat([xr, xf]).to(dtype)
+    y = torch.cat([yr, yf])
+    try:
+        with torch.no_grad():
+            logits = torch.cat([f(params, xb) for xb in _split(x, 512)])
+    except RuntimeError as exc:
+        raise ValueError(f"the model rejects inputs of shape {tuple(x.shape[1:])}: {exc}") from exc
+    c = logits.shape[-1]
+    if y.min() < 0 or y.max() >= c:
+        raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")
+    budget = memory_budget or default_memory_budget()
+    p = sum(t.numel() for t in params.values())
+    return _Problem(
+        f,
+        params,
+        x,
+        residuals(logits, y, loss),
+        len(xr),
+        float(weight_decay),
+        chunk or _default_chunk(p, c, dtype, budget),
+        budget,
+    )
+
+
+def dense_memory_estimate(n: int, c: int, p: int, itemsize: int = 4) -> int:
+    """Bytes the dense solver needs: kernel and factor (float64) plus one Jacobian column group."""
+    largest_group = max(1, p // 8)
+    return 3 * (n * c) ** 2 * 8 + 2 * n * c * itemsize * largest_group
+
+
+def cg_memory_estimate(n: int, c: int, p: int, itemsize: int, chunk: int, m: int) -> int:
+    """Bytes the CG solver needs: a few parameter vectors, one Jacobian chunk, Nystrom factors."""
+    return 8 * p * itemsize + (chunk + m) * c * p * itemsize + n * c * m * c * 8
+
+
+def choose_solver(prob: _Problem, solver: Solver | str, nystrom_rank: int) -> Solver:
+    solver = Solver(solver)
+    n, c = prob.r.shape
+    p = sum(t.numel() for t in prob.params.values())
+    itemsize = torch.finfo(prob.r.dtype).bits // 8
+    dense = dense_memory_estimate(n, c, p, itemsize)
+    cg = cg_memory_estimate(n, c, p, itemsize, prob.chunk, nystrom_rank)
+    if solver is Solver.AUTO:
+        if dense <= prob.budget:
+            return Solver.DENSE
+        if cg <= prob.budget:
+            return Solver.CG
+    elif solver is Solver.DENSE:
+        if dense <= prob.budget:
+            return solver
+        raise MemoryBudgetError(
+            f"the dense solver needs about {dense / 2**30:.2f} GiB for {n} samples x {c} classes "
+            f"(budget {prob.budget / 2**30:.2f} GiB); use solver='cg' (matrix-free)"
+        )
+    elif cg <= prob.budget:
+        return solver
+    raise MemoryBudgetError(
+        f"no solver fits the memory budget of {prob.budget / 2**30:.3f} GiB: dense needs "
+        f"{dense / 2**30:.2f} GiB, matrix-free CG {cg / 2**30:.3f} GiB"
+    )
+
+
+def _dense_coefficients(prob: _Problem, form: str) -> tuple[Tensor, Tensor, SolveReport]:
+    t = time.perf_counter()
+    n, c = prob.r.shape
+    nr, nc_r = prob.n_retain, prob.n_retain * c
+    K = kernel_matrix(prob.f, prob.params, prob.x, memory_budget=prob.budget, chunk=prob.chunk)
+    r = prob.r.reshape(-1, 1).double()
+    eye = torch.eye(n * c, dtype=torch.float64)
+    A = K[:nc_r, :nc_r] + nr * prob.lam * eye[:nc_r, :nc_r]
+    alpha_r = _cholesky_solve(A, r[:nc_r])
+    if form == "schur":
+        delta_coef = schur_coefficients(K, r, nr * c, n_total=n, n_retain=nr, lam=prob.lam)
+    else:
+        alpha_d = _cholesky_solve(K + n * prob.lam * eye, r)
+        delta_coef = alpha_d.clone()
+        delta_coef[:nc_r] -= alpha_r
+    report = SolveReport(
+        "dense",
+        seconds=time.perf_counter() - t,
+        memory_estimate_bytes=dense_memory_estimate(
+            n, c, sum(v.numel() for v in prob.params.values())
+        ),
+    )
+    return delta_coef.reshape(n, c), alpha_r.reshape(nr, c), report
+
+
+def schur_coefficients(
+    K: Tensor, r: Tensor, ncr: int, *, n_total: int, n_retain: int, lam: float
+) -> Tensor:
+    """Coefficients of eq. 10 (Schur-complement form) so that ``delta_w = J_D^T coef``.
+
+    ``K`` is ``J_D J_D^T`` (retain rows first, ``ncr`` of them), ``r`` the stacked residuals.
+    Only solves with the retain block ``B_rr = K_rr + |D| lambda I`` (and ``A = K_rr + |D_r|
+    lambda I``) and the small ``|D_f| c`` system ``M^{-1} = B_ff - K_fr B_rr^{-1} K_rf`` are used:
+    ``coef_f = M V`` with ``V = r_f - K_fr B_rr^{-1} r_r`` and
+    ``coef_r = -B_rr^{-1} K_rf M V + (B_rr^{-1} - A^{-1}) r_r``.
+    """
+    K = K.double()
+    r = r.double()
+    eye_r = torch.eye(ncr, dtype=torch.float64)
+    Krr, Krf, Kff = K[:ncr, :ncr], K[:ncr, ncr:], K[ncr:, ncr:]
+    rr, rf = r[:ncr], r[ncr:]
+    B_rr = Krr + n_total * lam * eye_r
+    A = Krr + n_retain * lam * eye_r
+    sol = _cholesky_solve(B_rr, torch.cat([rr, Krf], dim=1))
+    Binv_rr, Binv_Krf = sol[:, :1], sol[:, 1:]
+    S = Kff + n_total * lam * torch.eye(len(Kff), dtype=torch.float64) - Krf.T @ Binv_Krf
+    V = rf - Krf.T @ Binv_rr
+    MV = _cholesky_solve(0.5 * (S + S.T), V)
+    coef_r = -Binv_Krf @ MV + Binv_rr - _cholesky_solve(A, rr)
+    return torch.cat([coef_r, MV])
+
+
+def _cg_coefficients(
+    prob: _Problem, tol: float, max_iter: int, nystrom_rank: int, seed: int
+) -> tuple[Tensor, Tensor, tuple[SolveReport, ...]]:
+    n, c = prob.r.shape
+    nr = prob.n_retain
+    reports, sols = [], []
+    for x, r, shift in (
+        (prob.x, prob.r, n * prob.lam),
+        (prob.x[:nr], prob.r[:nr], nr * prob.lam),
+    ):
+        t = time.perf_counter()
+        op = KernelOperator(prob.f, prob.params, x, shift, prob.chunk)
+        pre, name = None, "none"
+        if nystrom_rank > 0 and shift > 0:
+            pre = NystromPreconditioner.build(
+                prob.f, prob.params, x, shift, nystrom_rank, prob.chunk, seed
+            )
+            name = f"nystrom(m={min(nystrom_rank, len(x))})"
+        sol, it, rel = conjugate_gradient(op, r, precond=pre, tol=tol, max_iter=max_iter)
+        p = sum(v.numel() for v in prob.params.values())
+        mem = cg_memory_estimate(
+            len(x), c, p, torch.finfo(r.dtype).bits // 8, prob.chunk, nystrom_rank
+        )
+        reports.append(SolveReport("cg", it, rel, rel <= tol, time.perf_counter() - t, mem, name))
+        sols.append(sol)
+    alpha_d, alpha_r = sols
+    coef = alpha_d.clone()
+    coef[:nr] -= alpha_r
+    return coef, alpha_r, tuple(reports)
+
+
+def ntk_direction(
+    model: nn.Module,
+    retain,
+    forget,
+    *,
+    weight_decay: float,
+    loss: Loss | str = Loss.CE,
+    around=None,
+    solver: Solver | str = Solver.AUTO,
+    dtype: torch.dtype | None = None,
+    memory_budget: int | None = None,
+    form: str = "difference",
+    cg_tol: float | None = None,
+    cg_max_iter: int = 500,
+    nystrom_rank: int = 64,
+    chunk: int | None = None,
+    seed: int = 0,
+) -> NTKDirection:
+    """The NTK scrubbing step with everything it used (see the module docstring).
+
+    ``retain``/``forget``: ``(inputs, labels)`` pairs or datasets. ``around``: the linearization
+    point (module, parameter dict or flat vector; default the model's current weights).
+    ``form``: ``"difference"`` (u_{D_r} - u_D) or ``"schur"`` (eq. 10; dense solver only).
+    ``cg_tol`` defaults to 1e-10 in float64 and 1e-5 in float32.
+    """
+    start = time.perf_counter()
+    prob = _setup(
+        model,
+        retain,
+        forget,
+        weight_decay=weight_decay,
+        loss=loss,
+        around=around,
+        dtype=dtype,
+        memory_budget=memory_budget,
+        chunk=chunk,
+    )
+    chosen = choose_solver(prob, solver, nystrom_rank)
+    if form not in ("difference", "schur"):
+        raise ValueError(f"form must be 'difference' or 'schur', got {form!r}")
+    if chosen is Solver.DENSE:
+        coef, alpha_r, report = _dense_coefficients(prob, form)
+        reports = (report,)
+    else:
+        if form == "schur":
+            raise ValueError("the Schur form is implemented for the dense solver only")
+        tol = cg_tol if cg_tol is not None else (1e-10 if prob.r.dtype == torch.float64 else 1e-5)
+        coef, alpha_r, reports = _cg_coefficients(prob, tol, cg_max_iter, nystrom_rank, seed)
+    dt = prob.r.dtype
+    delta = vjp_sum(prob.f, prob.params, prob.x, coef.to(dt), prob.chunk)
+    nr = prob.n_retain
+    u_retain = -vjp_sum(prob.f, prob.params, prob.x[:nr], alpha_r.to(dt), prob.chunk)
+    if not torch.isfinite(delta).all():
+        raise ValueError("the NTK direction is not finite (ill-conditioned kernel)")
+    return NTKDirection(
+        delta.detach(),
+        u_retain.detach(),
+        flatten(prob.params),
+        reports,
+        time.perf_counter() - start,
+        {"solver": chosen.value, "form": form, "n_retain": nr, "n_forget": len(prob.x) - nr},
+    )
+
+
+def scrub_direction(
+    model: nn.Module,
+    retain,
+    forget,
+    *,
+    weight_decay: float,
+    loss: Loss | str = "ce",
+    around=None,
+    solver: Solver | str = "auto",
+    dtype: torch.dtype | None = None,
+    **kwargs,
+) -> Tensor:
+    """The flat scrubbing direction ``delta_w = u_{D_r} - u_D`` (before trapezium rescaling).
+
+    Shapes: ``retain = (x_r, y_r)`` with ``x_r`` ``(N_r, ...)``, ``forget`` likewise; the result
+    has length p in ``model.parameters()`` order. See :func:`ntk_direction` for the options.
+    """
+    return ntk_direction(
+        model,
+        retain,
+        forget,
+        weight_decay=weight_decay,
+        loss=loss,
+        around=around,
+        solver=solver,
+        dtype=dtype,
+        **kwargs,
+    ).delta
+
+
+def apply_retain_projector(
+    f: ModelFn, params: Params, x_retain: Tensor, v: Tensor, *, ridge: float = 0.0
+) -> Tensor:
+    """``P v = v - J_r^T (J_r J_r^T + ridge I)^{-1} J_r v`` (the P of eq. 10), dense, small n.
+
+    With ``ridge = 0`` and J_r of full row rank, P is the orthogonal projector onto the
+    complement of the span of the retain gradients.
+    """
+    J = jacobian(f, params, x_retain).reshape(-1, v.numel()).to(v.dtype)
+    K = J @ J.T + ridge * torch.eye(len(J), dtype=v.dtype)
+    return v - J.T @ torch.linalg.solve(K, J @ v)
+
+
+# ----------------------------------------------------------------------------- trapezium
+
+
+@dataclass(frozen=True)
+class Trapezium:
+    """The trapezium trick's choice: ``scale`` multiplies delta_w (Fig. 5)."""
+
+    scale: float
+    predicted_norm: float
+    delta_norm: float
+    leg_norm: float
+    angle: float  # radians, between delta_w and the leg m
+
+
+def trapezium(delta: Tensor, *, w_full: Tensor, w0: Tensor, u_retain: Tensor) -> Trapezium:
+    """Rescale the linearized direction to undo its undershoot (supplement, Fig. 5).
+
+    Inputs: delta = w_lin(D_r) - w_lin(D), the trained weights w(D), the pre-trained w0 and the
+    linear prediction u_{D_r}. With the leg ``m = (w(D) - w0) - u_{D_r}`` and theta the angle
+    between delta and m, the isosceles trapezium predicts
+    ``||w(D_r) - w(D)|| = ||delta|| + 2 sin(a) ||m||`` with ``a = theta - pi/2`` when
+    ``cos theta < 0`` and ``2 cos(theta) ||m||`` otherwise (the authors' code); both cases equal
+    ``||delta|| + 2 |cos theta| ||m||``. The scrub is ``w(D) + scale * delta``.
+    """
+    d = delta.double()
+    m = (w_full.double() - w0.double()) - u_retain.double()
+    dn, mn = d.norm().item(), m.norm().item()
+    if dn == 0.0:
+        return Trapezium(1.0, 0.0, 0.0, mn, float("nan"))
+    cos = (d @ m).item() / (dn * mn) if mn > 0 else 0.0
+    cos = max(-1.0, min(1.0, cos))
+    theta = math.acos(cos)
+    extra = 2 * math.sin(theta - math.pi / 2) * mn if cos < 0 else 2 * math.cos(theta) * mn
+    predicted = dn + extra
+    return Trapezium(predicted / dn, predicted, dn, mn, theta)

@@ -1,0 +1,192 @@
+"""The paper's training recipes (section 5.2 and supplement A).
+
+- Pre-training: SGD (lr 0.1, momentum 0.9, weight decay 5e-4 toward zero), batch 128.
+- Fine-tuning from w0 on a set S: minimise (1/|S|) sum_i CE_i + (lambda/2)||w - w0||^2 with SGD
+  (lr 0.01, momentum 0.9, batch 128, lambda = 0.1), BatchNorm in eval mode (running statistics
+  frozen), until zero training error and then ``extra_epochs`` more, capped at ``max_epochs``.
+
+Every random choice (shuffling, flips) comes from a ``torch.Generator`` seeded by the caller,
+so the same seed gives bit-identical weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .functional import eval_mode, flatten, parameters_of
+from .progress import progress
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    epochs: int = 30
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    schedule: str = "onecycle"  # "constant" or "onecycle"
+    flip: bool = False  # random horizontal flips (images)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.1  # lambda of (lambda/2)||w - w0||^2
+    batch_size: int = 128
+    extra_epochs: int = 5  # after zero training error
+    max_epochs: int = 100
+    min_epochs: int = 0
+    record_every: int = 0  # record the weights every k epochs (0: never)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    model: nn.Module
+    epochs: int
+    train_error: float
+    reached_zero_error: bool
+    trajectory: list[Tensor] = field(default_factory=list)  # flat weights, w0 first
+
+
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Logits ``(N, c)`` of ``model`` in eval mode, without gradients."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    outs = []
+    with torch.no_grad(), eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            outs.append(model(x[i : i + batch_size].to(device, dtype)).cpu())
+    if not outs:
+        c = model(x[:1].to(device, dtype)).shape[-1] if len(x) else 0
+        return torch.zeros(0, c)
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
+    """Top-1 error (fraction) and mean cross-entropy (nats) of ``model`` on ``(x, y)``."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    logits = predict(model, x)
+    err = (logits.argmax(1) != y).double().mean().item()
+    return err, F.cross_entropy(logits.double(), y).item()
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator):
+    perm = torch.randperm(n, generator=gen)
+    for i in range(0, n, batch_size):
+        yield perm[i : i + batch_size]
+
+
+def _flip(x: Tensor, gen: torch.Generator) -> Tensor:
+    mask = torch.rand(len(x), generator=gen) < 0.5
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+def pretrain(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    config: PretrainConfig,
+    *,
+    seed: int,
+    device: str = "cpu",
+    desc: str = "pre-train",
+) -> nn.Module:
+    """Pre-train ``model`` in place (BatchNorm in train mode) and return it."""
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    steps = config.epochs * ((len(x) + config.batch_size - 1) // config.batch_size)
+    sched = None
+    if config.schedule == "onecycle" and steps > 0:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
+    for _ in progress(range(config.epochs), desc=desc):
+        for idx in _batches(len(x), config.batch_size, gen):
+            xb = x[idx]
+            if config.flip and xb.ndim == 4:
+                xb = _flip(xb, gen)
+            loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+    model.eval()
+    return model
+
+
+def weight_decay_toward(params: list[Tensor], anchor: list[Tensor], lam: float) -> Tensor:
+    """(lambda/2) * ||w - w0||^2; its gradient with respect to w is lambda * (w - w0)."""
+    return 0.5 * lam * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
+
+
+def finetune(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    config: FinetuneConfig,
+    *,
+    seed: int,
+    anchor: nn.Module | None = None,
+    device: str = "cpu",
+    desc: str = "fine-tune",
+    epochs: int | None = None,
+    on_data: Callable[[Tensor, Tensor], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune a copy of ``model`` on ``(x, y)`` with weight decay toward ``anchor`` (w0;
+    default: the starting weights). BatchNorm statistics are never updated.
+
+    Trains until zero training error plus ``extra_epochs`` (capped at ``max_epochs``), or for
+    exactly ``epochs`` epochs when given (the fine-tune baseline). ``on_data`` is called once with
+    the data actually used (tests check that D_f never reaches retraining).
+    """
+    if len(x) == 0:
+        raise ValueError("cannot fine-tune on an empty data set")
+    if on_data is not None:
+        on_data(x, y)
+    gen = torch.Generator().manual_seed(seed)
+    model = copy.deepcopy(model).to(device)
+    model.eval()  # BatchNorm in eval mode: running statistics frozen
+    params = [p for p in model.parameters() if p.requires_grad]
+    anchor_params = [
+        p.detach().clone().to(device)
+        for p in (anchor.parameters() if anchor is not None else params)
+        if p.requires_grad
+    ]
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+    trajectory = [flatten(parameters_of(model)).cpu()] if config.record_every else []
+    zero_at, epoch, err = None, 0, 1.0
+    limit = epochs if epochs is not None else config.max_epochs
+    bar = progress(range(limit), desc=desc)
+    for epoch in bar:  # noqa: B007
+        for idx in _batches(len(x), config.batch_size, gen):
+            logits = model(x[idx].to(device))
+            loss = F.cross_entropy(logits, y[idx].to(device))
+            loss = loss + weight_decay_toward(params, anchor_params, config.weight_decay)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if config.record_every and (epoch + 1) % config.record_every == 0:
+            trajectory.append(flatten(parameters_of(model)).cpu())
+        if epochs is not None:
+            continue
+        err, _ = evaluate(model, x, y)
+        if err == 0.0 and zero_at is None:
+            zero_at = epoch
+        if zero_at is not None and epoch >= zero_at + config.extra_epochs:
+            if epoch + 1 >= config.min_epochs:
+                break
+    bar.close()
+    if config.record_every and (epoch + 1) % config.record_every != 0:
+        trajectory.append(flatten(parameters_of(model)).cpu())
+    err, _ = evaluate(model, x, y)
+    return FinetuneResult(model.cpu(), epoch + 1, err, zero_at is not None, trajectory)

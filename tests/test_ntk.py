@@ -1,0 +1,240 @@
+"""NTK engine against independent float64 references on tiny problems."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from forgetbox import ntk
+from forgetbox.functional import flatten, model_function, parameters_of
+from forgetbox.models import MLP, LinearModel, SmallCNN
+
+torch.set_default_dtype(torch.float32)
+
+
+def ridge_on(x, y, w0_model, lam):
+    """Closed-form minimiser of (1/N) sum 1/2||Wx+b-onehot(y)||^2 + lam/2 ||w - w0||^2."""
+    X = torch.cat([x.flatten(1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    W0 = torch.cat([w0_model.classifier.weight, w0_model.classifier.bias[:, None]], 1).detach()
+    Y = torch.nn.functional.one_hot(y, W0.shape[0]).to(x.dtype)
+    n, d = X.shape
+    A = X.T @ X / n + lam * torch.eye(d, dtype=x.dtype)
+    theta = torch.linalg.solve(A, X.T @ Y / n + lam * W0.T)  # (d, c)
+    return torch.cat([theta[:-1].T.reshape(-1), theta[-1]])  # weight then bias
+
+
+def brute_force_delta(model, params, xr, yr, xf, yf, lam, loss="ce"):
+    """Per-sample, per-class autograd into a dense Jacobian; solve with linalg.solve."""
+    f = model_function(model, torch.float64)
+
+    def jac(x):
+        rows = []
+        for i in range(len(x)):
+            for k in range(ntk_outputs(f, params, x)):
+                p = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+                out = f(p, x[i : i + 1])[0, k]
+                grads = torch.autograd.grad(out, list(p.values()), allow_unused=True)
+                rows.append(
+                    torch.cat(
+                        [
+                            (g if g is not None else torch.zeros_like(t)).reshape(-1)
+                            for g, t in zip(grads, p.values(), strict=True)
+                        ]
+                    )
+                )
+        return torch.stack(rows)
+
+    def resid(x, y):
+        with torch.no_grad():
+            z = f(params, x)
+        oh = torch.nn.functional.one_hot(y, z.shape[1]).double()
+        return (torch.softmax(z, 1) - oh if loss == "ce" else z - oh).reshape(-1)
+
+    def u(x, y):
+        J = jac(x)
+        K = J @ J.T + len(x) * lam * torch.eye(len(J), dtype=torch.float64)
+        return -J.T @ torch.linalg.solve(K, resid(x, y))
+
+    xd, yd = torch.cat([xr, xf]), torch.cat([yr, yf])
+    return u(xr, yr) - u(xd, yd)
+
+
+def ntk_outputs(f, params, x):
+    with torch.no_grad():
+        return f(params, x[:1]).shape[1]
+
+
+def _randomize_bn(model, gen):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            with torch.no_grad():
+                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=gen))
+                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+def test_linear_mse_around_w0_is_exact_ridge_retrain(gen):
+    lam, c = 0.1, 3
+    x = torch.randn(40, 1, 2, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, c, (40,), generator=gen)
+    xr, yr, xf, yf = x[:33], y[:33], x[33:], y[33:]
+    torch.manual_seed(1)
+    w0 = LinearModel(c, 6).double()
+    trained = LinearModel(c, 6).double()
+    from forgetbox.functional import load_flat_
+
+    load_flat_(trained, ridge_on(x, y, w0, lam))
+    target = ridge_on(xr, yr, w0, lam)
+    w_d = flatten(parameters_of(trained))
+    for solver, form in (("dense", "difference"), ("dense", "schur"), ("cg", "difference")):
+        delta = ntk.scrub_direction(
+            trained,
+            (xr, yr),
+            (xf, yf),
+            weight_decay=lam,
+            loss="mse",
+            around=w0,
+            solver=solver,
+            dtype=torch.float64,
+            form=form,
+        )
+        err = ((w_d + delta) - target).norm() / target.norm()
+        assert err < 1e-8, (solver, form, err.item())
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "mlp"])
+def test_engine_matches_brute_force(arch, gen):
+    torch.manual_seed(3)
+    if arch == "smallcnn":
+        model = SmallCNN(3, 1, width=0.25).double()
+        _randomize_bn(model, gen)
+        x = torch.randn(9, 1, 6, 6, generator=gen, dtype=torch.float64)
+    else:
+        model = MLP(3, 5, width=0.2).double()
+        x = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (9,), generator=gen)
+    xr, yr, xf, yf = x[:7], y[:7], x[7:], y[7:]
+    lam = 0.1
+    params = parameters_of(model, torch.float64)
+    ref = brute_force_delta(model, params, xr, yr, xf, yf, lam)
+    kw = dict(weight_decay=lam, dtype=torch.float64)
+    dense = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
+    schur = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", form="schur", **kw)
+    cg = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="cg", **kw)
+    scale = ref.norm()
+    assert scale > 1e-6
+    assert (dense - ref).norm() / scale < 1e-8
+    assert (schur - ref).norm() / scale < 1e-8
+    assert (cg - dense).norm() / scale < 1e-6
+
+
+def test_mse_matches_brute_force_and_around_changes_result(gen):
+    torch.manual_seed(4)
+    model = MLP(2, 4, width=0.1).double()
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (6,), generator=gen)
+    params = parameters_of(model, torch.float64)
+    ref = brute_force_delta(model, params, x[:4], y[:4], x[4:], y[4:], 0.05, loss="mse")
+    got = ntk.scrub_direction(
+        model, (x[:4], y[:4]), (x[4:], y[4:]), weight_decay=0.05, loss="mse", dtype=torch.float64
+    )
+    assert (got - ref).norm() / ref.norm() < 1e-8
+    other = {k: v + 0.1 for k, v in params.items()}
+    moved = ntk.scrub_direction(
+        model,
+        (x[:4], y[:4]),
+        (x[4:], y[4:]),
+        weight_decay=0.05,
+        loss="mse",
+        dtype=torch.float64,
+        around=other,
+    )
+    assert (moved - got).norm() / got.norm() > 1e-3
+
+
+def test_kernel_matrix_param_groups_equal_full(gen):
+    torch.manual_seed(5)
+    model = SmallCNN(3, 1, width=0.25).double()
+    x = torch.randn(5, 1, 6, 6, generator=gen, dtype=torch.float64)
+    f = model_function(model, torch.float64)
+    params = parameters_of(model, torch.float64)
+    J = ntk.jacobian(f, params, x).reshape(15, -1)
+    p = J.shape[1]
+    # a budget that forces several parameter groups and several sample chunks
+    group = max(max(t.numel() for t in params.values()), p // 2)
+    budget = 2 * (15 * 15 * 8) + 2 * 15 * 8 * group
+    K = ntk.kernel_matrix(f, params, x, memory_budget=budget, chunk=2)
+    assert len(ntk._param_groups(params, group)) > 1
+    assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12)
+
+
+def test_projector_idempotent_and_annihilates_retain_gradients(gen):
+    torch.manual_seed(6)
+    model = MLP(2, 3, width=0.1).double()
+    f = model_function(model, torch.float64)
+    params = parameters_of(model, torch.float64)
+    xr = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    Jr = ntk.jacobian(f, params, xr).reshape(8, -1)
+    v = torch.randn(Jr.shape[1], generator=gen, dtype=torch.float64)
+    Pv = ntk.apply_retain_projector(f, params, xr, v)
+    PPv = ntk.apply_retain_projector(f, params, xr, Pv)
+    assert (PPv - Pv).norm() / Pv.norm() < 1e-9
+    assert (Jr @ Pv).abs().max() / (Jr @ v).abs().max() < 1e-9
+    assert (Pv - v).norm() > 1e-3  # it does something
+
+
+def test_trapezium_closed_forms():
+    d = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    w0 = torch.zeros(3, dtype=torch.float64)
+    u = torch.zeros(3, dtype=torch.float64)
+    orth = ntk.trapezium(d, w_full=torch.tensor([0.0, 2.0, 0.0]), w0=w0, u_retain=u)
+    assert orth.scale == pytest.approx(1.0)
+    par = ntk.trapezium(d, w_full=torch.tensor([3.0, 0.0, 0.0]), w0=w0, u_retain=u)
+    assert par.scale == pytest.approx(1 + 2 * 3.0)
+    anti = ntk.trapezium(d, w_full=torch.tensor([-1.0, 1.0, 0.0]), w0=w0, u_retain=u)
+    assert anti.angle == pytest.approx(3 * math.pi / 4)
+    assert anti.scale == pytest.approx(1 + 2 * math.sin(math.pi / 4) * math.sqrt(2))
+
+
+def test_nystrom_preconditioner_cuts_iterations(gen):
+    torch.manual_seed(7)
+    model = MLP(3, 6, width=0.3).double()
+    f = model_function(model, torch.float64)
+    params = parameters_of(model, torch.float64)
+    x = torch.randn(60, 6, generator=gen, dtype=torch.float64)
+    b = torch.randn(60, 3, generator=gen, dtype=torch.float64)
+    op = ntk.KernelOperator(f, params, x, shift=60 * 1e-3, chunk=16)
+    plain = ntk.conjugate_gradient(op, b, tol=1e-10, max_iter=2000)
+    pre = ntk.NystromPreconditioner.build(f, params, x, 60 * 1e-3, m=20, chunk=16, seed=0)
+    fast = ntk.conjugate_gradient(op, b, precond=pre, tol=1e-10, max_iter=2000)
+    assert fast[1] < plain[1]
+    assert (fast[0] - plain[0]).norm() / plain[0].norm() < 1e-7
+
+
+def test_bad_inputs_give_clear_errors(gen):
+    model = MLP(3, 4, width=0.1).double()
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    kw = dict(weight_decay=0.1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="forget set is empty"):
+        ntk.scrub_direction(model, (x, y), (x[:0], y[:0]), **kw)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        ntk.scrub_direction(model, (x, y), (x[:1], torch.tensor([5])), **kw)
+    with pytest.raises(ValueError, match="rejects inputs"):
+        ntk.scrub_direction(model, (x[:, :3], y), (x[:1, :3], y[:1]), **kw)
+    with pytest.raises(ntk.MemoryBudgetError, match="no solver fits"):
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), memory_budget=100, **kw)
+    with pytest.raises(ntk.MemoryBudgetError, match="solver='cg'"):
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), solver="dense", memory_budget=5000, **kw)
+    bad = MLP(3, 4, width=0.1).double()
+    with torch.no_grad():
+        bad.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        ntk.scrub_direction(bad, (x, y), (x[:1], y[:1]), **kw)
