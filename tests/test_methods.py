@@ -1,0 +1,148 @@
+"""Forgetting methods: Fisher against brute force, noise statistics, closed forms."""
+
+import pytest
+import torch
+
+from forgetbox import methods
+from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
+from forgetbox.methods import ForgetConfig, NoiseConfig
+from forgetbox.models import MLP, LinearModel
+from forgetbox.training import FinetuneConfig
+from tests.test_ntk import ridge_on
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(0)
+
+
+def test_fisher_diagonal_matches_per_sample_per_class_brute_force(gen):
+    torch.manual_seed(0)
+    model = MLP(3, 4, width=0.1).double()
+    x = torch.randn(7, 4, generator=gen, dtype=torch.float64)
+    f = model_function(model, torch.float64)
+    params = parameters_of(model, torch.float64)
+    expected = torch.zeros(sum(t.numel() for t in params.values()), dtype=torch.float64)
+    for i in range(len(x)):
+        for k in range(3):
+            p = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+            logp = torch.log_softmax(f(p, x[i : i + 1]), -1)[0]
+            grads = torch.autograd.grad(logp[k], list(p.values()))
+            g = torch.cat([t.reshape(-1) for t in grads])
+            expected += logp[k].exp().detach() * g**2
+    expected /= len(x)
+    got = methods.fisher_diagonal(model, x, chunk=3)
+    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_noise_variance_safeguards_by_hand():
+    model = MLP(2, 3, width=0.05).double()
+    like = parameters_of(model)
+    F = torch.linspace(1e-9, 5.0, sum(t.numel() for t in like.values()), dtype=torch.float64)
+    cfg = NoiseConfig()
+    var = methods.noise_variance(F, like, alpha=1e-3, head="classifier", config=cfg)
+    start = 0
+    for name, t in like.items():
+        Fi = F[start : start + t.numel()].view_as(t)
+        cap = cfg.head_cap if name.startswith("classifier.") else cfg.cap
+        v = 1e-3 * torch.minimum(1 / (Fi + cfg.floor), torch.tensor(cap, dtype=torch.float64))
+        if v.ndim > 1:
+            v = v.mean(1, keepdim=True).expand_as(v)
+        if name.startswith("classifier.") or v.ndim == 1:
+            v = v * cfg.boost
+        assert torch.allclose(var[start : start + t.numel()].view_as(t), v), name
+        start += t.numel()
+
+
+def test_noise_draws_have_the_requested_variance(gen):
+    model = MLP(2, 3, width=0.05).double()
+    mean = flatten(parameters_of(model))
+    var = torch.rand(mean.numel(), generator=gen, dtype=torch.float64) * 1e-2 + 1e-4
+    draws = torch.stack(
+        [
+            flatten(parameters_of(methods._noisy(model, mean, var, gen, ForgetConfig())))
+            for _ in range(3000)
+        ]
+    )
+    ratio = draws.var(0) / var
+    # the sample variance of 3000 normals has relative sd sqrt(2/2999) = 0.026
+    assert (ratio - 1).abs().max() < 6 * (2 / 2999) ** 0.5
+    assert (draws.mean(0) - mean).abs().max() < 6 * (var.max() / 3000) ** 0.5
+
+
+def _linear_problem(gen, n=30, nf=5, c=3, lam=0.1):
+    x = torch.randn(n, 1, 2, 2, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, c, (n,), generator=gen)
+    torch.manual_seed(2)
+    w0 = LinearModel(c, 4).double()
+    trained = LinearModel(c, 4).double()
+    load_flat_(trained, ridge_on(x, y, w0, lam))
+    return w0, trained, (x[nf:], y[nf:]), (x[:nf], y[:nf]), ridge_on(x[nf:], y[nf:], w0, lam)
+
+
+def test_newton_on_linear_mse_is_ridge_retrain(gen):
+    w0, trained, retain, forget, target = _linear_problem(gen)
+    cfg = ForgetConfig(loss="mse", newton_tol=1e-13, newton_max_iter=500)
+    res = methods.forget("newton", trained, w0, retain, forget, cfg)
+    got = flatten(parameters_of(res.model))
+    assert (got - target).norm() / target.norm() < 1e-8
+
+
+def test_ntk_method_on_linear_mse_is_ridge_retrain(gen):
+    w0, trained, retain, forget, target = _linear_problem(gen)
+    cfg = ForgetConfig(loss="mse", around="pretrained", use_trapezium=False, dtype=torch.float64)
+    res = methods.forget("ntk", trained, w0, retain, forget, cfg)
+    got = flatten(parameters_of(res.model))
+    assert (got - target).norm() / target.norm() < 1e-8
+    assert res.scale == 1.0
+
+
+def test_finetune_and_retrain_never_see_the_forget_set(gen, monkeypatch):
+    torch.manual_seed(0)
+    w0 = MLP(3, 4, width=0.1)
+    x = torch.randn(20, 4, generator=gen)
+    y = torch.randint(0, 3, (20,), generator=gen)
+    retain, forget_set = (x[5:], y[5:]), (x[:5], y[:5])
+    seen = []
+    real = methods.finetune
+
+    def spy(model, xs, ys, *args, **kwargs):
+        seen.append(xs.clone())
+        return real(model, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "finetune", spy)
+    cfg = ForgetConfig(train=FinetuneConfig(max_epochs=3), finetune_epochs=2)
+    for m in ("finetune", "retrain"):
+        methods.forget(m, w0, w0, retain, forget_set, cfg)
+    assert len(seen) == 2
+    for xs in seen:
+        assert len(xs) == 15
+        dist = torch.cdist(xs.flatten(1), forget_set[0].flatten(1))
+        assert dist.min() > 0  # no forget sample is among the data used
+
+
+def test_noisy_methods_are_seeded_and_differ_across_seeds(gen):
+    torch.manual_seed(0)
+    model = MLP(3, 4, width=0.1)
+    x = torch.randn(12, 4, generator=gen)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    cfg = ForgetConfig(alpha=1e-4)
+    a = methods.forget("fisher", model, model, (x[2:], y[2:]), (x[:2], y[:2]), cfg, seed=1)
+    b = methods.forget("fisher", model, model, (x[2:], y[2:]), (x[:2], y[:2]), cfg, seed=1)
+    c = methods.forget("fisher", model, model, (x[2:], y[2:]), (x[:2], y[:2]), cfg, seed=2)
+    wa, wb, wc = (flatten(parameters_of(r.model)) for r in (a, b, c))
+    assert torch.equal(wa, wb)
+    assert not torch.equal(wa, wc)
+    assert a.noise_variance is not None and a.info["alpha"] == 1e-4
+
+
+def test_whole_class_forgetting_zeroes_head_row(gen):
+    torch.manual_seed(0)
+    model = MLP(3, 4, width=0.1)
+    x = torch.randn(12, 4, generator=gen)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    cfg = ForgetConfig(alpha=1e-6, forgotten_class=1)
+    res = methods.forget("fisher", model, model, (x, y), (x[:1], y[:1]), cfg, seed=0)
+    row = res.model.classifier.weight[1]
+    assert row.abs().max() < 10 * 1e-2  # mean 0, sd 1e-2
+    assert not torch.allclose(row, model.classifier.weight[1])
