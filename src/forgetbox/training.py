@@ -182,9 +182,9 @@ def finetune(
         err, _ = evaluate(model, x, y)
         if err == 0.0 and zero_at is None:
             zero_at = epoch
-        if zero_at is not None and epoch >= zero_at + config.extra_epochs:
-            if epoch + 1 >= config.min_epochs:
-                break
+        done = zero_at is not None and epoch >= zero_at + config.extra_epochs
+        if done and epoch + 1 >= config.min_epochs:
+            break
     bar.close()
     if config.record_every and (epoch + 1) % config.record_every != 0:
         trajectory.append(flatten(parameters_of(model)).cpu())
