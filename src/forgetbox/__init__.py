@@ -12,4 +12,13 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "scrub", "ScrubResult"]
+
+
+def __getattr__(name: str):
+    # lazy, so `import forgetbox` stays light
+    if name in ("scrub", "ScrubResult"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'forgetbox' has no attribute {name!r}")

@@ -339,6 +339,44 @@ def load_npz(path: str | Path) -> ArrayData:
         raise DataError(f"{path}: not a readable .npz of arrays ({exc})") from exc
 
 
+def load_npz_arrays(path: str | Path) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(x_train, y_train, x_test, y_test)`` from an ``.npz`` (test arrays optional).
+
+    uint8 arrays of rank 3 or 4 are images ``(N, H, W[, C])`` and become float ``(N, C, H, W)``
+    in [0, 1]; floating arrays are used as they are (already preprocessed for the model).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such data file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not {"x_train", "y_train"} <= set(z.files):
+                raise DataError(f"{path}: needs arrays x_train and y_train, has {sorted(z.files)}")
+
+            def conv(a: np.ndarray) -> Tensor:
+                if a.dtype == np.uint8 and a.ndim in (3, 4):
+                    return _images_to_tensor(a)
+                if not np.issubdtype(a.dtype, np.floating):
+                    raise DataError(f"{path}: inputs must be uint8 images or floating arrays")
+                return torch.from_numpy(np.ascontiguousarray(a)).float()
+
+            def labels(a: np.ndarray) -> Tensor:
+                if not np.issubdtype(a.dtype, np.integer) or a.ndim != 1:
+                    raise DataError(f"{path}: labels must be a 1-D integer array")
+                return torch.from_numpy(a.astype(np.int64))
+
+            x, y = conv(z["x_train"]), labels(z["y_train"])
+            if len(x) != len(y):
+                raise DataError(f"{path}: {len(x)} inputs but {len(y)} labels")
+            xt = conv(z["x_test"]) if "x_test" in z.files else None
+            yt = labels(z["y_test"]) if "y_test" in z.files else None
+            return x, y, xt, yt
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz of arrays ({exc})") from exc
+
+
 def _load_image(path: Path, size: int | None) -> np.ndarray:
     from PIL import Image
 

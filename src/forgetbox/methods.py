@@ -77,6 +77,7 @@ class ForgetConfig:
     solver: str = "auto"
     dtype: torch.dtype | None = None
     around: str = "trained"  # linearization point: "trained" (w(D)) or "pretrained" (w0)
+    anchored: bool = True  # keep the weight-decay anchor in the linearization (see ntk)
     use_trapezium: bool = True
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
@@ -301,38 +302,8 @@ def forget(
         out = _noisy(model, w_d, var, gen, config)
         info["mean"] = w_d
     elif method in (Method.NTK, Method.NTK_FISHER):
-        direction = ntk.ntk_direction(
-            model,
-            retain,
-            forget_set,
-            weight_decay=config.weight_decay,
-            loss=config.loss,
-            around=w0 if config.around == "pretrained" else None,
-            solver=config.solver,
-            dtype=config.dtype,
-            memory_budget=config.memory_budget,
-            chunk=config.chunk,
-            seed=seed,
-        )
-        scale = 1.0
-        if config.use_trapezium:
-            trap = ntk.trapezium(
-                direction.delta,
-                w_full=w_d,
-                w0=flatten(parameters_of(w0)),
-                u_retain=direction.u_retain,
-            )
-            scale = trap.scale
-            info["trapezium"] = trap.__dict__
-        delta = (scale * direction.delta).to(dtype)
-        mean = w_d + delta
-        info["mean"] = mean
-        info["ntk"] = {
-            "solver": direction.extras["solver"],
-            "seconds": direction.seconds,
-            "reports": [r.__dict__ for r in direction.reports],
-            "delta_norm": direction.delta.norm().item(),
-        }
+        mean, delta, scale, ntk_info = ntk_point(model, w0, retain, forget_set, config, seed)
+        info.update(ntk_info, mean=mean)
         out = load_flat_(copy.deepcopy(model), mean)
         if method is Method.NTK_FISHER:
             fisher = fisher_diagonal(out, retain[0], chunk=config.chunk or 64)
@@ -358,6 +329,54 @@ def forget(
         info["alpha"] = alpha
     out.eval()
     return ForgetResult(method.value, out, delta, var, scale, time.perf_counter() - start, info)
+
+
+def ntk_point(
+    model: nn.Module,
+    w0: nn.Module,
+    retain: tuple[Tensor, Tensor],
+    forget_set: tuple[Tensor, Tensor],
+    config: ForgetConfig,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor, float, dict]:
+    """h_NTK(w) of eq. 10: ``w(D) + scale * delta_w`` with the trapezium ``scale``.
+
+    Returns ``(mean, shift, scale, info)`` with flat tensors in the model's dtype.
+    """
+    dtype = next(model.parameters()).dtype
+    w_d = flatten(parameters_of(model))
+    w0_flat = flatten(parameters_of(w0))
+    direction = ntk.ntk_direction(
+        model,
+        retain,
+        forget_set,
+        weight_decay=config.weight_decay,
+        loss=config.loss,
+        around=w0 if config.around == "pretrained" else None,
+        solver=config.solver,
+        dtype=config.dtype,
+        memory_budget=config.memory_budget,
+        chunk=config.chunk,
+        seed=seed,
+        pretrained=w0 if config.anchored else None,
+    )
+    base = direction.around if config.anchored else w0_flat.to(direction.around.dtype)
+    w_lin_retain = base + direction.u_retain
+    info: dict = {}
+    scale = 1.0
+    if config.use_trapezium:
+        trap = ntk.trapezium(direction.delta, w_full=w_d, w_lin_retain=w_lin_retain)
+        scale = trap.scale
+        info["trapezium"] = trap.__dict__
+    shift = (scale * direction.delta).to(dtype)
+    info["ntk"] = {
+        "solver": direction.extras["solver"],
+        "seconds": direction.seconds,
+        "reports": [r.__dict__ for r in direction.reports],
+        "delta_norm": direction.delta.norm().item(),
+        "anchored": config.anchored,
+    }
+    return w_d + shift, shift, scale, info
 
 
 def _variance(model: nn.Module, fisher: Tensor, alpha: float, config: ForgetConfig) -> Tensor:

@@ -356,6 +356,7 @@ class _Problem:
     lam: float
     chunk: int
     budget: int
+    anchor: Tensor | None = None  # flat w0 when the linearization is anchored
 
 
 def _as_pair(data, name: str) -> tuple[Tensor, Tensor]:
@@ -398,6 +399,7 @@ def _setup(
     dtype: torch.dtype | None,
     memory_budget: int | None,
     chunk: int | None,
+    pretrained=None,
 ) -> _Problem:
     dtype = dtype or next(model.parameters()).dtype
     xr, yr = _as_pair(retain, "retain")
@@ -423,15 +425,23 @@ def _setup(
         raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")
     budget = memory_budget or default_memory_budget()
     p = sum(t.numel() for t in params.values())
+    chunk = chunk or _default_chunk(p, c, dtype, budget)
+    r = residuals(logits, y, loss)
+    anchor = None
+    if pretrained is not None:
+        anchor = flatten(_around_params(model, pretrained, dtype))
+        d = unflatten(flatten(params) - anchor, params)
+        r = r - jvp_all(f, params, x, d, chunk).detach()
     return _Problem(
         f,
         params,
         x,
-        residuals(logits, y, loss),
+        r,
         len(xr),
         float(weight_decay),
-        chunk or _default_chunk(p, c, dtype, budget),
+        chunk,
         budget,
+        anchor,
     )
 
 
@@ -573,6 +583,7 @@ def ntk_direction(
     nystrom_rank: int = 64,
     chunk: int | None = None,
     seed: int = 0,
+    pretrained=None,
 ) -> NTKDirection:
     """The NTK scrubbing step with everything it used (see the module docstring).
 
@@ -580,6 +591,11 @@ def ntk_direction(
     point (module, parameter dict or flat vector; default the model's current weights).
     ``form``: ``"difference"`` (u_{D_r} - u_D) or ``"schur"`` (eq. 10; dense solver only).
     ``cg_tol`` defaults to 1e-10 in float64 and 1e-5 in float32.
+    ``pretrained`` (w0; module, dict or flat vector): when given, the linearization keeps the
+    weight-decay anchor, i.e. it solves the stated objective exactly for the model linearized
+    at w_bar: ``u_S = -(w_bar - w0) - J^T Theta_S^{-1} (r_S - J_S (w_bar - w0))``. This only
+    replaces r by ``r - J (w_bar - w0)`` (one jvp pass); at ``w_bar = w0`` it changes nothing.
+    Without it (the authors' code) the anchor term is dropped.
     """
     start = time.perf_counter()
     prob = _setup(
@@ -592,6 +608,7 @@ def ntk_direction(
         dtype=dtype,
         memory_budget=memory_budget,
         chunk=chunk,
+        pretrained=pretrained,
     )
     chosen = choose_solver(prob, solver, nystrom_rank)
     if form not in ("difference", "schur"):
@@ -608,12 +625,15 @@ def ntk_direction(
     delta = vjp_sum(prob.f, prob.params, prob.x, coef.to(dt), prob.chunk)
     nr = prob.n_retain
     u_retain = -vjp_sum(prob.f, prob.params, prob.x[:nr], alpha_r.to(dt), prob.chunk)
+    around_flat = flatten(prob.params)
+    if prob.anchor is not None:  # anchored: w_lin(S) = w0 + J^T-part (the -(w_bar - w0) cancels)
+        u_retain = u_retain - (around_flat - prob.anchor)
     if not torch.isfinite(delta).all():
         raise ValueError("the NTK direction is not finite (ill-conditioned kernel)")
     return NTKDirection(
         delta.detach(),
         u_retain.detach(),
-        flatten(prob.params),
+        around_flat,
         reports,
         time.perf_counter() - start,
         {"solver": chosen.value, "form": form, "n_retain": nr, "n_forget": len(prob.x) - nr},
@@ -677,18 +697,19 @@ class Trapezium:
     angle: float  # radians, between delta_w and the leg m
 
 
-def trapezium(delta: Tensor, *, w_full: Tensor, w0: Tensor, u_retain: Tensor) -> Trapezium:
+def trapezium(delta: Tensor, *, w_full: Tensor, w_lin_retain: Tensor) -> Trapezium:
     """Rescale the linearized direction to undo its undershoot (supplement, Fig. 5).
 
-    Inputs: delta = w_lin(D_r) - w_lin(D), the trained weights w(D), the pre-trained w0 and the
-    linear prediction u_{D_r}. With the leg ``m = (w(D) - w0) - u_{D_r}`` and theta the angle
-    between delta and m, the isosceles trapezium predicts
+    Inputs: ``delta`` = w_lin(D_r) - w_lin(D), the trained weights ``w_full`` = w(D) and the
+    linear prediction ``w_lin_retain`` = w_lin(D_r). With the leg ``m = w(D) - w_lin(D_r)`` and
+    theta the angle between delta and m, the isosceles trapezium predicts
     ``||w(D_r) - w(D)|| = ||delta|| + 2 sin(a) ||m||`` with ``a = theta - pi/2`` when
-    ``cos theta < 0`` and ``2 cos(theta) ||m||`` otherwise (the authors' code); both cases equal
-    ``||delta|| + 2 |cos theta| ||m||``. The scrub is ``w(D) + scale * delta``.
+    ``cos theta < 0`` and ``2 cos(theta) ||m||`` otherwise (the authors' code, where
+    w_lin(D_r) = w0 + u_{D_r}); both cases equal ``||delta|| + 2 |cos theta| ||m||``.
+    The scrub is ``w(D) + scale * delta``.
     """
     d = delta.double()
-    m = (w_full.double() - w0.double()) - u_retain.double()
+    m = w_full.double() - w_lin_retain.double()
     dn, mn = d.norm().item(), m.norm().item()
     if dn == 0.0:
         return Trapezium(1.0, 0.0, 0.0, mn, float("nan"))

@@ -133,7 +133,9 @@ def membership_attack(
     n_test = len(test[0])
     order = rng.permutation(n_test)
     half_a, half_b = order[: n_test // 2], order[n_test // 2 :]
-    keep = rng.permutation(len(retain[0]))[: len(half_a)]
+    n_train = min(len(half_a), len(retain[0]))
+    half_a = half_a[:n_train]
+    keep = rng.permutation(len(retain[0]))[:n_train]
 
     def feats(x, y):
         return attack_feature(predict(model, x), y, feature)

@@ -1,0 +1,826 @@
+"""The paper's experiment: pre-train -> fine-tune -> forget -> read out, over seeds.
+
+Each stage is cached in ``<out>/cache`` under a hash of everything it depends on, so an
+interrupted run continues where it stopped and an identical second run recomputes nothing.
+:func:`run_experiment` returns the results dictionary written to ``results.json`` (schema in
+``docs/results-schema.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import __version__, bounds, data, methods, models, readouts, training
+from .checkpoints import (
+    atomic_write_json,
+    atomic_write_text,
+    config_hash,
+    load_state,
+    save_state,
+)
+from .functional import flatten, load_flat_, parameters_of
+from .methods import METHODS, ForgetConfig
+from .progress import progress
+from .training import FinetuneConfig, PretrainConfig
+
+READOUT_KEYS = (
+    "error_forget",
+    "error_retain",
+    "error_test",
+    "error_val",
+    "loss_forget",
+    "relearn_epochs",
+    "mia_forget_member_rate",
+    "mia_auc",
+    "l1_to_retrain_forget",
+    "l1_to_retrain_retain",
+    "l1_to_retrain_test",
+    "info_weights_nats",
+    "info_activations_nats_forget",
+    "info_activations_nats_retain",
+    "info_activations_nats_test",
+    "info_activations_diag_nats_forget",
+    "seconds",
+)
+
+PROFILES: dict[str, dict] = {
+    # CI-sized: seconds
+    "quick": dict(
+        pretrain_epochs=3,
+        finetune_max_epochs=15,
+        relearn_max_epochs=10,
+        queries_per_subset=5,
+        tradeoff_draws=1,
+        tradeoff_alphas=(1e-8, 1e-6),
+        path_alphas=(0.0, 0.5, 1.0, 1.25),
+    ),
+    # the embedded default and CPU runs on real images
+    "default": dict(
+        pretrain_epochs=20,
+        finetune_max_epochs=100,
+        relearn_max_epochs=50,
+        queries_per_subset=25,
+        tradeoff_draws=3,
+        tradeoff_alphas=(1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
+        path_alphas=tuple(float(a) for a in np.round(np.linspace(0, 1.5, 13), 3)),
+    ),
+    # the paper's recipe (GPU advised)
+    "paper": dict(
+        pretrain_epochs=30,
+        finetune_max_epochs=300,
+        relearn_max_epochs=100,
+        queries_per_subset=50,
+        tradeoff_draws=5,
+        tradeoff_alphas=(1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
+        path_alphas=tuple(float(a) for a in np.round(np.linspace(0, 1.5, 13), 3)),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a run depends on. ``None`` fields are filled from the profile/dataset."""
+
+    dataset: str = "digits"  # digits | cifar10 | cifar10-npz | npz:PATH | tinyimagenet | lacuna
+    pretrain_dataset: str = "auto"
+    model: str = "smallcnn"
+    width: float = 1.0
+    profile: str = "default"
+    data_dir: str | None = None
+    download: bool = False
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = METHODS
+    forget_class: int = 0
+    num_to_forget: int | None = 15  # None: the whole class
+    train_per_class: int = 20
+    val_per_class: int = 25
+    test_per_class: int = 100
+    weight_decay: float = 0.1
+    alpha: float | None = None  # overrides both noise scales below
+    alpha_fisher: float = 1e-6
+    alpha_ntk_fisher: float = 1e-9
+    solver: str = "auto"
+    around: str = "trained"
+    finetune_lr: float = 0.01
+    pretrain_lr: float = 0.1
+    pretrain_seed: int = 0
+    pretrain_flip: bool = False
+    pretrain_epochs: int | None = None
+    finetune_max_epochs: int | None = None
+    relearn_max_epochs: int | None = None
+    queries_per_subset: int | None = None
+    tradeoff_draws: int | None = None
+    tradeoff_alphas: tuple[float, ...] | None = None
+    path_alphas: tuple[float, ...] | None = None
+    device: str = "cpu"
+    out: str = "runs/default"
+
+    def resolved(self) -> ExperimentConfig:
+        """Fill profile defaults and the pre-training set; validate."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}: {', '.join(PROFILES)}")
+        fill = {k: v for k, v in PROFILES[self.profile].items() if getattr(self, k) is None}
+        cfg = replace(self, **fill)
+        if cfg.pretrain_dataset == "auto":
+            cfg = replace(cfg, pretrain_dataset=_default_pretrain(cfg.dataset))
+        bad = [m for m in cfg.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown methods {bad}; choose from {', '.join(METHODS)}")
+        if "retrain" not in cfg.methods or "original" not in cfg.methods:
+            cfg = replace(cfg, methods=tuple(dict.fromkeys(("original", "retrain", *cfg.methods))))
+        if not cfg.seeds:
+            raise ValueError("at least one seed is needed")
+        if cfg.alpha is not None:
+            cfg = replace(cfg, alpha_fisher=cfg.alpha, alpha_ntk_fisher=cfg.alpha)
+        return cfg
+
+    def as_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def config_from_dict(d: dict) -> ExperimentConfig:
+    names = {f.name for f in fields(ExperimentConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return ExperimentConfig(**conv)
+
+
+def _default_pretrain(dataset: str) -> str:
+    return {
+        "digits": "digits59",
+        "cifar10": "cifar100",
+        "cifar10-npz": "tinyimagenet32",
+        "tinyimagenet": "tinyimagenet150",
+        "lacuna": "lacuna100",
+    }.get(dataset, "tinyimagenet32")
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+@dataclass
+class Cache:
+    """Content-addressed store of stage outputs (safetensors + JSON) in a folder."""
+
+    root: Path
+    hits: int = 0
+    misses: int = 0
+
+    def state(self, key: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        path = self.root / f"{key}.safetensors"
+        if path.exists():
+            self.hits += 1
+            return load_state(path)
+        self.misses += 1
+        out = compute()
+        save_state(path, out)
+        return out
+
+    def json(self, key: str, compute: Callable[[], object]) -> object:
+        path = self.root / f"{key}.json"
+        if path.exists():
+            self.hits += 1
+            return json.loads(path.read_text())
+        self.misses += 1
+        out = compute()
+        atomic_write_json(path, out)
+        return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Task:
+    """One seed's data: the split, the forget indices and convenient views."""
+
+    split: data.Split
+    forget_idx: Tensor
+
+    @property
+    def retain(self) -> tuple[Tensor, Tensor]:
+        m = data.retain_mask(len(self.split.y_train), self.forget_idx)
+        return self.split.x_train[m], self.split.y_train[m]
+
+    @property
+    def forget(self) -> tuple[Tensor, Tensor]:
+        return self.split.x_train[self.forget_idx], self.split.y_train[self.forget_idx]
+
+    @property
+    def full(self) -> tuple[Tensor, Tensor]:
+        return self.split.x_train, self.split.y_train
+
+    @property
+    def test(self) -> tuple[Tensor, Tensor]:
+        return self.split.x_test, self.split.y_test
+
+
+def load_pretrain_set(cfg: ExperimentConfig) -> tuple[Tensor, Tensor]:
+    name = cfg.pretrain_dataset
+    if name == "digits59":
+        return data.digits_pretrain()
+    if name == "cifar100":
+        d = data.load_cifar("cifar100", cfg.data_dir or "data", download=cfg.download)
+        return d.x_train, d.y_train
+    if name == "cifar10-59":
+        d = _finetune_arrays(replace(cfg, dataset="cifar10-npz"))
+        return data.class_subset(d, (5, 6, 7, 8, 9))
+    if name == "tinyimagenet32":
+        d = data.load_npz(data.resolve_data_file("tinyimagenet32", cfg.data_dir))
+        return data.class_subset(d, tuple(range(100)))
+    if name == "tinyimagenet150":
+        d = data.load_tiny_imagenet(cfg.data_dir or "data/tiny-imagenet-200")
+        return data.class_subset(d, tuple(range(150)))
+    if name == "lacuna100":
+        return _lacuna(cfg)[0].x_train, _lacuna(cfg)[0].y_train
+    if name.startswith("npz:"):
+        d = data.load_npz(name[4:])
+        return d.x_train, d.y_train
+    raise ValueError(f"unknown pre-training set {name!r}")
+
+
+def _lacuna(cfg: ExperimentConfig):
+    return data.lacuna(cfg.data_dir or "data/lacuna", seed=cfg.pretrain_seed)
+
+
+def _finetune_arrays(cfg: ExperimentConfig) -> data.ArrayData:
+    if cfg.dataset == "cifar10":
+        return data.load_cifar("cifar10", cfg.data_dir or "data", download=cfg.download)
+    if cfg.dataset == "cifar10-npz" or cfg.dataset.startswith("npz:"):
+        name = "cifar10-npz" if cfg.dataset == "cifar10-npz" else cfg.dataset
+        return data.load_npz(data.resolve_data_file(name, cfg.data_dir))
+    if cfg.dataset == "tinyimagenet":
+        d = data.load_tiny_imagenet(cfg.data_dir or "data/tiny-imagenet-200")
+        keep = tuple(range(150, 155))
+        mtr, mte = (
+            torch.isin(d.y_train, torch.tensor(keep)),
+            torch.isin(d.y_test, torch.tensor(keep)),
+        )
+        return data.ArrayData(
+            d.x_train[mtr], d.y_train[mtr] - 150, d.x_test[mte], d.y_test[mte] - 150
+        )
+    if cfg.dataset == "lacuna":
+        return _lacuna(cfg)[1]
+    raise ValueError(f"unknown dataset {cfg.dataset!r}")
+
+
+def build_task(cfg: ExperimentConfig, seed: int, stats: tuple[Tensor, Tensor]) -> Task:
+    """The fine-tuning split and forget cohort of one seed (reproducible from the seed)."""
+    if cfg.dataset == "digits":
+        split = data.digits_split(
+            seed=seed, train_per_class=cfg.train_per_class, val_per_class=cfg.val_per_class
+        )
+    else:
+        split = data.small_split(
+            _finetune_arrays(cfg),
+            seed=seed,
+            train_per_class=cfg.train_per_class,
+            val_per_class=cfg.val_per_class,
+            test_per_class=cfg.test_per_class,
+            name=cfg.dataset,
+        )
+    split = data.normalize(split, *stats)
+    forget_idx = data.select_forget(
+        split.y_train, forget_class=cfg.forget_class, num_to_forget=cfg.num_to_forget, seed=seed
+    )
+    return Task(split, forget_idx)
+
+
+def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    dims = (0, 2, 3) if x.ndim == 4 else (0,)
+    return x.mean(dims, keepdim=True), x.std(dims, keepdim=True).clamp_min(1e-6)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass
+class Stages:
+    """The pipeline with its cache; each method returns (and caches) one stage's output."""
+
+    cfg: ExperimentConfig
+    cache: Cache
+    log: Callable[[str], None] = print
+    _pretrained: nn.Module | None = None
+    _stats: tuple[Tensor, Tensor] | None = None
+    timings: dict = field(default_factory=dict)
+
+    # -- pre-training
+    def pretrain_key(self) -> str:
+        c = self.cfg
+        return "pretrain-" + config_hash(
+            [
+                c.pretrain_dataset,
+                c.model,
+                c.width,
+                c.pretrain_epochs,
+                c.pretrain_lr,
+                c.pretrain_seed,
+                c.pretrain_flip,
+                c.data_dir if c.dataset != "digits" else None,
+            ]
+        )
+
+    def pretrained(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        if self._pretrained is not None:
+            return self._pretrained
+        c = self.cfg
+        x, y = load_pretrain_set(c)
+        self._stats = channel_stats(x)
+        x = (x - self._stats[0]) / self._stats[1]
+        k = int(y.max()) + 1
+        model = models.build_model(
+            c.model,
+            num_classes=k,
+            input_shape=tuple(x.shape[1:]),
+            width=c.width,
+            generator_seed=c.pretrain_seed,
+        )
+
+        def compute():
+            t = time.perf_counter()
+            cfg = PretrainConfig(epochs=c.pretrain_epochs, lr=c.pretrain_lr, flip=c.pretrain_flip)
+            training.pretrain(model, x, y, cfg, seed=c.pretrain_seed, device=c.device)
+            self.log(
+                f"pre-trained {c.model} on {c.pretrain_dataset} ({len(x)} images) "
+                f"in {time.perf_counter() - t:.0f} s"
+            )
+            return {k2: v.cpu() for k2, v in model.state_dict().items()}
+
+        model.load_state_dict(self.cache.state(self.pretrain_key(), compute))
+        self._pretrained = model.eval()
+        return self._pretrained
+
+    def stats(self) -> tuple[Tensor, Tensor]:
+        if self._stats is None:
+            x, _ = load_pretrain_set(self.cfg)
+            self._stats = channel_stats(x)
+        return self._stats
+
+    # -- fine-tuning
+    def finetune_config(self, record: bool) -> FinetuneConfig:
+        return FinetuneConfig(
+            lr=self.cfg.finetune_lr,
+            weight_decay=self.cfg.weight_decay,
+            max_epochs=self.cfg.finetune_max_epochs,
+            record_every=1 if record else 0,
+        )
+
+    def trained(self, task: Task, w0: nn.Module, seed: int, which: str) -> tuple[nn.Module, dict]:
+        """``which`` = "original" (on D) or "retrain" (on D_r), with the weight trajectory."""
+        x, y = task.full if which == "original" else task.retain
+        key = f"finetune-{which}-" + config_hash(
+            [
+                self.pretrain_key(),
+                seed,
+                self.finetune_config(True).__dict__,
+                task.split.indices,
+                task.forget_idx.tolist() if which == "retrain" else None,
+            ]
+        )
+
+        def compute():
+            t = time.perf_counter()
+            res = training.finetune(
+                w0,
+                x,
+                y,
+                self.finetune_config(True),
+                seed=seed,
+                device=self.cfg.device,
+                desc=f"fine-tune {which} (seed {seed})",
+            )
+            state = {k: v for k, v in res.model.state_dict().items()}
+            state["__trajectory__"] = torch.stack(res.trajectory)
+            state["__meta__"] = torch.tensor(
+                [
+                    res.epochs,
+                    res.train_error,
+                    float(res.reached_zero_error),
+                    time.perf_counter() - t,
+                ],
+                dtype=torch.float64,
+            )
+            return state
+
+        state = self.cache.state(key, compute)
+        model = _clone_like(w0)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("__")})
+        meta = state["__meta__"].tolist()
+        info = {
+            "epochs": int(meta[0]),
+            "train_error": meta[1],
+            "reached_zero_error": bool(meta[2]),
+            "seconds": meta[3],
+            "trajectory": state["__trajectory__"],
+        }
+        return model.eval(), info
+
+    # -- forgetting
+    def forget_config(self, task: Task) -> ForgetConfig:
+        c = self.cfg
+        whole = c.num_to_forget is None
+        return ForgetConfig(
+            weight_decay=c.weight_decay,
+            solver=c.solver,
+            around=c.around,
+            train=self.finetune_config(False),
+            forgotten_class=c.forget_class if whole else None,
+        )
+
+    def alpha_for(self, method: str) -> float:
+        return self.cfg.alpha_fisher if method == "fisher" else self.cfg.alpha_ntk_fisher
+
+    def scrubbed(
+        self,
+        method: str,
+        task: Task,
+        original: nn.Module,
+        w0: nn.Module,
+        retrained: nn.Module,
+        seed: int,
+        key_base: str,
+    ) -> dict:
+        fcfg = replace(self.forget_config(task), alpha=self.alpha_for(method))
+        key = f"method-{method}-" + config_hash([key_base, method, repr(fcfg)])
+
+        def compute():
+            res = methods.forget(
+                method,
+                original,
+                w0,
+                task.retain,
+                task.forget,
+                fcfg,
+                seed=seed,
+                retrain=lambda: retrained,
+            )
+            out = {k: v for k, v in res.model.state_dict().items()}
+            out["__mean__"] = res.mean.detach()
+            if res.noise_variance is not None:
+                out["__var__"] = res.noise_variance
+            extras = {
+                "seconds": res.seconds,
+                "scale": res.scale,
+                "info": {k: v for k, v in res.info.items() if k != "mean"},
+            }
+            if method == "retrain":  # the gold reference's cost is its own fine-tuning time
+                extras["seconds"] = float("nan")
+            out["__extras__"] = torch.tensor(
+                list(json.dumps(extras, default=str).encode()), dtype=torch.uint8
+            )
+            return out
+
+        return self.cache.state(key, compute)
+
+
+def _clone_like(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def _extras(state: dict) -> dict:
+    return json.loads(bytes(state["__extras__"].tolist()).decode())
+
+
+# ----------------------------------------------------------------------------- readouts
+
+
+def _subsample(x: Tensor, n: int, seed: int) -> Tensor:
+    if len(x) <= n:
+        return x
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx.sort().values]
+
+
+def fisher_variance(
+    model: nn.Module, mean: Tensor, x_retain: Tensor, alpha: float, cfg: ForgetConfig
+) -> Tensor:
+    """alpha F^{-1} (with the noise safeguards) at weights ``mean`` on D_r."""
+    probe = load_flat_(_clone_like(model), mean)
+    F = methods.fisher_diagonal(probe, x_retain)
+    return methods.noise_variance(
+        F,
+        parameters_of(probe),
+        alpha=alpha,
+        head=models.head_name(probe),
+        config=cfg.noise,
+        forgotten_class=cfg.forgotten_class,
+    )
+
+
+def readout_row(
+    stages: Stages,
+    method: str,
+    state: dict,
+    task: Task,
+    original: nn.Module,
+    retrained: nn.Module,
+    orig_loss_forget: float,
+    seed: int,
+    ref_var: Callable[[float], Tensor],
+) -> dict:
+    """All readouts of one scrubbed model (one row of ``per_seed``)."""
+    cfg = stages.cfg
+    model = _clone_like(original)
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("__")})
+    model.eval()
+    ex = _extras(state)
+    row: dict = {"seed": seed}
+    sp = task.split
+    for name, (x, y) in {
+        "forget": task.forget,
+        "retain": task.retain,
+        "test": task.test,
+        "val": (sp.x_val, sp.y_val),
+    }.items():
+        err, loss = readouts.error_and_loss(model, x, y)
+        row[f"error_{name}"] = err
+        row[f"loss_{name}"] = loss
+    rl = readouts.relearn_time(
+        model,
+        *task.full,
+        *task.forget,
+        threshold=orig_loss_forget,
+        max_epochs=cfg.relearn_max_epochs,
+        seed=seed,
+    )
+    row["relearn_epochs"] = rl.epochs
+    mia = readouts.membership_attack(model, task.retain, task.test, task.forget, seed=seed)
+    row["mia_forget_member_rate"] = mia.member_rate
+    row["mia_auc"] = mia.auc
+    for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
+        row[f"l1_to_retrain_{name}"] = readouts.l1_distance(model, retrained, x)
+    # information bounds, at the method's own noise or, if it has none, ntk_fisher's alpha
+    fcfg = stages.forget_config(task)
+    alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
+    mean = state["__mean__"]
+    var = (
+        state["__var__"]
+        if "__var__" in state
+        else fisher_variance(model, mean, task.retain[0], alpha, fcfg)
+    )
+    mean0 = flatten(parameters_of(retrained))
+    var0 = ref_var(alpha)
+    row["info_weights_nats"] = bounds.white_box(mean, var, mean0, var0).nats
+    row["info_alpha"] = alpha
+    q = cfg.queries_per_subset
+    for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
+        bb = bounds.black_box(model, mean, var, mean0, var0, _subsample(x, q, seed))
+        row[f"info_activations_nats_{name}"] = bb.mean
+        row[f"info_activations_diag_nats_{name}"] = bb.mean_diagonal
+    row["seconds"] = ex["seconds"]
+    if ex.get("scale") is not None:
+        row["trapezium_scale"] = ex["scale"]
+    return row
+
+
+def tradeoff_rows(
+    stages: Stages,
+    method: str,
+    state: dict,
+    task: Task,
+    original: nn.Module,
+    retrained: nn.Module,
+    seed: int,
+    ref_var: Callable[[float], Tensor],
+) -> list[dict]:
+    """Fig. 3: test error and remaining information over a grid of noise scales and draws."""
+    cfg = stages.cfg
+    fcfg = stages.forget_config(task)
+    mean = state["__mean__"]
+    probe = load_flat_(_clone_like(original), mean)
+    F = methods.fisher_diagonal(probe, task.retain[0])
+    mean0 = flatten(parameters_of(retrained))
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    q = _subsample(task.forget[0], cfg.queries_per_subset, seed)
+    for alpha in cfg.tradeoff_alphas:
+        var = methods.noise_variance(
+            F,
+            parameters_of(probe),
+            alpha=alpha,
+            head=models.head_name(probe),
+            config=fcfg.noise,
+            forgotten_class=fcfg.forgotten_class,
+        )
+        var0 = ref_var(alpha)
+        white = bounds.white_box(mean, var, mean0, var0).nats
+        black = bounds.black_box(probe, mean, var, mean0, var0, q).mean
+        for draw in range(cfg.tradeoff_draws):
+            noisy = methods._noisy(probe, mean, var, gen, fcfg)
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "alpha": alpha,
+                    "draw": draw,
+                    "error_test": readouts.error_and_loss(noisy, *task.test)[0],
+                    "error_forget": readouts.error_and_loss(noisy, *task.forget)[0],
+                    "info_weights_nats": white,
+                    "info_activations_nats_forget": black,
+                }
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run_seed(stages: Stages, seed: int) -> dict:
+    cfg = stages.cfg
+    task = build_task(cfg, seed, stages.stats())
+    pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
+    w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+    original, orig_info = stages.trained(task, w0, seed, "original")
+    retrained, retr_info = stages.trained(task, w0, seed, "retrain")
+    key_base = config_hash(
+        [
+            stages.pretrain_key(),
+            seed,
+            task.split.indices,
+            task.forget_idx.tolist(),
+            stages.finetune_config(True).__dict__,
+        ]
+    )
+    orig_loss_forget = readouts.error_and_loss(original, *task.forget)[1]
+    var_cache: dict[float, Tensor] = {}
+    fcfg = stages.forget_config(task)
+
+    def ref_var(alpha: float) -> Tensor:
+        if alpha not in var_cache:
+            var_cache[alpha] = fisher_variance(
+                retrained, flatten(parameters_of(retrained)), task.retain[0], alpha, fcfg
+            )
+        return var_cache[alpha]
+
+    rows, states = {}, {}
+    for method in progress(cfg.methods, desc=f"methods (seed {seed})"):
+        state = stages.scrubbed(method, task, original, w0, retrained, seed, key_base)
+        states[method] = state
+        rkey = f"readout-{method}-" + config_hash(
+            [
+                key_base,
+                method,
+                repr(replace(fcfg, alpha=stages.alpha_for(method))),
+                cfg.relearn_max_epochs,
+                cfg.queries_per_subset,
+                cfg.alpha_ntk_fisher,
+            ]
+        )
+        rows[method] = stages.cache.json(
+            rkey,
+            lambda m=method, s=state: readout_row(
+                stages, m, s, task, original, retrained, orig_loss_forget, seed, ref_var
+            ),
+        )
+    tradeoff = []
+    for method in ("ntk_fisher", "fisher"):
+        if method in states:
+            tkey = f"tradeoff-{method}-" + config_hash(
+                [key_base, method, cfg.tradeoff_alphas, cfg.tradeoff_draws, cfg.queries_per_subset]
+            )
+            tradeoff += stages.cache.json(
+                tkey,
+                lambda m=method: tradeoff_rows(
+                    stages, m, states[m], task, original, retrained, seed, ref_var
+                ),
+            )
+    path = []
+    for method in ("ntk", "ntk_fisher", "fisher", "newton"):
+        if method in states:
+            pkey = f"path-{method}-" + config_hash([key_base, method, cfg.path_alphas])
+            subsets = {"forget": task.forget[0], "retain": task.retain[0], "test": task.test[0]}
+            rows_path = stages.cache.json(
+                pkey,
+                lambda m=method, sub=subsets: readouts.activation_path(
+                    original, states[m]["__mean__"], retrained, sub, tuple(cfg.path_alphas)
+                ),
+            )
+            path += [{"method": method, "seed": seed, **r} for r in rows_path]
+    pca = None
+    if seed == cfg.seeds[0]:
+        pts = {m: states[m]["__mean__"] for m in ("ntk", "ntk_fisher", "fisher") if m in states}
+        noisy = {
+            m: flatten(parameters_of(_model_from(original, states[m])))
+            for m in ("ntk_fisher", "fisher")
+            if m in states
+        }
+        res = readouts.pca_paths(
+            {"D": orig_info["trajectory"], "D_r": retr_info["trajectory"]},
+            {
+                **{f"{m} (mean)": v for m, v in pts.items()},
+                **{f"{m} (noisy)": v for m, v in noisy.items()},
+            },
+        )
+        pca = {
+            "paths": {k: v.tolist() for k, v in res.paths.items()},
+            "points": {k: v.tolist() for k, v in res.points.items()},
+            "explained": res.explained.tolist(),
+        }
+    return {
+        "rows": rows,
+        "tradeoff": tradeoff,
+        "activation_path": path,
+        "pca": pca,
+        "splits": {"seed": seed, **task.split.indices, "forget": task.forget_idx.tolist()},
+        "training": {
+            "original": {k: v for k, v in orig_info.items() if k != "trajectory"},
+            "retrain": {k: v for k, v in retr_info.items() if k != "trajectory"},
+        },
+    }
+
+
+def _model_from(like: nn.Module, state: dict) -> nn.Module:
+    m = _clone_like(like)
+    m.load_state_dict({k: v for k, v in state.items() if not k.startswith("__")})
+    return m
+
+
+def aggregate(per_seed_rows: dict[str, list[dict]]) -> dict:
+    out = {}
+    for method, rows in per_seed_rows.items():
+        keys = [k for k in rows[0] if k != "seed"]
+        mean, std = {}, {}
+        for k in keys:
+            vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            mean[k] = float(vals.mean()) if len(vals) else None
+            std[k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        out[method] = {"per_seed": rows, "mean": mean, "std": std}
+    return out
+
+
+def versions() -> dict:
+    import platform
+
+    return {
+        "forgetbox": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the whole experiment; write every output into ``cfg.out``."""
+    from . import claims, report
+
+    cfg = cfg.resolved()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    stages = Stages(cfg, Cache(out / "cache"), log)
+    t0 = time.perf_counter()
+    per_method: dict[str, list[dict]] = {m: [] for m in cfg.methods}
+    tradeoff, path, pca, splits, trainings = [], [], None, [], []
+    for seed in progress(cfg.seeds, desc="seeds"):
+        res = run_seed(stages, seed)
+        for m in cfg.methods:
+            per_method[m].append(res["rows"][m])
+        tradeoff += res["tradeoff"]
+        path += res["activation_path"]
+        pca = pca or res["pca"]
+        splits.append(res["splits"])
+        trainings.append({"seed": seed, **res["training"]})
+    results = {
+        "config": cfg.as_dict(),
+        "versions": versions(),
+        "seeds": list(cfg.seeds),
+        "methods": aggregate(per_method),
+        "tradeoff": tradeoff,
+        "activation_path": path,
+        "pca": pca,
+        "training": trainings,
+        "wall_seconds": time.perf_counter() - t0,
+        "cache": {"hits": stages.cache.hits, "misses": stages.cache.misses},
+    }
+    results["claims"] = claims.evaluate(results)
+    atomic_write_json(out / "splits.json", splits)
+    report.write_all(results, out)
+    atomic_write_text(out / "config.toml", report.config_toml(results))
+    return results
+
+
+def asdict_safe(obj) -> dict:
+    return asdict(obj)
+
+
+__all__ = ["ExperimentConfig", "run_experiment", "PROFILES", "READOUT_KEYS", "math"]
