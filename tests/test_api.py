@@ -1,0 +1,288 @@
+"""Scrub-your-own-model: API vs CLI, ledger, every bad input, safe and atomic files."""
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import forgetbox
+from forgetbox import checkpoints, cli, data, models, training
+from forgetbox.checkpoints import CheckpointError, save_state
+from forgetbox.functional import flatten, parameters_of
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small digits model: pre-trained on 5-9, w0 with a new head, fine-tuned on 0-4."""
+    root = tmp_path_factory.mktemp("scrub")
+    xp, yp = data.digits_pretrain()
+    pre = models.build_model(
+        "smallcnn", num_classes=5, input_shape=(1, 8, 8), width=0.5, generator_seed=0
+    )
+    training.pretrain(pre, xp, yp, training.PretrainConfig(epochs=3), seed=0)
+    w0 = models.with_new_head(pre, 5, seed=0)
+    split = data.digits_split(seed=0, train_per_class=12, val_per_class=5)
+    model = training.finetune(
+        w0, split.x_train, split.y_train, training.FinetuneConfig(max_epochs=15), seed=0
+    ).model
+    save_state(root / "w0.safetensors", w0.state_dict())
+    save_state(root / "trained.safetensors", model.state_dict())
+    np.savez(
+        root / "data.npz",
+        x_train=split.x_train.numpy(),
+        y_train=split.y_train.numpy(),
+        x_test=split.x_test.numpy()[:60],
+        y_test=split.y_test.numpy()[:60],
+    )
+    (root / "forget.txt").write_text("0\n3, 5\n# a comment\n8\n")
+    return root, model, w0, split
+
+
+def _cli(root: Path, out: Path, *extra: str, method: str = "ntk_fisher") -> int:
+    argv = [
+        "scrub",
+        "--model",
+        "smallcnn",
+        "--width",
+        "0.5",
+        "--weights",
+        str(root / "trained.safetensors"),
+        "--pretrained",
+        str(root / "w0.safetensors"),
+        "--data",
+        str(root / "data.npz"),
+        "--method",
+        method,
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        *extra,
+    ]
+    if "--forget" not in extra and "--forget-class" not in extra:
+        argv += ["--forget", str(root / "forget.txt")]
+    return cli.main(argv)
+
+
+def _snapshot(folder: Path) -> dict:
+    if not folder.exists():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_api_and_cli_give_the_same_weights(trained, tmp_path):
+    root, model, w0, split = trained
+    idx = torch.tensor([0, 3, 5, 8])
+    keep = data.retain_mask(len(split.y_train), idx)
+    res = forgetbox.scrub(
+        model,
+        pretrained=w0,
+        retain=(split.x_train[keep], split.y_train[keep]),
+        forget=(split.x_train[idx], split.y_train[idx]),
+        seed=3,
+    )
+    assert _cli(root, tmp_path / "out") == 0
+    cli_state = checkpoints.load_state(tmp_path / "out" / "scrubbed.safetensors")
+    api_state = res.model.state_dict()
+    for k, v in api_state.items():
+        assert torch.equal(cli_state[k], v), k
+    cert = json.loads((tmp_path / "out" / "certificate.json").read_text())
+    assert cert["method"] == "ntk_fisher"
+    assert cert["bounds"]["is_estimate"] is True
+    assert set(cert["bounds"]["black_box"]) == {"forget", "retain", "test"}
+    assert cert["hashes"]["forget_indices_sha256"] == checkpoints.sha256_indices([8, 5, 3, 0])
+    assert cert["hashes"]["weights_file_sha256"] == checkpoints.sha256_file(
+        root / "trained.safetensors"
+    )
+    assert res.certificate["hashes"]["weights_sha256"] == cert["hashes"]["weights_sha256"]
+    # the input model was not modified
+    assert torch.equal(flatten(parameters_of(model)), flatten(parameters_of(trained[1])))
+
+
+def test_sequential_requests_make_a_consistent_ledger(trained, tmp_path):
+    root, *_ = trained
+    out = tmp_path / "seq"
+    assert _cli(root, out, "--retrain-threshold-nats", "1e300") == 0
+    first = json.loads((out / "certificate.json").read_text())
+    # second request: scrub the already-scrubbed model with a new cohort, w0 unchanged
+    (root / "forget2.txt").write_text("1 2\n")
+    argv = [
+        "scrub",
+        "--model",
+        "smallcnn",
+        "--width",
+        "0.5",
+        "--weights",
+        str(out / "scrubbed.safetensors"),
+        "--pretrained",
+        str(root / "w0.safetensors"),
+        "--data",
+        str(root / "data.npz"),
+        "--forget",
+        str(root / "forget2.txt"),
+        "--out",
+        str(out),
+        "--seed",
+        "4",
+        "--retrain-threshold-nats",
+        "1e300",
+    ]
+    assert cli.main(argv) == 0
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert [e["request"] for e in ledger] == [1, 2]
+    assert ledger[0]["forget_indices"] == [0, 3, 5, 8] and ledger[1]["forget_indices"] == [1, 2]
+    assert ledger[1]["weights_sha256"] == ledger[0]["scrubbed_sha256"]
+    total = ledger[0]["white_box_nats"] + ledger[1]["white_box_nats"]
+    assert ledger[1]["running_total_white_box_nats"] == pytest.approx(total)
+    assert ledger[0]["white_box_nats"] == pytest.approx(first["bounds"]["white_box_nats"])
+    second = json.loads((out / "certificate.json").read_text())
+    n = len(np.load(root / "data.npz")["y_train"])
+    assert second["cohort"]["n_retain"] == n - 6  # both cohorts left out of D_r
+    # a repeated index is refused, and a low threshold flags a retrain
+    assert cli.main(argv) == 2
+    argv2 = [*argv[:-1], "0"]
+    (root / "forget3.txt").write_text("4\n")
+    argv2[argv2.index(str(root / "forget2.txt"))] = str(root / "forget3.txt")
+    assert cli.main([*argv2, "--method", "fisher"]) == 0  # fisher leaves > 0 nats
+    assert json.loads((out / "ledger.json").read_text())[-1]["retrain_due"] is True
+
+
+def _bad_inputs(root: Path, tmp: Path) -> dict:
+    state = checkpoints.load_state(root / "trained.safetensors")
+    cases = {}
+
+    def write(name, st):
+        save_state(tmp / name, st)
+        return tmp / name
+
+    missing = dict(state)
+    missing.pop("classifier.bias")
+    cases["missing"] = (["--weights", str(write("missing.safetensors", missing))], "missing")
+    extra = {**state, "extra.weight": torch.zeros(3)}
+    cases["extra"] = (["--weights", str(write("extra.safetensors", extra))], "unexpected")
+    shape = {**state, "classifier.weight": torch.zeros(5, 3)}
+    cases["shape"] = (["--weights", str(write("shape.safetensors", shape))], "shape")
+    nan = {**state, "classifier.bias": torch.full((5,), float("nan"))}
+    cases["nonfinite"] = (["--weights", str(write("nan.safetensors", nan))], "NaN")
+    other = models.build_model("smallcnn", num_classes=5, input_shape=(1, 8, 8), width=1.0)
+    cases["architecture"] = (
+        ["--pretrained", str(write("other.safetensors", other.state_dict()))],
+        "architecture",
+    )
+    for name, text, msg in (
+        ("range", "0 10000", "out of range"),
+        ("dup", "1 1", "duplicates"),
+        ("empty", "# none", "empty"),
+    ):
+        (tmp / f"{name}.txt").write_text(text)
+        cases[name] = (["--forget", str(tmp / f"{name}.txt")], msg)
+    n = len(np.load(root / "data.npz")["y_train"])
+    (tmp / "all.txt").write_text(" ".join(map(str, range(n))))
+    cases["whole"] = (["--forget", str(tmp / "all.txt")], "whole training set")
+    d = np.load(root / "data.npz")
+    np.savez(tmp / "labels.npz", x_train=d["x_train"], y_train=d["y_train"] + 7)
+    cases["labels"] = (["--data", str(tmp / "labels.npz")], "labels must lie")
+    np.savez(tmp / "shape.npz", x_train=np.concatenate([d["x_train"]] * 2, 1), y_train=d["y_train"])
+    cases["datashape"] = (["--data", str(tmp / "shape.npz")], "the model expects")
+    cases["budget"] = (["--memory-budget-gb", "1e-7"], "memory budget")
+    cases["absentclass"] = (["--forget-class", "9"], "absent")
+    return cases
+
+
+def test_every_bad_input_errors_and_leaves_the_output_untouched(trained, tmp_path, capsys):
+    root, *_ = trained
+    out = tmp_path / "out"
+    assert _cli(root, out) == 0  # a previous good run
+    before = _snapshot(out)
+    for name, (args, msg) in _bad_inputs(root, tmp_path).items():
+        argv = [
+            "scrub",
+            "--model",
+            "smallcnn",
+            "--width",
+            "0.5",
+            "--weights",
+            str(root / "trained.safetensors"),
+            "--pretrained",
+            str(root / "w0.safetensors"),
+            "--data",
+            str(root / "data.npz"),
+            "--out",
+            str(out),
+        ]
+        for i in range(0, len(args), 2):
+            if args[i] in argv:
+                argv[argv.index(args[i]) + 1] = args[i + 1]
+            else:
+                argv += args[i : i + 2]
+        if "--forget" not in argv and "--forget-class" not in argv:
+            (tmp_path / "fresh.txt").write_text("10 11")
+            argv += ["--forget", str(tmp_path / "fresh.txt")]
+        capsys.readouterr()
+        assert cli.main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert msg in err, (name, err)
+        assert _snapshot(out) == before, name
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+def test_crafted_pickle_does_not_run(tmp_path):
+    _Evil.marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"w": _Evil()}, fh)
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoints.load_state(path)
+    assert not _Evil.marker.exists()
+    # a plain tensor checkpoint still loads
+    torch.save({"w": torch.ones(2)}, tmp_path / "ok.pt")
+    assert torch.equal(checkpoints.load_state(tmp_path / "ok.pt")["w"], torch.ones(2))
+    # and the CIFAR batch reader refuses it as well
+    with pytest.raises(data.DataError, match="refusing"):
+        data.safe_unpickle(path.read_bytes())
+    assert not _Evil.marker.exists()
+
+
+def test_atomic_write_keeps_old_file_on_crash(tmp_path, monkeypatch):
+    target = tmp_path / "cert.json"
+    checkpoints.atomic_write_text(target, "old")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.atomic_write_text(target, "new" * 1000)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["cert.json"]
+
+
+def test_scrub_accepts_datasets_and_loaders(trained):
+    _, model, w0, split = trained
+    from torch.utils.data import DataLoader, TensorDataset
+
+    retain = TensorDataset(split.x_train[4:], split.y_train[4:])
+    forget = DataLoader(TensorDataset(split.x_train[:4], split.y_train[:4]), batch_size=3)
+    a = forgetbox.scrub(model, pretrained=w0, retain=retain, forget=forget, method="ntk", seed=0)
+    b = forgetbox.scrub(
+        model,
+        pretrained=w0,
+        retain=(split.x_train[4:], split.y_train[4:]),
+        forget=(split.x_train[:4], split.y_train[:4]),
+        method="ntk",
+        seed=0,
+    )
+    assert torch.equal(flatten(parameters_of(a.model)), flatten(parameters_of(b.model)))
+    assert a.scale is not None and a.delta is not None
+    with pytest.raises(ValueError, match="empty"):
+        forgetbox.scrub(
+            model, pretrained=w0, retain=retain, forget=(split.x_train[:0], split.y_train[:0])
+        )
