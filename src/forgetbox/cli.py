@@ -62,6 +62,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-per-class", type=int, help="training images per class")
     p.add_argument("--solver", help="auto | dense | cg")
     p.add_argument("--out", help="run folder (default runs/default)")
+    p.add_argument("--cache-dir", help="stage cache (default <out>/cache)")
 
 
 _FLAG_TO_FIELD = {
@@ -81,6 +82,7 @@ _FLAG_TO_FIELD = {
     "train_per_class": "train_per_class",
     "solver": "solver",
     "out": "out",
+    "cache_dir": "cache_dir",
 }
 
 
@@ -123,7 +125,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .readouts import error_and_loss
 
     cfg = experiment_config(args).resolved()
-    stages = Stages(cfg, Cache(Path(cfg.out) / "cache"), lambda s: print(s, file=sys.stderr))
+    stages = Stages(
+        cfg,
+        Cache(Path(cfg.cache_dir or Path(cfg.out) / "cache")),
+        lambda s: print(s, file=sys.stderr),
+    )
     print(f"{'seed':<5}{'model':<10}{'err D_r':>9}{'err D_f':>9}{'err test':>9}{'epochs':>8}")
     for seed in cfg.seeds:
         task = build_task(cfg, seed, stages.stats())

@@ -62,6 +62,7 @@ PROFILES: dict[str, dict] = {
         tradeoff_draws=1,
         tradeoff_alphas=(1e-8, 1e-6),
         path_alphas=(0.0, 0.5, 1.0, 1.25),
+        newton_max_iter=20,
     ),
     # the embedded default and CPU runs on real images
     "default": dict(
@@ -72,6 +73,18 @@ PROFILES: dict[str, dict] = {
         tradeoff_draws=3,
         tradeoff_alphas=(1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
         path_alphas=tuple(float(a) for a in np.round(np.linspace(0, 1.5, 13), 3)),
+        newton_max_iter=100,
+    ),
+    # real images on 2 CPU cores in about 30 minutes (All-CNN x0.4, 3 seeds)
+    "cpu": dict(
+        pretrain_epochs=20,
+        finetune_max_epochs=100,
+        relearn_max_epochs=30,
+        queries_per_subset=20,
+        tradeoff_draws=2,
+        tradeoff_alphas=(1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
+        path_alphas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+        newton_max_iter=40,
     ),
     # the paper's recipe (GPU advised)
     "paper": dict(
@@ -82,6 +95,7 @@ PROFILES: dict[str, dict] = {
         tradeoff_draws=5,
         tradeoff_alphas=(1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
         path_alphas=tuple(float(a) for a in np.round(np.linspace(0, 1.5, 13), 3)),
+        newton_max_iter=200,
     ),
 }
 
@@ -100,8 +114,8 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = METHODS
     forget_class: int = 0
-    num_to_forget: int | None = 15  # None: the whole class
-    train_per_class: int = 20
+    num_to_forget: int | str | None = "auto"  # None: the whole class; auto: 15 digits, 25 else
+    train_per_class: int | None = None  # None: 20 for digits, 100 (the paper's) otherwise
     val_per_class: int = 25
     test_per_class: int = 100
     weight_decay: float = 0.1
@@ -113,7 +127,7 @@ class ExperimentConfig:
     finetune_lr: float = 0.01
     pretrain_lr: float = 0.1
     pretrain_seed: int = 0
-    pretrain_flip: bool = False
+    pretrain_flip: bool | None = None  # None: flips for photographs, none for digits
     pretrain_epochs: int | None = None
     finetune_max_epochs: int | None = None
     relearn_max_epochs: int | None = None
@@ -121,8 +135,11 @@ class ExperimentConfig:
     tradeoff_draws: int | None = None
     tradeoff_alphas: tuple[float, ...] | None = None
     path_alphas: tuple[float, ...] | None = None
+    newton_max_iter: int | None = None
+    anchored: bool = True  # keep the weight-decay anchor in the NTK linearization
     device: str = "cpu"
     out: str = "runs/default"
+    cache_dir: str | None = None  # default: <out>/cache
 
     def resolved(self) -> ExperimentConfig:
         """Fill profile defaults and the pre-training set; validate."""
@@ -130,6 +147,13 @@ class ExperimentConfig:
             raise ValueError(f"unknown profile {self.profile!r}: {', '.join(PROFILES)}")
         fill = {k: v for k, v in PROFILES[self.profile].items() if getattr(self, k) is None}
         cfg = replace(self, **fill)
+        digits = cfg.dataset == "digits"
+        if cfg.train_per_class is None:
+            cfg = replace(cfg, train_per_class=20 if digits else 100)
+        if cfg.num_to_forget == "auto":
+            cfg = replace(cfg, num_to_forget=15 if digits else 25)
+        if cfg.pretrain_flip is None:
+            cfg = replace(cfg, pretrain_flip=not digits)
         if cfg.pretrain_dataset == "auto":
             cfg = replace(cfg, pretrain_dataset=_default_pretrain(cfg.dataset))
         bad = [m for m in cfg.methods if m not in METHODS]
@@ -441,7 +465,9 @@ class Stages:
             weight_decay=c.weight_decay,
             solver=c.solver,
             around=c.around,
+            anchored=c.anchored,
             train=self.finetune_config(False),
+            newton_max_iter=c.newton_max_iter,
             forgotten_class=c.forget_class if whole else None,
         )
 
@@ -787,7 +813,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    stages = Stages(cfg, Cache(out / "cache"), log)
+    stages = Stages(cfg, Cache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"), log)
     t0 = time.perf_counter()
     per_method: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     tradeoff, path, pca, splits, trainings = [], [], None, [], []

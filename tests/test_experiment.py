@@ -1,0 +1,131 @@
+"""`forgetbox run` end to end on a tiny configuration."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from forgetbox import cli, experiment
+from forgetbox.experiment import READOUT_KEYS, ExperimentConfig
+
+TINY = dict(profile="quick", seeds=(0, 1), train_per_class=10, num_to_forget=5)
+
+
+def _numbers(results: dict) -> dict:
+    return {
+        m: [{k: v for k, v in r.items() if k != "seconds"} for r in b["per_seed"]]
+        for m, b in results["methods"].items()
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return out, experiment.run_experiment(ExperimentConfig(out=str(out), **TINY), log=lambda s: 0)
+
+
+def test_results_follow_the_schema(run):
+    out, res = run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert set(on_disk) >= {"config", "seeds", "methods", "claims", "tradeoff", "activation_path"}
+    assert on_disk["seeds"] == [0, 1]
+    assert set(on_disk["methods"]) == {
+        "original",
+        "retrain",
+        "finetune",
+        "fisher",
+        "ntk",
+        "ntk_fisher",
+        "newton",
+    }
+    required = set(READOUT_KEYS) - {"error_val", "loss_forget", "info_activations_diag_nats_forget"}
+    for m, block in on_disk["methods"].items():
+        assert len(block["per_seed"]) == 2
+        for row in block["per_seed"]:
+            assert required <= set(row), (m, required - set(row))
+        assert set(block["mean"]) == set(block["std"])
+    ids = [c["id"] for c in on_disk["claims"]]
+    assert ids == list(range(1, 9))
+    for c in on_disk["claims"]:
+        assert c["holds"] in (True, False, None) and c["evidence"]
+    assert on_disk["tradeoff"] and on_disk["activation_path"]
+    csv = (out / "results.csv").read_text().splitlines()
+    assert csv[0] == "method,seed,readout,value" and len(csv) > 7 * 2 * 10
+    toml = (out / "config.toml").read_text()
+    assert "[experiment]" in toml and "torch" in toml
+    splits = json.loads((out / "splits.json").read_text())
+    assert {"train", "val", "test", "forget"} <= set(splits[0])
+
+
+def test_figures_are_valid_images_and_report_has_every_section(run):
+    out, _ = run
+    for name in ("fig1_pca", "fig2_readouts", "fig3_tradeoff", "fig4_l1_path"):
+        with Image.open(out / f"{name}.png") as im:
+            im.verify()
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    html = (out / "report.html").read_text()
+    for section in (
+        'id="claims"',
+        'id="results"',
+        'id="figures"',
+        'id="timings"',
+        'id="configuration"',
+    ):
+        assert section in html
+    assert html.count("data:image/png;base64,") == 4
+
+
+def test_second_identical_run_recomputes_nothing(run):
+    out, res = run
+    again = experiment.run_experiment(ExperimentConfig(out=str(out), **TINY), log=lambda s: 0)
+    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 0
+    assert _numbers(again) == _numbers(res)
+
+
+def test_interrupted_run_resumes_to_the_same_results(run, tmp_path, monkeypatch):
+    _, res = run
+    calls = {"n": 0}
+    real = experiment.readout_row
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 9:  # dies in the second seed
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(experiment, "readout_row", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(ExperimentConfig(out=str(tmp_path), **TINY), log=lambda s: 0)
+    monkeypatch.setattr(experiment, "readout_row", real)
+    resumed = experiment.run_experiment(
+        ExperimentConfig(out=str(tmp_path), **TINY), log=lambda s: 0
+    )
+    assert resumed["cache"]["hits"] > 0
+    assert _numbers(resumed) == _numbers(res)  # also: same seeds, same numbers
+
+
+def test_cli_flags_and_config_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[experiment]\nprofile = "quick"\nseeds = [3]\nmethods = ["ntk"]\n'
+        "train_per_class = 8\nnum_to_forget = 3\n"
+    )
+    args = cli.build_parser().parse_args(
+        ["run", "--config", str(cfg), "--seeds", "4", "--out", str(tmp_path / "o")]
+    )
+    resolved = cli.experiment_config(args).resolved()
+    assert resolved.seeds == (4,) and resolved.profile == "quick"
+    assert resolved.methods == ("original", "retrain", "ntk")
+    assert cli.main(["run", "--config", str(cfg), "--methods", "bogus"]) == 2
+    (tmp_path / "bad.toml").write_text("[experiment]\nnot_a_key = 1\n")
+    assert cli.main(["run", "--config", str(tmp_path / "bad.toml")]) == 2
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("run", "train", "scrub"):
+        assert cmd in text
+    assert Path(experiment.__file__).exists()

@@ -1,0 +1,90 @@
+"""Training recipes: determinism, frozen BatchNorm, the weight-decay anchor, convergence."""
+
+import pytest
+import torch
+from torch import nn
+
+from forgetbox import data, models, training
+from forgetbox.functional import flatten, parameters_of
+from forgetbox.training import FinetuneConfig, PretrainConfig
+
+
+@pytest.fixture(scope="module")
+def w0():
+    xp, yp = data.digits_pretrain()
+    pre = models.build_model("smallcnn", num_classes=5, input_shape=(1, 8, 8), generator_seed=0)
+    training.pretrain(pre, xp, yp, PretrainConfig(epochs=8), seed=0)
+    return models.with_new_head(pre, 5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return data.digits_split(seed=0, train_per_class=20, val_per_class=5)
+
+
+def test_same_seed_gives_bit_identical_weights(w0, split):
+    cfg = FinetuneConfig(max_epochs=4)
+    a = training.finetune(w0, split.x_train, split.y_train, cfg, seed=5).model
+    b = training.finetune(w0, split.x_train, split.y_train, cfg, seed=5).model
+    c = training.finetune(w0, split.x_train, split.y_train, cfg, seed=6).model
+    assert torch.equal(flatten(parameters_of(a)), flatten(parameters_of(b)))
+    assert not torch.equal(flatten(parameters_of(a)), flatten(parameters_of(c)))
+
+
+def test_batchnorm_statistics_are_frozen_during_finetuning(w0, split):
+    res = training.finetune(w0, split.x_train, split.y_train, FinetuneConfig(max_epochs=3), seed=0)
+    for (name, a), (_, b) in zip(w0.named_buffers(), res.model.named_buffers(), strict=True):
+        assert torch.equal(a, b), name
+    assert any(isinstance(m, nn.BatchNorm2d) for m in w0.modules())
+    assert not torch.equal(flatten(parameters_of(w0)), flatten(parameters_of(res.model)))
+
+
+def test_weight_decay_gradient_is_lambda_times_w_minus_w0():
+    gen = torch.Generator().manual_seed(0)
+    w = [
+        torch.randn(3, 4, generator=gen, requires_grad=True),
+        torch.randn(5, generator=gen, requires_grad=True),
+    ]
+    anchor = [torch.randn(3, 4, generator=gen), torch.randn(5, generator=gen)]
+    loss = training.weight_decay_toward(w, anchor, 0.1)
+    grads = torch.autograd.grad(loss, w)
+    for g, p, a in zip(grads, w, anchor, strict=True):
+        assert torch.allclose(g, 0.1 * (p - a))
+
+
+def test_finetuning_reaches_zero_training_error_on_digits(w0, split):
+    res = training.finetune(w0, split.x_train, split.y_train, FinetuneConfig(), seed=0)
+    assert res.reached_zero_error and res.train_error == 0.0
+    assert res.epochs < FinetuneConfig().max_epochs
+    err, _ = training.evaluate(res.model, split.x_test, split.y_test)
+    assert err < 0.2
+
+
+def test_new_head_is_seeded_and_keeps_the_backbone(w0):
+    a = models.with_new_head(w0, 3, seed=1)
+    b = models.with_new_head(w0, 3, seed=1)
+    c = models.with_new_head(w0, 3, seed=2)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+    assert a.classifier.out_features == 3
+    assert torch.equal(a.features[0][0].weight, w0.features[0][0].weight)
+
+
+def test_trajectory_is_recorded(w0, split):
+    cfg = FinetuneConfig(max_epochs=3, record_every=1)
+    res = training.finetune(w0, split.x_train, split.y_train, cfg, seed=0, epochs=3)
+    assert len(res.trajectory) == 4
+    assert torch.equal(res.trajectory[0], flatten(parameters_of(w0)))
+    assert torch.equal(res.trajectory[-1], flatten(parameters_of(res.model)))
+
+
+@pytest.mark.parametrize(
+    "name,shape",
+    [("allcnn", (3, 32, 32)), ("resnet18", (3, 32, 32)), ("mlp", (1, 8, 8)), ("linear", (1, 8, 8))],
+)
+def test_models_build_and_run(name, shape):
+    m = models.build_model(name, num_classes=5, input_shape=shape, width=0.25, generator_seed=0)
+    assert m(torch.zeros(2, *shape)).shape == (2, 5)
+    assert models.head_name(m) == "classifier"
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build_model("nope", num_classes=2, input_shape=shape)
