@@ -8,11 +8,11 @@ interrupted run continues where it stopped and an identical second run recompute
 
 from __future__ import annotations
 
+import copy
 import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -508,7 +508,7 @@ class Stages:
                 "info": {k: v for k, v in res.info.items() if k != "mean"},
             }
             if method == "retrain":  # the gold reference's cost is its own fine-tuning time
-                extras["seconds"] = float("nan")
+                extras["seconds"] = None
             out["__extras__"] = torch.tensor(
                 list(json.dumps(extras, default=str).encode()), dtype=torch.uint8
             )
@@ -518,8 +518,6 @@ class Stages:
 
 
 def _clone_like(model: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(model)
 
 
@@ -843,10 +841,3 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
     report.write_all(results, out)
     atomic_write_text(out / "config.toml", report.config_toml(results))
     return results
-
-
-def asdict_safe(obj) -> dict:
-    return asdict(obj)
-
-
-__all__ = ["ExperimentConfig", "run_experiment", "PROFILES", "READOUT_KEYS", "math"]

@@ -215,21 +215,26 @@ def kernel_matrix(
     dtype = next(iter(params.values())).dtype
     itemsize = torch.finfo(dtype).bits // 8
     kernel_bytes = (n * c) ** 2 * torch.finfo(accumulate_dtype).bits // 8
-    room = budget - 2 * kernel_bytes
-    max_elems = room // (2 * n * c * itemsize) if room > 0 else 0
+    # the kernel, one parameter group's Jacobian over all samples, and one sample chunk's
+    # Jacobian (with its autograd intermediates) share the budget
+    room = budget - 2 * kernel_bytes - budget // 4
+    max_elems = room // (n * c * itemsize) if room > 0 else 0
     biggest = max(t.numel() for t in params.values())
     if max_elems < biggest:
-        need = 2 * kernel_bytes + 2 * n * c * itemsize * biggest
+        need = 2 * kernel_bytes + n * c * itemsize * biggest
         raise MemoryBudgetError(
-            f"dense kernel for {n} samples x {c} outputs needs about {need / 2**30:.2f} GiB "
+            f"dense kernel for {n} samples x {c} outputs needs more than {need / 2**30:.2f} GiB "
             f"(budget {budget / 2**30:.2f} GiB); use solver='cg' (matrix-free)"
         )
     p = sum(t.numel() for t in params.values())
-    chunk = chunk or _default_chunk(p, c, dtype, budget)
-    K = torch.zeros(n * c, n * c, dtype=accumulate_dtype)
+    chunk = chunk or _default_chunk(p, c, dtype, budget // 2)
+    K = torch.zeros(n * c, n * c, dtype=accumulate_dtype, device=x.device)
     for names in _param_groups(params, max_elems):
-        J = torch.cat([jacobian(f, params, xb, names).detach() for xb in _split(x, chunk)])
-        _sym_accumulate(K, J.reshape(n * c, -1))
+        width = sum(params[k].numel() for k in names)
+        J = torch.empty(n, c, width, dtype=dtype, device=x.device)
+        for i in range(0, n, chunk):
+            J[i : i + chunk] = jacobian(f, params, x[i : i + chunk], names).detach()
+        _sym_accumulate(K, J.reshape(n * c, width))
         del J
     return K
 
@@ -446,9 +451,9 @@ def _setup(
 
 
 def dense_memory_estimate(n: int, c: int, p: int, itemsize: int = 4) -> int:
-    """Bytes the dense solver needs: kernel and factor (float64) plus one Jacobian column group."""
-    largest_group = max(1, p // 8)
-    return 3 * (n * c) ** 2 * 8 + 2 * n * c * itemsize * largest_group
+    """Least bytes the dense solver needs: kernel and factors (float64) plus a Jacobian column
+    group of at least p/16 parameters (a larger budget means fewer groups, hence less time)."""
+    return 3 * (n * c) ** 2 * 8 + n * c * itemsize * max(1, p // 16) * 4 // 3
 
 
 def cg_memory_estimate(n: int, c: int, p: int, itemsize: int, chunk: int, m: int) -> int:

@@ -1,0 +1,280 @@
+"""NTK engine benchmark: forgetbox's solvers against the reference approach.
+
+The reference approach is what the authors' notebook does, written here plainly: per-sample,
+per-class autograd into a dense Jacobian held as one (p, N c) numpy array, the Gram matrix,
+an explicit inverse, u_S = -G Theta^{-1} r for D and D_r, delta = u_r - u_D.
+
+Each measurement runs in its own process so its peak resident memory (ru_maxrss) is its own.
+
+    .venv/bin/python benchmarks/ntk_engine.py                 # everything, writes the JSON
+    .venv/bin/python benchmarks/ntk_engine.py --only compare  # one section
+
+Results: benchmarks/results/ntk_engine.json, tabulated in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from forgetbox import models, ntk
+from forgetbox.functional import model_function, parameters_of
+
+OUT = Path(__file__).with_name("results") / "ntk_engine.json"
+MODELS = {
+    "allcnn-0.4": ("allcnn", 0.4),
+    "allcnn-1.0": ("allcnn", 1.0),
+    "resnet18-0.4": ("resnet18", 0.4),
+}
+C, N_FORGET, LAM = 5, 25, 0.1
+
+
+def problem(name: str, n: int, dtype: torch.dtype):
+    arch, width = MODELS[name]
+    model = (
+        models.build_model(
+            arch, num_classes=C, input_shape=(3, 32, 32), width=width, generator_seed=0
+        )
+        .to(dtype)
+        .eval()
+    )
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 3, 32, 32, generator=gen).to(dtype)
+    y = torch.randint(0, C, (n,), generator=gen)
+    return model, (x[N_FORGET:], y[N_FORGET:]), (x[:N_FORGET], y[:N_FORGET])
+
+
+def reference_delta(model, retain, forget) -> np.ndarray:
+    """Per-sample, per-class autograd, dense numpy Jacobian, explicit inverse."""
+    params = [p for p in model.parameters()]
+
+    def jac_and_resid(x, y):
+        cols, res = [], []
+        for i in range(len(x)):
+            out = model(x[i : i + 1])[0]
+            prob = torch.softmax(out, -1).detach()
+            for k in range(C):
+                g = torch.autograd.grad(out[k], params, retain_graph=k < C - 1)
+                cols.append(torch.cat([t.reshape(-1) for t in g]).detach().numpy())
+                res.append(prob[k].item() - float(k == y[i].item()))
+        return np.stack(cols, axis=1), np.array(res, dtype=cols[0].dtype)
+
+    Gr, rr = jac_and_resid(*retain)
+    Gf, rf = jac_and_resid(*forget)
+    G = np.concatenate([Gr, Gf], axis=1)
+    r = np.concatenate([rr, rf])
+
+    def u(G, r, n):
+        theta = G.T @ G + n * LAM * np.eye(G.shape[1], dtype=G.dtype)
+        return -G @ (np.linalg.inv(theta) @ r)
+
+    return u(Gr, rr, len(retain[0])) - u(G, r, len(retain[0]) + len(forget[0]))
+
+
+def run_one(spec: dict) -> dict:
+    torch.set_num_threads(2)
+    dtype = torch.float64 if spec.get("dtype") == "float64" else torch.float32
+    model, retain, forget = problem(spec["model"], spec["n"], dtype)
+    t = time.perf_counter()
+    out: dict = {}
+    if spec["approach"] == "reference":
+        delta = torch.from_numpy(reference_delta(model, retain, forget))
+    elif spec["approach"] == "retrain_epoch":
+        from forgetbox.training import FinetuneConfig, finetune
+
+        finetune(model, *retain, FinetuneConfig(), seed=0, epochs=1)
+        delta = None
+    elif spec["approach"] == "cg_capped":
+        # a fixed number of preconditioned CG iterations: time per iteration and peak memory
+        f = model_function(model, dtype)
+        params = parameters_of(model, dtype)
+        x = torch.cat([retain[0], forget[0]])
+        chunk = spec.get("chunk", 32)
+        op = ntk.KernelOperator(f, params, x, len(x) * LAM, chunk)
+        t_pre = time.perf_counter()
+        pre = ntk.NystromPreconditioner.build(f, params, x, len(x) * LAM, spec["rank"], chunk, 0)
+        out["preconditioner_seconds"] = time.perf_counter() - t_pre
+        b = torch.randn(len(x), C, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        t_cg = time.perf_counter()
+        _, it, rel = ntk.conjugate_gradient(
+            op, b, precond=pre, tol=0.0, max_iter=spec["iterations"]
+        )
+        out.update(
+            seconds_per_iteration=(time.perf_counter() - t_cg) / it,
+            relative_residual_after=rel,
+            iterations=it,
+        )
+        delta = None
+    else:
+        d = ntk.ntk_direction(
+            model,
+            retain,
+            forget,
+            weight_decay=LAM,
+            solver=spec["approach"],
+            dtype=dtype,
+            nystrom_rank=spec.get("rank", 64),
+            memory_budget=spec.get("budget"),
+            cg_tol=spec.get("tol"),
+        )
+        delta = d.delta
+        out["reports"] = [r.__dict__ for r in d.reports]
+    out["seconds"] = time.perf_counter() - t
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if delta is not None and spec.get("save"):
+        torch.save(delta.double(), spec["save"])
+    out["p"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+def measure(spec: dict, timeout: int = 3600) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        return {**spec, "error": proc.stderr.strip().splitlines()[-1][:300]}
+    res = {**spec, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    print(json.dumps({k: v for k, v in res.items() if k != "reports"}), flush=True)
+    return res
+
+
+def rel_diff(a: Path, b: Path) -> float:
+    x, y = torch.load(a), torch.load(b)
+    return ((x - y).norm() / y.norm()).item()
+
+
+def section_compare(tmp: Path) -> list[dict]:
+    rows = []
+    for name in MODELS:
+        ref = measure(
+            {"approach": "reference", "model": name, "n": 500, "save": str(tmp / f"{name}-ref.pt")}
+        )
+        ours = measure(
+            {"approach": "dense", "model": name, "n": 500, "save": str(tmp / f"{name}-dense.pt")}
+        )
+        cg = measure(
+            {
+                "approach": "cg",
+                "model": name,
+                "n": 500,
+                "tol": 1e-6,
+                "save": str(tmp / f"{name}-cg.pt"),
+            }
+        )
+        row = {"model": name, "reference": ref, "dense": ours, "cg": cg}
+        if "error" not in ref and "error" not in ours:
+            row["dense_vs_reference_rel_diff_float32"] = rel_diff(
+                tmp / f"{name}-dense.pt", tmp / f"{name}-ref.pt"
+            )
+        if "error" not in cg and "error" not in ours:
+            row["cg_vs_dense_rel_diff_float32"] = rel_diff(
+                tmp / f"{name}-cg.pt", tmp / f"{name}-dense.pt"
+            )
+        rows.append(row)
+    # exactness in float64 on the small model
+    a = measure(
+        {
+            "approach": "reference",
+            "model": "allcnn-0.4",
+            "n": 200,
+            "dtype": "float64",
+            "save": str(tmp / "f64-ref.pt"),
+        }
+    )
+    b = measure(
+        {
+            "approach": "dense",
+            "model": "allcnn-0.4",
+            "n": 200,
+            "dtype": "float64",
+            "save": str(tmp / "f64-dense.pt"),
+        }
+    )
+    rows.append(
+        {
+            "model": "allcnn-0.4",
+            "n": 200,
+            "float64": True,
+            "reference": a,
+            "dense": b,
+            "dense_vs_reference_rel_diff_float64": rel_diff(
+                tmp / "f64-dense.pt", tmp / "f64-ref.pt"
+            ),
+        }
+    )
+    return rows
+
+
+def section_scaling(sizes=(500, 1000, 2000, 5000), dense_max=2000) -> list[dict]:
+    rows = []
+    for n in sizes:
+        row = {"model": "allcnn-0.4", "n": n}
+        if n <= dense_max:
+            row["dense"] = measure({"approach": "dense", "model": "allcnn-0.4", "n": n})
+        row["cg_nystrom"] = measure(
+            {"approach": "cg", "model": "allcnn-0.4", "n": n, "tol": 1e-5, "rank": 64}
+        )
+        if n <= 1000:
+            row["cg_plain"] = measure(
+                {"approach": "cg", "model": "allcnn-0.4", "n": n, "tol": 1e-5, "rank": 0}
+            )
+        row["retrain_epoch"] = measure({"approach": "retrain_epoch", "model": "allcnn-0.4", "n": n})
+        rows.append(row)
+    return rows
+
+
+def section_large() -> list[dict]:
+    """ResNet-18 x0.4 at |D| = 5,000: the matrix-free solver within 24 GB."""
+    return [
+        measure(
+            {
+                "approach": "cg_capped",
+                "model": "resnet18-0.4",
+                "n": 5000,
+                "rank": 32,
+                "iterations": 3,
+                "chunk": 16,
+            }
+        )
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--one")
+    ap.add_argument("--only", choices=["compare", "scaling", "large"])
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one)), default=str))
+        return
+    tmp = Path("runs/bench-tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results["machine"] = {
+        "cpu_threads": 2,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processor": platform.machine(),
+    }
+    sections = {"compare": section_compare, "scaling": section_scaling, "large": section_large}
+    for name, fn in sections.items():
+        if args.only in (None, name):
+            results[name] = fn(tmp) if name == "compare" else fn()
+            OUT.parent.mkdir(exist_ok=True)
+            OUT.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
