@@ -38,7 +38,7 @@ from .checkpoints import (
     sha256_indices,
 )
 from .experiment import versions
-from .functional import assert_finite, flatten, load_flat_, parameters_of
+from .functional import assert_finite, flatten, parameters_of
 from .methods import ForgetConfig, Method
 from .training import FinetuneConfig, finetune, predict
 
@@ -241,7 +241,7 @@ def certificate(
     mean = res.mean
     var = res.noise_variance
     if var is None:
-        var = _variance_at(scrubbed, mean, retain[0], alpha, config)
+        var = methods.variance_at(scrubbed, mean, retain[0], alpha, config)
     if reference is not None:
         mean0 = flatten(parameters_of(reference))
         baseline = "reference model trained on D_r"
@@ -250,7 +250,7 @@ def certificate(
         mean0 = _linearized_retrain(original, pretrained, retain, forget, config)
         baseline = "linearized NTK prediction of w(D_r) (estimate)"
         is_estimate = True
-    var0 = _variance_at(scrubbed, mean0, retain[0], alpha, config)
+    var0 = methods.variance_at(scrubbed, mean0, retain[0], alpha, config)
     like = parameters_of(original)
     white = bounds.white_box(mean, var, mean0, var0, like)
     gen = torch.Generator().manual_seed(seed)
@@ -310,21 +310,6 @@ def certificate(
         "errors": {"before": errs(original), "after": errs(scrubbed)},
         "method_info": {k: v for k, v in res.info.items() if k not in ("mean",)},
     }
-
-
-def _variance_at(
-    model: nn.Module, mean: Tensor, x: Tensor, alpha: float, config: ForgetConfig
-) -> Tensor:
-    probe = load_flat_(copy.deepcopy(model), mean)
-    F = methods.fisher_diagonal(probe, x)
-    return methods.noise_variance(
-        F,
-        parameters_of(probe),
-        alpha=alpha,
-        head=models.head_name(probe),
-        config=config.noise,
-        forgotten_class=config.forgotten_class,
-    )
 
 
 def _linearized_retrain(model, pretrained, retain, forget, config) -> Tensor:

@@ -535,22 +535,6 @@ def _subsample(x: Tensor, n: int, seed: int) -> Tensor:
     return x[idx.sort().values]
 
 
-def fisher_variance(
-    model: nn.Module, mean: Tensor, x_retain: Tensor, alpha: float, cfg: ForgetConfig
-) -> Tensor:
-    """alpha F^{-1} (with the noise safeguards) at weights ``mean`` on D_r."""
-    probe = load_flat_(_clone_like(model), mean)
-    F = methods.fisher_diagonal(probe, x_retain)
-    return methods.noise_variance(
-        F,
-        parameters_of(probe),
-        alpha=alpha,
-        head=models.head_name(probe),
-        config=cfg.noise,
-        forgotten_class=cfg.forgotten_class,
-    )
-
-
 def readout_row(
     stages: Stages,
     method: str,
@@ -600,7 +584,7 @@ def readout_row(
     var = (
         state["__var__"]
         if "__var__" in state
-        else fisher_variance(model, mean, task.retain[0], alpha, fcfg)
+        else methods.variance_at(model, mean, task.retain[0], alpha, fcfg)
     )
     mean0 = flatten(parameters_of(retrained))
     var0 = ref_var(alpha)
@@ -691,7 +675,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
 
     def ref_var(alpha: float) -> Tensor:
         if alpha not in var_cache:
-            var_cache[alpha] = fisher_variance(
+            var_cache[alpha] = methods.variance_at(
                 retrained, flatten(parameters_of(retrained)), task.retain[0], alpha, fcfg
             )
         return var_cache[alpha]

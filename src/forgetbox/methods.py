@@ -379,6 +379,17 @@ def ntk_point(
     return w_d + shift, shift, scale, info
 
 
+def variance_at(
+    model: nn.Module, weights: Tensor, x_retain: Tensor, alpha: float, config: ForgetConfig
+) -> Tensor:
+    """alpha F^{-1} (after the noise safeguards) with F the diagonal Fisher on ``x_retain`` at
+    the flat ``weights`` of ``model``'s architecture."""
+    probe = load_flat_(copy.deepcopy(model), weights)
+    return _variance(
+        probe, fisher_diagonal(probe, x_retain, chunk=config.chunk or 64), alpha, config
+    )
+
+
 def _variance(model: nn.Module, fisher: Tensor, alpha: float, config: ForgetConfig) -> Tensor:
     return noise_variance(
         fisher,
