@@ -129,3 +129,24 @@ def test_help_lists_commands(capsys):
     for cmd in ("run", "train", "scrub"):
         assert cmd in text
     assert Path(experiment.__file__).exists()
+
+
+def test_train_command_prints_the_three_models(tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--profile",
+            "quick",
+            "--seeds",
+            "0",
+            "--train-per-class",
+            "10",
+            "--num-to-forget",
+            "5",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["w0", "original", "retrain"]

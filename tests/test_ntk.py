@@ -193,11 +193,11 @@ def test_projector_idempotent_and_annihilates_retain_gradients(gen):
 def test_trapezium_closed_forms():
     d = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     lin = torch.zeros(3, dtype=torch.float64)
-    orth = ntk.trapezium(d, w_full=torch.tensor([0.0, 2.0, 0.0]), w_lin_retain=lin)
+    orth = ntk.trapezium(d, w_full=torch.tensor([0.0, 2.0, 0.0]), w_lin=lin)
     assert orth.scale == pytest.approx(1.0)
-    par = ntk.trapezium(d, w_full=torch.tensor([3.0, 0.0, 0.0]), w_lin_retain=lin)
+    par = ntk.trapezium(d, w_full=torch.tensor([3.0, 0.0, 0.0]), w_lin=lin)
     assert par.scale == pytest.approx(1 + 2 * 3.0)
-    anti = ntk.trapezium(d, w_full=torch.tensor([-1.0, 1.0, 0.0]), w_lin_retain=lin)
+    anti = ntk.trapezium(d, w_full=torch.tensor([-1.0, 1.0, 0.0]), w_lin=lin)
     assert anti.angle == pytest.approx(3 * math.pi / 4)
     assert anti.scale == pytest.approx(1 + 2 * math.sin(math.pi / 4) * math.sqrt(2))
 

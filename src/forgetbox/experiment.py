@@ -485,7 +485,9 @@ class Stages:
         key_base: str,
     ) -> dict:
         fcfg = replace(self.forget_config(task), alpha=self.alpha_for(method))
-        key = f"method-{method}-" + config_hash([key_base, method, repr(fcfg)])
+        key = f"method-{method}-" + config_hash(
+            [key_base, method, repr(fcfg), methods.VERSION.get(method)]
+        )
 
         def compute():
             res = methods.forget(
@@ -692,6 +694,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
                 cfg.relearn_max_epochs,
                 cfg.queries_per_subset,
                 cfg.alpha_ntk_fisher,
+                methods.VERSION.get(method),
             ]
         )
         rows[method] = stages.cache.json(
@@ -704,7 +707,14 @@ def run_seed(stages: Stages, seed: int) -> dict:
     for method in ("ntk_fisher", "fisher"):
         if method in states:
             tkey = f"tradeoff-{method}-" + config_hash(
-                [key_base, method, cfg.tradeoff_alphas, cfg.tradeoff_draws, cfg.queries_per_subset]
+                [
+                    key_base,
+                    method,
+                    cfg.tradeoff_alphas,
+                    cfg.tradeoff_draws,
+                    cfg.queries_per_subset,
+                    methods.VERSION.get(method),
+                ]
             )
             tradeoff += stages.cache.json(
                 tkey,
@@ -715,7 +725,9 @@ def run_seed(stages: Stages, seed: int) -> dict:
     path = []
     for method in ("ntk", "ntk_fisher", "fisher", "newton"):
         if method in states:
-            pkey = f"path-{method}-" + config_hash([key_base, method, cfg.path_alphas])
+            pkey = f"path-{method}-" + config_hash(
+                [key_base, method, cfg.path_alphas, methods.VERSION.get(method)]
+            )
             subsets = {"forget": task.forget[0], "retain": task.retain[0], "test": task.test[0]}
             rows_path = stages.cache.json(
                 pkey,

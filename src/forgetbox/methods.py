@@ -43,6 +43,8 @@ class Method(StrEnum):
 
 
 METHODS = tuple(m.value for m in Method)
+# bumped when a method's computation changes, so cached results are recomputed
+VERSION = {"ntk": 2, "ntk_fisher": 2}
 NOISY = (Method.FISHER, Method.NTK_FISHER)
 DEFAULT_ALPHA = {Method.FISHER: 1e-6, Method.NTK_FISHER: 1e-9}
 
@@ -360,12 +362,14 @@ def ntk_point(
         seed=seed,
         pretrained=w0 if config.anchored else None,
     )
-    base = direction.around if config.anchored else w0_flat.to(direction.around.dtype)
-    w_lin_retain = base + direction.u_retain
+    if config.anchored:  # Fig. 5: the leg runs from w_lin(D) = w_lin(D_r) - delta to w(D)
+        leg_from = direction.around + direction.u_retain - direction.delta
+    else:  # the authors' code: from w0 + u_{D_r}
+        leg_from = w0_flat.to(direction.around.dtype) + direction.u_retain
     info: dict = {}
     scale = 1.0
     if config.use_trapezium:
-        trap = ntk.trapezium(direction.delta, w_full=w_d, w_lin_retain=w_lin_retain)
+        trap = ntk.trapezium(direction.delta, w_full=w_d, w_lin=leg_from)
         scale = trap.scale
         info["trapezium"] = trap.__dict__
     shift = (scale * direction.delta).to(dtype)

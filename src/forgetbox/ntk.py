@@ -702,19 +702,19 @@ class Trapezium:
     angle: float  # radians, between delta_w and the leg m
 
 
-def trapezium(delta: Tensor, *, w_full: Tensor, w_lin_retain: Tensor) -> Trapezium:
+def trapezium(delta: Tensor, *, w_full: Tensor, w_lin: Tensor) -> Trapezium:
     """Rescale the linearized direction to undo its undershoot (supplement, Fig. 5).
 
     Inputs: ``delta`` = w_lin(D_r) - w_lin(D), the trained weights ``w_full`` = w(D) and the
-    linear prediction ``w_lin_retain`` = w_lin(D_r). With the leg ``m = w(D) - w_lin(D_r)`` and
-    theta the angle between delta and m, the isosceles trapezium predicts
+    linearized end point ``w_lin`` the trapezium's leg starts from: Fig. 5's caption uses
+    w_lin(D) (leg ``m = w(D) - w_lin(D)``); the authors' code uses ``w0 + u_{D_r}``. With theta
+    the angle between delta and m, the isosceles trapezium predicts
     ``||w(D_r) - w(D)|| = ||delta|| + 2 sin(a) ||m||`` with ``a = theta - pi/2`` when
-    ``cos theta < 0`` and ``2 cos(theta) ||m||`` otherwise (the authors' code, where
-    w_lin(D_r) = w0 + u_{D_r}); both cases equal ``||delta|| + 2 |cos theta| ||m||``.
-    The scrub is ``w(D) + scale * delta``.
+    ``cos theta < 0`` and ``2 cos(theta) ||m||`` otherwise (the authors' code); both cases equal
+    ``||delta|| + 2 |cos theta| ||m||``. The scrub is ``w(D) + scale * delta``.
     """
     d = delta.double()
-    m = w_full.double() - w_lin_retain.double()
+    m = w_full.double() - w_lin.double()
     dn, mn = d.norm().item(), m.norm().item()
     if dn == 0.0:
         return Trapezium(1.0, 0.0, 0.0, mn, float("nan"))
