@@ -37,6 +37,11 @@ def test_attack_detects_memorised_forget_set():
     )
     assert res.member_rate > 0.95
     assert res.auc > 0.98
+    gen = torch.Generator().manual_seed(0)
+    data = (_confident(200, 5, gen), _unsure(200, 5, gen), _confident(25, 5, gen))
+    a = readouts.membership_attack(Identity(), *data, seed=4)
+    b = readouts.membership_attack(Identity(), *data, seed=4)
+    assert a == b  # deterministic under a seed
 
 
 @pytest.mark.parametrize("feature", ["entropy", "loss", "confidence"])
