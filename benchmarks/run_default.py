@@ -22,13 +22,16 @@ def timed(args: list[str]) -> float:
 
 def main() -> None:
     exe = str(Path(sys.executable).with_name("forgetbox"))
-    tmp = Path(tempfile.mkdtemp())
+    keep = len(sys.argv) > 1
+    run = Path(sys.argv[1]) if keep else Path(tempfile.mkdtemp()) / "run"
+    if run.exists():
+        shutil.rmtree(run)
     try:
-        cold = timed([exe, "run", "--out", str(tmp / "run")])
-        warm = timed([exe, "run", "--out", str(tmp / "run")])
-        results = json.loads((tmp / "run" / "results.json").read_text())
+        cold = timed([exe, "run", "--out", str(run)])
+        warm = timed([exe, "run", "--out", str(run)])
+        results = json.loads((run / "results.json").read_text())
     finally:
-        shutil.rmtree(tmp)
+        shutil.rmtree(run / "cache" if keep else run.parent)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(
         json.dumps(
