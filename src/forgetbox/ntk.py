@@ -221,10 +221,11 @@ def kernel_matrix(
     max_elems = room // (n * c * itemsize) if room > 0 else 0
     biggest = max(t.numel() for t in params.values())
     if max_elems < biggest:
-        need = 2 * kernel_bytes + n * c * itemsize * biggest
+        need = (2 * kernel_bytes + n * c * itemsize * biggest) * 4 // 3
         raise MemoryBudgetError(
-            f"dense kernel for {n} samples x {c} outputs needs more than {need / 2**30:.2f} GiB "
-            f"(budget {budget / 2**30:.2f} GiB); use solver='cg' (matrix-free)"
+            f"dense kernel for {n} samples x {c} outputs needs a budget of at least "
+            f"{need / 2**30:.2f} GiB (given {budget / 2**30:.2f} GiB); use solver='cg' "
+            "(matrix-free)"
         )
     p = sum(t.numel() for t in params.values())
     chunk = chunk or _default_chunk(p, c, dtype, budget // 2)
