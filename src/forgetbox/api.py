@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from . import bounds, data, methods, models, readouts
 from .checkpoints import (
@@ -37,6 +36,7 @@ from .checkpoints import (
     sha256_file,
     sha256_indices,
 )
+from .data import as_tensors
 from .experiment import versions
 from .functional import assert_finite, flatten, parameters_of
 from .methods import ForgetConfig, Method
@@ -59,30 +59,6 @@ class ScrubResult:
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def as_tensors(obj, name: str) -> tuple[Tensor, Tensor]:
-    """``(inputs, labels)`` from a tensor pair, a map-style dataset or a data loader."""
-    if isinstance(obj, tuple | list) and len(obj) == 2 and not isinstance(obj[0], tuple):
-        x, y = torch.as_tensor(obj[0]), torch.as_tensor(obj[1])
-    elif isinstance(obj, DataLoader):
-        xs, ys = zip(*[(b[0], b[1]) for b in obj], strict=True) if len(obj) else ((), ())
-        if not xs:
-            raise ValueError(f"{name}: the data loader is empty")
-        x, y = torch.cat(xs), torch.cat(ys)
-    elif isinstance(obj, Dataset) or (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")):
-        if len(obj) == 0:
-            raise ValueError(f"{name}: the dataset is empty")
-        xs, ys = zip(*[obj[i][:2] for i in range(len(obj))], strict=True)
-        x = torch.stack([torch.as_tensor(v) for v in xs])
-        y = torch.as_tensor([int(v) for v in ys])
-    else:
-        raise TypeError(f"{name}: expected (inputs, labels) tensors, a Dataset or a DataLoader")
-    if len(x) != len(y):
-        raise ValueError(f"{name}: {len(x)} inputs but {len(y)} labels")
-    if y.is_floating_point() or y.ndim != 1:
-        raise ValueError(f"{name}: labels must be a 1-D integer tensor")
-    return x.float() if not x.is_floating_point() else x, y.long()
 
 
 def _check_model_accepts(model: nn.Module, x: Tensor, y: Tensor, name: str) -> int:
@@ -247,7 +223,13 @@ def certificate(
         baseline = "reference model trained on D_r"
         is_estimate = False
     else:
-        mean0 = _linearized_retrain(original, pretrained, retain, forget, config)
+        # the NTK methods' mean is that prediction already: do not solve it twice
+        ntk_made = res.method in (Method.NTK, Method.NTK_FISHER)
+        mean0 = (
+            res.mean
+            if ntk_made
+            else _linearized_retrain(original, pretrained, retain, forget, config)
+        )
         baseline = "linearized NTK prediction of w(D_r) (estimate)"
         is_estimate = True
     var0 = methods.variance_at(scrubbed, mean0, retain[0], alpha, config)

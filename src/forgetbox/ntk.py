@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
 
+from .data import as_tensors
 from .functional import (
     ModelFn,
     Params,
@@ -365,19 +366,6 @@ class _Problem:
     anchor: Tensor | None = None  # flat w0 when the linearization is anchored
 
 
-def _as_pair(data, name: str) -> tuple[Tensor, Tensor]:
-    if isinstance(data, tuple | list) and len(data) == 2:
-        x, y = data
-        return torch.as_tensor(x), torch.as_tensor(y).long()
-    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-        items = [data[i] for i in range(len(data))]
-        if not items:
-            raise ValueError(f"{name} set is empty")
-        xs, ys = zip(*items, strict=True)
-        return torch.stack([torch.as_tensor(v) for v in xs]), torch.as_tensor(ys).long()
-    raise TypeError(f"{name}: expected an (inputs, labels) pair or a dataset")
-
-
 def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
     base = parameters_of(model, dtype)
     if around is None:
@@ -408,8 +396,8 @@ def _setup(
     pretrained=None,
 ) -> _Problem:
     dtype = dtype or next(model.parameters()).dtype
-    xr, yr = _as_pair(retain, "retain")
-    xf, yf = _as_pair(forget, "forget")
+    xr, yr = as_tensors(retain, "retain")
+    xf, yf = as_tensors(forget, "forget")
     if len(xf) == 0:
         raise ValueError("the forget set is empty: nothing to scrub")
     if len(xr) == 0:
