@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import resource
 import time
@@ -35,6 +34,7 @@ from .checkpoints import (
     save_state,
     sha256_file,
     sha256_indices,
+    state_sha256,
 )
 from .data import as_tensors
 from .experiment import versions
@@ -73,16 +73,6 @@ def _check_model_accepts(model: nn.Module, x: Tensor, y: Tensor, name: str) -> i
     if len(y) and (y.min() < 0 or y.max() >= c):
         raise ValueError(f"{name}: labels must lie in [0, {c}) for a model with {c} outputs")
     return c
-
-
-def state_sha256(model: nn.Module) -> str:
-    """SHA-256 over the model's tensors (names, shapes, dtypes and bytes, in name order)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _peak_rss_bytes() -> int:

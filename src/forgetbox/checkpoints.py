@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save, save_file
 
 from .functional import assert_finite
 
@@ -87,6 +87,42 @@ def save_state(
     atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
+def save_large(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping | None = None
+) -> None:
+    """Like :func:`save_state` for large tensors: streamed to a temporary file in the
+    destination folder (no in-memory copy of the whole file), then renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, meta)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The JSON metadata :func:`save_state`/:func:`save_large` stored in a safetensors file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from exc
+    try:
+        return {k: json.loads(v) for k, v in raw.items()}
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
+
+
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict safely: safetensors, or ``torch.load(weights_only=True)`` for .pt."""
     path = Path(path)
@@ -141,6 +177,25 @@ def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 over tensors' shapes, dtypes and bytes (in the order given)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's tensors (names, shapes, dtypes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensors_sha256(t).encode())
     return h.hexdigest()
 
 

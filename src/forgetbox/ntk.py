@@ -75,6 +75,21 @@ class Loss(StrEnum):
     MSE = "mse"
 
 
+class Kernel(StrEnum):
+    """Which kernel the solves use.
+
+    EXACT: the empirical NTK ``J J^T``, ``(n c, n c)``.
+    PSEUDO: the pseudo-NTK of Mohamadi & Sutherland (2022): ``g g^T / c`` with ``g`` the
+    gradient of the sum of the c logits, ``(n, n)``, used as that kernel times the identity over
+    classes. It costs c times fewer Jacobian rows and c^2 less kernel work and memory; it is
+    exact when the NTK is the identity over classes (a linear model, the last layer's share).
+    The direction is still assembled with the full ``J^T`` (one vjp pass).
+    """
+
+    EXACT = "exact"
+    PSEUDO = "pseudo"
+
+
 class MemoryBudgetError(MemoryError):
     """No solver fits in the memory budget."""
 
@@ -122,8 +137,11 @@ def _default_chunk(p: int, c: int, dtype: torch.dtype, budget: int) -> int:
     return int(max(1, min(256, (budget // 8) // max(per_sample, 1))))
 
 
-def default_memory_budget() -> int:
-    """Half of the machine's physical memory, in bytes."""
+def default_memory_budget(device: torch.device | str | None = None) -> int:
+    """Half of the machine's physical memory (or of the GPU's free memory), in bytes."""
+    if device is not None and torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * 0.5)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
     except (ValueError, OSError, AttributeError):
@@ -136,18 +154,26 @@ def _split(x: Tensor, size: int):
 
 
 def jacobian(
-    f: ModelFn, params: Mapping[str, Tensor], x: Tensor, names: Sequence[str] | None = None
+    f: ModelFn,
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    names: Sequence[str] | None = None,
+    *,
+    pseudo: bool = False,
 ) -> Tensor:
     """Jacobian of all outputs w.r.t. the parameters ``names`` (default all), ``(n, c, p_sub)``.
 
-    One ``vmap(jacrev(...))`` call over the batch: no Python loop over samples or classes.
+    With ``pseudo=True`` the single output ``sum_k f_k / sqrt(c)`` instead, ``(n, 1, p_sub)``
+    (its Gram matrix is the pseudo-NTK). One ``vmap(jacrev(...))`` call over the batch: no
+    Python loop over samples or classes.
     """
     names = list(params) if names is None else list(names)
     sub = {k: params[k] for k in names}
     rest = {k: v for k, v in params.items() if k not in sub}
 
     def single(s: Params, x1: Tensor) -> Tensor:
-        return f({**rest, **s}, x1.unsqueeze(0)).squeeze(0)
+        out = f({**rest, **s}, x1.unsqueeze(0)).squeeze(0)
+        return out.sum(-1, keepdim=True) / math.sqrt(out.shape[-1]) if pseudo else out
 
     jac = vmap(jacrev(single), in_dims=(None, 0))(sub, x)
     n = len(x)
@@ -202,17 +228,20 @@ def kernel_matrix(
     memory_budget: int | None = None,
     chunk: int | None = None,
     accumulate_dtype: torch.dtype = torch.float64,
+    kernel: Kernel | str = Kernel.EXACT,
 ) -> Tensor:
-    """Empirical NTK ``J J^T`` of shape ``(n c, n c)`` (sample-major), without holding J.
+    """Empirical NTK ``J J^T`` of shape ``(n c, n c)`` (sample-major), without holding J; with
+    ``kernel="pseudo"`` the pseudo-NTK ``(n, n)`` (see :class:`Kernel`).
 
     Parameters are split into groups whose Jacobian over all n samples fits in half the budget;
     each group's Jacobian is built in sample chunks and its Gram matrix accumulated (upper block
     triangle only) into a ``accumulate_dtype`` kernel.
     """
-    budget = memory_budget or default_memory_budget()
+    budget = memory_budget or default_memory_budget(x.device)
+    pseudo = Kernel(kernel) is Kernel.PSEUDO
     n = len(x)
     with torch.no_grad():
-        c = f(params, x[:1]).shape[-1]
+        c = 1 if pseudo else f(params, x[:1]).shape[-1]
     dtype = next(iter(params.values())).dtype
     itemsize = torch.finfo(dtype).bits // 8
     kernel_bytes = (n * c) ** 2 * torch.finfo(accumulate_dtype).bits // 8
@@ -235,7 +264,7 @@ def kernel_matrix(
         width = sum(params[k].numel() for k in names)
         J = torch.empty(n, c, width, dtype=dtype, device=x.device)
         for i in range(0, n, chunk):
-            J[i : i + chunk] = jacobian(f, params, x[i : i + chunk], names).detach()
+            J[i : i + chunk] = jacobian(f, params, x[i : i + chunk], names, pseudo=pseudo).detach()
         _sym_accumulate(K, J.reshape(n * c, width))
         del J
     return K
@@ -302,7 +331,7 @@ class NystromPreconditioner:
         W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
         W = 0.5 * (W + W.T)
         inner = shift * W + C.T @ C
-        inner = inner + 1e-10 * inner.diagonal().mean() * torch.eye(len(inner), dtype=inner.dtype)
+        inner.diagonal().add_(1e-10 * inner.diagonal().mean())
         L, info = torch.linalg.cholesky_ex(inner)
         if info.item() != 0:
             raise ValueError("Nystrom preconditioner is singular")
@@ -364,6 +393,12 @@ class _Problem:
     chunk: int
     budget: int
     anchor: Tensor | None = None  # flat w0 when the linearization is anchored
+    kernel: Kernel = Kernel.EXACT
+
+    @property
+    def rows(self) -> int:
+        """Kernel rows per sample: c (exact) or 1 (pseudo-NTK)."""
+        return 1 if self.kernel is Kernel.PSEUDO else self.r.shape[1]
 
 
 def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
@@ -394,21 +429,58 @@ def _setup(
     memory_budget: int | None,
     chunk: int | None,
     pretrained=None,
+    kernel: Kernel | str = Kernel.EXACT,
 ) -> _Problem:
-    dtype = dtype or next(model.parameters()).dtype
     xr, yr = as_tensors(retain, "retain")
     xf, yf = as_tensors(forget, "forget")
     if len(xf) == 0:
         raise ValueError("the forget set is empty: nothing to scrub")
     if len(xr) == 0:
         raise ValueError("the retain set is empty")
+    return build_problem(
+        model,
+        torch.cat([xr, xf]),
+        torch.cat([yr, yf]),
+        len(xr),
+        weight_decay=weight_decay,
+        loss=loss,
+        around=around,
+        dtype=dtype,
+        memory_budget=memory_budget,
+        chunk=chunk,
+        pretrained=pretrained,
+        kernel=kernel,
+    )
+
+
+def build_problem(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    n_retain: int,
+    *,
+    weight_decay: float,
+    loss: Loss | str,
+    around,
+    dtype: torch.dtype | None,
+    memory_budget: int | None,
+    chunk: int | None,
+    pretrained=None,
+    kernel: Kernel | str = Kernel.EXACT,
+) -> _Problem:
+    """Validated linearization data for D = (x, y), whose first ``n_retain`` rows are D_r:
+    parameters at w_bar, residuals (anchored when ``pretrained`` is given), chunk and budget.
+    Everything lives on the model's device."""
+    dtype = dtype or next(model.parameters()).dtype
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    kernel = Kernel(kernel)
     params = _around_params(model, around, dtype)
     assert_finite(params, "model parameters")
+    device = next(iter(params.values())).device
     f = model_function(model, dtype)
-    x = torch.cat([xr, xf]).to(dtype)
-    y = torch.cat([yr, yf])
+    x = x.to(device, dtype)
+    y = y.to(device)
     try:
         with torch.no_grad():
             logits = torch.cat([f(params, xb) for xb in _split(x, 512)])
@@ -417,26 +489,16 @@ def _setup(
     c = logits.shape[-1]
     if y.min() < 0 or y.max() >= c:
         raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")
-    budget = memory_budget or default_memory_budget()
+    budget = memory_budget or default_memory_budget(device)
     p = sum(t.numel() for t in params.values())
-    chunk = chunk or _default_chunk(p, c, dtype, budget)
+    chunk = chunk or _default_chunk(p, 1 if kernel is Kernel.PSEUDO else c, dtype, budget)
     r = residuals(logits, y, loss)
     anchor = None
     if pretrained is not None:
-        anchor = flatten(_around_params(model, pretrained, dtype))
+        anchor = flatten(_around_params(model, pretrained, dtype)).to(device)
         d = unflatten(flatten(params) - anchor, params)
         r = r - jvp_all(f, params, x, d, chunk).detach()
-    return _Problem(
-        f,
-        params,
-        x,
-        r,
-        len(xr),
-        float(weight_decay),
-        chunk,
-        budget,
-        anchor,
-    )
+    return _Problem(f, params, x, r, n_retain, float(weight_decay), chunk, budget, anchor, kernel)
 
 
 def dense_memory_estimate(n: int, c: int, p: int, itemsize: int = 4) -> int:
@@ -455,7 +517,16 @@ def choose_solver(prob: _Problem, solver: Solver | str, nystrom_rank: int) -> So
     n, c = prob.r.shape
     p = sum(t.numel() for t in prob.params.values())
     itemsize = torch.finfo(prob.r.dtype).bits // 8
-    dense = dense_memory_estimate(n, c, p, itemsize)
+    dense = dense_memory_estimate(n, prob.rows, p, itemsize)
+    if prob.kernel is Kernel.PSEUDO:
+        if solver is Solver.CG:
+            raise ValueError("the pseudo-NTK uses the dense solver (its kernel is only n x n)")
+        if dense > prob.budget:
+            raise MemoryBudgetError(
+                f"the pseudo-NTK for {n} samples needs about {dense / 2**30:.2f} GiB "
+                f"(budget {prob.budget / 2**30:.2f} GiB)"
+            )
+        return Solver.DENSE
     cg = cg_memory_estimate(n, c, p, itemsize, prob.chunk, nystrom_rank)
     if solver is Solver.AUTO:
         if dense <= prob.budget:
@@ -477,26 +548,50 @@ def choose_solver(prob: _Problem, solver: Solver | str, nystrom_rank: int) -> So
     )
 
 
+def shifted(K: Tensor, shift: float) -> Tensor:
+    """``K + shift I`` as a new tensor (no identity matrix is formed)."""
+    out = K.clone()
+    out.diagonal().add_(shift)
+    return out
+
+
+def kernel_rows(prob_r: Tensor, kernel: Kernel | str) -> tuple[Tensor, int]:
+    """Residuals in the kernel's layout: ``(n c, 1)`` for the exact kernel (sample-major),
+    ``(n, c)`` for the pseudo-NTK (one kernel row per sample, the classes as right-hand sides);
+    and the number of kernel rows per sample."""
+    n, c = prob_r.shape
+    if Kernel(kernel) is Kernel.PSEUDO:
+        return prob_r.double(), 1
+    return prob_r.reshape(n * c, 1).double(), c
+
+
 def _dense_coefficients(prob: _Problem, form: str) -> tuple[Tensor, Tensor, SolveReport]:
     t = time.perf_counter()
     n, c = prob.r.shape
-    nr, nc_r = prob.n_retain, prob.n_retain * c
-    K = kernel_matrix(prob.f, prob.params, prob.x, memory_budget=prob.budget, chunk=prob.chunk)
-    r = prob.r.reshape(-1, 1).double()
-    eye = torch.eye(n * c, dtype=torch.float64)
-    A = K[:nc_r, :nc_r] + nr * prob.lam * eye[:nc_r, :nc_r]
-    alpha_r = _cholesky_solve(A, r[:nc_r])
+    nr = prob.n_retain
+    K = kernel_matrix(
+        prob.f,
+        prob.params,
+        prob.x,
+        memory_budget=prob.budget,
+        chunk=prob.chunk,
+        kernel=prob.kernel,
+    )
+    r, rows = kernel_rows(prob.r, prob.kernel)
+    m_r = nr * rows
+    alpha_r = _cholesky_solve(shifted(K[:m_r, :m_r], nr * prob.lam), r[:m_r])
     if form == "schur":
-        delta_coef = schur_coefficients(K, r, nr * c, n_total=n, n_retain=nr, lam=prob.lam)
+        delta_coef = schur_coefficients(K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam)
     else:
-        alpha_d = _cholesky_solve(K + n * prob.lam * eye, r)
-        delta_coef = alpha_d.clone()
-        delta_coef[:nc_r] -= alpha_r
+        K.diagonal().add_(n * prob.lam)
+        delta_coef = _cholesky_solve(K, r)
+        delta_coef[:m_r] -= alpha_r
+    del K
     report = SolveReport(
         "dense",
         seconds=time.perf_counter() - t,
         memory_estimate_bytes=dense_memory_estimate(
-            n, c, sum(v.numel() for v in prob.params.values())
+            n, rows, sum(v.numel() for v in prob.params.values())
         ),
     )
     return delta_coef.reshape(n, c), alpha_r.reshape(nr, c), report
@@ -507,25 +602,23 @@ def schur_coefficients(
 ) -> Tensor:
     """Coefficients of eq. 10 (Schur-complement form) so that ``delta_w = J_D^T coef``.
 
-    ``K`` is ``J_D J_D^T`` (retain rows first, ``ncr`` of them), ``r`` the stacked residuals.
-    Only solves with the retain block ``B_rr = K_rr + |D| lambda I`` (and ``A = K_rr + |D_r|
-    lambda I``) and the small ``|D_f| c`` system ``M^{-1} = B_ff - K_fr B_rr^{-1} K_rf`` are used:
-    ``coef_f = M V`` with ``V = r_f - K_fr B_rr^{-1} r_r`` and
+    ``K`` is ``J_D J_D^T`` (retain rows first, ``ncr`` of them), ``r`` the stacked residuals
+    (one or more columns). Only solves with the retain block ``B_rr = K_rr + |D| lambda I`` (and
+    ``A = K_rr + |D_r| lambda I``) and the small ``|D_f| c`` system ``M^{-1} = B_ff - K_fr
+    B_rr^{-1} K_rf`` are used: ``coef_f = M V`` with ``V = r_f - K_fr B_rr^{-1} r_r`` and
     ``coef_r = -B_rr^{-1} K_rf M V + (B_rr^{-1} - A^{-1}) r_r``.
     """
     K = K.double()
     r = r.double()
-    eye_r = torch.eye(ncr, dtype=torch.float64)
+    k = r.shape[1]
     Krr, Krf, Kff = K[:ncr, :ncr], K[:ncr, ncr:], K[ncr:, ncr:]
     rr, rf = r[:ncr], r[ncr:]
-    B_rr = Krr + n_total * lam * eye_r
-    A = Krr + n_retain * lam * eye_r
-    sol = _cholesky_solve(B_rr, torch.cat([rr, Krf], dim=1))
-    Binv_rr, Binv_Krf = sol[:, :1], sol[:, 1:]
-    S = Kff + n_total * lam * torch.eye(len(Kff), dtype=torch.float64) - Krf.T @ Binv_Krf
+    sol = _cholesky_solve(shifted(Krr, n_total * lam), torch.cat([rr, Krf], dim=1))
+    Binv_rr, Binv_Krf = sol[:, :k], sol[:, k:]
+    S = shifted(Kff, n_total * lam) - Krf.T @ Binv_Krf
     V = rf - Krf.T @ Binv_rr
     MV = _cholesky_solve(0.5 * (S + S.T), V)
-    coef_r = -Binv_Krf @ MV + Binv_rr - _cholesky_solve(A, rr)
+    coef_r = -Binv_Krf @ MV + Binv_rr - _cholesky_solve(shifted(Krr, n_retain * lam), rr)
     return torch.cat([coef_r, MV])
 
 
@@ -578,6 +671,7 @@ def ntk_direction(
     chunk: int | None = None,
     seed: int = 0,
     pretrained=None,
+    kernel: Kernel | str = Kernel.EXACT,
 ) -> NTKDirection:
     """The NTK scrubbing step with everything it used (see the module docstring).
 
@@ -590,6 +684,8 @@ def ntk_direction(
     at w_bar: ``u_S = -(w_bar - w0) - J^T Theta_S^{-1} (r_S - J_S (w_bar - w0))``. This only
     replaces r by ``r - J (w_bar - w0)`` (one jvp pass); at ``w_bar = w0`` it changes nothing.
     Without it (the authors' code) the anchor term is dropped.
+    ``kernel``: ``"exact"`` (the NTK) or ``"pseudo"`` (pseudo-NTK, dense solver; see
+    :class:`Kernel`).
     """
     start = time.perf_counter()
     prob = _setup(
@@ -603,6 +699,7 @@ def ntk_direction(
         memory_budget=memory_budget,
         chunk=chunk,
         pretrained=pretrained,
+        kernel=kernel,
     )
     chosen = choose_solver(prob, solver, nystrom_rank)
     if form not in ("difference", "schur"):
@@ -630,7 +727,13 @@ def ntk_direction(
         around_flat,
         reports,
         time.perf_counter() - start,
-        {"solver": chosen.value, "form": form, "n_retain": nr, "n_forget": len(prob.x) - nr},
+        {
+            "solver": chosen.value,
+            "form": form,
+            "kernel": prob.kernel.value,
+            "n_retain": nr,
+            "n_forget": len(prob.x) - nr,
+        },
     )
 
 
@@ -673,7 +776,7 @@ def apply_retain_projector(
     complement of the span of the retain gradients.
     """
     J = jacobian(f, params, x_retain).reshape(-1, v.numel()).to(v.dtype)
-    K = J @ J.T + ridge * torch.eye(len(J), dtype=v.dtype)
+    K = shifted(J @ J.T, ridge)
     return v - J.T @ torch.linalg.solve(K, J @ v)
 
 

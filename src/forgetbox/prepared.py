@@ -1,0 +1,413 @@
+"""Prepared deletion: pay for the kernel once per trained model, answer each request cheaply.
+
+:func:`prepare` factors, once, the kernel of the whole training set D at the linearization point
+w_bar: ``Theta_D = K + |D| lambda I = L L^T`` (K the exact NTK ``(n c, n c)`` or the pseudo-NTK
+``(n, n)``), with ``alpha_D = Theta_D^{-1} r`` and ``J^T alpha_D`` (so ``u_D = -J^T alpha_D``).
+
+A request for a cohort U (indices into D; with earlier requests, U is the union of every cohort
+so far, all answered from the same w(D)) then needs ``u_{D_r} = -J_r^T A^{-1} r_r`` with
+``A = K_rr + |D_r| lambda I``:
+
+- ``G = Theta_D^{-1}`` restricted by the Schur complement gives
+  ``(K_rr + |D| lambda I)^{-1} = G_rr - G_rU G_UU^{-1} G_Ur`` (a rank-|U| c downdate), from the
+  columns ``G[:, U]`` (|U| c triangular solves with L, kept and extended request by request);
+- A differs from that block by ``-|U| lambda I`` (fine-tuning's weight decay is scaled by the
+  set size), so ``A beta = r_r`` is solved by conjugate gradients preconditioned with the
+  downdated inverse: the preconditioned operator has eigenvalues in ``[1, |D| / |D_r|]``, a few
+  iterations to 1e-13;
+- ``delta_w = J^T alpha_D - J_r^T beta`` takes one vector-Jacobian pass over D_r.
+
+The result equals the from-scratch :func:`forgetbox.ntk.ntk_direction` (tested to 1e-8 in
+float64). A prepared state is tied to the model's weights, the data and w0 by SHA-256 hashes and
+refuses anything else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from . import ntk
+from .checkpoints import (
+    CheckpointError,
+    load_state,
+    read_metadata,
+    save_large,
+    state_sha256,
+    tensors_sha256,
+)
+from .data import as_tensors
+from .functional import flatten, model_function, unflatten
+
+FORMAT = "forgetbox-prepared/1"
+KERNEL_FILE = "kernel.safetensors"
+COHORT_FILE = "cohort.safetensors"
+
+
+@dataclass
+class PreparedKernel:
+    """Everything a deletion request needs, computed once for a trained model and its data.
+
+    ``chol``: lower Cholesky factor of ``Theta_D``, ``(m, m)`` float64 with ``m = n * rows``
+    (``rows`` = c for the exact kernel, 1 for the pseudo-NTK); ``alpha``: ``Theta_D^{-1} r`` in
+    the kernel layout ``(m, k)``; ``residuals`` ``(n, c)``; ``jt_alpha``: ``J^T alpha_D`` ``(p,)``;
+    ``around``: flat w_bar; ``anchor``: flat w0 when the linearization keeps the weight-decay
+    anchor; ``forgotten``: the cohort answered so far (request order) with ``columns`` =
+    ``Theta_D^{-1}[:, rows(forgotten)]``.
+    """
+
+    kernel: str
+    loss: str
+    weight_decay: float
+    n: int
+    c: int
+    chol: Tensor
+    alpha: Tensor
+    residuals: Tensor
+    jt_alpha: Tensor
+    around: Tensor
+    anchor: Tensor | None
+    hashes: dict
+    forgotten: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    columns: Tensor | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return 1 if self.kernel == ntk.Kernel.PSEUDO else self.c
+
+    @property
+    def anchored(self) -> bool:
+        return self.anchor is not None
+
+    def nbytes(self) -> int:
+        cols = 0 if self.columns is None else self.columns.numel() * 8
+        return self.chol.numel() * 8 + cols + self.jt_alpha.numel() * 3 * 4
+
+    # ------------------------------------------------------------------------- requests
+
+    def request(
+        self,
+        model: nn.Module,
+        data,
+        forget_indices,
+        *,
+        tol: float = 1e-13,
+        max_iter: int = 200,
+        chunk: int = 128,
+    ) -> ntk.NTKDirection:
+        """The NTK direction for the cohort ``forgotten + forget_indices`` (updates the state).
+
+        ``model`` must be the prepared model and ``data`` the prepared ``(inputs, labels)``
+        (both are checked by hash). Returns the same :class:`~forgetbox.ntk.NTKDirection` as
+        :func:`forgetbox.ntk.ntk_direction` with ``retain`` = D minus the cohort.
+        """
+        start = time.perf_counter()
+        x, y = self.check(model, data)
+        new = self._new_indices(forget_indices)
+        device = self.chol.device
+        dtype = self.jt_alpha.dtype
+        self._extend_columns(new)
+        cohort = self.forgotten.to(device)
+        keep = torch.ones(self.n, dtype=torch.bool, device=device)
+        keep[cohort] = False
+        retained = keep.nonzero().squeeze(1)
+        rows_f, rows_r = self._rows(cohort), self._rows(retained)
+        beta, iters, rel = self._solve_retain(rows_f, rows_r, len(cohort), tol, max_iter)
+        f = model_function(model, dtype)
+        params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
+        coef = beta.reshape(len(retained), self.c).to(dtype)
+        jr_beta = ntk.vjp_sum(f, params, x.to(device, dtype)[retained], coef, chunk)
+        delta = self.jt_alpha - jr_beta
+        u_retain = -jr_beta
+        if self.anchor is not None:
+            u_retain = u_retain - (self.around - self.anchor)
+        seconds = time.perf_counter() - start
+        report = ntk.SolveReport(
+            "prepared",
+            iterations=iters,
+            relative_residual=rel,
+            converged=rel <= tol,
+            seconds=seconds,
+            memory_estimate_bytes=self.nbytes(),
+            preconditioner="schur-downdate",
+        )
+        return ntk.NTKDirection(
+            delta.detach(),
+            u_retain.detach(),
+            self.around,
+            (report,),
+            seconds,
+            {
+                "solver": "prepared",
+                "form": "difference",
+                "kernel": self.kernel,
+                "n_retain": len(retained),
+                "n_forget": len(cohort),
+                "n_forget_request": len(new),
+            },
+        )
+
+    def _new_indices(self, forget_indices) -> Tensor:
+        idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1).cpu()
+        if len(idx) == 0:
+            raise ValueError("the forget cohort is empty: nothing to scrub")
+        if idx.min() < 0 or idx.max() >= self.n:
+            raise ValueError(f"forget indices must lie in [0, {self.n})")
+        if len(idx.unique()) != len(idx):
+            raise ValueError("forget indices contain duplicates")
+        overlap = set(idx.tolist()) & set(self.forgotten.tolist())
+        if overlap:
+            raise ValueError(f"indices {sorted(overlap)[:5]} were already forgotten")
+        if len(idx) + len(self.forgotten) >= self.n:
+            raise ValueError("the cohorts would cover the whole training set")
+        return idx
+
+    def _rows(self, samples: Tensor) -> Tensor:
+        r = self.rows
+        offs = torch.arange(r, device=samples.device)
+        return (samples[:, None] * r + offs).reshape(-1)
+
+    def _extend_columns(self, new: Tensor) -> None:
+        """Append ``Theta_D^{-1}[:, rows(new)]`` (triangular solves with L) to the state."""
+        device = self.chol.device
+        rows_new = self._rows(new.to(device))
+        m = self.chol.shape[0]
+        unit = torch.zeros(m, len(rows_new), dtype=torch.float64, device=device)
+        unit[rows_new, torch.arange(len(rows_new), device=device)] = 1.0
+        cols = torch.cholesky_solve(unit, self.chol)
+        del unit
+        old = self.columns
+        self.columns = cols if old is None or old.numel() == 0 else torch.cat([old, cols], 1)
+        self.forgotten = torch.cat([self.forgotten, new])
+
+    def _solve_retain(
+        self, rows_f: Tensor, rows_r: Tensor, n_forget: int, tol: float, max_iter: int
+    ):
+        """``beta = (K_rr + |D_r| lambda I)^{-1} r_r`` by PCG with the Schur-downdated inverse."""
+        L, G = self.chol, self.columns
+        m = L.shape[0]
+        g_ff = G[rows_f]
+        l_ff, info = torch.linalg.cholesky_ex(0.5 * (g_ff + g_ff.T))
+        if info.item() != 0:
+            raise ValueError("the downdate is singular (ill-conditioned kernel)")
+        g_rf = G[rows_r]
+        eps = n_forget * self.weight_decay
+
+        def pad(v: Tensor) -> Tensor:
+            out = torch.zeros(m, v.shape[1], dtype=v.dtype, device=v.device)
+            out[rows_r] = v
+            return out
+
+        def precond(v: Tensor) -> Tensor:
+            w = torch.cholesky_solve(pad(v), L)
+            return w[rows_r] - g_rf @ torch.cholesky_solve(w[rows_f], l_ff)
+
+        def op(v: Tensor) -> Tensor:
+            return (L @ (L.T @ pad(v)))[rows_r] - eps * v
+
+        rhs = self.kernel_residuals()[rows_r]
+        return ntk.conjugate_gradient(op, rhs, precond=precond, tol=tol, max_iter=max_iter)
+
+    def kernel_residuals(self) -> Tensor:
+        return ntk.kernel_rows(self.residuals.to(self.chol.device), self.kernel)[0]
+
+    # ------------------------------------------------------------------------- checks
+
+    def check(self, model: nn.Module, data) -> tuple[Tensor, Tensor]:
+        """Refuse a model or data other than the prepared ones; returns the data tensors."""
+        if state_sha256(model) != self.hashes["weights_sha256"]:
+            raise CheckpointError(
+                "the prepared kernel belongs to other weights (SHA-256 mismatch); a prepared "
+                "state answers requests for the model it was prepared for: pass those original "
+                "weights (every request is answered from them) or prepare again"
+            )
+        x, y = as_tensors(data, "data")
+        if tensors_sha256(x, y) != self.hashes["data_sha256"]:
+            raise CheckpointError(
+                "the prepared kernel belongs to other data (SHA-256 mismatch of inputs and "
+                "labels): pass the same training set, in the same order"
+            )
+        return x, y
+
+    def check_pretrained(self, pretrained: nn.Module | None) -> None:
+        want = self.hashes.get("pretrained_sha256")
+        if want is not None and (pretrained is None or state_sha256(pretrained) != want):
+            raise CheckpointError("the prepared kernel was anchored at other pre-trained weights")
+
+    # ------------------------------------------------------------------------- files
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``kernel.safetensors`` (immutable) and ``cohort.safetensors`` (the requests
+        answered so far), each atomically."""
+        folder = Path(folder)
+        tensors = {
+            "chol": self.chol,
+            "alpha": self.alpha,
+            "residuals": self.residuals,
+            "jt_alpha": self.jt_alpha,
+            "around": self.around,
+        }
+        if self.anchor is not None:
+            tensors["anchor"] = self.anchor
+        meta = {
+            "format": FORMAT,
+            "kernel": self.kernel,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "n": self.n,
+            "c": self.c,
+            "hashes": self.hashes,
+            "seconds": self.seconds,
+        }
+        if not (folder / KERNEL_FILE).exists():
+            save_large(folder / KERNEL_FILE, tensors, meta)
+        self.save_cohort(folder)
+
+    def save_cohort(self, folder: str | Path) -> None:
+        cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
+        save_large(
+            Path(folder) / COHORT_FILE,
+            {"forgotten": self.forgotten, "columns": cols},
+            {"format": FORMAT, "kernel_hashes": self.hashes},
+        )
+
+
+def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
+    return {n: p.detach().to(dtype) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def prepare(
+    model: nn.Module,
+    data,
+    *,
+    weight_decay: float,
+    pretrained: nn.Module | None = None,
+    loss: str = "ce",
+    kernel: ntk.Kernel | str = ntk.Kernel.EXACT,
+    around=None,
+    dtype: torch.dtype | None = None,
+    memory_budget: int | None = None,
+    chunk: int | None = None,
+) -> PreparedKernel:
+    """Factor the kernel of the whole training set ``data = (x, y)`` once (see module doc).
+
+    ``pretrained`` (w0) keeps the weight-decay anchor in the linearization, as
+    :func:`forgetbox.ntk.ntk_direction` does with ``pretrained=``. Cost: one kernel build and
+    one Cholesky factorization of ``(n rows)^2`` float64 values; memory about three times that.
+    """
+    start = time.perf_counter()
+    x, y = as_tensors(data, "data")
+    if len(x) < 2:
+        raise ValueError("data: at least two samples are needed")
+    prob = ntk.build_problem(
+        model,
+        x,
+        y,
+        len(x),
+        weight_decay=weight_decay,
+        loss=loss,
+        around=around,
+        dtype=dtype,
+        memory_budget=memory_budget,
+        chunk=chunk,
+        pretrained=pretrained,
+        kernel=kernel,
+    )
+    ntk.choose_solver(prob, ntk.Solver.DENSE, 0)  # clear error when the kernel does not fit
+    n, c = prob.r.shape
+    K = ntk.kernel_matrix(
+        prob.f,
+        prob.params,
+        prob.x,
+        memory_budget=prob.budget,
+        chunk=prob.chunk,
+        kernel=prob.kernel,
+    )
+    K.diagonal().add_(n * prob.lam)
+    L, info = torch.linalg.cholesky_ex(K)
+    del K
+    if info.item() != 0:
+        raise ValueError("the kernel is not positive definite; increase weight_decay")
+    r, _ = ntk.kernel_rows(prob.r, prob.kernel)
+    alpha = torch.cholesky_solve(r, L)
+    jt_alpha = ntk.vjp_sum(prob.f, prob.params, prob.x, alpha.reshape(n, c).to(prob.r.dtype), 128)
+    hashes = {
+        "weights_sha256": state_sha256(model),
+        "data_sha256": tensors_sha256(x, y),
+        "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
+        "around_sha256": tensors_sha256(flatten(prob.params)),
+    }
+    return PreparedKernel(
+        kernel=prob.kernel.value,
+        loss=str(ntk.Loss(loss).value),
+        weight_decay=prob.lam,
+        n=n,
+        c=c,
+        chol=L,
+        alpha=alpha,
+        residuals=prob.r.detach(),
+        jt_alpha=jt_alpha.detach(),
+        around=flatten(prob.params).detach(),
+        anchor=prob.anchor,
+        hashes=hashes,
+        forgotten=torch.zeros(0, dtype=torch.long),
+        columns=None,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> PreparedKernel:
+    """Read a prepared state written by :meth:`PreparedKernel.save` (safetensors only: nothing
+    in it can execute code); shapes and hashes are checked."""
+    folder = Path(folder)
+    kpath, cpath = folder / KERNEL_FILE, folder / COHORT_FILE
+    if not kpath.exists():
+        raise CheckpointError(f"{folder}: no {KERNEL_FILE} (run `forgetbox prepare` first)")
+    meta = read_metadata(kpath)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{kpath}: not a forgetbox prepared kernel ({meta.get('format')})")
+    t = load_state(kpath)
+    n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
+    rows = 1 if kernel == ntk.Kernel.PSEUDO else c
+    m = n * rows
+    k = c if kernel == ntk.Kernel.PSEUDO else 1
+    expect = {"chol": (m, m), "alpha": (m, k), "residuals": (n, c)}
+    for name, shape in expect.items():
+        if name not in t or tuple(t[name].shape) != shape:
+            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
+    for name in ("jt_alpha", "around"):
+        if name not in t or t[name].ndim != 1 or len(t[name]) != len(t["around"]):
+            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
+    prep = PreparedKernel(
+        kernel=kernel,
+        loss=str(meta["loss"]),
+        weight_decay=float(meta["weight_decay"]),
+        n=n,
+        c=c,
+        chol=t["chol"].to(device),
+        alpha=t["alpha"].to(device),
+        residuals=t["residuals"].to(device),
+        jt_alpha=t["jt_alpha"].to(device),
+        around=t["around"].to(device),
+        anchor=t["anchor"].to(device) if "anchor" in t else None,
+        hashes=dict(meta["hashes"]),
+        seconds=float(meta.get("seconds", 0.0)),
+    )
+    if cpath.exists():
+        cmeta = read_metadata(cpath)
+        if cmeta.get("kernel_hashes") != prep.hashes:
+            raise CheckpointError(f"{cpath}: belongs to another prepared kernel")
+        ct = load_state(cpath)
+        forgotten = ct["forgotten"].long()
+        cols = ct["columns"]
+        if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * rows):
+            raise CheckpointError(f"{cpath}: columns of the wrong shape")
+        prep = replace(
+            prep, forgotten=forgotten, columns=cols.to(device) if len(forgotten) else None
+        )
+    return prep
