@@ -326,3 +326,66 @@ def test_guide_example_runs_and_cli_matches_it(tmp_path):
     cli_state = checkpoints.load_state(tmp_path / "cli" / "scrubbed.safetensors")
     assert all(torch.equal(api[k], cli_state[k]) for k in api)
     assert (tmp_path / "cli" / "summary.txt").read_text().startswith("forgetbox scrub")
+
+
+def _prepare_cli(root: Path, out: Path, *extra: str) -> int:
+    common = ["--model", "smallcnn", "--width", "0.5", "--data", str(root / "data.npz")]
+    return cli.main(
+        [
+            "prepare",
+            *common,
+            "--weights",
+            str(root / "trained.safetensors"),
+            "--pretrained",
+            str(root / "w0.safetensors"),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def test_prepared_requests_match_scrubbing_the_union_from_scratch(trained, tmp_path):
+    root, model, w0, split = trained
+    assert _prepare_cli(root, tmp_path / "prep") == 0
+    assert _prepare_cli(root, tmp_path / "prep") == 2  # refuses to overwrite
+    out = tmp_path / "out"
+    (root / "second.txt").write_text("1 2\n")
+    assert _cli(root, out, "--prepared", str(tmp_path / "prep"), method="ntk") == 0
+    second = ["--forget", str(root / "second.txt"), "--prepared", str(tmp_path / "prep")]
+    assert _cli(root, out, *second, method="ntk") == 0
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert [e["n_forget"] for e in ledger] == [4, 2]
+    scrubbed = models.build_model(
+        "smallcnn", num_classes=5, input_shape=(1, 8, 8), width=0.5, generator_seed=0
+    )
+    checkpoints.load_into(scrubbed, checkpoints.load_state(out / "scrubbed.safetensors"), "out")
+    got = flatten(parameters_of(scrubbed))
+    ref = forgetbox.scrub(
+        model,
+        pretrained=w0,
+        data=(split.x_train, split.y_train),
+        forget_indices=[0, 3, 5, 8, 1, 2],
+        method="ntk",
+    )
+    want = flatten(parameters_of(ref.model))
+    assert ((got - want).norm() / want.norm()).item() < 1e-4
+    # the prepared state belongs to the original weights and to its own ledger
+    bad = ["--prepared", str(tmp_path / "prep"), "--forget-class", "4", "--num-to-forget", "1"]
+    assert _cli(root, tmp_path / "other-out", *bad, method="ntk") == 2
+    assert not (tmp_path / "other-out").exists()
+
+
+def test_prepared_api_refuses_other_methods_and_settings(trained):
+    _, model, w0, split = trained
+    d = (split.x_train, split.y_train)
+    prep = forgetbox.prepare(model, d, weight_decay=0.1, pretrained=w0)
+    with pytest.raises(ValueError, match="answers the NTK methods"):
+        forgetbox.scrub(
+            model, pretrained=w0, data=d, forget_indices=[1], prepared=prep, method="fisher"
+        )
+    with pytest.raises(ValueError, match="weight_decay"):
+        forgetbox.scrub(
+            model, pretrained=w0, data=d, forget_indices=[1], prepared=prep, weight_decay=0.2
+        )
+    assert len(prep.forgotten) == 0  # nothing was answered

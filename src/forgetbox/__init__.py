@@ -12,7 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__", "scrub", "ScrubResult"]
+__all__ = ["__version__", "scrub", "ScrubResult", "prepare", "load_prepared", "PreparedKernel"]
 
 
 def __getattr__(name: str):
@@ -21,4 +21,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name in ("prepare", "load_prepared", "PreparedKernel"):
+        from . import prepared
+
+        return getattr(prepared, name)
     raise AttributeError(f"module 'forgetbox' has no attribute {name!r}")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from . import bounds, data, methods, models, readouts
+from . import data as data_mod
 from .checkpoints import (
     CheckpointError,
     atomic_write_json,
@@ -40,6 +41,7 @@ from .data import as_tensors
 from .experiment import versions
 from .functional import assert_finite, flatten, parameters_of
 from .methods import ForgetConfig, Method
+from .prepared import PreparedKernel, load_prepared, prepare
 from .training import FinetuneConfig, finetune, predict
 
 CERTIFICATE_FORMAT = "forgetbox-certificate/1"
@@ -86,8 +88,11 @@ def scrub(
     model: nn.Module,
     *,
     pretrained: nn.Module,
-    retain,
-    forget,
+    retain=None,
+    forget=None,
+    data=None,
+    prepared: PreparedKernel | None = None,
+    kernel: str = "exact",
     method: Method | str = Method.NTK_FISHER,
     alpha: float | None = None,
     weight_decay: float = 0.1,
@@ -105,6 +110,11 @@ def scrub(
     """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0).
 
     ``retain``/``forget``/``test``: ``(inputs, labels)`` tensors, datasets or data loaders.
+    Or ``data`` (the whole training set D) with ``forget_indices``: then D_r is D without them.
+    ``prepared``: a :class:`~forgetbox.prepared.PreparedKernel` of this model and ``data``; the
+    NTK step is then answered from it (fast), for the cohort ``prepared.forgotten`` plus
+    ``forget_indices`` (earlier requests stay forgotten; the state is updated in place).
+    ``kernel``: ``"exact"`` NTK or ``"pseudo"``-NTK (see :class:`forgetbox.ntk.Kernel`).
     ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11).
     ``alpha``: noise scale (default: the method's, see :data:`methods.DEFAULT_ALPHA`).
     ``weight_decay``: the lambda of fine-tuning's (lambda/2)||w - w0||^2.
@@ -114,6 +124,17 @@ def scrub(
     The input model is not modified. BatchNorm is used in eval mode throughout.
     """
     t_start = time.perf_counter()
+    method = Method(method)
+    if data is not None:
+        if forget_indices is None:
+            raise ValueError("with `data`, give `forget_indices` (indices into data)")
+        if retain is not None or forget is not None:
+            raise ValueError("give either `data` with `forget_indices`, or `retain` and `forget`")
+        retain, forget = _split_cohort(data, forget_indices, prepared)
+    elif prepared is not None:
+        raise ValueError("a prepared kernel needs `data` (the training set it was prepared on)")
+    elif retain is None or forget is None:
+        raise ValueError("give `retain` and `forget` (or `data` with `forget_indices`)")
     xr, yr = as_tensors(retain, "retain")
     xf, yf = as_tensors(forget, "forget")
     if len(xf) == 0:
@@ -126,7 +147,6 @@ def scrub(
         _check_model_accepts(model, x, y, name)
     if generator is not None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    method = Method(method)
     base = config or ForgetConfig()
     cfg = ForgetConfig(
         **{
@@ -136,11 +156,18 @@ def scrub(
             "loss": loss,
             "solver": solver,
             "memory_budget": memory_budget,
+            "kernel": kernel if prepared is None else prepared.kernel,
             "train": FinetuneConfig(**{**base.train.__dict__, "weight_decay": weight_decay}),
         }
     )
+    direction = None
+    if prepared is not None:
+        _check_prepared(prepared, cfg, method, pretrained)
+        direction = prepared.request(model, data, forget_indices)
     model = copy.deepcopy(model).eval()
-    res = methods.forget(method, model, pretrained, (xr, yr), (xf, yf), cfg, seed=seed)
+    res = methods.forget(
+        method, model, pretrained, (xr, yr), (xf, yf), cfg, seed=seed, direction=direction
+    )
     scrubbed = res.model
     if not torch.isfinite(flatten(parameters_of(scrubbed))).all():
         raise ValueError(
@@ -173,6 +200,39 @@ def scrub(
     return ScrubResult(
         scrubbed, method.value, res.delta, res.noise_variance, res.scale, seconds, cert
     )
+
+
+def _split_cohort(data, forget_indices, prepared: PreparedKernel | None):
+    """``(retain, forget)`` of D for the cohort (plus a prepared state's earlier cohorts)."""
+    x, y = as_tensors(data, "data")
+    idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1)
+    if len(idx) == 0:
+        raise ValueError("forget: the cohort is empty")
+    if idx.min() < 0 or idx.max() >= len(x):
+        raise ValueError(f"forget_indices must lie in [0, {len(x)})")
+    if prepared is not None:
+        idx = torch.cat([prepared.forgotten, idx])
+    keep = data_mod.retain_mask(len(x), idx)
+    if not keep.any():
+        raise ValueError("the cohorts cover the whole training set")
+    return (x[keep], y[keep]), (x[idx], y[idx])
+
+
+def _check_prepared(prep: PreparedKernel, cfg: ForgetConfig, method: Method, pretrained) -> None:
+    if method not in (Method.NTK, Method.NTK_FISHER):
+        raise ValueError(f"a prepared kernel answers the NTK methods, not {method.value!r}")
+    mismatch = []
+    if abs(prep.weight_decay - cfg.weight_decay) > 1e-12 * max(1.0, cfg.weight_decay):
+        mismatch.append(f"weight_decay {prep.weight_decay} (asked {cfg.weight_decay})")
+    if prep.loss != cfg.loss:
+        mismatch.append(f"loss {prep.loss} (asked {cfg.loss})")
+    if prep.anchored != cfg.anchored:
+        mismatch.append(f"anchored={prep.anchored} (asked {cfg.anchored})")
+    if cfg.around != "trained":
+        mismatch.append("linearization at w(D) (asked w0)")
+    if mismatch:
+        raise ValueError("the prepared kernel was made with " + ", ".join(mismatch))
+    prep.check_pretrained(pretrained)
 
 
 def _same_architecture(model: nn.Module, pretrained: nn.Module) -> None:
@@ -360,7 +420,99 @@ def add_scrub_args(p: argparse.ArgumentParser) -> None:
         type=float,
         help="ledger: flag a full retrain once the running total exceeds this",
     )
+    p.add_argument(
+        "--prepared",
+        type=Path,
+        help="folder written by `forgetbox prepare` for these --weights and --data: the NTK "
+        "step is answered from it (every request from the original weights)",
+    )
+    p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
     p.add_argument("--out", required=True, type=Path)
+
+
+def add_prepare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="built-in name or module:factory")
+    p.add_argument("--weights", required=True, type=Path, help="trained weights (.safetensors/.pt)")
+    p.add_argument("--pretrained", required=True, type=Path, help="w0 (.safetensors/.pt)")
+    p.add_argument("--data", required=True, type=Path, help=".npz of arrays or an image folder")
+    p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--loss", default="ce", choices=["ce", "mse"])
+    p.add_argument("--memory-budget-gb", type=float, help="memory budget of the kernel")
+    p.add_argument("--num-classes", type=int, help="model outputs (default: from the weights)")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (built-in models)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
+
+
+def _load_models(args: argparse.Namespace, x: Tensor, y: Tensor):
+    """The trained model and w0 from ``--weights``/``--pretrained``, strictly checked."""
+    state = load_state(args.weights)
+    w0_state = load_state(args.pretrained)
+    num_classes = args.num_classes or _head_outputs(state) or int(y.max()) + 1
+
+    def build() -> nn.Module:
+        return models.build_model(
+            args.model,
+            num_classes=num_classes,
+            input_shape=tuple(x.shape[1:]),
+            width=args.width,
+            generator_seed=0,
+        )
+
+    model, w0 = build(), build()
+    load_into(model, state, f"--weights {args.weights}")
+    try:
+        load_into(w0, w0_state, f"--pretrained {args.pretrained}")
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{exc} (pre-trained weights from a different architecture?)"
+        ) from exc
+    return model.eval(), w0.eval(), build
+
+
+def prepare_command(args: argparse.Namespace) -> int:
+    """``forgetbox prepare``: factor the kernel of the training set once, for later requests."""
+    out = Path(args.out)
+    if (out / "kernel.safetensors").exists():
+        raise ValueError(f"{out} already holds a prepared kernel; choose another --out")
+    x, y, _, _ = _load_data(args.data)
+    x, y = as_tensors((x, y), "data")
+    model, w0, _ = _load_models(args, x, y)
+    device = torch.device(args.device)
+    budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
+    t = time.perf_counter()
+    prep = prepare(
+        model.to(device),
+        (x, y),
+        weight_decay=args.weight_decay,
+        pretrained=w0.to(device),
+        loss=args.loss,
+        kernel=args.kernel,
+        memory_budget=budget,
+    )
+    seconds = time.perf_counter() - t
+    prep.save(out)
+    summary = {
+        "format": "forgetbox-prepared/1",
+        "kernel": prep.kernel,
+        "n": prep.n,
+        "classes": prep.c,
+        "weight_decay": prep.weight_decay,
+        "loss": prep.loss,
+        "hashes": prep.hashes,
+        "seconds": seconds,
+        "kernel_bytes": prep.chol.numel() * 8,
+        "inputs": {"weights": str(args.weights), "data": str(args.data)},
+        "versions": versions(),
+    }
+    atomic_write_json(out / "prepared.json", summary)
+    print(
+        f"forgetbox prepare: {prep.kernel} kernel of {prep.n} samples x {prep.c} classes "
+        f"({prep.chol.shape[0]} rows, {prep.chol.numel() * 8 / 2**20:.0f} MiB) in {seconds:.1f} s "
+        f"-> {out}"
+    )
+    return 0
 
 
 def _load_data(path: Path):
@@ -402,27 +554,16 @@ def scrub_command(args: argparse.Namespace) -> int:
         raise ValueError(f"indices {overlap[:5]} were already forgotten (see {ledger_path})")
     if len(idx) + len(already) >= len(y):
         raise data.DataError("the forget cohorts cover the whole training set")
-    state = load_state(args.weights)
-    w0_state = load_state(args.pretrained)
-    num_classes = args.num_classes or _head_outputs(state) or int(y.max()) + 1
-
-    def build() -> nn.Module:
-        return models.build_model(
-            args.model,
-            num_classes=num_classes,
-            input_shape=tuple(x.shape[1:]),
-            width=args.width,
-            generator_seed=0,
-        )
-
-    model, w0 = build(), build()
-    load_into(model, state, f"--weights {args.weights}")
-    try:
-        load_into(w0, w0_state, f"--pretrained {args.pretrained}")
-    except CheckpointError as exc:
-        raise CheckpointError(
-            f"{exc} (pre-trained weights from a different architecture?)"
-        ) from exc
+    model, w0, build = _load_models(args, x, y)
+    prep = None
+    if args.prepared is not None:
+        prep = load_prepared(args.prepared)
+        if sorted(prep.forgotten.tolist()) != already:
+            raise ValueError(
+                f"{args.prepared} has answered {len(prep.forgotten)} forgotten samples but the "
+                f"ledger in {out} lists {len(already)}: use the --out that goes with it"
+            )
+        prep.check(model, (x, y))
     keep = data.retain_mask(len(y), torch.cat([idx, torch.tensor(already, dtype=torch.long)]))
     retain, forget = (x[keep], y[keep]), (x[idx], y[idx])
     reference = None
@@ -439,11 +580,16 @@ def scrub_command(args: argparse.Namespace) -> int:
             desc="verify: retrain",
         ).model
     budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
+    split = (
+        dict(data=(x, y), prepared=prep)
+        if prep is not None
+        else dict(retain=retain, forget=forget)
+    )
     result = scrub(
         model,
         pretrained=w0,
-        retain=retain,
-        forget=forget,
+        **split,
+        kernel=args.kernel,
         method=args.method,
         alpha=args.alpha,
         weight_decay=args.weight_decay,
@@ -475,6 +621,8 @@ def scrub_command(args: argparse.Namespace) -> int:
     atomic_write_json(out / "certificate.json", cert)
     summary = summary_text(cert, new_ledger[-1])
     atomic_write_text(out / "summary.txt", summary)
+    if prep is not None:
+        prep.save_cohort(args.prepared)
     atomic_write_json(ledger_path, new_ledger)
     print(summary)
     return 0

@@ -174,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_scrub_args(scrub)
     scrub.set_defaults(func=cmd_scrub)
+    prep = sub.add_parser(
+        "prepare", help="factor the kernel of a trained model's data once, for fast requests"
+    )
+    from .api import add_prepare_args, prepare_command
+
+    add_prepare_args(prep)
+    prep.set_defaults(func=prepare_command)
     return parser
 
 

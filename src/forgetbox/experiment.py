@@ -487,6 +487,7 @@ class Stages:
         fcfg = replace(self.forget_config(task), alpha=self.alpha_for(method))
         key = f"method-{method}-" + config_hash(
             [key_base, method, repr(fcfg), methods.VERSION.get(method)]
+            + ([fcfg.kernel] if fcfg.kernel != "exact" else [])
         )
 
         def compute():

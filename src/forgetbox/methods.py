@@ -91,6 +91,9 @@ class ForgetConfig:
     forgotten_class: int | None = None  # set when a whole class is forgotten
     memory_budget: int | None = None
     chunk: int | None = None
+    # "exact" NTK or "pseudo"-NTK (see forgetbox.ntk.Kernel); kept out of repr so that cache
+    # keys of runs made before it existed stay valid (experiment keys add it when not exact)
+    kernel: str = field(default="exact", repr=False)
 
 
 @dataclass(frozen=True)
@@ -268,12 +271,14 @@ def forget(
     *,
     seed: int = 0,
     retrain: Callable[..., nn.Module] | None = None,
+    direction: ntk.NTKDirection | None = None,
 ) -> ForgetResult:
     """Apply one forgetting method. ``model`` is w(D) and is never modified.
 
     ``retain``/``forget_set`` are ``(inputs, labels)`` pairs. Noise draws come from a generator
     seeded with ``seed``. ``retrain`` optionally supplies a cached retrained model for
-    ``retrain`` (it must have been trained on D_r alone).
+    ``retrain`` (it must have been trained on D_r alone). ``direction``: an NTK step already
+    computed for this cohort (e.g. by a prepared kernel, :mod:`forgetbox.prepared`).
     """
     method = Method(method)
     start = time.perf_counter()
@@ -304,7 +309,9 @@ def forget(
         out = _noisy(model, w_d, var, gen, config)
         info["mean"] = w_d
     elif method in (Method.NTK, Method.NTK_FISHER):
-        mean, delta, scale, ntk_info = ntk_point(model, w0, retain, forget_set, config, seed)
+        mean, delta, scale, ntk_info = ntk_point(
+            model, w0, retain, forget_set, config, seed, direction=direction
+        )
         info.update(ntk_info, mean=mean)
         out = load_flat_(copy.deepcopy(model), mean)
         if method is Method.NTK_FISHER:
@@ -340,15 +347,17 @@ def ntk_point(
     forget_set: tuple[Tensor, Tensor],
     config: ForgetConfig,
     seed: int = 0,
+    direction: ntk.NTKDirection | None = None,
 ) -> tuple[Tensor, Tensor, float, dict]:
     """h_NTK(w) of eq. 10: ``w(D) + scale * delta_w`` with the trapezium ``scale``.
 
     Returns ``(mean, shift, scale, info)`` with flat tensors in the model's dtype.
+    ``direction`` skips the NTK solve (a precomputed step for this cohort).
     """
     dtype = next(model.parameters()).dtype
     w_d = flatten(parameters_of(model))
     w0_flat = flatten(parameters_of(w0))
-    direction = ntk.ntk_direction(
+    direction = direction or ntk.ntk_direction(
         model,
         retain,
         forget_set,
@@ -361,7 +370,10 @@ def ntk_point(
         chunk=config.chunk,
         seed=seed,
         pretrained=w0 if config.anchored else None,
+        kernel=config.kernel,
     )
+    w_d = w_d.to(direction.delta.device)
+    w0_flat = w0_flat.to(direction.delta.device)
     if config.anchored:  # Fig. 5: the leg runs from w_lin(D) = w_lin(D_r) - delta to w(D)
         leg_from = direction.around + direction.u_retain - direction.delta
     else:  # the authors' code: from w0 + u_{D_r}
@@ -375,12 +387,13 @@ def ntk_point(
     shift = (scale * direction.delta).to(dtype)
     info["ntk"] = {
         "solver": direction.extras["solver"],
+        "kernel": direction.extras.get("kernel", "exact"),
         "seconds": direction.seconds,
         "reports": [r.__dict__ for r in direction.reports],
         "delta_norm": direction.delta.norm().item(),
         "anchored": config.anchored,
     }
-    return w_d + shift, shift, scale, info
+    return (w_d + shift).cpu(), shift.cpu(), scale, info
 
 
 def variance_at(

@@ -264,8 +264,12 @@ class PreparedKernel:
             "hashes": self.hashes,
             "seconds": self.seconds,
         }
-        if not (folder / KERNEL_FILE).exists():
-            save_large(folder / KERNEL_FILE, tensors, meta)
+        kpath = folder / KERNEL_FILE
+        if kpath.exists():
+            if read_metadata(kpath).get("hashes") != self.hashes:
+                raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
+        else:
+            save_large(kpath, tensors, meta)
         self.save_cohort(folder)
 
     def save_cohort(self, folder: str | Path) -> None:
