@@ -386,7 +386,7 @@ def ntk_point(
         info["trapezium"] = trap.__dict__
     shift = (scale * direction.delta).to(dtype)
     info["ntk"] = {
-        "solver": direction.extras["solver"],
+        "solver": direction.extras.get("solver"),
         "kernel": direction.extras.get("kernel", "exact"),
         "seconds": direction.seconds,
         "reports": [r.__dict__ for r in direction.reports],
