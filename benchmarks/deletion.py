@@ -121,12 +121,14 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
     row["original"] = readouts_of(model, retrained, parts)
     row["retrain"] = readouts_of(retrained, retrained, parts)
     dev_model, dev_w0 = model.to(device), w0.to(device)
+    anchor = None if args.unanchored else dev_w0
+    row["anchored"] = not args.unanchored
     directions = {}
     for kernel in args.kernels:
         if kernel == "exact" and n > args.max_exact:
             continue
         prep, t_prep = timed(
-            device, prepare, dev_model, (x, y), weight_decay=LAM, pretrained=dev_w0, kernel=kernel
+            device, prepare, dev_model, (x, y), weight_decay=LAM, pretrained=anchor, kernel=kernel
         )
         direction, t_req = timed(device, prep.request, dev_model, (x, y), fidx)
         directions[kernel] = direction
@@ -138,6 +140,7 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
             "kernel_rows": prep.chol.shape[0],
             "kernel_gib": prep.chol.numel() * 8 / 2**30,
             "request_vs_retrain": t_req / row["retrain_seconds"],
+            "request_timings": direction.extras["timings"],
         }
         del prep
         if device == "cuda":
@@ -150,7 +153,7 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
             retain,
             forget,
             weight_decay=LAM,
-            pretrained=dev_w0,
+            pretrained=anchor,
             solver="dense",
         )
         a, b = directions["exact"].delta.double(), scratch.delta.double()
@@ -166,7 +169,12 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
             direction.delta.cpu(), direction.u_retain.cpu(), direction.around.cpu()
         )
         mean, _, scale, _ = ntk_point(
-            model, w0, retain, forget, ForgetConfig(weight_decay=LAM), direction=cpu_dir
+            model,
+            w0,
+            retain,
+            forget,
+            ForgetConfig(weight_decay=LAM, anchored=not args.unanchored),
+            direction=cpu_dir,
         )
         scrubbed = load_flat_(copy.deepcopy(model), mean)
         row[kernel]["trapezium_scale"] = scale
@@ -186,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-exact", type=int, default=5000, help="largest |D| for the exact kernel")
     ap.add_argument("--no-from-scratch", dest="from_scratch", action="store_false")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument(
+        "--unanchored", action="store_true", help="linearize without the weight-decay anchor"
+    )
     ap.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("results") / "deletion.json"
     )

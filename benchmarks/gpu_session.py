@@ -91,6 +91,7 @@ def sanity() -> dict:
 # ----------------------------------------------------------------------------- engine table
 
 
+@ntk.full_precision()
 def reference_delta_gpu(model, retain, forget) -> torch.Tensor:
     """The reference approach on the GPU: per-sample, per-class autograd into a dense Jacobian,
     Gram matrix, explicit inverse."""
@@ -119,7 +120,7 @@ def reference_delta_gpu(model, retain, forget) -> torch.Tensor:
 
 def engine(args) -> list[dict]:
     rows = []
-    for n in (60, 120) if args.small else (500, 1000, 2000, 5000):
+    for n in (60, 120) if args.small else [int(v) for v in args.engine_sizes.split(",")]:
         model, retain, forget = ntk_engine.problem("allcnn-0.4", n, torch.float32)
         model = model.to(DEV)
         row = {"model": "allcnn-0.4", "n": n, "p": sum(t.numel() for t in model.parameters())}
@@ -185,17 +186,17 @@ def deletion_rows(args) -> list[dict]:
         kernels=["exact", "pseudo"],
         max_exact=5000,
         from_scratch=True,
+        unanchored=False,
     )
     rows = []
+    need = {500: 40, 5000: 150}
     plan = (
         (("allcnn-0.4", 100, 0),)
         if args.small
-        else (
-            ("allcnn-0.4", 500, 40),
-            ("allcnn-0.4", 5000, 150),
-            ("resnet18-0.4", 500, 60),
-            ("allcnn-1.0", 500, 50),
-        )
+        else [
+            (spec, int(n), need.get(int(n), 150))
+            for spec, n in (item.split(":") for item in args.deletion.split(","))
+        ]
     )
     for spec, n, need in plan:
         if left(args) < need + args.reserve:
@@ -261,8 +262,9 @@ def scale50k(args) -> dict:
     out["finetune_epochs"], out["finetune_train_error"] = res.epochs, res.train_error
     dump(args, "gpu_scale50k.json", out)
     model, w0d = res.model.to(DEV).eval(), w0.to(DEV)
-    free = torch.cuda.mem_get_info()[0] if DEV == "cuda" else 8 << 30
     peak_reset()
+    free = torch.cuda.mem_get_info()[0] if DEV == "cuda" else 8 << 30
+    out["free_gpu_gib_before_prepare"] = free / 2**30
     prep, out["prepare_seconds"] = deletion.timed(
         DEV,
         prepare,
@@ -271,13 +273,14 @@ def scale50k(args) -> dict:
         weight_decay=0.1,
         pretrained=w0d,
         kernel="pseudo",
-        memory_budget=int(free * 0.9),
+        memory_budget=int(free * 0.92),
     )
     out["prepare_peak_gpu_gib"] = peak_gib()
     out["kernel_gib"] = prep.chol.numel() * 8 / 2**30
     dump(args, "gpu_scale50k.json", out)
     direction, out["request_seconds"] = deletion.timed(DEV, prep.request, model, (x, y), fidx)
     out["request_iterations"] = direction.reports[0].iterations
+    out["request_timings"] = direction.extras["timings"]
     out["request_relative_residual"] = direction.reports[0].relative_residual
     out["n_forget"] = len(fidx)
     # a second request reuses the prepared factor and the first cohort's columns
@@ -302,6 +305,10 @@ def main() -> int:
     ap.add_argument("--reserve", type=float, default=150, help="seconds kept for the 50k section")
     ap.add_argument("--epochs-50k", type=int, default=8)
     ap.add_argument("--only", default="sanity,engine,deletion,scale")
+    ap.add_argument("--engine-sizes", default="500,1000,2000,5000")
+    ap.add_argument(
+        "--deletion", default="allcnn-0.4:500,allcnn-0.4:5000,resnet18-0.4:500,allcnn-1.0:500"
+    )
     ap.add_argument("--small", action="store_true", help="tiny sizes: a smoke test on any device")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()

@@ -581,9 +581,7 @@ def scrub_command(args: argparse.Namespace) -> int:
         ).model
     budget = int(args.memory_budget_gb * 2**30) if args.memory_budget_gb else None
     split = (
-        dict(data=(x, y), prepared=prep)
-        if prep is not None
-        else dict(retain=retain, forget=forget)
+        dict(data=(x, y), prepared=prep) if prep is not None else dict(retain=retain, forget=forget)
     )
     result = scrub(
         model,

@@ -90,6 +90,7 @@ class PreparedKernel:
 
     # ------------------------------------------------------------------------- requests
 
+    @ntk.full_precision()
     def request(
         self,
         model: nn.Module,
@@ -107,17 +108,27 @@ class PreparedKernel:
         :func:`forgetbox.ntk.ntk_direction` with ``retain`` = D minus the cohort.
         """
         start = time.perf_counter()
+        marks = {}
+
+        def mark(name: str) -> None:
+            if self.chol.is_cuda:
+                torch.cuda.synchronize(self.chol.device)
+            marks[name] = time.perf_counter() - start - sum(marks.values())
+
         x, y = self.check(model, data)
         new = self._new_indices(forget_indices)
+        mark("check_seconds")
         device = self.chol.device
         dtype = self.jt_alpha.dtype
         self._extend_columns(new)
+        mark("columns_seconds")
         cohort = self.forgotten.to(device)
         keep = torch.ones(self.n, dtype=torch.bool, device=device)
         keep[cohort] = False
         retained = keep.nonzero().squeeze(1)
         rows_f, rows_r = self._rows(cohort), self._rows(retained)
         beta, iters, rel = self._solve_retain(rows_f, rows_r, len(cohort), tol, max_iter)
+        mark("solve_seconds")
         f = model_function(model, dtype)
         params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
         coef = beta.reshape(len(retained), self.c).to(dtype)
@@ -126,6 +137,7 @@ class PreparedKernel:
         u_retain = -jr_beta
         if self.anchor is not None:
             u_retain = u_retain - (self.around - self.anchor)
+        mark("vjp_seconds")
         seconds = time.perf_counter() - start
         report = ntk.SolveReport(
             "prepared",
@@ -149,6 +161,7 @@ class PreparedKernel:
                 "n_retain": len(retained),
                 "n_forget": len(cohort),
                 "n_forget_request": len(new),
+                "timings": marks,
             },
         )
 
@@ -285,6 +298,7 @@ def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
     return {n: p.detach().to(dtype) for n, p in model.named_parameters() if p.requires_grad}
 
 
+@ntk.full_precision()
 def prepare(
     model: nn.Module,
     data,
@@ -322,8 +336,14 @@ def prepare(
         pretrained=pretrained,
         kernel=kernel,
     )
-    ntk.choose_solver(prob, ntk.Solver.DENSE, 0)  # clear error when the kernel does not fit
     n, c = prob.r.shape
+    need = prepare_memory_estimate(n * prob.rows, sum(t.numel() for t in prob.params.values()))
+    if need > prob.budget:
+        raise ntk.MemoryBudgetError(
+            f"preparing the {prob.kernel.value} kernel of {n} samples needs about "
+            f"{need / 2**30:.2f} GiB (budget {prob.budget / 2**30:.2f} GiB)"
+            + ("; the pseudo-NTK needs c^2 times less" if prob.kernel is ntk.Kernel.EXACT else "")
+        )
     K = ntk.kernel_matrix(
         prob.f,
         prob.params,
@@ -363,6 +383,12 @@ def prepare(
         columns=None,
         seconds=time.perf_counter() - start,
     )
+
+
+def prepare_memory_estimate(m: int, p: int, itemsize: int = 4) -> int:
+    """Bytes :func:`prepare` needs for a kernel of m rows: the kernel and its Cholesky factor
+    (float64) and one Jacobian column group of about p/16 parameters."""
+    return 2 * m * m * 8 + (m * itemsize * max(1, p // 16)) * 4 // 3
 
 
 def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> PreparedKernel:
