@@ -187,6 +187,7 @@ def deletion_rows(args) -> list[dict]:
         max_exact=5000,
         from_scratch=True,
         unanchored=False,
+        cg_compare=False,
     )
     rows = []
     need = {500: 40, 5000: 150}

@@ -243,7 +243,7 @@ def section_compare(tmp: Path) -> list[dict]:
     return rows
 
 
-def section_scaling(sizes=(500, 1000, 5000), dense_max=1000, cg_max=1000) -> list[dict]:
+def section_scaling(sizes=(500, 1000, 2000, 5000), dense_max=2000, cg_max=5000) -> list[dict]:
     """Both solvers on All-CNN x0.4; past ``cg_max`` CG runs a few iterations only (time per
     iteration and peak memory), past ``dense_max`` the dense solver is not run."""
     rows = []

@@ -10,7 +10,87 @@ def fmt(x, nd=1):
     return "—" if x is None else f"{x:.{nd}f}"
 
 
+def gpu_engine(path: Path) -> None:
+    """The engine table from benchmarks/gpu_session.py (seconds / peak GPU GiB)."""
+    rows = json.loads(path.read_text())
+    print(
+        "| |D| | reference: s / GiB | dense: s / GiB | speed-up | CG + Nyström: s / GiB / its "
+        "| rel. diff δw (dense, CG) | 3 retrain epochs: s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        ref, den, cg = r.get("reference", {}), r.get("dense", {}), r.get("cg", {})
+        ep = r.get("retrain_epoch", {})
+        key = "rel_diff_vs_reference" if "seconds" in ref else "rel_diff_vs_dense"
+        ref_s = (
+            f"{fmt(ref['seconds'], 2)} / {fmt(ref['peak_gpu_gib'], 2)}" if "seconds" in ref else "—"
+        )
+        sp = f"{ref['seconds'] / den['seconds']:.0f}x" if "seconds" in ref else "—"
+        its = ", ".join(str(x["iterations"]) for x in cg.get("reports", []))
+        diffs = (
+            f"{den.get(key, float('nan')):.1e}, {cg.get(key, float('nan')):.1e}"
+            if key == "rel_diff_vs_reference"
+            else f"—, {cg.get(key, float('nan')):.1e} (vs dense)"
+        )
+        print(
+            f"| {r['n']:,} | {ref_s} | {fmt(den.get('seconds'), 2)} / {fmt(den.get('peak_gpu_gib'), 2)}"
+            f" | {sp} | {fmt(cg.get('seconds'), 2)} / {fmt(cg.get('peak_gpu_gib'), 2)} / {its} "
+            f"| {diffs} | {fmt(ep.get('seconds'), 2)} |"
+        )
+
+
+def deletion(path: Path) -> None:
+    """Prepared requests vs retraining, and the pseudo-NTK vs the exact kernel."""
+    doc = json.loads(path.read_text())
+    rows = doc["rows"] if isinstance(doc, dict) else doc
+    print(
+        "| model | |D| | retrain on D_r: s (epochs) | kernel | prepare: s | request: s "
+        "| request / retrain | from scratch: s | prepared vs scratch |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "retrain_seconds" not in r:
+            continue
+        for k in ("exact", "pseudo"):
+            if k not in r:
+                continue
+            e = r[k]
+            print(
+                f"| {r['model']} | {r['n']:,} | {fmt(r['retrain_seconds'])} ({r['retrain_epochs']}) "
+                f"| {k} | {fmt(e['prepare_seconds'], 2)} | {fmt(e['request_seconds'], 3)} "
+                f"| 1/{1 / e['request_vs_retrain']:.0f} | {fmt(e.get('from_scratch_seconds'), 2)} "
+                f"| {e.get('prepared_vs_scratch_rel_diff', float('nan')):.1e} |"
+            )
+    print(
+        "\n| model | |D| | scrubbed by | err D_f | err D_r | err test | L1→retrain D_f | "
+        "L1→retrain D_r | attack: D_f member rate | δw vs exact: rel. err / cos |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "retrain_seconds" not in r:
+            continue
+        for name in ("original", "retrain", "exact", "pseudo"):
+            if name not in r:
+                continue
+            ro = r[name].get("readouts", r[name])
+            cmp = "—"
+            if name == "pseudo" and "delta_cosine_vs_exact" in r[name]:
+                cmp = f"{r[name]['delta_rel_error_vs_exact']:.1f} / {r[name]['delta_cosine_vs_exact']:.2f}"
+            print(
+                f"| {r['model']} | {r['n']:,} | {name} | {ro['error_forget']:.2f} | "
+                f"{ro['error_retain']:.2f} | {ro['error_test']:.2f} | "
+                f"{ro['l1_to_retrain_forget']:.2f} | {ro['l1_to_retrain_retain']:.2f} | "
+                f"{ro['mia_member_rate']:.2f} | {cmp} |"
+            )
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--gpu-engine":
+        return gpu_engine(Path(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--deletion":
+        return deletion(Path(sys.argv[2]))
     d = json.loads((RES / "ntk_engine.json").read_text())
     print(
         "| model | p | reference: s / GB | forgetbox dense: s / GB | speed-up | memory | rel. diff δw (fp32) |"

@@ -42,9 +42,10 @@ def trained(tmp_path_factory):
     return root, model, w0, split
 
 
-def _cli(root: Path, out: Path, *extra: str, method: str = "ntk_fisher") -> int:
-    argv = [
-        "scrub",
+def _argv(command: str, root: Path, out: Path) -> list[str]:
+    """The arguments every command of these tests shares: model, weights, w0, data, output."""
+    return [
+        command,
         "--model",
         "smallcnn",
         "--width",
@@ -55,14 +56,13 @@ def _cli(root: Path, out: Path, *extra: str, method: str = "ntk_fisher") -> int:
         str(root / "w0.safetensors"),
         "--data",
         str(root / "data.npz"),
-        "--method",
-        method,
         "--out",
         str(out),
-        "--seed",
-        "3",
-        *extra,
     ]
+
+
+def _cli(root: Path, out: Path, *extra: str, method: str = "ntk_fisher") -> int:
+    argv = [*_argv("scrub", root, out), "--method", method, "--seed", "3", *extra]
     if "--forget" not in extra and "--forget-class" not in extra:
         argv += ["--forget", str(root / "forget.txt")]
     return cli.main(argv)
@@ -199,21 +199,7 @@ def test_every_bad_input_errors_and_leaves_the_output_untouched(trained, tmp_pat
     assert _cli(root, out) == 0  # a previous good run
     before = _snapshot(out)
     for name, (args, msg) in _bad_inputs(root, tmp_path).items():
-        argv = [
-            "scrub",
-            "--model",
-            "smallcnn",
-            "--width",
-            "0.5",
-            "--weights",
-            str(root / "trained.safetensors"),
-            "--pretrained",
-            str(root / "w0.safetensors"),
-            "--data",
-            str(root / "data.npz"),
-            "--out",
-            str(out),
-        ]
+        argv = _argv("scrub", root, out)
         for i in range(0, len(args), 2):
             if args[i] in argv:
                 argv[argv.index(args[i]) + 1] = args[i + 1]
@@ -329,20 +315,7 @@ def test_guide_example_runs_and_cli_matches_it(tmp_path):
 
 
 def _prepare_cli(root: Path, out: Path, *extra: str) -> int:
-    common = ["--model", "smallcnn", "--width", "0.5", "--data", str(root / "data.npz")]
-    return cli.main(
-        [
-            "prepare",
-            *common,
-            "--weights",
-            str(root / "trained.safetensors"),
-            "--pretrained",
-            str(root / "w0.safetensors"),
-            "--out",
-            str(out),
-            *extra,
-        ]
-    )
+    return cli.main([*_argv("prepare", root, out), *extra])
 
 
 def test_prepared_requests_match_scrubbing_the_union_from_scratch(trained, tmp_path):

@@ -161,3 +161,26 @@ def test_prepared_refuses_other_model_data_and_bad_cohorts(tmp_path):
     (tmp_path / "p" / "kernel.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
         load_prepared(tmp_path / "p")
+
+
+def test_engine_runs_without_tf32_and_restores_the_flags(monkeypatch):
+    """cuDNN/CUDA TF32 rounding is amplified by the kernel's conditioning: the engine turns it
+    off for its own work and restores the caller's settings."""
+    seen = []
+    real = ntk.kernel_matrix
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ntk, "kernel_matrix", spy)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        model, w0, x, y = _problem("mlp")
+        _from_scratch(model, w0, x, y, torch.tensor([1]), 0.1)
+        prepare(model, (x, y), weight_decay=0.1)
+        assert seen == [(False, False), (False, False)]
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

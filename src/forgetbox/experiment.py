@@ -389,7 +389,8 @@ class Stages:
             return {k2: v.cpu() for k2, v in model.state_dict().items()}
 
         model.load_state_dict(self.cache.state(self.pretrain_key(), compute))
-        self._pretrained = model.eval()
+        # training may run on --device; every later stage starts from a CPU copy
+        self._pretrained = model.cpu().eval()
         return self._pretrained
 
     def stats(self) -> tuple[Tensor, Tensor]:

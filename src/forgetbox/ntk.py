@@ -436,40 +436,15 @@ def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
     raise TypeError("`around` must be a module, a parameter dict or a flat vector")
 
 
-def _setup(
-    model: nn.Module,
-    retain,
-    forget,
-    *,
-    weight_decay: float,
-    loss: Loss | str,
-    around,
-    dtype: torch.dtype | None,
-    memory_budget: int | None,
-    chunk: int | None,
-    pretrained=None,
-    kernel: Kernel | str = Kernel.EXACT,
-) -> _Problem:
+def _setup(model: nn.Module, retain, forget, **options) -> _Problem:
+    """:func:`build_problem` for D = retain then forget (both non-empty)."""
     xr, yr = as_tensors(retain, "retain")
     xf, yf = as_tensors(forget, "forget")
     if len(xf) == 0:
         raise ValueError("the forget set is empty: nothing to scrub")
     if len(xr) == 0:
         raise ValueError("the retain set is empty")
-    return build_problem(
-        model,
-        torch.cat([xr, xf]),
-        torch.cat([yr, yf]),
-        len(xr),
-        weight_decay=weight_decay,
-        loss=loss,
-        around=around,
-        dtype=dtype,
-        memory_budget=memory_budget,
-        chunk=chunk,
-        pretrained=pretrained,
-        kernel=kernel,
-    )
+    return build_problem(model, torch.cat([xr, xf]), torch.cat([yr, yf]), len(xr), **options)
 
 
 def build_problem(
