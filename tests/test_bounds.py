@@ -98,3 +98,24 @@ def test_bounds_vanish_when_scrubbed_equals_retrained():
     assert set(wb.per_tensor) == {"classifier.weight", "classifier.bias"}
     assert sum(wb.per_tensor.values()) == pytest.approx(wb.nats)
     assert wb.nats == pytest.approx(0.5 * len(w) / 0.01)
+
+
+def test_pseudo_kernel_bounds_equal_exact_on_a_linear_model_with_shared_variance():
+    """With one variance per tensor a linear model's output covariance is s(x) I_c: the
+    pseudo-NTK bound is then exact; with per-weight variances it is not."""
+    gen = torch.Generator().manual_seed(4)
+    model = LinearModel(3, 4).double()
+    like = parameters_of(model)
+    p = sum(t.numel() for t in like.values())
+    m1 = torch.randn(p, generator=gen, dtype=torch.float64)
+    m0 = m1 + 0.3 * torch.randn(p, generator=gen, dtype=torch.float64)
+    v1, v0 = torch.full_like(m1, 0.2), torch.full_like(m1, 0.3)
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    exact = bounds.black_box(model, m1, v1, m0, v0, x, joint=True)
+    pseudo = bounds.black_box(model, m1, v1, m0, v0, x, joint=True, kernel="pseudo")
+    assert torch.allclose(pseudo.per_query, exact.per_query, rtol=1e-10)
+    assert pseudo.joint == pytest.approx(exact.joint, rel=1e-10)
+    v1 = torch.rand(p, generator=gen, dtype=torch.float64) + 0.05
+    exact = bounds.black_box(model, m1, v1, m0, v0, x)
+    pseudo = bounds.black_box(model, m1, v1, m0, v0, x, kernel="pseudo")
+    assert not torch.allclose(pseudo.per_query, exact.per_query, rtol=1e-3)

@@ -13,6 +13,8 @@ reports twice the KL); forgetbox reports the KL itself.
   full c x c covariance is used; for a query set, optionally all n c outputs jointly. No p x p
   matrix is ever formed: ``J Sigma J^T`` is the NTK of the model re-parametrised by
   ``w = m + sigma * theta``. The diagonal-only approximation of the authors' code is also given.
+  ``kernel="pseudo"`` replaces ``J Sigma J^T`` by the pseudo-NTK of the re-parametrised model
+  times the identity over classes (c times less Jacobian work; see :class:`forgetbox.ntk.Kernel`).
 """
 
 from __future__ import annotations
@@ -101,9 +103,17 @@ def _scaled_function(f: ModelFn, mean: dict, std: dict) -> ModelFn:
 
 
 def output_covariances(
-    model: nn.Module, mean: Tensor, var: Tensor, x: Tensor, *, chunk: int = 32
+    model: nn.Module,
+    mean: Tensor,
+    var: Tensor,
+    x: Tensor,
+    *,
+    chunk: int = 32,
+    kernel: ntk.Kernel | str = ntk.Kernel.EXACT,
 ) -> tuple[Tensor, Tensor]:
-    """Logits ``(n, c)`` at ``mean`` and per-query covariances ``J Sigma J^T`` ``(n, c, c)``."""
+    """Logits ``(n, c)`` at ``mean`` and per-query covariances ``J Sigma J^T`` ``(n, c, c)``
+    (pseudo-NTK: ``s(x) I_c`` with ``s`` the variance of ``sum_k f_k / sqrt(c)``)."""
+    pseudo = ntk.Kernel(kernel) is ntk.Kernel.PSEUDO
     dtype = torch.float64
     f = model_function(model, dtype)
     like = parameters_of(model, dtype)
@@ -114,22 +124,33 @@ def output_covariances(
     logits, covs = [], []
     for i in range(0, len(x), chunk):
         xb = x[i : i + chunk].to(dtype)
-        J = ntk.jacobian(g, zero, xb)  # (b, c, p) = J diag(sigma)
-        covs.append(torch.einsum("bcp,bdp->bcd", J, J))
+        J = ntk.jacobian(g, zero, xb, pseudo=pseudo)  # (b, c or 1, p) = J diag(sigma)
         with torch.no_grad():
             logits.append(f(m, xb))
+        if pseudo:
+            eye = torch.eye(logits[-1].shape[-1], dtype=dtype, device=J.device)
+            covs.append(J.pow(2).sum((1, 2))[:, None, None] * eye)
+        else:
+            covs.append(torch.einsum("bcp,bdp->bcd", J, J))
     return torch.cat(logits), torch.cat(covs)
 
 
-def joint_covariance(model: nn.Module, mean: Tensor, var: Tensor, x: Tensor) -> Tensor:
-    """``J_X Sigma J_X^T`` over all n c outputs of the queries ``x`` (sample-major)."""
+def joint_covariance(
+    model: nn.Module,
+    mean: Tensor,
+    var: Tensor,
+    x: Tensor,
+    kernel: ntk.Kernel | str = ntk.Kernel.EXACT,
+) -> Tensor:
+    """``J_X Sigma J_X^T`` over all n c outputs of the queries ``x`` (sample-major); for the
+    pseudo-NTK the ``(n, n)`` kernel shared by every class."""
     dtype = torch.float64
     f = model_function(model, dtype)
     like = parameters_of(model, dtype)
     m = unflatten(mean.to(dtype), like)
     s = unflatten(var.to(dtype).sqrt(), like)
     zero = {k: torch.zeros_like(v) for k, v in m.items()}
-    return ntk.kernel_matrix(_scaled_function(f, m, s), zero, x.to(dtype))
+    return ntk.kernel_matrix(_scaled_function(f, m, s), zero, x.to(dtype), kernel=kernel)
 
 
 def black_box(
@@ -142,13 +163,16 @@ def black_box(
     *,
     joint: bool = False,
     jitter: float = 0.0,
+    kernel: ntk.Kernel | str = ntk.Kernel.EXACT,
 ) -> BlackBoxBound:
     """Eq. 7 for the queries ``x``: KL between the output Gaussians of the scrubbed model
     ``(mean, var)`` and the baseline ``(mean0, var0)`` (flat weights and diagonal variances of
     ``model``'s architecture). ``jitter`` (relative) is added to every covariance's diagonal.
+    ``kernel="pseudo"``: output covariances from the pseudo-NTK (see :func:`output_covariances`).
     """
-    f1, S1 = output_covariances(model, mean, var, x)
-    f0, S0 = output_covariances(model, mean0, var0, x)
+    pseudo = ntk.Kernel(kernel) is ntk.Kernel.PSEUDO
+    f1, S1 = output_covariances(model, mean, var, x, kernel=kernel)
+    f0, S0 = output_covariances(model, mean0, var0, x, kernel=kernel)
     if jitter:
         S1 = S1 + jitter * _diag_scale(S1)
         S0 = S0 + jitter * _diag_scale(S0)
@@ -157,12 +181,15 @@ def black_box(
     diag = gaussian_kl_diag(f1, d1, f0, d0).sum(-1)
     total = None
     if joint:
-        J1 = joint_covariance(model, mean, var, x)
-        J0 = joint_covariance(model, mean0, var0, x)
+        J1 = joint_covariance(model, mean, var, x, kernel)
+        J0 = joint_covariance(model, mean0, var0, x, kernel)
         if jitter:
             J1 = J1 + jitter * _diag_scale(J1)
             J0 = J0 + jitter * _diag_scale(J0)
-        total = gaussian_kl(f1.reshape(-1), J1, f0.reshape(-1), J0).item()
+        if pseudo:  # c independent n-dimensional Gaussians sharing one covariance
+            total = gaussian_kl(f1.T, J1, f0.T, J0).sum().item()
+        else:
+            total = gaussian_kl(f1.reshape(-1), J1, f0.reshape(-1), J0).item()
     return BlackBoxBound(full, diag, total)
 
 
