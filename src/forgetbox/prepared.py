@@ -233,6 +233,12 @@ class PreparedKernel:
 
     def check(self, model: nn.Module, data) -> tuple[Tensor, Tensor]:
         """Refuse a model or data other than the prepared ones; returns the data tensors."""
+        where = next(model.parameters()).device
+        if where != self.chol.device:
+            raise ValueError(
+                f"the model is on {where} but the prepared state on {self.chol.device}: "
+                "move the model (or load the state with device=...)"
+            )
         if state_sha256(model) != self.hashes["weights_sha256"]:
             raise CheckpointError(
                 "the prepared kernel belongs to other weights (SHA-256 mismatch); a prepared "
