@@ -150,10 +150,15 @@ def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Ten
     return logits - onehot
 
 
-def _default_chunk(p: int, c: int, dtype: torch.dtype, budget: int) -> int:
-    """Samples per Jacobian chunk so one chunk (chunk * c * p values) uses <= budget/8."""
+def _default_chunk(
+    p: int, c: int, dtype: torch.dtype, budget: int, device: torch.device | str = "cpu"
+) -> int:
+    """Samples per Jacobian chunk so one chunk (chunk * c * p values) uses <= budget/8, at most
+    32 on a CPU (measured: All-CNN x0.4, |D| = 500, dense: 23.7 s with chunks of 32 against
+    32.2 s with 256; larger vmap batches are less cache-friendly) and 256 on a GPU."""
     per_sample = c * p * torch.finfo(dtype).bits // 8
-    return int(max(1, min(256, (budget // 8) // max(per_sample, 1))))
+    cap = 256 if torch.device(device).type == "cuda" else 32
+    return int(max(1, min(cap, (budget // 8) // max(per_sample, 1))))
 
 
 def default_memory_budget(device: torch.device | str | None = None) -> int:
@@ -277,7 +282,7 @@ def kernel_matrix(
             "(matrix-free)"
         )
     p = sum(t.numel() for t in params.values())
-    chunk = chunk or _default_chunk(p, c, dtype, budget // 2)
+    chunk = chunk or _default_chunk(p, c, dtype, budget // 2, x.device)
     K = torch.zeros(n * c, n * c, dtype=accumulate_dtype, device=x.device)
     for names in _param_groups(params, max_elems):
         width = sum(params[k].numel() for k in names)
@@ -485,7 +490,8 @@ def build_problem(
         raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")
     budget = memory_budget or default_memory_budget(device)
     p = sum(t.numel() for t in params.values())
-    chunk = chunk or _default_chunk(p, 1 if kernel is Kernel.PSEUDO else c, dtype, budget)
+    rows = 1 if kernel is Kernel.PSEUDO else c
+    chunk = chunk or _default_chunk(p, rows, dtype, budget, device)
     r = residuals(logits, y, loss)
     anchor = None
     if pretrained is not None:
