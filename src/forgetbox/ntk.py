@@ -297,14 +297,19 @@ def kernel_matrix(
 # ----------------------------------------------------------------------------- solvers
 
 
-def _cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
+def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
+    """Lower Cholesky factor of ``A``, with a clear error when ``A`` is not positive definite."""
     L, info = torch.linalg.cholesky_ex(A)
     if info.item() != 0:
         raise ValueError(
-            "kernel matrix is not positive definite (ill-conditioned); increase weight_decay "
+            f"{what} is not positive definite (ill-conditioned); increase weight_decay "
             "or use float64"
         )
-    return torch.cholesky_solve(b, L)
+    return L
+
+
+def _cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
+    return torch.cholesky_solve(b, cholesky(A))
 
 
 @dataclass
@@ -356,10 +361,7 @@ class NystromPreconditioner:
         W = 0.5 * (W + W.T)
         inner = shift * W + C.T @ C
         inner.diagonal().add_(1e-10 * inner.diagonal().mean())
-        L, info = torch.linalg.cholesky_ex(inner)
-        if info.item() != 0:
-            raise ValueError("Nystrom preconditioner is singular")
-        return cls(C, L, shift)
+        return cls(C, cholesky(inner, "the Nystrom preconditioner"), shift)
 
     def __call__(self, v: Tensor) -> Tensor:
         flat = v.reshape(-1, 1).double()
@@ -423,6 +425,17 @@ class _Problem:
     def rows(self) -> int:
         """Kernel rows per sample: c (exact) or 1 (pseudo-NTK)."""
         return 1 if self.kernel is Kernel.PSEUDO else self.r.shape[1]
+
+    def kernel_matrix(self) -> Tensor:
+        """The problem's kernel over all of D (float64, ``(n rows, n rows)``)."""
+        return kernel_matrix(
+            self.f,
+            self.params,
+            self.x,
+            memory_budget=self.budget,
+            chunk=self.chunk,
+            kernel=self.kernel,
+        )
 
 
 def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
@@ -569,14 +582,7 @@ def _dense_coefficients(prob: _Problem, form: str) -> tuple[Tensor, Tensor, Solv
     t = time.perf_counter()
     n, c = prob.r.shape
     nr = prob.n_retain
-    K = kernel_matrix(
-        prob.f,
-        prob.params,
-        prob.x,
-        memory_budget=prob.budget,
-        chunk=prob.chunk,
-        kernel=prob.kernel,
-    )
+    K = prob.kernel_matrix()
     r, rows = kernel_rows(prob.r, prob.kernel)
     m_r = nr * rows
     alpha_r = _cholesky_solve(shifted(K[:m_r, :m_r], nr * prob.lam), r[:m_r])

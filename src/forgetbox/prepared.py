@@ -205,9 +205,7 @@ class PreparedKernel:
         L, G = self.chol, self.columns
         m = L.shape[0]
         g_ff = G[rows_f]
-        l_ff, info = torch.linalg.cholesky_ex(0.5 * (g_ff + g_ff.T))
-        if info.item() != 0:
-            raise ValueError("the downdate is singular (ill-conditioned kernel)")
+        l_ff = ntk.cholesky(0.5 * (g_ff + g_ff.T), "the downdate")
         g_rf = G[rows_r]
         eps = n_forget * self.weight_decay
 
@@ -322,7 +320,8 @@ def prepare(
 
     ``pretrained`` (w0) keeps the weight-decay anchor in the linearization, as
     :func:`forgetbox.ntk.ntk_direction` does with ``pretrained=``. Cost: one kernel build and
-    one Cholesky factorization of ``(n rows)^2`` float64 values; memory about three times that.
+    one Cholesky factorization of ``(n rows)^2`` float64 values; memory about twice that
+    (:func:`prepare_memory_estimate`).
     """
     start = time.perf_counter()
     x, y = as_tensors(data, "data")
@@ -350,22 +349,14 @@ def prepare(
             f"{need / 2**30:.2f} GiB (budget {prob.budget / 2**30:.2f} GiB)"
             + ("; the pseudo-NTK needs c^2 times less" if prob.kernel is ntk.Kernel.EXACT else "")
         )
-    K = ntk.kernel_matrix(
-        prob.f,
-        prob.params,
-        prob.x,
-        memory_budget=prob.budget,
-        chunk=prob.chunk,
-        kernel=prob.kernel,
-    )
+    K = prob.kernel_matrix()
     K.diagonal().add_(n * prob.lam)
-    L, info = torch.linalg.cholesky_ex(K)
+    L = ntk.cholesky(K)
     del K
-    if info.item() != 0:
-        raise ValueError("the kernel is not positive definite; increase weight_decay")
     r, _ = ntk.kernel_rows(prob.r, prob.kernel)
     alpha = torch.cholesky_solve(r, L)
-    jt_alpha = ntk.vjp_sum(prob.f, prob.params, prob.x, alpha.reshape(n, c).to(prob.r.dtype), 128)
+    coef = alpha.reshape(n, c).to(prob.r.dtype)
+    jt_alpha = ntk.vjp_sum(prob.f, prob.params, prob.x, coef, prob.chunk)
     hashes = {
         "weights_sha256": state_sha256(model),
         "data_sha256": tensors_sha256(x, y),
