@@ -56,6 +56,7 @@ from .functional import (
     parameters_of,
     unflatten,
 )
+from .progress import progress
 
 
 class Solver(StrEnum):
@@ -284,7 +285,8 @@ def kernel_matrix(
     p = sum(t.numel() for t in params.values())
     chunk = chunk or _default_chunk(p, c, dtype, budget // 2, x.device)
     K = torch.zeros(n * c, n * c, dtype=accumulate_dtype, device=x.device)
-    for names in _param_groups(params, max_elems):
+    groups = _param_groups(params, max_elems)
+    for names in progress(groups, desc=f"NTK kernel ({n * c} rows)", total=len(groups)):
         width = sum(params[k].numel() for k in names)
         J = torch.empty(n, c, width, dtype=dtype, device=x.device)
         for i in range(0, n, chunk):
@@ -390,18 +392,21 @@ def conjugate_gradient(
     p = z.clone()
     rz = (r * z).sum()
     it, rel = 0, 1.0
-    for it in range(1, max_iter + 1):  # noqa: B007
+    bar = progress(range(1, max_iter + 1), desc="conjugate gradients")
+    for it in bar:  # noqa: B007
         Ap = op(p)
         alpha = rz / (p * Ap).sum()
         x = x + alpha * p
         r = r - alpha * Ap
         rel = r.norm().item() / bnorm
+        bar.set_postfix(residual=f"{rel:.1e}", refresh=False)
         if rel <= tol:
             break
         z = precond(r) if precond else r
         rz_new = (r * z).sum()
         p = z + (rz_new / rz) * p
         rz = rz_new
+    bar.close()
     return x, it, rel
 
 
