@@ -18,6 +18,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -158,39 +159,49 @@ def rel_diff(a: Path, b: Path) -> float:
     return ((x - y).norm() / y.norm()).item()
 
 
-def section_compare(tmp: Path) -> list[dict]:
+def interleaved(specs: list[dict], repeats: int) -> list[dict]:
+    """Run each spec ``repeats`` times, alternating between specs (so that a slow spell of this
+    shared machine hits both); each result carries every run's seconds and the median."""
+    runs: list[list[dict]] = [[] for _ in specs]
+    for _ in range(repeats):
+        for i, spec in enumerate(specs):
+            runs[i].append(measure(spec))
+    out = []
+    for rs in runs:
+        if any("error" in r for r in rs):
+            out.append(next(r for r in rs if "error" in r))
+            continue
+        best = dict(rs[0])
+        best["seconds_runs"] = [r["seconds"] for r in rs]
+        best["seconds"] = statistics.median(best["seconds_runs"])
+        best["peak_rss_gb"] = max(r["peak_rss_gb"] for r in rs)
+        out.append(best)
+    return out
+
+
+def section_compare(tmp: Path, repeats: int = 3) -> list[dict]:
     rows = []
     for name in MODELS:
+        ref_spec = {"approach": "reference", "model": name, "n": 500}
+        ours_spec = {"approach": "dense", "model": name, "n": 500}
+        ref_spec["save"] = str(tmp / f"{name}-ref.pt")
+        ours_spec["save"] = str(tmp / f"{name}-dense.pt")
         if name == "allcnn-0.4":
-            ref = measure(
-                {
-                    "approach": "reference",
-                    "model": name,
-                    "n": 500,
-                    "save": str(tmp / f"{name}-ref.pt"),
-                }
-            )
-        else:  # measured once: its (N c, p) Jacobian alone is 16-18 GB and the process is killed
-            ref = {
-                "approach": "reference",
-                "model": name,
-                "n": 500,
-                "error": "killed (out of memory on 24 GB; measured 2026-11-26)",
-            }
-        # the engine is budget-driven: give it a quarter of the reference's peak, less the
-        # ~0.5 GB the Python process and torch occupy before any work
-        budget = int((ref["peak_rss_gb"] / 4 - 0.5) * 2**30) if "error" not in ref else 4 << 30
-        ours = measure(
-            {
-                "approach": "dense",
-                "model": name,
-                "n": 500,
-                "budget": budget,
-                "save": str(tmp / f"{name}-dense.pt"),
-            }
-        )
+            # the reference's peak, measured alone first, sets the engine's budget: a quarter of
+            # it, less the ~0.5 GB the Python process and torch occupy before any work
+            peak = measure(dict(ref_spec, save=None))["peak_rss_gb"]
+            ours_spec["budget"] = int((peak / 4 - 0.5) * 2**30)
+            default_spec = dict(ours_spec, budget=None, save=str(tmp / f"{name}-dense-default.pt"))
+            ref, ours, default = interleaved([ref_spec, ours_spec, default_spec], repeats)
+        else:
+            # measured once: the reference's (N c, p) Jacobian alone is 16-18 GB and the
+            # process is killed on 24 GB, so the engine gets a quarter of that: 6 GB, less the
+            # process's own 0.5 GB and a margin
+            ref = dict(ref_spec, error="killed (out of memory on 24 GB; measured 2026-11-26)")
+            ours = measure(dict(ours_spec, budget=5 << 30))
         row = {"model": name, "reference": ref, "dense": ours}
         if name == "allcnn-0.4":
+            row["dense_default_budget"] = default
             row["cg"] = measure(
                 {
                     "approach": "cg",

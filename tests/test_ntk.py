@@ -24,7 +24,7 @@ def ridge_on(x, y, w0_model, lam):
     return torch.cat([theta[:-1].T.reshape(-1), theta[-1]])  # weight then bias
 
 
-def brute_force_delta(model, params, xr, yr, xf, yf, lam, loss="ce"):
+def brute_force_delta(model, params, xr, yr, xf, yf, lam, loss="ce", with_retain=False):
     """Per-sample, per-class autograd into a dense Jacobian; solve with linalg.solve."""
     f = model_function(model, torch.float64)
 
@@ -57,7 +57,8 @@ def brute_force_delta(model, params, xr, yr, xf, yf, lam, loss="ce"):
         return -J.T @ torch.linalg.solve(K, resid(x, y))
 
     xd, yd = torch.cat([xr, xf]), torch.cat([yr, yf])
-    return u(xr, yr) - u(xd, yd)
+    u_retain = u(xr, yr)
+    return (u_retain - u(xd, yd), u_retain) if with_retain else u_retain - u(xd, yd)
 
 
 def ntk_outputs(f, params, x):
@@ -123,9 +124,19 @@ def test_engine_matches_brute_force(arch, gen):
     xr, yr, xf, yf = x[:7], y[:7], x[7:], y[7:]
     lam = 0.1
     params = parameters_of(model, torch.float64)
-    ref = brute_force_delta(model, params, xr, yr, xf, yf, lam)
+    ref, ref_retain = brute_force_delta(model, params, xr, yr, xf, yf, lam, with_retain=True)
     kw = dict(weight_decay=lam, dtype=torch.float64)
+    full = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
+    # u_{D_r} (the linearized retrain, used by the trapezium) comes from the same vjp pass
+    assert (full.u_retain - ref_retain).norm() / ref_retain.norm() < 1e-8
     dense = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
+    # a budget that splits the Jacobian into column groups: delta_w then comes from a vjp pass
+    # instead of the held Jacobian
+    rows, p = 9 * 3, sum(t.numel() for t in params.values())
+    budget = (2 * rows * rows * 8 + rows * 8 * (p // 2)) * 4 // 3 + 8
+    split = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", memory_budget=budget, **kw)
+    assert (split.delta - ref).norm() / ref.norm() < 1e-8
+    assert (split.u_retain - ref_retain).norm() / ref_retain.norm() < 1e-8
     schur = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", form="schur", **kw)
     cg = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="cg", **kw)
     scale = ref.norm()
@@ -159,7 +170,8 @@ def test_mse_matches_brute_force_and_around_changes_result(gen):
     assert (moved - got).norm() / got.norm() > 1e-3
 
 
-def test_kernel_matrix_param_groups_equal_full(gen):
+@pytest.mark.parametrize("split_tensors", [False, True])
+def test_kernel_matrix_param_groups_equal_full(gen, split_tensors):
     torch.manual_seed(5)
     model = SmallCNN(3, 1, width=0.25).double()
     x = torch.randn(5, 1, 6, 6, generator=gen, dtype=torch.float64)
@@ -167,12 +179,23 @@ def test_kernel_matrix_param_groups_equal_full(gen):
     params = parameters_of(model, torch.float64)
     J = ntk.jacobian(f, params, x).reshape(15, -1)
     p = J.shape[1]
-    # a budget that forces several parameter groups and several sample chunks
-    group = max(max(t.numel() for t in params.values()), p // 2)
-    budget = 2 * (15 * 15 * 8) + 2 * 15 * 8 * group
+    biggest = max(t.numel() for t in params.values())
+    # a budget that forces several parameter groups (and, with split_tensors, splits the
+    # largest tensor's columns across groups) and several sample chunks
+    group = biggest // 3 if split_tensors else max(biggest, p // 2)
+    budget = (2 * (15 * 15 * 8) + 15 * 8 * group) * 4 // 3 + 4
+    groups = ntk._param_groups(params, group)
+    assert len(groups) > 1
+    assert any(hi - lo < params[k].numel() for g in groups for k, lo, hi in g) == split_tensors
     K = ntk.kernel_matrix(f, params, x, memory_budget=budget, chunk=2)
-    assert len(ntk._param_groups(params, group)) > 1
     assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12)
+
+
+def test_symmetric_accumulate_over_several_blocks(gen):
+    J = torch.randn(23, 7, generator=gen, dtype=torch.float64)
+    K = torch.ones(23, 23, dtype=torch.float64)
+    ntk._sym_accumulate(K, J, block=5)  # 5 blocks, the last one partial
+    assert torch.allclose(K, 1 + J @ J.T, rtol=1e-13, atol=1e-13)
 
 
 def test_projector_idempotent_and_annihilates_retain_gradients(gen):

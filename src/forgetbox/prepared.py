@@ -349,14 +349,15 @@ def prepare(
             f"{need / 2**30:.2f} GiB (budget {prob.budget / 2**30:.2f} GiB)"
             + ("; the pseudo-NTK needs c^2 times less" if prob.kernel is ntk.Kernel.EXACT else "")
         )
-    K = prob.kernel_matrix()
+    K, J = prob.kernel_matrix()
     K.diagonal().add_(n * prob.lam)
     L = ntk.cholesky(K)
     del K
     r, _ = ntk.kernel_rows(prob.r, prob.kernel)
     alpha = torch.cholesky_solve(r, L)
     coef = alpha.reshape(n, c).to(prob.r.dtype)
-    jt_alpha = ntk.vjp_sum(prob.f, prob.params, prob.x, coef, prob.chunk)
+    jt_alpha = prob.pullback(coef, J)
+    del J
     hashes = {
         "weights_sha256": state_sha256(model),
         "data_sha256": tensors_sha256(x, y),
