@@ -8,6 +8,7 @@ Each measurement runs in its own process so its peak resident memory (ru_maxrss)
 
     .venv/bin/python benchmarks/ntk_engine.py                 # everything, writes the JSON
     .venv/bin/python benchmarks/ntk_engine.py --only compare  # one section
+    .venv/bin/python benchmarks/ntk_engine.py --only scaling-dense  # re-measure dense cells
 
 Results: benchmarks/results/ntk_engine.json, tabulated in docs/benchmarks.md.
 """
@@ -254,14 +255,21 @@ def section_compare(tmp: Path, repeats: int = 3) -> list[dict]:
     return rows
 
 
-def section_scaling(sizes=(500, 1000, 2000, 5000), dense_max=2000, cg_max=5000) -> list[dict]:
+def section_scaling(
+    sizes=(500, 1000, 2000, 5000), dense_max=2000, cg_max=5000, previous: list | None = None
+) -> list[dict]:
     """Both solvers on All-CNN x0.4; past ``cg_max`` CG runs a few iterations only (time per
-    iteration and peak memory), past ``dense_max`` the dense solver is not run."""
+    iteration and peak memory), past ``dense_max`` the dense solver is not run. With
+    ``previous`` rows, only the dense column is re-measured and the other cells are kept."""
     rows = []
     for n in sizes:
         row = {"model": "allcnn-0.4", "n": n}
         if n <= dense_max:
             row["dense"] = measure({"approach": "dense", "model": "allcnn-0.4", "n": n})
+        if previous is not None:
+            old = next((r for r in previous if r["n"] == n), {})
+            rows.append({**old, **row})
+            continue
         if n <= cg_max:
             row["cg_nystrom"] = measure(
                 {"approach": "cg", "model": "allcnn-0.4", "n": n, "tol": 1e-5, "rank": 64}
@@ -304,7 +312,7 @@ def section_large() -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one")
-    ap.add_argument("--only", choices=["compare", "scaling", "large"])
+    ap.add_argument("--only", choices=["compare", "scaling", "scaling-dense", "large"])
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one)), default=str))
@@ -319,6 +327,10 @@ def main() -> None:
         "processor": platform.machine(),
     }
     sections = {"compare": section_compare, "scaling": section_scaling, "large": section_large}
+    if args.only == "scaling-dense":  # after an engine change that touches the dense path only
+        results["scaling"] = section_scaling(previous=results.get("scaling", []))
+        OUT.write_text(json.dumps(results, indent=2, default=str))
+        return
     for name, fn in sections.items():
         if args.only in (None, name):
             results[name] = fn(tmp) if name == "compare" else fn()

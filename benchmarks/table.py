@@ -100,15 +100,31 @@ def main() -> None:
         if row.get("float64"):
             continue
         ref, den = row["reference"], row["dense"]
-        if "error" in ref or "error" in den:
+        if "error" in den:
             print(f"| {row['model']} | | {ref.get('error', '')} | {den.get('error', '')} | | | |")
             continue
-        print(
-            f"| {row['model']} | {den['p']:,} | {fmt(ref['seconds'])} / {fmt(ref['peak_rss_gb'], 2)} | "
-            f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)} | "
-            f"{ref['seconds'] / den['seconds']:.1f}x | {den['peak_rss_gb'] / ref['peak_rss_gb']:.2f}x | "
-            f"{row.get('dense_vs_reference_rel_diff_float32', float('nan')):.1e} |"
-        )
+        if "error" in ref:
+            print(
+                f"| {row['model']} | {den['p']:,} | {ref['error']} | "
+                f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)} | | < 0.25x | |"
+            )
+            continue
+        for label, den in (
+            ("", row["dense"]),
+            (" (default budget)", row.get("dense_default_budget")),
+        ):
+            if not den or "error" in den:
+                continue
+            print(
+                f"| {row['model']}{label} | {den['p']:,} | {fmt(ref['seconds'])} / {fmt(ref['peak_rss_gb'], 2)} | "
+                f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)} | "
+                f"{ref['seconds'] / den['seconds']:.2f}x | {den['peak_rss_gb'] / ref['peak_rss_gb']:.2f}x | "
+                f"{row.get('dense_vs_reference_rel_diff_float32', float('nan')):.1e} |"
+            )
+        for key in ("reference", "dense", "dense_default_budget"):
+            if "seconds_runs" in row.get(key, {}):
+                runs = ", ".join(fmt(t) for t in row[key]["seconds_runs"])
+                print(f"<!-- {row['model']} {key} runs: {runs} s -->")
     for row in d.get("compare", []):
         if row.get("float64"):
             print(

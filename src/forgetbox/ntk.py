@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -287,28 +288,11 @@ def _sym_accumulate(K: Tensor, J: Tensor, block: int = 256) -> None:
             K[i + block :, i : i + block] += prod[:, block:].T
 
 
-def kernel_matrix(
-    f: ModelFn,
-    params: Params,
-    x: Tensor,
-    *,
-    memory_budget: int | None = None,
-    chunk: int | None = None,
-    accumulate_dtype: torch.dtype = torch.float64,
-    kernel: Kernel | str = Kernel.EXACT,
-) -> Tensor:
+def kernel_matrix(f: ModelFn, params: Params, x: Tensor, **options: Any) -> Tensor:
     """Empirical NTK ``J J^T`` of shape ``(n c, n c)`` (sample-major), without holding J; with
-    ``kernel="pseudo"`` the pseudo-NTK ``(n, n)`` (see :class:`Kernel`). See
-    :func:`kernel_and_jacobian` for the memory plan."""
-    return kernel_and_jacobian(
-        f,
-        params,
-        x,
-        memory_budget=memory_budget,
-        chunk=chunk,
-        accumulate_dtype=accumulate_dtype,
-        kernel=kernel,
-    )[0]
+    ``kernel="pseudo"`` the pseudo-NTK ``(n, n)`` (see :class:`Kernel`). ``options`` and the
+    memory plan: :func:`kernel_and_jacobian`."""
+    return kernel_and_jacobian(f, params, x, **options)[0]
 
 
 def kernel_and_jacobian(
