@@ -150,3 +150,33 @@ def test_train_command_prints_the_three_models(tmp_path, capsys):
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines[1:]] == ["w0", "original", "retrain"]
+
+
+def test_ntk_and_ntk_fisher_share_one_solve_per_seed(tmp_path, monkeypatch):
+    from forgetbox import ntk
+
+    calls = []
+    real = ntk.ntk_direction
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ntk, "ntk_direction", counting)
+    cfg = ExperimentConfig(out=str(tmp_path), **dict(TINY, seeds=(0,)))
+    res = experiment.run_experiment(cfg, log=lambda s: 0)
+    assert len(calls) == 1
+    # both methods still report the solve in their own time
+    solve = res["methods"]["ntk"]["per_seed"][0]["seconds"]
+    assert res["methods"]["ntk_fisher"]["per_seed"][0]["seconds"] >= 0.5 * solve > 0
+
+
+def test_profiles_set_the_finetuning_schedule_and_baseline_rate():
+    cpu = ExperimentConfig(dataset="cifar10-npz", profile="cpu").resolved()
+    assert (cpu.finetune_schedule, cpu.finetune_baseline_lr) == ("cosine", 0.003)
+    paper = ExperimentConfig(dataset="cifar10-npz", profile="paper").resolved()
+    assert (paper.finetune_schedule, paper.finetune_baseline_lr) == ("constant", 0.01)
+    mine = ExperimentConfig(profile="cpu", finetune_schedule="constant").resolved()
+    assert mine.finetune_schedule == "constant"
+    with pytest.raises(ValueError, match="finetune_schedule"):
+        ExperimentConfig(finetune_schedule="linear").resolved()

@@ -146,3 +146,29 @@ def test_whole_class_forgetting_zeroes_head_row(gen):
     row = res.model.classifier.weight[1]
     assert row.abs().max() < 10 * 1e-2  # mean 0, sd 1e-2
     assert not torch.allclose(row, model.classifier.weight[1])
+
+
+def test_finetune_baseline_ignores_the_training_schedule():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model, w0 = MLP(3, 4, width=0.2), MLP(3, 4, width=0.2)
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    base = ForgetConfig(finetune_epochs=3)
+    got = [
+        flatten(
+            parameters_of(
+                methods.forget(
+                    "finetune",
+                    model,
+                    w0,
+                    (x, y),
+                    (x[:2], y[:2]),
+                    replace(base, train=FinetuneConfig(lr_schedule=s)),
+                ).model
+            )
+        )
+        for s in ("constant", "cosine")
+    ]
+    assert torch.equal(got[0], got[1])
+    assert not torch.equal(got[0], flatten(parameters_of(model)))

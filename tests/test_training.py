@@ -1,5 +1,7 @@
 """Training recipes: determinism, frozen BatchNorm, the weight-decay anchor, convergence."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -88,3 +90,35 @@ def test_models_build_and_run(name, shape):
     assert models.head_name(m) == "classifier"
     with pytest.raises(ValueError, match="unknown model"):
         models.build_model("nope", num_classes=2, input_shape=shape)
+
+
+def test_cosine_schedule_steps_match_a_hand_computed_descent():
+    torch.manual_seed(0)
+    model = models.LinearModel(3, 4).double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    lr, lam, epochs = 0.5, 0.1, 3
+    cfg = FinetuneConfig(lr=lr, momentum=0.0, weight_decay=lam, batch_size=6, lr_schedule="cosine")
+    got = training.finetune(model, x, y, cfg, seed=0, epochs=epochs).model
+    # full-batch gradient descent with lr * (1 + cos(pi e / E)) / 2 at epoch e
+    w0 = [p.detach().clone() for p in model.parameters()]
+    w = [p.clone().requires_grad_(True) for p in w0]
+    for e in range(epochs):
+        logits = x @ w[0].T + w[1]
+        loss = nn.functional.cross_entropy(logits, y) + training.weight_decay_toward(w, w0, lam)
+        grads = torch.autograd.grad(loss, w)
+        step = lr * 0.5 * (1 + math.cos(math.pi * e / epochs))
+        w = [(p - step * g).detach().requires_grad_(True) for p, g in zip(w, grads, strict=True)]
+    want = torch.cat([t.reshape(-1) for t in w]).detach()
+    assert torch.allclose(flatten(parameters_of(got)), want, rtol=1e-12, atol=1e-12)
+    constant = training.finetune(
+        model,
+        x,
+        y,
+        FinetuneConfig(**{**cfg.__dict__, "lr_schedule": "constant"}),
+        seed=0,
+        epochs=epochs,
+    ).model
+    assert not torch.allclose(flatten(parameters_of(constant)), want, atol=1e-6)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        training.finetune(model, x, y, FinetuneConfig(lr_schedule="step"), seed=0, epochs=1)

@@ -45,7 +45,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", help="allcnn | resnet18 | smallcnn | mlp | linear | module:factory")
     p.add_argument("--width", type=float, help="width multiplier of the model")
-    p.add_argument("--profile", help="quick | default | paper")
+    p.add_argument("--profile", help="quick | default | cpu | paper")
     p.add_argument("--data-dir", help="folder with data archives / npz files")
     p.add_argument("--download", action="store_true", default=None, help="download CIFAR archives")
     p.add_argument("--device", help="cpu | cuda")
@@ -61,6 +61,7 @@ def _add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forget-class", type=int, help="class of the cohort")
     p.add_argument("--train-per-class", type=int, help="training images per class")
     p.add_argument("--solver", help="auto | dense | cg")
+    p.add_argument("--finetune-schedule", help="constant | cosine learning rate while fine-tuning")
     p.add_argument("--out", help="run folder (default runs/default)")
     p.add_argument("--cache-dir", help="stage cache (default <out>/cache)")
 
@@ -81,6 +82,7 @@ _FLAG_TO_FIELD = {
     "forget_class": "forget_class",
     "train_per_class": "train_per_class",
     "solver": "solver",
+    "finetune_schedule": "finetune_schedule",
     "out": "out",
     "cache_dir": "cache_dir",
 }

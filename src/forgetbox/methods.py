@@ -293,7 +293,13 @@ def forget(
     elif method is Method.RETRAIN:
         out = retrain() if retrain is not None else _retrain(w0, retain, config, seed)
     elif method is Method.FINETUNE:
-        cfg = replace(config.train, lr=config.finetune_lr, momentum=0.0, record_every=0)
+        cfg = replace(
+            config.train,
+            lr=config.finetune_lr,
+            momentum=0.0,
+            record_every=0,
+            lr_schedule="constant",
+        )
         out = finetune(
             model,
             *retain,
@@ -340,6 +346,33 @@ def forget(
     return ForgetResult(method.value, out, delta, var, scale, time.perf_counter() - start, info)
 
 
+def ntk_step(
+    model: nn.Module,
+    w0: nn.Module,
+    retain: tuple[Tensor, Tensor],
+    forget_set: tuple[Tensor, Tensor],
+    config: ForgetConfig,
+    seed: int = 0,
+) -> ntk.NTKDirection:
+    """The NTK step (eq. 10, before the trapezium) that ``ntk`` and ``ntk_fisher`` take with
+    ``config``; compute it once and pass it as ``direction=`` to share it between them."""
+    return ntk.ntk_direction(
+        model,
+        retain,
+        forget_set,
+        weight_decay=config.weight_decay,
+        loss=config.loss,
+        around=w0 if config.around == "pretrained" else None,
+        solver=config.solver,
+        dtype=config.dtype,
+        memory_budget=config.memory_budget,
+        chunk=config.chunk,
+        seed=seed,
+        pretrained=w0 if config.anchored else None,
+        kernel=config.kernel,
+    )
+
+
 def ntk_point(
     model: nn.Module,
     w0: nn.Module,
@@ -357,21 +390,7 @@ def ntk_point(
     dtype = next(model.parameters()).dtype
     w_d = flatten(parameters_of(model))
     w0_flat = flatten(parameters_of(w0))
-    direction = direction or ntk.ntk_direction(
-        model,
-        retain,
-        forget_set,
-        weight_decay=config.weight_decay,
-        loss=config.loss,
-        around=w0 if config.around == "pretrained" else None,
-        solver=config.solver,
-        dtype=config.dtype,
-        memory_budget=config.memory_budget,
-        chunk=config.chunk,
-        seed=seed,
-        pretrained=w0 if config.anchored else None,
-        kernel=config.kernel,
-    )
+    direction = direction or ntk_step(model, w0, retain, forget_set, config, seed)
     w_d = w_d.to(direction.delta.device)
     w0_flat = w0_flat.to(direction.delta.device)
     if config.anchored:  # Fig. 5: the leg runs from w_lin(D) = w_lin(D_r) - delta to w(D)

@@ -12,6 +12,7 @@ so the same seed gives bit-identical weights on the same machine.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +45,8 @@ class FinetuneConfig:
     max_epochs: int = 100
     min_epochs: int = 0
     record_every: int = 0  # record the weights every k epochs (0: never)
+    # "constant", or "cosine": lr * (1 + cos(pi * epoch / E)) / 2 over E = the epoch limit
+    lr_schedule: str = "constant"
 
 
 @dataclass(frozen=True)
@@ -141,13 +144,15 @@ def finetune(
     desc: str = "fine-tune",
     epochs: int | None = None,
     on_data: Callable[[Tensor, Tensor], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``(x, y)`` with weight decay toward ``anchor`` (w0;
     default: the starting weights). BatchNorm statistics are never updated.
 
     Trains until zero training error plus ``extra_epochs`` (capped at ``max_epochs``), or for
     exactly ``epochs`` epochs when given (the fine-tune baseline). ``on_data`` is called once with
-    the data actually used (tests check that D_f never reaches retraining).
+    the data actually used (tests check that D_f never reaches retraining); ``on_epoch(epoch,
+    model)`` after every epoch (curves, logging; the model must not be modified).
     """
     if len(x) == 0:
         raise ValueError("cannot fine-tune on an empty data set")
@@ -162,12 +167,17 @@ def finetune(
         for p in (anchor.parameters() if anchor is not None else params)
         if p.requires_grad
     ]
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     trajectory = [flatten(parameters_of(model)).cpu()] if config.record_every else []
     zero_at, epoch, err = None, 0, 1.0
     limit = epochs if epochs is not None else config.max_epochs
     bar = progress(range(limit), desc=desc)
     for epoch in bar:  # noqa: B007
+        if config.lr_schedule == "cosine":
+            for group in opt.param_groups:
+                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / limit))
         for idx in _batches(len(x), config.batch_size, gen):
             logits = model(x[idx].to(device))
             loss = F.cross_entropy(logits, y[idx].to(device))
@@ -177,6 +187,8 @@ def finetune(
             opt.step()
         if config.record_every and (epoch + 1) % config.record_every == 0:
             trajectory.append(flatten(parameters_of(model)).cpu())
+        if on_epoch is not None:
+            on_epoch(epoch, model)
         if epochs is not None:
             continue
         err, _ = evaluate(model, x, y)
