@@ -180,3 +180,22 @@ def test_profiles_set_the_finetuning_schedule_and_baseline_rate():
     assert mine.finetune_schedule == "constant"
     with pytest.raises(ValueError, match="finetune_schedule"):
         ExperimentConfig(finetune_schedule="linear").resolved()
+
+
+def test_a_method_setting_reaches_the_path_and_tradeoff_caches(tmp_path):
+    base = dict(TINY, seeds=(0,), cache_dir=str(tmp_path / "cache"))
+    runs = [
+        experiment.run_experiment(
+            ExperimentConfig(out=str(tmp_path / leg), trapezium_leg=leg, **base), log=lambda s: 0
+        )
+        for leg in ("full", "retain")
+    ]
+
+    def ntk_path(res):
+        return [r["forget"] for r in res["activation_path"] if r["method"] == "ntk"]
+
+    scales = [r["methods"]["ntk"]["per_seed"][0]["trapezium_scale"] for r in runs]
+    assert abs(scales[0] - scales[1]) > 1e-6
+    assert ntk_path(runs[0]) != ntk_path(runs[1])
+    # the fine-tunings are shared between the two runs: only the NTK stages were recomputed
+    assert runs[1]["cache"]["hits"] > 0

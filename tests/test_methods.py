@@ -1,5 +1,7 @@
 """Forgetting methods: Fisher against brute force, noise statistics, closed forms."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -149,7 +151,6 @@ def test_whole_class_forgetting_zeroes_head_row(gen):
 
 
 def test_finetune_baseline_ignores_the_training_schedule():
-    from dataclasses import replace
 
     torch.manual_seed(0)
     model, w0 = MLP(3, 4, width=0.2), MLP(3, 4, width=0.2)
@@ -172,3 +173,32 @@ def test_finetune_baseline_ignores_the_training_schedule():
     ]
     assert torch.equal(got[0], got[1])
     assert not torch.equal(got[0], flatten(parameters_of(model)))
+
+
+def test_trapezium_leg_choices():
+    from forgetbox import ntk
+
+    torch.manual_seed(1)
+    model, w0 = MLP(3, 4, width=0.2).double(), MLP(3, 4, width=0.2).double()
+    x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
+    retain, forget = (x[2:], y[2:]), (x[:2], y[:2])
+    cfg = ForgetConfig(dtype=torch.float64)
+    step = methods.ntk_step(model, w0, retain, forget, cfg)
+    w_d = flatten(parameters_of(model))
+    w_lin_r = step.around + step.u_retain
+    for leg, w_lin in (("retain", w_lin_r), ("full", w_lin_r - step.delta)):
+        c = replace(cfg, trapezium_leg=leg)
+        _, _, scale, _ = methods.ntk_point(model, w0, retain, forget, c, direction=step)
+        want = ntk.trapezium(step.delta, w_full=w_d, w_lin=w_lin).scale
+        assert scale == pytest.approx(want, rel=1e-12)
+    scales = [
+        methods.ntk_point(
+            model, w0, retain, forget, replace(cfg, trapezium_leg=leg), direction=step
+        )[2]
+        for leg in ("retain", "full")
+    ]
+    assert abs(scales[0] - scales[1]) > 1e-6
+    with pytest.raises(ValueError, match="trapezium_leg"):
+        methods.ntk_point(
+            model, w0, retain, forget, replace(cfg, trapezium_leg="side"), direction=step
+        )

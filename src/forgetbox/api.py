@@ -320,6 +320,7 @@ def certificate(
             "solver": config.solver,
             "linearized_at": config.around,
             "trapezium": config.use_trapezium,
+            "trapezium_leg": config.trapezium_leg,
             "seed": seed,
             "trapezium_scale": res.scale,
         },

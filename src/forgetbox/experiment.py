@@ -152,6 +152,7 @@ class ExperimentConfig:
     path_alphas: tuple[float, ...] | None = None
     newton_max_iter: int | None = None
     anchored: bool = True  # keep the weight-decay anchor in the NTK linearization
+    trapezium_leg: str = "retain"  # retain (the authors' code) | full (Fig. 5's drawing)
     device: str = "cpu"
     out: str = "runs/default"
     cache_dir: str | None = None  # default: <out>/cache
@@ -487,6 +488,7 @@ class Stages:
             solver=c.solver,
             around=c.around,
             anchored=c.anchored,
+            trapezium_leg=c.trapezium_leg,
             train=self.finetune_config(False),
             newton_max_iter=c.newton_max_iter,
             forgotten_class=c.forget_class if whole else None,
@@ -764,6 +766,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
                     cfg.tradeoff_draws,
                     cfg.queries_per_subset,
                     methods.VERSION.get(method),
+                    repr(stages.method_config(task, method)),
                 ]
             )
             tradeoff += stages.cache.json(
@@ -776,7 +779,13 @@ def run_seed(stages: Stages, seed: int) -> dict:
     for method in ("ntk", "ntk_fisher", "fisher", "newton"):
         if method in states:
             pkey = f"path-{method}-" + config_hash(
-                [key_base, method, cfg.path_alphas, methods.VERSION.get(method)]
+                [
+                    key_base,
+                    method,
+                    cfg.path_alphas,
+                    methods.VERSION.get(method),
+                    repr(stages.method_config(task, method)),  # the state it starts from
+                ]
             )
             subsets = {"forget": task.forget[0], "retain": task.retain[0], "test": task.test[0]}
             rows_path = stages.cache.json(

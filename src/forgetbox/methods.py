@@ -81,6 +81,10 @@ class ForgetConfig:
     around: str = "trained"  # linearization point: "trained" (w(D)) or "pretrained" (w0)
     anchored: bool = True  # keep the weight-decay anchor in the linearization (see ntk)
     use_trapezium: bool = True
+    # which side of the trapezium measures the rescaling (docs/deviations.md, item 1):
+    # "retain" from w_lin(D_r) to w(D), as the authors' code; "full" from w_lin(D) to w(D), as
+    # Fig. 5 draws it
+    trapezium_leg: str = "retain"
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     newton_damping: float = 0.0
@@ -393,10 +397,14 @@ def ntk_point(
     direction = direction or ntk_step(model, w0, retain, forget_set, config, seed)
     w_d = w_d.to(direction.delta.device)
     w0_flat = w0_flat.to(direction.delta.device)
-    if config.anchored:  # Fig. 5: the leg runs from w_lin(D) = w_lin(D_r) - delta to w(D)
-        leg_from = direction.around + direction.u_retain - direction.delta
-    else:  # the authors' code: from w0 + u_{D_r}
-        leg_from = w0_flat.to(direction.around.dtype) + direction.u_retain
+    if config.trapezium_leg not in ("retain", "full"):
+        raise ValueError(f"trapezium_leg must be 'retain' or 'full', got {config.trapezium_leg!r}")
+    # w_lin(D_r): the anchored linearization holds it as around + u_retain; the authors'
+    # unanchored one as w0 + u_{D_r}. w_lin(D) = w_lin(D_r) - delta.
+    base = direction.around if config.anchored else w0_flat.to(direction.around.dtype)
+    leg_from = base + direction.u_retain
+    if config.trapezium_leg == "full":
+        leg_from = leg_from - direction.delta
     info: dict = {}
     scale = 1.0
     if config.use_trapezium:
