@@ -179,9 +179,10 @@ class ExperimentConfig:
             cfg = replace(cfg, methods=tuple(dict.fromkeys(("original", "retrain", *cfg.methods))))
         if not cfg.seeds:
             raise ValueError("at least one seed is needed")
-        if cfg.finetune_schedule not in ("constant", "cosine"):
+        if cfg.finetune_schedule not in training.LR_SCHEDULES:
             raise ValueError(
-                f"finetune_schedule must be 'constant' or 'cosine', got {cfg.finetune_schedule!r}"
+                f"finetune_schedule must be one of {training.LR_SCHEDULES}, "
+                f"got {cfg.finetune_schedule!r}"
             )
         if cfg.alpha is not None:
             cfg = replace(cfg, alpha_fisher=cfg.alpha, alpha_ntk_fisher=cfg.alpha)
@@ -727,9 +728,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
 
     def direction() -> ntk.NTKDirection:  # solved at most once per seed, on first use
         if "step" not in shared:
-            shared["step"] = methods.ntk_step(
-                original, w0, task.retain, task.forget, stages.forget_config(task), seed
-            )
+            shared["step"] = methods.ntk_step(original, w0, task.retain, task.forget, fcfg, seed)
         return shared["step"]
 
     rows, states = {}, {}

@@ -43,6 +43,7 @@ class Method(StrEnum):
 
 
 METHODS = tuple(m.value for m in Method)
+TRAPEZIUM_LEGS = ("retain", "full")  # see ForgetConfig.trapezium_leg
 # bumped when a method's computation changes, so cached results are recomputed
 VERSION = {"ntk": 2, "ntk_fisher": 2}
 NOISY = (Method.FISHER, Method.NTK_FISHER)
@@ -397,8 +398,10 @@ def ntk_point(
     direction = direction or ntk_step(model, w0, retain, forget_set, config, seed)
     w_d = w_d.to(direction.delta.device)
     w0_flat = w0_flat.to(direction.delta.device)
-    if config.trapezium_leg not in ("retain", "full"):
-        raise ValueError(f"trapezium_leg must be 'retain' or 'full', got {config.trapezium_leg!r}")
+    if config.trapezium_leg not in TRAPEZIUM_LEGS:
+        raise ValueError(
+            f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {config.trapezium_leg!r}"
+        )
     # w_lin(D_r): the anchored linearization holds it as around + u_retain; the authors'
     # unanchored one as w0 + u_{D_r}. w_lin(D) = w_lin(D_r) - delta.
     base = direction.around if config.anchored else w0_flat.to(direction.around.dtype)

@@ -352,8 +352,7 @@ def kernel_and_jacobian(
         for i in range(0, n, step):
             _group_jacobian(f, params, x[i : i + step], group, pseudo, J[i : i + step])
         _sym_accumulate(K, J.view(n * c, width))
-    whole = len(groups) == 1 and widths[0] == sum(t.numel() for t in params.values())
-    return K, (J.view(n * c, widths[0]) if whole else None)
+    return K, (J.view(n * c, p) if widths == [p] else None)
 
 
 # ----------------------------------------------------------------------------- solvers
@@ -512,8 +511,7 @@ class _Problem:
         coef = coef.to(self.r.dtype)
         if J is None:
             return vjp_sum(self.f, self.params, self.x, coef, self.chunk)
-        flat = coef.reshape(*coef.shape[:-2], -1)
-        return (flat @ J.to(coef.dtype)).to(self.r.dtype)
+        return coef.reshape(*coef.shape[:-2], -1) @ J
 
 
 def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:

@@ -49,6 +49,9 @@ class FinetuneConfig:
     lr_schedule: str = "constant"
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
     model: nn.Module
@@ -167,8 +170,8 @@ def finetune(
         for p in (anchor.parameters() if anchor is not None else params)
         if p.requires_grad
     ]
-    if config.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     trajectory = [flatten(parameters_of(model)).cpu()] if config.record_every else []
     zero_at, epoch, err = None, 0, 1.0
