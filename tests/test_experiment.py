@@ -180,6 +180,11 @@ def test_profiles_set_the_finetuning_schedule_and_baseline_rate():
     assert mine.finetune_schedule == "constant"
     with pytest.raises(ValueError, match="finetune_schedule"):
         ExperimentConfig(finetune_schedule="linear").resolved()
+    # bad settings are refused before any training, not when the method first runs
+    with pytest.raises(ValueError, match="trapezium_leg"):
+        ExperimentConfig(trapezium_leg="side").resolved()
+    with pytest.raises(ValueError, match="finetune_baseline_lr"):
+        ExperimentConfig(finetune_baseline_lr=-0.1).resolved()
 
 
 def test_a_method_setting_reaches_the_path_and_tradeoff_caches(tmp_path):

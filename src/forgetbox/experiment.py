@@ -184,6 +184,12 @@ class ExperimentConfig:
                 f"finetune_schedule must be one of {training.LR_SCHEDULES}, "
                 f"got {cfg.finetune_schedule!r}"
             )
+        if cfg.trapezium_leg not in methods.TRAPEZIUM_LEGS:
+            raise ValueError(
+                f"trapezium_leg must be one of {methods.TRAPEZIUM_LEGS}, got {cfg.trapezium_leg!r}"
+            )
+        if not cfg.finetune_baseline_lr > 0:
+            raise ValueError(f"finetune_baseline_lr must be > 0, got {cfg.finetune_baseline_lr}")
         if cfg.alpha is not None:
             cfg = replace(cfg, alpha_fisher=cfg.alpha, alpha_ntk_fisher=cfg.alpha)
         return cfg
