@@ -204,3 +204,21 @@ def test_a_method_setting_reaches_the_path_and_tradeoff_caches(tmp_path):
     assert ntk_path(runs[0]) != ntk_path(runs[1])
     # the fine-tunings are shared between the two runs: only the NTK stages were recomputed
     assert runs[1]["cache"]["hits"] > 0
+
+
+def test_large_models_record_every_kth_epoch_of_their_path():
+    assert experiment.record_stride(100, 255_000) == 1  # All-CNN x0.4: every epoch
+    assert experiment.record_stride(300, 1_620_000) == 2  # All-CNN: 1.9 GB -> every 2nd
+    k = experiment.record_stride(300, 11_200_000)  # ResNet-18: 13 GB otherwise
+    assert 300 / k * 11_200_000 * 4 <= experiment.TRAJECTORY_BYTES
+    assert 300 / (k - 1) * 11_200_000 * 4 > experiment.TRAJECTORY_BYTES  # the least stride
+
+
+def test_an_unusable_device_is_refused_before_any_work(tmp_path, monkeypatch):
+    for bad in ("gpu", "tpu", "mps"):
+        with pytest.raises(ValueError, match="device"):
+            ExperimentConfig(out=str(tmp_path / "x"), device=bad, **TINY).resolved()
+    monkeypatch.setattr(experiment.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        ExperimentConfig(out=str(tmp_path / "x"), device="cuda", **TINY).resolved()
+    assert not (tmp_path / "x").exists()

@@ -54,7 +54,7 @@ class BlackBoxBound:
 
 def gaussian_kl_diag(mu1: Tensor, var1: Tensor, mu0: Tensor, var0: Tensor) -> Tensor:
     """Elementwise KL(N(mu1, var1) || N(mu0, var0)) in nats (sum it for diagonal Gaussians)."""
-    mu1, var1, mu0, var0 = (t.double() for t in (mu1, var1, mu0, var0))
+    mu1, var1, mu0, var0 = (t.to(mu1.device, torch.float64) for t in (mu1, var1, mu0, var0))
     ratio = var1 / var0
     return 0.5 * (ratio + (mu1 - mu0) ** 2 / var0 - 1.0 - torch.log(ratio))
 
@@ -64,7 +64,7 @@ def gaussian_kl(mu1: Tensor, S1: Tensor, mu0: Tensor, S0: Tensor) -> Tensor:
 
     Shapes: ``mu (..., k)``, ``S (..., k, k)``; returns ``(...)`` in nats.
     """
-    mu1, S1, mu0, S0 = (t.double() for t in (mu1, S1, mu0, S0))
+    mu1, S1, mu0, S0 = (t.to(mu1.device, torch.float64) for t in (mu1, S1, mu0, S0))
     L0 = torch.linalg.cholesky(S0)
     L1 = torch.linalg.cholesky(S1)
     k = mu1.shape[-1]
@@ -117,13 +117,14 @@ def output_covariances(
     dtype = torch.float64
     f = model_function(model, dtype)
     like = parameters_of(model, dtype)
-    m = unflatten(mean.to(dtype), like)
-    s = unflatten(var.to(dtype).sqrt(), like)
+    device = next(iter(like.values())).device
+    m = unflatten(mean.to(device, dtype), like)
+    s = unflatten(var.to(device, dtype).sqrt(), like)
     g = _scaled_function(f, m, s)
     zero = {k: torch.zeros_like(v) for k, v in m.items()}
     logits, covs = [], []
     for i in range(0, len(x), chunk):
-        xb = x[i : i + chunk].to(dtype)
+        xb = x[i : i + chunk].to(device, dtype)
         J = ntk.jacobian(g, zero, xb, pseudo=pseudo)  # (b, c or 1, p) = J diag(sigma)
         with torch.no_grad():
             logits.append(f(m, xb))
@@ -147,10 +148,11 @@ def joint_covariance(
     dtype = torch.float64
     f = model_function(model, dtype)
     like = parameters_of(model, dtype)
-    m = unflatten(mean.to(dtype), like)
-    s = unflatten(var.to(dtype).sqrt(), like)
+    device = next(iter(like.values())).device
+    m = unflatten(mean.to(device, dtype), like)
+    s = unflatten(var.to(device, dtype).sqrt(), like)
     zero = {k: torch.zeros_like(v) for k, v in m.items()}
-    return ntk.kernel_matrix(_scaled_function(f, m, s), zero, x.to(dtype), kernel=kernel)
+    return ntk.kernel_matrix(_scaled_function(f, m, s), zero, x.to(device, dtype), kernel=kernel)
 
 
 def black_box(
@@ -195,5 +197,5 @@ def black_box(
 
 def _diag_scale(S: Tensor) -> Tensor:
     d = torch.diagonal(S, dim1=-2, dim2=-1).mean(-1, keepdim=True)
-    eye = torch.eye(S.shape[-1], dtype=S.dtype)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
     return d.unsqueeze(-1) * eye

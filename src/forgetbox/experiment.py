@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -27,7 +28,7 @@ from .checkpoints import (
     load_state,
     save_state,
 )
-from .functional import flatten, load_flat_, parameters_of
+from .functional import flatten, load_flat_, num_parameters, parameters_of
 from .methods import METHODS, ForgetConfig
 from .progress import progress
 from .training import FinetuneConfig, PretrainConfig
@@ -190,12 +191,24 @@ class ExperimentConfig:
             )
         if not cfg.finetune_baseline_lr > 0:
             raise ValueError(f"finetune_baseline_lr must be > 0, got {cfg.finetune_baseline_lr}")
+        _check_device(cfg.device)
         if cfg.alpha is not None:
             cfg = replace(cfg, alpha_fisher=cfg.alpha, alpha_ntk_fisher=cfg.alpha)
         return cfg
 
     def as_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
 
 
 def _plain(v):
@@ -361,6 +374,16 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
 
 # ----------------------------------------------------------------------------- stages
 
+# a fine-tuning path kept for Fig. 1 stays under this size (float32); larger models record every
+# k-th epoch (ResNet-18 at full width over 300 epochs would otherwise hold 13 GB per run)
+TRAJECTORY_BYTES = 1 << 30
+
+
+def record_stride(max_epochs: int, num_params: int) -> int:
+    """Record the weights every k epochs so that ``max_epochs / k`` flat float32 copies of
+    ``num_params`` parameters fit in :data:`TRAJECTORY_BYTES` (k = 1 when they all fit)."""
+    return max(1, math.ceil(max_epochs * num_params * 4 / TRAJECTORY_BYTES))
+
 
 @dataclass
 class Stages:
@@ -427,23 +450,32 @@ class Stages:
         return self._stats
 
     # -- fine-tuning
-    def finetune_config(self, record: bool) -> FinetuneConfig:
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.cfg.device)
+
+    def finetune_config(self, record: bool, num_params: int = 0) -> FinetuneConfig:
+        """The fine-tuning recipe; ``record`` keeps the weight path of Fig. 1, every epoch or,
+        for a model of ``num_params`` parameters whose path would pass
+        :data:`TRAJECTORY_BYTES`, every k-th epoch."""
+        epochs = self.cfg.finetune_max_epochs
         return FinetuneConfig(
             lr=self.cfg.finetune_lr,
             lr_schedule=self.cfg.finetune_schedule,
             weight_decay=self.cfg.weight_decay,
-            max_epochs=self.cfg.finetune_max_epochs,
-            record_every=1 if record else 0,
+            max_epochs=epochs,
+            record_every=record_stride(epochs, num_params) if record else 0,
         )
 
     def trained(self, task: Task, w0: nn.Module, seed: int, which: str) -> tuple[nn.Module, dict]:
         """``which`` = "original" (on D) or "retrain" (on D_r), with the weight trajectory."""
         x, y = task.full if which == "original" else task.retain
+        recipe = self.finetune_config(True, num_parameters(w0))
         key = f"finetune-{which}-" + config_hash(
             [
                 self.pretrain_key(),
                 seed,
-                self.finetune_config(True).__dict__,
+                recipe.__dict__,
                 task.split.indices,
                 task.forget_idx.tolist() if which == "retrain" else None,
             ]
@@ -455,7 +487,7 @@ class Stages:
                 w0,
                 x,
                 y,
-                self.finetune_config(True),
+                recipe,
                 seed=seed,
                 device=self.cfg.device,
                 desc=f"fine-tune {which} (seed {seed})",
@@ -545,10 +577,11 @@ class Stages:
                 retrain=lambda: retrained,
                 direction=step,
             )
-            out = {k: v for k, v in res.model.state_dict().items()}
-            out["__mean__"] = res.mean.detach()
+            # stage outputs are cached on the CPU, whatever device computed them
+            out = {k: v.cpu() for k, v in res.model.state_dict().items()}
+            out["__mean__"] = res.mean.detach().cpu()
             if res.noise_variance is not None:
-                out["__var__"] = res.noise_variance
+                out["__var__"] = res.noise_variance.cpu()
             extras = {
                 "seconds": res.seconds + (step.seconds if step is not None else 0.0),
                 "scale": res.scale,
@@ -602,6 +635,7 @@ def readout_row(
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith("__")})
     model.eval()
     ex = _extras(state)
+    dev = stages.device
     row: dict = {"seed": seed}
     sp = task.split
     for name, (x, y) in {
@@ -630,9 +664,9 @@ def readout_row(
     # information bounds, at the method's own noise or, if it has none, ntk_fisher's alpha
     fcfg = stages.forget_config(task)
     alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
-    mean = state["__mean__"]
+    mean = state["__mean__"].to(dev)
     var = (
-        state["__var__"]
+        state["__var__"].to(dev)
         if "__var__" in state
         else methods.variance_at(model, mean, task.retain[0], alpha, fcfg)
     )
@@ -664,7 +698,7 @@ def tradeoff_rows(
     """Fig. 3: test error and remaining information over a grid of noise scales and draws."""
     cfg = stages.cfg
     fcfg = stages.forget_config(task)
-    mean = state["__mean__"]
+    mean = state["__mean__"].to(stages.device)
     probe = load_flat_(_clone_like(original), mean)
     F = methods.fisher_diagonal(probe, task.retain[0])
     mean0 = flatten(parameters_of(retrained))
@@ -716,9 +750,11 @@ def run_seed(stages: Stages, seed: int) -> dict:
             seed,
             task.split.indices,
             task.forget_idx.tolist(),
-            stages.finetune_config(True).__dict__,
+            stages.finetune_config(True, num_parameters(w0)).__dict__,
         ]
     )
+    # methods and readouts run where --device says; the data stays on the CPU (moved per batch)
+    w0, original, retrained = (m.to(stages.device) for m in (w0, original, retrained))
     orig_loss_forget = readouts.error_and_loss(original, *task.forget)[1]
     var_cache: dict[float, Tensor] = {}
     fcfg = stages.forget_config(task)
@@ -804,7 +840,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
     if seed == cfg.seeds[0]:
         pts = {m: states[m]["__mean__"] for m in ("ntk", "ntk_fisher", "fisher") if m in states}
         noisy = {
-            m: flatten(parameters_of(_model_from(original, states[m])))
+            m: flatten(parameters_of(_model_from(original, states[m]))).cpu()
             for m in ("ntk_fisher", "fisher")
             if m in states
         }

@@ -147,9 +147,10 @@ def fisher_diagonal(
     def logp(p, x1):
         return torch.log_softmax(f(p, x1.unsqueeze(0)).squeeze(0), -1)
 
-    total = torch.zeros(sum(t.numel() for t in params.values()), dtype=dtype)
+    device = next(iter(params.values())).device
+    total = torch.zeros(sum(t.numel() for t in params.values()), dtype=dtype, device=device)
     for i in range(0, len(x), chunk):
-        xb = x[i : i + chunk].to(dtype)
+        xb = x[i : i + chunk].to(device, dtype)
         with torch.no_grad():
             probs = torch.softmax(f(params, xb), -1)  # (b, c)
         jac = vmap(jacrev(logp), in_dims=(None, 0))(params, xb)
@@ -200,8 +201,9 @@ def _noisy(
             if name in parts:
                 parts[name][config.forgotten_class] = 0.0
         mean = flatten(parts)
-    noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64).to(mean.dtype)
-    return load_flat_(copy.deepcopy(model), mean + var.sqrt() * noise)
+    # drawn on the CPU (the generator's device) so that a seed gives the same noise anywhere
+    noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64).to(mean)
+    return load_flat_(copy.deepcopy(model), mean + var.to(mean).sqrt() * noise)
 
 
 # ----------------------------------------------------------------------------- Newton
@@ -229,8 +231,9 @@ def newton_step(
     dtype = dtype or next(model.parameters()).dtype
     f = model_function(model, dtype)
     params = parameters_of(model, dtype)
-    anchor = flatten(parameters_of(w0, dtype))
-    x, y = retain[0].to(dtype), retain[1]
+    device = next(iter(params.values())).device
+    anchor = flatten(parameters_of(w0, dtype)).to(device)
+    x, y = retain[0].to(device, dtype), retain[1].to(device)
     n = len(x)
     chunks = [(x[i : i + chunk], y[i : i + chunk]) for i in range(0, n, chunk)]
     grad = None
@@ -289,6 +292,7 @@ def forget(
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
     w_d = flatten(parameters_of(model))
     alpha = config.alpha if config.alpha is not None else DEFAULT_ALPHA.get(method, 0.0)
     info: dict = {}
@@ -296,7 +300,7 @@ def forget(
     if method is Method.ORIGINAL:
         out = copy.deepcopy(model)
     elif method is Method.RETRAIN:
-        out = retrain() if retrain is not None else _retrain(w0, retain, config, seed)
+        out = retrain() if retrain is not None else _retrain(w0, retain, config, seed, device)
     elif method is Method.FINETUNE:
         cfg = replace(
             config.train,
@@ -311,6 +315,7 @@ def forget(
             cfg,
             seed=seed,
             anchor=w0,
+            device=device,
             epochs=config.finetune_epochs,
             desc="finetune baseline",
         ).model
@@ -344,6 +349,7 @@ def forget(
         delta = step.to(dtype)
         info.update(newton=newton_info, mean=w_d + delta)
         out = load_flat_(copy.deepcopy(model), w_d + delta)
+    out = out.to(device)  # the scrubbed model lives where w(D) does
     info.setdefault("mean", flatten(parameters_of(out)))
     if var is not None:
         info["alpha"] = alpha
@@ -389,10 +395,12 @@ def ntk_point(
 ) -> tuple[Tensor, Tensor, float, dict]:
     """h_NTK(w) of eq. 10: ``w(D) + scale * delta_w`` with the trapezium ``scale``.
 
-    Returns ``(mean, shift, scale, info)`` with flat tensors in the model's dtype.
-    ``direction`` skips the NTK solve (a precomputed step for this cohort).
+    Returns ``(mean, shift, scale, info)`` with flat tensors in the model's dtype, on its
+    device. ``direction`` skips the NTK solve (a precomputed step for this cohort, which may
+    live on another device, e.g. a prepared kernel's).
     """
     dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
     w_d = flatten(parameters_of(model))
     w0_flat = flatten(parameters_of(w0))
     direction = direction or ntk_step(model, w0, retain, forget_set, config, seed)
@@ -423,7 +431,7 @@ def ntk_point(
         "delta_norm": direction.delta.norm().item(),
         "anchored": config.anchored,
     }
-    return (w_d + shift).cpu(), shift.cpu(), scale, info
+    return (w_d + shift).to(device), shift.to(device), scale, info
 
 
 def variance_at(
@@ -448,5 +456,9 @@ def _variance(model: nn.Module, fisher: Tensor, alpha: float, config: ForgetConf
     )
 
 
-def _retrain(w0: nn.Module, retain, config: ForgetConfig, seed: int) -> nn.Module:
-    return finetune(w0, *retain, config.train, seed=seed, anchor=w0, desc="retrain").model
+def _retrain(
+    w0: nn.Module, retain, config: ForgetConfig, seed: int, device: torch.device
+) -> nn.Module:
+    return finetune(
+        w0, *retain, config.train, seed=seed, anchor=w0, device=device, desc="retrain"
+    ).model

@@ -164,10 +164,13 @@ def _default_chunk(
 
 
 def default_memory_budget(device: torch.device | str | None = None) -> int:
-    """Half of the machine's physical memory (or of the GPU's free memory), in bytes."""
+    """Half of the machine's physical memory (or of the GPU's free memory, counting what
+    PyTorch's caching allocator holds but does not use as free), in bytes."""
     if device is not None and torch.device(device).type == "cuda":
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free * 0.5)
+        dev = torch.device(device)
+        free, _ = torch.cuda.mem_get_info(dev)
+        idle = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        return int((free + idle) * 0.5)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
     except (ValueError, OSError, AttributeError):
@@ -515,19 +518,23 @@ class _Problem:
 
 
 def _around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
+    """The parameters at ``around`` (default: the model's own), on the model's device."""
     base = parameters_of(model, dtype)
     if around is None:
         return base
+    device = next(iter(base.values())).device
     if isinstance(around, nn.Module):
-        return parameters_of(around, dtype)
-    if isinstance(around, Tensor):
-        return {k: v.to(dtype) for k, v in unflatten(around.detach(), base).items()}
-    if isinstance(around, Mapping):
+        given = parameters_of(around, dtype)
+    elif isinstance(around, Tensor):
+        given = unflatten(around.detach(), base)
+    elif isinstance(around, Mapping):
         missing = set(base) - set(around)
         if missing:
             raise ValueError(f"`around` lacks parameters {sorted(missing)[:5]}")
-        return {k: around[k].detach().to(dtype) for k in base}
-    raise TypeError("`around` must be a module, a parameter dict or a flat vector")
+        given = {k: around[k].detach() for k in base}
+    else:
+        raise TypeError("`around` must be a module, a parameter dict or a flat vector")
+    return {k: given[k].to(device, dtype) for k in base}
 
 
 def _setup(model: nn.Module, retain, forget, **options) -> _Problem:

@@ -60,6 +60,7 @@ def relearn_time(
     """
     gen = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model).eval()
+    device = next(model.parameters()).device
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     losses = []
     for epoch in range(max_epochs):
@@ -70,7 +71,7 @@ def relearn_time(
         idx = torch.randint(0, len(x_full), (samples_per_epoch,), generator=gen)
         for i in range(0, samples_per_epoch, batch_size):
             b = idx[i : i + batch_size]
-            loss = F.cross_entropy(model(x_full[b]), y_full[b])
+            loss = F.cross_entropy(model(x_full[b].to(device)), y_full[b].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -180,7 +181,7 @@ def activation_path(
     probe = copy.deepcopy(model)
     rows = []
     for a in alphas:
-        load_flat_(probe, w_d + float(a) * (scrubbed_mean.to(w_d.dtype) - w_d))
+        load_flat_(probe, w_d + float(a) * (scrubbed_mean.to(w_d) - w_d))
         rows.append(
             {"alpha": float(a)} | {k: l1_distance(probe, reference, x) for k, x in subsets.items()}
         )

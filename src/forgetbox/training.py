@@ -102,7 +102,7 @@ def pretrain(
     config: PretrainConfig,
     *,
     seed: int,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     desc: str = "pre-train",
 ) -> nn.Module:
     """Pre-train ``model`` in place (BatchNorm in train mode) and return it."""
@@ -143,7 +143,7 @@ def finetune(
     *,
     seed: int,
     anchor: nn.Module | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     desc: str = "fine-tune",
     epochs: int | None = None,
     on_data: Callable[[Tensor, Tensor], None] | None = None,
