@@ -222,3 +222,52 @@ def test_an_unusable_device_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no CUDA device"):
         ExperimentConfig(out=str(tmp_path / "x"), device="cuda", **TINY).resolved()
     assert not (tmp_path / "x").exists()
+
+
+def test_outputs_stopped_while_written_leave_the_previous_ones_whole(run, tmp_path, monkeypatch):
+    import shutil
+
+    from forgetbox import report
+
+    src, res = run
+    out = tmp_path / "out"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("cache"))
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    newer = dict(res, wall_seconds=-1.0)
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "fig3", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.publish(out, newer, [])
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no staging left either
+    monkeypatch.undo()
+    experiment.publish(out, newer, [])
+    assert json.loads((out / "results.json").read_text())["wall_seconds"] == -1.0
+    assert sorted(f.name for f in out.iterdir()) == sorted(before)
+
+
+def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
+    from forgetbox import claims, report
+
+    _, res = run
+    ok = {"epochs": 40, "train_error": 0.0, "reached_zero_error": True}
+    diverged = {"epochs": 65, "train_error": 0.64, "reached_zero_error": True}
+    short = {"epochs": 30, "train_error": 0.17, "reached_zero_error": False}
+    flagged = dict(
+        res,
+        training=[
+            {"seed": 0, "original": ok, "retrain": ok},
+            {"seed": 1, "original": short, "retrain": diverged},
+        ],
+    )
+    warned = claims.training_warnings(flagged)
+    assert len(warned) == 2
+    assert "seed 1: the original" in warned[0] and "without reaching zero" in warned[0]
+    assert "retrain" in warned[1] and "64.0%" in warned[1] and "diverged" in warned[1]
+    assert claims.training_warnings(dict(res, training=[{"seed": 0, "original": ok}])) == []
+    assert "warning: seed 1: the retrain" in report.summary_table(flagged)
+    page = report.html_report(flagged, {})
+    assert 'class="warnings"' in page and "64.0%" in page
+    assert 'class="warnings"' not in report.html_report(dict(flagged, training=[]), {})

@@ -203,3 +203,31 @@ def _c8(r: dict) -> dict:
     ):
         return _claim(8, None, ev + "; the original is not farther from retrain on D_f than on D_r")
     return _claim(8, near_min and flat, ev)
+
+
+# a fine-tuning that ends above this training error is flagged: the paper trains to zero error,
+# and readouts measured against an unconverged or diverged model (above all the retrain
+# reference) say little
+TRAIN_ERROR_WARNING = 0.05
+
+
+def training_warnings(results: dict) -> list[str]:
+    """One line per fine-tuning (original or retrain, per seed) that ended with training error
+    above :data:`TRAIN_ERROR_WARNING`, saying whether it had reached zero error before."""
+    out = []
+    for entry in results.get("training", []):
+        for which in ("original", "retrain"):
+            t = entry.get(which) or {}
+            err = t.get("train_error")
+            if err is None or err <= TRAIN_ERROR_WARNING:
+                continue
+            how = (
+                "after reaching zero error earlier (diverged)"
+                if t.get("reached_zero_error")
+                else "without reaching zero error"
+            )
+            out.append(
+                f"seed {entry['seed']}: the {which} fine-tuning ended at {err:.1%} training error "
+                f"after {t.get('epochs')} epochs, {how}; readouts compared with it are unreliable"
+            )
+    return out

@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -901,7 +904,7 @@ def versions() -> dict:
 
 def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) the whole experiment; write every output into ``cfg.out``."""
-    from . import claims, report
+    from . import claims
 
     cfg = cfg.resolved()
     out = Path(cfg.out)
@@ -933,7 +936,28 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
         "cache": {"hits": stages.cache.hits, "misses": stages.cache.misses},
     }
     results["claims"] = claims.evaluate(results)
-    atomic_write_json(out / "splits.json", splits)
-    report.write_all(results, out)
-    atomic_write_text(out / "config.toml", report.config_toml(results))
+    results["warnings"] = claims.training_warnings(results)
+    for w in results["warnings"]:
+        log(f"warning: {w}")
+    publish(out, results, splits)
     return results
+
+
+def publish(out: Path, results: dict, splits: list) -> None:
+    """Write every output into a staging folder inside ``out``, then move the files into
+    place, ``results.json`` last: a run stopped while writing leaves the previous outputs
+    whole (never new figures beside an old report)."""
+    from . import report
+
+    for stale in out.glob(".outputs-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=".outputs-"))
+    try:
+        atomic_write_json(stage / "splits.json", splits)
+        report.write_all(results, stage)
+        atomic_write_text(stage / "config.toml", report.config_toml(results))
+        files = sorted(stage.iterdir(), key=lambda f: f.name == "results.json")
+        for f in files:
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

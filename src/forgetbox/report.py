@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tomli_w  # noqa: E402
 
+from . import claims  # noqa: E402
 from .checkpoints import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
 
 COLORS = {
@@ -226,6 +227,9 @@ def summary_table(results: dict) -> str:
     lines.append("")
     for c in results.get("claims", []):
         lines.append(f"claim {c['id']}: {c['verdict'].upper():<12} {c['text']}")
+    warnings = claims.training_warnings(results)
+    if warnings:
+        lines += [""] + [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
 
 
@@ -272,12 +276,18 @@ def _table(results: dict) -> str:
 
 
 def html_report(results: dict, figures: dict[str, bytes | None]) -> str:
-    claims = "".join(
+    claim_rows = "".join(
         f'<tr class="{c["verdict"]}"><td>{c["id"]}</td><td>{html.escape(c["text"])}</td>'
         f"<td><b>{c['verdict']}</b></td><td>{html.escape(c['evidence'])}</td></tr>"
         for c in results.get("claims", [])
     )
     cfg = html.escape(config_toml(results))
+    warned = claims.training_warnings(results)
+    warnings = (
+        '<ul class="warnings">' + "".join(f"<li>{html.escape(w)}</li>" for w in warned) + "</ul>"
+        if warned
+        else ""
+    )
     timing = "".join(
         f"<tr><th>{m}</th><td>{_short(b['mean'].get('seconds'))}</td></tr>"
         for m, b in results["methods"].items()
@@ -288,6 +298,7 @@ def html_report(results: dict, figures: dict[str, bytes | None]) -> str:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
         "tr.holds td:nth-child(3){color:#1a7f1a}tr.fails td:nth-child(3){color:#c0392b}"
         "tr.inconclusive td:nth-child(3){color:#b9770e}img{max-width:100%}"
+        ".warnings{color:#c0392b}"
         "pre{background:#f6f6f6;padding:1em;overflow:auto}figure{margin:1.5em 0}"
     )
     figs = "".join(
@@ -301,8 +312,8 @@ def html_report(results: dict, figures: dict[str, bytes | None]) -> str:
 <b>{html.escape(str(results["config"]["dataset"]))}</b> with
 <b>{html.escape(str(results["config"]["model"]))}</b>,
 seeds {results["seeds"]}; wall time {results.get("wall_seconds", 0):.0f} s.</p>
-<h2 id="claims">Claims</h2>
-<table><tr><th>#</th><th>claim</th><th>verdict</th><th>evidence</th></tr>{claims}</table>
+<h2 id="claims">Claims</h2>{warnings}
+<table><tr><th>#</th><th>claim</th><th>verdict</th><th>evidence</th></tr>{claim_rows}</table>
 <h2 id="results">Results (mean ± std over seeds)</h2>{_table(results)}
 <h2 id="figures">Figures</h2>{figs}
 <h2 id="timings">Timings (seconds per method)</h2><table>{timing}</table>
