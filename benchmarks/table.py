@@ -84,6 +84,10 @@ def deletion(path: Path) -> None:
             )
 
 
+def _budget_label(run: dict) -> str:
+    return f" ({run['budget'] / 2**30:.2f} GB budget)" if run.get("budget") else ""
+
+
 def main() -> None:
     import sys
 
@@ -110,7 +114,8 @@ def main() -> None:
             )
             continue
         for label, den in (
-            ("", row["dense"]),
+            (_budget_label(row["dense"]), row["dense"]),
+            (" (0.45 GB budget, chunks of 8)", row.get("dense_least_memory")),
             (" (default budget)", row.get("dense_default_budget")),
         ):
             if not den or "error" in den:
@@ -121,7 +126,7 @@ def main() -> None:
                 f"{ref['seconds'] / den['seconds']:.2f}x | {den['peak_rss_gb'] / ref['peak_rss_gb']:.2f}x | "
                 f"{row.get('dense_vs_reference_rel_diff_float32', float('nan')):.1e} |"
             )
-        for key in ("reference", "dense", "dense_default_budget"):
+        for key in ("reference", "dense", "dense_least_memory", "dense_default_budget"):
             if "seconds_runs" in row.get(key, {}):
                 runs = ", ".join(fmt(t) for t in row[key]["seconds_runs"])
                 print(f"<!-- {row['model']} {key} runs: {runs} s -->")

@@ -170,8 +170,8 @@ def test_mse_matches_brute_force_and_around_changes_result(gen):
     assert (moved - got).norm() / got.norm() > 1e-3
 
 
-@pytest.mark.parametrize("split_tensors", [False, True])
-def test_kernel_matrix_param_groups_equal_full(gen, split_tensors):
+@pytest.mark.parametrize("fraction", [2, 3, 7])
+def test_kernel_matrix_param_groups_equal_full(gen, fraction):
     torch.manual_seed(5)
     model = SmallCNN(3, 1, width=0.25).double()
     x = torch.randn(5, 1, 6, 6, generator=gen, dtype=torch.float64)
@@ -179,16 +179,58 @@ def test_kernel_matrix_param_groups_equal_full(gen, split_tensors):
     params = parameters_of(model, torch.float64)
     J = ntk.jacobian(f, params, x).reshape(15, -1)
     p = J.shape[1]
-    biggest = max(t.numel() for t in params.values())
-    # a budget that forces several parameter groups (and, with split_tensors, splits the
-    # largest tensor's columns across groups) and several sample chunks
-    group = biggest // 3 if split_tensors else max(biggest, p // 2)
+    # a budget that forces several parameter groups (tensors split across them) and several
+    # sample chunks
+    group = -(-p // fraction)
     budget = (2 * (15 * 15 * 8) + 15 * 8 * group) * 4 // 3 + 4
     groups = ntk._param_groups(params, group)
-    assert len(groups) > 1
-    assert any(hi - lo < params[k].numel() for g in groups for k, lo, hi in g) == split_tensors
-    K = ntk.kernel_matrix(f, params, x, memory_budget=budget, chunk=2)
+    assert len(groups) >= fraction
+    assert max(sum(hi - lo for _, lo, hi in g) for g in groups) <= group
+    flat = [(k, i) for g in groups for k, lo, hi in g for i in range(lo, hi)]
+    assert sorted(flat) == sorted((k, i) for k, t in params.items() for i in range(t.numel()))
+    assert groups[0][0] == (next(iter(params)), 0, min(group, params[next(iter(params))].numel()))
+    K, held = ntk.kernel_and_jacobian(f, params, x, memory_budget=budget, chunk=2)
     assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12)
+    # the group left in memory is the one holding the first parameter, column for column
+    sizes = [t.numel() for t in params.values()]
+    offsets = dict(zip(params, [sum(sizes[:i]) for i in range(len(sizes))], strict=True))
+    cols = [int(offsets[k]) + i for k, lo, hi in held.columns for i in range(lo, hi)]
+    assert held.columns == tuple(groups[0])
+    assert torch.allclose(held.J, J[:, cols], rtol=1e-12, atol=1e-12)
+
+
+def test_pullback_mixes_held_columns_and_a_vjp_pass_exactly(gen):
+    """J^T coef from the held first group (matrix product) plus a vjp pass restricted to the
+    other parameters equals the full product, at a linearization point other than the
+    model's own weights (the vjp must not fall back on the model's parameters)."""
+    torch.manual_seed(6)
+    model = SmallCNN(3, 1, width=0.25).double()
+    x = torch.randn(6, 1, 6, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,), generator=gen)
+    around = {k: v + 0.1 for k, v in parameters_of(model, torch.float64).items()}
+    prob = ntk.build_problem(
+        model,
+        x,
+        y,
+        4,
+        weight_decay=0.1,
+        loss="ce",
+        around=around,
+        dtype=None,
+        memory_budget=None,
+        chunk=4,
+    )
+    J = ntk.jacobian(prob.f, prob.params, x).reshape(18, -1)
+    coef = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
+    want = coef.reshape(2, -1) @ J
+    p = J.shape[1]
+    for fraction in (1, 2, 5):
+        group = -(-p // fraction)
+        budget = (2 * (18 * 18 * 8) + 18 * 8 * group) * 4 // 3 + 4
+        _, held = ntk.kernel_and_jacobian(prob.f, prob.params, x, memory_budget=budget)
+        got = prob.pullback(coef, held)
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), fraction
+    assert torch.allclose(prob.pullback(coef, None), want, rtol=1e-12, atol=1e-12)
 
 
 def test_symmetric_accumulate_over_several_blocks(gen):
