@@ -267,6 +267,9 @@ def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
     assert "seed 1: the original" in warned[0] and "without reaching zero" in warned[0]
     assert "retrain" in warned[1] and "64.0%" in warned[1] and "diverged" in warned[1]
     assert claims.training_warnings(dict(res, training=[{"seed": 0, "original": ok}])) == []
+    kept = dict(ok, restored_from_epoch=61)
+    (note,) = claims.training_warnings(dict(res, training=[{"seed": 2, "retrain": kept}]))
+    assert "seed 2: the retrain" in note and "after epoch 61" in note
     assert "warning: seed 1: the retrain" in report.summary_table(flagged)
     page = report.html_report(flagged, {})
     assert 'class="warnings"' in page and "64.0%" in page

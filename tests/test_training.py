@@ -122,3 +122,29 @@ def test_cosine_schedule_steps_match_a_hand_computed_descent():
     assert not torch.allclose(flatten(parameters_of(constant)), want, atol=1e-6)
     with pytest.raises(ValueError, match="lr_schedule"):
         training.finetune(model, x, y, FinetuneConfig(lr_schedule="step"), seed=0, epochs=1)
+
+
+def test_a_run_that_diverges_after_zero_error_keeps_its_zero_error_weights(w0, split):
+    x, y = split.x_train, split.y_train
+    seen = {"zero_epoch": None}
+
+    def diverge(epoch, model):  # after the first zero-error epoch, wreck the head every epoch
+        if seen["zero_epoch"] is None:
+            if training.evaluate(model, x, y)[0] == 0.0:
+                seen["zero_epoch"] = epoch
+            return
+        with torch.no_grad():
+            model.classifier.weight.neg_()
+            model.classifier.bias.add_(torch.arange(5.0) * 50)
+
+    cfg = FinetuneConfig(max_epochs=100, extra_epochs=3, record_every=1)
+    res = training.finetune(w0, x, y, cfg, seed=0, on_epoch=diverge)
+    z = seen["zero_epoch"]
+    assert z is not None and res.epochs == z + 4  # it trained on: zero error, then 3 more
+    assert res.reached_zero_error and res.train_error == 0.0
+    assert res.restored_from == z + 1
+    kept = flatten(parameters_of(res.model))
+    assert torch.equal(kept, res.trajectory[z + 1])  # the weights after the zero-error epoch
+    assert torch.equal(kept, res.trajectory[-1])  # and the path ends where the model is
+    plain = training.finetune(w0, x, y, cfg, seed=0)  # without divergence nothing is restored
+    assert plain.restored_from is None and plain.train_error == 0.0

@@ -213,11 +213,18 @@ TRAIN_ERROR_WARNING = 0.05
 
 def training_warnings(results: dict) -> list[str]:
     """One line per fine-tuning (original or retrain, per seed) that ended with training error
-    above :data:`TRAIN_ERROR_WARNING`, saying whether it had reached zero error before."""
+    above :data:`TRAIN_ERROR_WARNING`, saying whether it had reached zero error before, or that
+    diverged after zero error and kept its zero-error weights."""
     out = []
     for entry in results.get("training", []):
         for which in ("original", "retrain"):
             t = entry.get(which) or {}
+            if t.get("restored_from_epoch") is not None:
+                out.append(
+                    f"seed {entry['seed']}: the {which} fine-tuning diverged after reaching zero "
+                    f"training error; its weights after epoch {t['restored_from_epoch']} (zero "
+                    "error) were kept"
+                )
             err = t.get("train_error")
             if err is None or err <= TRAIN_ERROR_WARNING:
                 continue

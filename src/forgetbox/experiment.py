@@ -481,6 +481,7 @@ class Stages:
                 recipe.__dict__,
                 task.split.indices,
                 task.forget_idx.tolist() if which == "retrain" else None,
+                training.VERSION,
             ]
         )
 
@@ -503,6 +504,7 @@ class Stages:
                     res.train_error,
                     float(res.reached_zero_error),
                     time.perf_counter() - t,
+                    -1 if res.restored_from is None else res.restored_from,
                 ],
                 dtype=torch.float64,
             )
@@ -517,6 +519,7 @@ class Stages:
             "train_error": meta[1],
             "reached_zero_error": bool(meta[2]),
             "seconds": meta[3],
+            "restored_from_epoch": int(meta[4]) if meta[4] >= 0 else None,
             "trajectory": state["__trajectory__"],
         }
         return model.eval(), info
@@ -754,6 +757,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
             task.split.indices,
             task.forget_idx.tolist(),
             stages.finetune_config(True, num_parameters(w0)).__dict__,
+            training.VERSION,
         ]
     )
     # methods and readouts run where --device says; the data stays on the CPU (moved per batch)
