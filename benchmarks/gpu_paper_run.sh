@@ -7,6 +7,7 @@
 # From the repository root on the GPU machine, with cifar10.npz in .gpudata/ and the tomli-w
 # wheel in .whl/ (the image has every other dependency):
 #     OUT=/some/folder bash benchmarks/gpu_paper_run.sh 520
+# MODELS="resnet18" runs one model only (e.g. to finish ResNet-18's seeds in a later session).
 # Writes OUT/log.txt, OUT/env.txt and one OUT/<run>.tar.gz per run folder (no cache).
 # The committed results: docs/results/cifar5-{allcnn,resnet18}-paper-gpu/ (configs beside them).
 set -u
@@ -39,7 +40,7 @@ run smoke 150 --dataset cifar10-npz --pretrain-dataset cifar10-59 --data-dir .gp
     --model allcnn --width 0.25 --profile quick --seeds 0 --train-per-class 20 \
     --num-to-forget 10 || exit 1
 
-for model in allcnn resnet18; do
+for model in ${MODELS:-allcnn resnet18}; do
     for seeds in 0 0,1 0,1,2; do
         t=$(($(left) - 10))
         [ "$t" -lt 30 ] && exit 0
