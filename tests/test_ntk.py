@@ -186,6 +186,9 @@ def test_kernel_matrix_param_groups_equal_full(gen, fraction):
     groups = ntk._param_groups(params, group)
     assert len(groups) >= fraction
     assert max(sum(hi - lo for _, lo, hi in g) for g in groups) <= group
+    # only a tensor wider than a group is split
+    biggest = max(t.numel() for t in params.values())
+    assert any(hi - lo < params[k].numel() for g in groups for k, lo, hi in g) == (group < biggest)
     flat = [(k, i) for g in groups for k, lo, hi in g for i in range(lo, hi)]
     assert sorted(flat) == sorted((k, i) for k, t in params.items() for i in range(t.numel()))
     assert groups[0][0] == (next(iter(params)), 0, min(group, params[next(iter(params))].numel()))

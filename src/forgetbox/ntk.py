@@ -361,9 +361,9 @@ def kernel_and_jacobian(
     (:class:`HeldJacobian`; all of J when it fit in one piece): ``J^T alpha`` over them is a
     matrix product, and only the other columns need a vjp pass over the data.
 
-    Parameter columns are split into the fewest groups of near-equal width whose Jacobian over
-    all n samples fits in the budget (a tensor may span groups; at most ``_MAX_GROUPS`` groups,
-    beyond which the matrix-free solver is the better choice). Groups are built from the last
+    Parameter columns are split into groups whose Jacobian over all n samples fits in the
+    budget (see :func:`_param_groups`; at most ``_MAX_GROUPS`` groups, beyond which the
+    matrix-free solver is the better choice). Groups are built from the last
     parameters to the first, so the group left in memory holds the first layers': the vjp pass
     for the rest stops before them, and on image models they are the costliest to
     differentiate (full resolution). Each group's Jacobian is built in sample chunks (``chunk``
