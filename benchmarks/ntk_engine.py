@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -141,12 +142,21 @@ def run_one(spec: dict) -> dict:
     return out
 
 
+# glibc told to keep freed memory for reuse (no mmap per large block, no trimming): the
+# engine's chunk loop allocates blocks of up to 255 MB dozens of times (vmap(jacrev)
+# intermediates, 17 GB mapped and unmapped over one All-CNN x0.4 solve, strace), each paid again
+# in page faults. Applied to a measurement's process with ``"malloc": "keep"`` in its spec.
+KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
 def measure(spec: dict, timeout: int = 3600) -> dict:
+    env = {**os.environ, **(KEEP_FREED if spec.get("malloc") == "keep" else {})}
     proc = subprocess.run(
         [sys.executable, __file__, "--one", json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
@@ -261,6 +271,18 @@ def section_compare(tmp: Path, repeats: int = 3) -> list[dict]:
     return rows
 
 
+def section_allocator(tmp: Path, repeats: int = 3) -> list[dict]:
+    """All-CNN x0.4, |D| = 500: reference and engine with glibc's default allocator settings
+    and with freed memory kept (:data:`KEEP_FREED`), interleaved."""
+    ref = {"approach": "reference", "model": "allcnn-0.4", "n": 500}
+    ours = {"approach": "dense", "model": "allcnn-0.4", "n": 500, "budget": int(0.8125 * 2**30)}
+    small = dict(ours, budget=int(0.45 * 2**30), chunk=8)
+    specs = [ref, dict(ref, malloc="keep"), ours, dict(ours, malloc="keep")]
+    specs.append(dict(small, malloc="keep"))
+    rows = interleaved(specs, repeats)
+    return [{k: v for k, v in r.items() if k != "reports"} for r in rows]
+
+
 def section_scaling(
     sizes=(500, 1000, 2000, 5000), dense_max=2000, cg_max=5000, previous: list | None = None
 ) -> list[dict]:
@@ -318,7 +340,7 @@ def section_large() -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one")
-    ap.add_argument("--only", choices=["compare", "scaling", "scaling-dense", "large"])
+    ap.add_argument("--only", choices=["compare", "allocator", "scaling", "scaling-dense", "large"])
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one)), default=str))
@@ -332,14 +354,19 @@ def main() -> None:
         "python": platform.python_version(),
         "processor": platform.machine(),
     }
-    sections = {"compare": section_compare, "scaling": section_scaling, "large": section_large}
+    sections = {
+        "compare": section_compare,
+        "allocator": section_allocator,
+        "scaling": section_scaling,
+        "large": section_large,
+    }
     if args.only == "scaling-dense":  # after an engine change that touches the dense path only
         results["scaling"] = section_scaling(previous=results.get("scaling", []))
         OUT.write_text(json.dumps(results, indent=2, default=str))
         return
     for name, fn in sections.items():
         if args.only in (None, name):
-            results[name] = fn(tmp) if name == "compare" else fn()
+            results[name] = fn(tmp) if name in ("compare", "allocator") else fn()
             OUT.parent.mkdir(exist_ok=True)
             OUT.write_text(json.dumps(results, indent=2, default=str))
 

@@ -84,6 +84,32 @@ def deletion(path: Path) -> None:
             )
 
 
+def allocator(rows: list[dict]) -> None:
+    """Reference and engine with glibc's defaults and with freed memory kept (medians)."""
+    if not rows:
+        return
+    ref = {r.get("malloc", "default"): r for r in rows if r["approach"] == "reference"}
+    print(
+        "\n| run | glibc malloc | seconds (median) | peak GB | vs reference (same malloc): speed / memory |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        mode = r.get("malloc", "default")
+        what = "reference" if r["approach"] == "reference" else f"dense{_budget_label(r)}"
+        if r.get("chunk"):
+            what += f", chunks of {r['chunk']}"
+        base = ref.get(mode)
+        vs = (
+            f"{base['seconds'] / r['seconds']:.2f}x / {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x"
+            if base and r["approach"] != "reference"
+            else ""
+        )
+        runs = ", ".join(fmt(t) for t in r.get("seconds_runs", []))
+        print(
+            f"| {what} | {mode} | {fmt(r['seconds'])} ({runs}) | {fmt(r['peak_rss_gb'], 2)} | {vs} |"
+        )
+
+
 def _budget_label(run: dict) -> str:
     return f" ({run['budget'] / 2**30:.2f} GB budget)" if run.get("budget") else ""
 
@@ -166,6 +192,7 @@ def main() -> None:
         )
         ep = row.get("retrain_epoch", {})
         print(f"| {row['n']:,} | {den_s} | {cg_s} | {plain_s} | {fmt(ep.get('seconds'), 2)} |")
+    allocator(d.get("allocator", []))
     for row in d.get("large", []):
         print(
             f"\nResNet-18 x0.4, |D| = {row['n']:,}: matrix-free CG peak {fmt(row.get('peak_rss_gb'), 2)} GB, "
