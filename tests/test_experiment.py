@@ -274,3 +274,13 @@ def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
     page = report.html_report(flagged, {})
     assert 'class="warnings"' in page and "64.0%" in page
     assert 'class="warnings"' not in report.html_report(dict(flagged, training=[]), {})
+
+
+def test_the_report_says_when_its_wall_time_excludes_cached_stages(run):
+    from forgetbox import report
+
+    _, res = run
+    fresh = report.html_report(dict(res, wall_seconds=12.0, cache={"hits": 0, "misses": 9}), {})
+    assert "wall time 12 s." in fresh and "from the cache" not in fresh
+    cached = report.html_report(dict(res, wall_seconds=3.0, cache={"hits": 7, "misses": 2}), {})
+    assert "wall time 3 s (7 of 9 stages read from the cache, their time not counted)." in cached

@@ -246,6 +246,16 @@ def config_toml(results: dict) -> str:
     return tomli_w.dumps({"experiment": cfg, "versions": results["versions"]})
 
 
+def _wall_time(results: dict) -> str:
+    """``wall time N s``, saying how many stages came from the cache (their time not counted)."""
+    text = f"wall time {results.get('wall_seconds', 0):.0f} s"
+    cache = results.get("cache") or {}
+    if cache.get("hits"):
+        total = cache["hits"] + cache.get("misses", 0)
+        text += f" ({cache['hits']} of {total} stages read from the cache, their time not counted)"
+    return text
+
+
 def _img(png: bytes | None, alt: str) -> str:
     if png is None:
         return ""
@@ -311,7 +321,7 @@ def html_report(results: dict, figures: dict[str, bytes | None]) -> str:
 <p>Forgetting Outside the Box (Golatkar, Achille, Soatto, ECCV 2020) on
 <b>{html.escape(str(results["config"]["dataset"]))}</b> with
 <b>{html.escape(str(results["config"]["model"]))}</b>,
-seeds {results["seeds"]}; wall time {results.get("wall_seconds", 0):.0f} s.</p>
+seeds {results["seeds"]}; {_wall_time(results)}.</p>
 <h2 id="claims">Claims</h2>{warnings}
 <table><tr><th>#</th><th>claim</th><th>verdict</th><th>evidence</th></tr>{claim_rows}</table>
 <h2 id="results">Results (mean ± std over seeds)</h2>{_table(results)}
