@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 from forgetbox import data, models, ntk, readouts, training
+from forgetbox.deletion import prepare
 from forgetbox.functional import load_flat_
 from forgetbox.methods import ForgetConfig, ntk_point
-from forgetbox.prepared import prepare
 
 SPECS = {
     "allcnn-0.4": ("allcnn", 0.4),

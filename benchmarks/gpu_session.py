@@ -26,7 +26,7 @@ import deletion  # noqa: E402
 import ntk_engine  # noqa: E402
 
 from forgetbox import data, models, ntk, training  # noqa: E402
-from forgetbox.prepared import prepare  # noqa: E402
+from forgetbox.deletion import prepare  # noqa: E402
 
 DEV = "cuda"
 START = time.perf_counter()

@@ -1,5 +1,6 @@
 """Scrub-your-own-model: API vs CLI, ledger, every bad input, safe and atomic files."""
 
+import copy
 import json
 import os
 import pickle
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 import forgetbox
-from forgetbox import checkpoints, cli, data, models, training
+from forgetbox import atomic, checkpoints, cli, data, hashing, methods, models, reference, training
 from forgetbox.checkpoints import CheckpointError, save_state
-from forgetbox.functional import flatten, parameters_of
+from forgetbox.functional import flatten, load_flat_, parameters_of
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,7 @@ def test_api_and_cli_give_the_same_weights(trained, tmp_path):
     root, model, w0, split = trained
     idx = torch.tensor([0, 3, 5, 8])
     keep = data.retain_mask(len(split.y_train), idx)
+    before = copy.deepcopy(model.state_dict())
     res = forgetbox.scrub(
         model,
         pretrained=w0,
@@ -94,13 +96,44 @@ def test_api_and_cli_give_the_same_weights(trained, tmp_path):
     assert cert["method"] == "ntk_fisher"
     assert cert["bounds"]["is_estimate"] is True
     assert set(cert["bounds"]["black_box"]) == {"forget", "retain", "test"}
-    assert cert["hashes"]["forget_indices_sha256"] == checkpoints.sha256_indices([8, 5, 3, 0])
-    assert cert["hashes"]["weights_file_sha256"] == checkpoints.sha256_file(
+    assert cert["hashes"]["forget_indices_sha256"] == hashing.sha256_indices([8, 5, 3, 0])
+    assert cert["hashes"]["weights_file_sha256"] == hashing.sha256_file(
         root / "trained.safetensors"
     )
     assert res.certificate["hashes"]["weights_sha256"] == cert["hashes"]["weights_sha256"]
-    # the input model was not modified
-    assert torch.equal(flatten(parameters_of(model)), flatten(parameters_of(trained[1])))
+    # the input model was not modified (weights and BatchNorm statistics)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(flatten(parameters_of(res.model)), flatten(parameters_of(model)))
+
+
+def test_scrub_equals_the_dense_float64_reference(trained):
+    """ntk_fisher through the public API, in float64, against an independent computation: the
+    brute-force anchored delta_w with the trapezium's closed form, the brute-force Fisher at
+    the NTK point through the noise safeguards, and the seeded normal draw."""
+    _, model, w0, split = trained
+    m64, w64 = copy.deepcopy(model).double(), copy.deepcopy(w0).double()
+    idx = torch.tensor([0, 3, 5, 8])
+    keep = data.retain_mask(len(split.y_train), idx)
+    x = split.x_train.double()
+    retain, forget = (x[keep], split.y_train[keep]), (x[idx], split.y_train[idx])
+    res = forgetbox.scrub(m64, pretrained=w64, retain=retain, forget=forget, seed=3)
+    w_d = flatten(parameters_of(m64))
+    params = parameters_of(m64, torch.float64)
+    delta, u_r = reference.dense_delta(m64, params, retain, forget, 0.1, "ce", parameters_of(w64))
+    leg = w_d - (w_d + u_r)  # from w_lin(D_r) to w(D), the authors' side of the trapezium
+    cos = (delta @ leg) / (delta.norm() * leg.norm())
+    scale = 1 + 2 * cos.abs() * leg.norm() / delta.norm()
+    assert scale > 1.01  # the trapezium does something here
+    assert ((res.delta - scale * delta).norm() / (scale * delta).norm()).item() < 1e-7
+    probe = load_flat_(copy.deepcopy(m64), w_d + res.delta)
+    fisher = reference.fisher_diagonal(probe, retain[0])
+    var = methods.noise_variance(fisher, params, alpha=1e-9, head="classifier")
+    assert ((res.noise_variance - var).norm() / var.norm()).item() < 1e-8
+    noise = torch.randn(len(w_d), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    want = w_d + res.delta + var.sqrt() * noise
+    got = flatten(parameters_of(res.model))
+    assert ((got - want).norm() / want.norm()).item() < 1e-10
 
 
 def test_sequential_requests_make_a_consistent_ledger(trained, tmp_path):
@@ -239,14 +272,14 @@ def test_crafted_pickle_does_not_run(tmp_path):
 
 def test_atomic_write_keeps_old_file_on_crash(tmp_path, monkeypatch):
     target = tmp_path / "cert.json"
-    checkpoints.atomic_write_text(target, "old")
+    atomic.atomic_write_text(target, "old")
 
     def boom(*a, **k):
         raise KeyboardInterrupt("killed mid-write")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        checkpoints.atomic_write_text(target, "new" * 1000)
+        atomic.atomic_write_text(target, "new" * 1000)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["cert.json"]
 

@@ -5,6 +5,7 @@ import io
 import pickle
 import tarfile
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_cifar_absent_offline_gives_clear_message(tmp_path, monkeypatch):
     def offline(*a, **k):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(data.DataError, match="are you offline"):
         data.load_cifar("cifar10", tmp_path, download=True)
     assert list(tmp_path.iterdir()) == []  # nothing half-written

@@ -1,13 +1,15 @@
 """`forgetbox run` end to end on a tiny configuration."""
 
 import json
-from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from forgetbox import cli, experiment
-from forgetbox.experiment import READOUT_KEYS, ExperimentConfig
+from forgetbox.cli.experiment_args import experiment_config
+from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims, figures, report
+from forgetbox.experiment import run as experiment_run
 
 TINY = dict(profile="quick", seeds=(0, 1), train_per_class=10, num_to_forget=5)
 
@@ -86,7 +88,7 @@ def test_second_identical_run_recomputes_nothing(run):
 def test_interrupted_run_resumes_to_the_same_results(run, tmp_path, monkeypatch):
     _, res = run
     calls = {"n": 0}
-    real = experiment.readout_row
+    real = experiment_run.readout_row
 
     def flaky(*a, **k):
         calls["n"] += 1
@@ -94,10 +96,10 @@ def test_interrupted_run_resumes_to_the_same_results(run, tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(experiment, "readout_row", flaky)
+    monkeypatch.setattr(experiment_run, "readout_row", flaky)
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(ExperimentConfig(out=str(tmp_path), **TINY), log=lambda s: 0)
-    monkeypatch.setattr(experiment, "readout_row", real)
+    monkeypatch.setattr(experiment_run, "readout_row", real)
     resumed = experiment.run_experiment(
         ExperimentConfig(out=str(tmp_path), **TINY), log=lambda s: 0
     )
@@ -114,7 +116,7 @@ def test_cli_flags_and_config_file(tmp_path):
     args = cli.build_parser().parse_args(
         ["run", "--config", str(cfg), "--seeds", "4", "--out", str(tmp_path / "o")]
     )
-    resolved = cli.experiment_config(args).resolved()
+    resolved = experiment_config(args).resolved()
     assert resolved.seeds == (4,) and resolved.profile == "quick"
     assert resolved.methods == ("original", "retrain", "ntk")
     assert cli.main(["run", "--config", str(cfg), "--methods", "bogus"]) == 2
@@ -122,13 +124,24 @@ def test_cli_flags_and_config_file(tmp_path):
     assert cli.main(["run", "--config", str(tmp_path / "bad.toml")]) == 2
 
 
-def test_help_lists_commands(capsys):
+def test_help_lists_every_command_with_its_description(capsys):
+    from forgetbox.cli import COMMANDS, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for command in COMMANDS:
+        name = command.__name__.rsplit(".", 1)[1]
+        assert f"{name} " in text and " ".join(command.HELP.split()) in text, name
+    assert {c.__name__.rsplit(".", 1)[1] for c in COMMANDS} >= {"run", "train", "scrub", "prepare"}
+    for name, flag in (("scrub", "--weights"), ("prepare", "--out"), ("run", "--profile")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0 and flag in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
-    text = capsys.readouterr().out
-    for cmd in ("run", "train", "scrub"):
-        assert cmd in text
-    assert Path(experiment.__file__).exists()
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("forgetbox ")
 
 
 def test_train_command_prints_the_three_models(tmp_path, capsys):
@@ -218,7 +231,7 @@ def test_an_unusable_device_is_refused_before_any_work(tmp_path, monkeypatch):
     for bad in ("gpu", "tpu", "mps"):
         with pytest.raises(ValueError, match="device"):
             ExperimentConfig(out=str(tmp_path / "x"), device=bad, **TINY).resolved()
-    monkeypatch.setattr(experiment.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA device"):
         ExperimentConfig(out=str(tmp_path / "x"), device="cuda", **TINY).resolved()
     assert not (tmp_path / "x").exists()
@@ -226,8 +239,6 @@ def test_an_unusable_device_is_refused_before_any_work(tmp_path, monkeypatch):
 
 def test_outputs_stopped_while_written_leave_the_previous_ones_whole(run, tmp_path, monkeypatch):
     import shutil
-
-    from forgetbox import report
 
     src, res = run
     out = tmp_path / "out"
@@ -238,7 +249,7 @@ def test_outputs_stopped_while_written_leave_the_previous_ones_whole(run, tmp_pa
     def stopped(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "fig3", stopped)
+    monkeypatch.setattr(figures, "fig3", stopped)
     with pytest.raises(KeyboardInterrupt):
         experiment.publish(out, newer, [])
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no staging left either
@@ -249,7 +260,6 @@ def test_outputs_stopped_while_written_leave_the_previous_ones_whole(run, tmp_pa
 
 
 def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
-    from forgetbox import claims, report
 
     _, res = run
     ok = {"epochs": 40, "train_error": 0.0, "reached_zero_error": True}
@@ -277,7 +287,6 @@ def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
 
 
 def test_the_report_says_when_its_wall_time_excludes_cached_stages(run):
-    from forgetbox import report
 
     _, res = run
     fresh = report.html_report(dict(res, wall_seconds=12.0, cache={"hits": 0, "misses": 9}), {})

@@ -7,10 +7,10 @@ import torch
 
 from forgetbox import methods
 from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
-from forgetbox.methods import ForgetConfig, NoiseConfig
+from forgetbox.methods import ForgetConfig, NoiseConfig, registry
 from forgetbox.models import MLP, LinearModel
+from forgetbox.reference import ridge_solution as ridge_on
 from forgetbox.training import FinetuneConfig
-from tests.test_ntk import ridge_on
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_noise_draws_have_the_requested_variance(gen):
     var = torch.rand(mean.numel(), generator=gen, dtype=torch.float64) * 1e-2 + 1e-4
     draws = torch.stack(
         [
-            flatten(parameters_of(methods._noisy(model, mean, var, gen, ForgetConfig())))
+            flatten(parameters_of(methods.noisy_weights(model, mean, var, gen, ForgetConfig())))
             for _ in range(3000)
         ]
     )
@@ -106,13 +106,13 @@ def test_finetune_and_retrain_never_see_the_forget_set(gen, monkeypatch):
     y = torch.randint(0, 3, (20,), generator=gen)
     retain, forget_set = (x[5:], y[5:]), (x[:5], y[:5])
     seen = []
-    real = methods.finetune
+    real = registry.finetune
 
     def spy(model, xs, ys, *args, **kwargs):
         seen.append(xs.clone())
         return real(model, xs, ys, *args, **kwargs)
 
-    monkeypatch.setattr(methods, "finetune", spy)
+    monkeypatch.setattr(registry, "finetune", spy)
     cfg = ForgetConfig(train=FinetuneConfig(max_epochs=3), finetune_epochs=2)
     for m in ("finetune", "retrain"):
         methods.forget(m, w0, w0, retain, forget_set, cfg)

@@ -6,64 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from forgetbox import ntk
-from forgetbox.functional import flatten, model_function, parameters_of
+from forgetbox import ntk, reference
+from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
 from forgetbox.models import MLP, LinearModel, SmallCNN
-
-torch.set_default_dtype(torch.float32)
-
-
-def ridge_on(x, y, w0_model, lam):
-    """Closed-form minimiser of (1/N) sum 1/2||Wx+b-onehot(y)||^2 + lam/2 ||w - w0||^2."""
-    X = torch.cat([x.flatten(1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
-    W0 = torch.cat([w0_model.classifier.weight, w0_model.classifier.bias[:, None]], 1).detach()
-    Y = torch.nn.functional.one_hot(y, W0.shape[0]).to(x.dtype)
-    n, d = X.shape
-    A = X.T @ X / n + lam * torch.eye(d, dtype=x.dtype)
-    theta = torch.linalg.solve(A, X.T @ Y / n + lam * W0.T)  # (d, c)
-    return torch.cat([theta[:-1].T.reshape(-1), theta[-1]])  # weight then bias
-
-
-def brute_force_delta(model, params, xr, yr, xf, yf, lam, loss="ce", with_retain=False):
-    """Per-sample, per-class autograd into a dense Jacobian; solve with linalg.solve."""
-    f = model_function(model, torch.float64)
-
-    def jac(x):
-        rows = []
-        for i in range(len(x)):
-            for k in range(ntk_outputs(f, params, x)):
-                p = {n: t.clone().requires_grad_(True) for n, t in params.items()}
-                out = f(p, x[i : i + 1])[0, k]
-                grads = torch.autograd.grad(out, list(p.values()), allow_unused=True)
-                rows.append(
-                    torch.cat(
-                        [
-                            (g if g is not None else torch.zeros_like(t)).reshape(-1)
-                            for g, t in zip(grads, p.values(), strict=True)
-                        ]
-                    )
-                )
-        return torch.stack(rows)
-
-    def resid(x, y):
-        with torch.no_grad():
-            z = f(params, x)
-        oh = torch.nn.functional.one_hot(y, z.shape[1]).double()
-        return (torch.softmax(z, 1) - oh if loss == "ce" else z - oh).reshape(-1)
-
-    def u(x, y):
-        J = jac(x)
-        K = J @ J.T + len(x) * lam * torch.eye(len(J), dtype=torch.float64)
-        return -J.T @ torch.linalg.solve(K, resid(x, y))
-
-    xd, yd = torch.cat([xr, xf]), torch.cat([yr, yf])
-    u_retain = u(xr, yr)
-    return (u_retain - u(xd, yd), u_retain) if with_retain else u_retain - u(xd, yd)
-
-
-def ntk_outputs(f, params, x):
-    with torch.no_grad():
-        return f(params, x[:1]).shape[1]
+from forgetbox.ntk import kernel as ntk_kernel
 
 
 def _randomize_bn(model, gen):
@@ -89,10 +35,8 @@ def test_linear_mse_around_w0_is_exact_ridge_retrain(gen):
     torch.manual_seed(1)
     w0 = LinearModel(c, 6).double()
     trained = LinearModel(c, 6).double()
-    from forgetbox.functional import load_flat_
-
-    load_flat_(trained, ridge_on(x, y, w0, lam))
-    target = ridge_on(xr, yr, w0, lam)
+    load_flat_(trained, reference.ridge_solution(x, y, w0, lam))
+    target = reference.ridge_solution(xr, yr, w0, lam)
     w_d = flatten(parameters_of(trained))
     for solver, form in (("dense", "difference"), ("dense", "schur"), ("cg", "difference")):
         delta = ntk.scrub_direction(
@@ -124,7 +68,7 @@ def test_engine_matches_brute_force(arch, gen):
     xr, yr, xf, yf = x[:7], y[:7], x[7:], y[7:]
     lam = 0.1
     params = parameters_of(model, torch.float64)
-    ref, ref_retain = brute_force_delta(model, params, xr, yr, xf, yf, lam, with_retain=True)
+    ref, ref_retain = reference.dense_delta(model, params, (xr, yr), (xf, yf), lam)
     kw = dict(weight_decay=lam, dtype=torch.float64)
     full = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
     # u_{D_r} (the linearized retrain, used by the trapezium) comes from the same vjp pass
@@ -152,7 +96,7 @@ def test_mse_matches_brute_force_and_around_changes_result(gen):
     x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 2, (6,), generator=gen)
     params = parameters_of(model, torch.float64)
-    ref = brute_force_delta(model, params, x[:4], y[:4], x[4:], y[4:], 0.05, loss="mse")
+    ref = reference.dense_delta(model, params, (x[:4], y[:4]), (x[4:], y[4:]), 0.05, loss="mse")[0]
     got = ntk.scrub_direction(
         model, (x[:4], y[:4]), (x[4:], y[4:]), weight_decay=0.05, loss="mse", dtype=torch.float64
     )
@@ -183,7 +127,7 @@ def test_kernel_matrix_param_groups_equal_full(gen, fraction):
     # sample chunks
     group = -(-p // fraction)
     budget = (2 * (15 * 15 * 8) + 15 * 8 * group) * 4 // 3 + 4
-    groups = ntk._param_groups(params, group)
+    groups = ntk_kernel.param_groups(params, group)
     assert len(groups) >= fraction
     assert max(sum(hi - lo for _, lo, hi in g) for g in groups) <= group
     # only a tensor wider than a group is split
@@ -239,7 +183,7 @@ def test_pullback_mixes_held_columns_and_a_vjp_pass_exactly(gen):
 def test_symmetric_accumulate_over_several_blocks(gen):
     J = torch.randn(23, 7, generator=gen, dtype=torch.float64)
     K = torch.ones(23, 23, dtype=torch.float64)
-    ntk._sym_accumulate(K, J, block=5)  # 5 blocks, the last one partial
+    ntk_kernel.sym_accumulate(K, J, block=5)  # 5 blocks, the last one partial
     assert torch.allclose(K, 1 + J @ J.T, rtol=1e-13, atol=1e-13)
 
 
@@ -305,3 +249,59 @@ def test_bad_inputs_give_clear_errors(gen):
         bad.classifier.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         ntk.scrub_direction(bad, (x, y), (x[:1], y[:1]), **kw)
+
+
+def test_anchored_linearization_away_from_w0_is_exact_on_a_linear_mse_model(gen):
+    """A linear model is its own linearization at any point: anchored at w_bar != w0 (and
+    w_bar != w(D)), w_bar + u_{D_r} is the ridge solution on D_r and delta_w the difference of
+    the two ridge solutions; the dense reference's anchored update agrees."""
+    lam, c = 0.1, 3
+    x = torch.randn(30, 1, 2, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, c, (30,), generator=gen)
+    retain, forget = (x[:24], y[:24]), (x[24:], y[24:])
+    torch.manual_seed(8)
+    w0, model = LinearModel(c, 6).double(), LinearModel(c, 6).double()
+    w_bar = flatten(parameters_of(model))
+    assert (w_bar - flatten(parameters_of(w0))).norm() > 0.5  # far from w0
+    ridge_d = reference.ridge_solution(x, y, w0, lam)
+    ridge_r = reference.ridge_solution(*retain, w0, lam)
+    kw = dict(weight_decay=lam, loss="mse", dtype=torch.float64, pretrained=w0)
+    for solver in ("dense", "cg"):
+        step = ntk.ntk_direction(model, retain, forget, solver=solver, **kw)
+        assert ((step.around + step.u_retain) - ridge_r).norm() / ridge_r.norm() < 1e-8
+        want = ridge_r - ridge_d
+        assert (step.delta - want).norm() / want.norm() < 1e-8, solver
+    params = parameters_of(model, torch.float64)
+    u_ref = reference.linearized_update(model, params, *retain, lam, "mse", parameters_of(w0))
+    assert ((w_bar + u_ref) - ridge_r).norm() / ridge_r.norm() < 1e-8
+    unanchored = ntk.ntk_direction(
+        model, retain, forget, solver="dense", **{**kw, "pretrained": None}
+    )
+    assert (unanchored.delta - (ridge_r - ridge_d)).norm() / (ridge_r - ridge_d).norm() > 1e-3
+
+
+def test_conjugate_gradients_iterate_to_the_direct_solution(gen):
+    """A Nystrom preconditioner of rank 4 on 40 samples is far from the exact inverse: CG has
+    to iterate, and its solution matches torch.linalg.solve on the dense kernel."""
+    torch.manual_seed(9)
+    model = MLP(3, 6, width=0.3).double()
+    f = model_function(model, torch.float64)
+    params = parameters_of(model, torch.float64)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    b = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    shift = 40 * 1e-3
+    J = reference.per_sample_jacobian(model, params, x)
+    want = torch.linalg.solve(J @ J.T + shift * torch.eye(120, dtype=torch.float64), b.reshape(-1))
+    op = ntk.KernelOperator(f, params, x, shift=shift, chunk=16)
+    pre = ntk.NystromPreconditioner.build(f, params, x, shift, m=4, chunk=16, seed=0)
+    got, iters, rel = ntk.conjugate_gradient(op, b, precond=pre, tol=1e-12, max_iter=2000)
+    assert iters > 10 and rel <= 1e-12
+    assert (got.reshape(-1) - want).norm() / want.norm() < 1e-9
+    # and through the engine: a rank-4 preconditioned CG step equals the dense reference
+    y = torch.randint(0, 3, (40,), generator=gen)
+    retain, forget = (x[:34], y[:34]), (x[34:], y[34:])
+    ref, _ = reference.dense_delta(model, params, retain, forget, 0.01)
+    kw = dict(weight_decay=0.01, dtype=torch.float64, solver="cg", nystrom_rank=4, cg_tol=1e-12)
+    step = ntk.ntk_direction(model, retain, forget, **kw)
+    assert all(r.iterations > 10 and r.converged for r in step.reports)
+    assert (step.delta - ref).norm() / ref.norm() < 1e-8

@@ -102,6 +102,19 @@ def _scaled_function(f: ModelFn, mean: dict, std: dict) -> ModelFn:
     return g
 
 
+def _reparametrised(model: nn.Module, mean: Tensor, var: Tensor):
+    """In float64: ``f``, the mean as a parameter dict ``m``, ``g(theta) = f(m + sigma theta)``,
+    the zero point of theta, and the model's device."""
+    dtype = torch.float64
+    f = model_function(model, dtype)
+    like = parameters_of(model, dtype)
+    device = next(iter(like.values())).device
+    m = unflatten(mean.to(device, dtype), like)
+    s = unflatten(var.to(device, dtype).sqrt(), like)
+    zero = {k: torch.zeros_like(v) for k, v in m.items()}
+    return f, m, _scaled_function(f, m, s), zero, device
+
+
 def output_covariances(
     model: nn.Module,
     mean: Tensor,
@@ -115,13 +128,7 @@ def output_covariances(
     (pseudo-NTK: ``s(x) I_c`` with ``s`` the variance of ``sum_k f_k / sqrt(c)``)."""
     pseudo = ntk.Kernel(kernel) is ntk.Kernel.PSEUDO
     dtype = torch.float64
-    f = model_function(model, dtype)
-    like = parameters_of(model, dtype)
-    device = next(iter(like.values())).device
-    m = unflatten(mean.to(device, dtype), like)
-    s = unflatten(var.to(device, dtype).sqrt(), like)
-    g = _scaled_function(f, m, s)
-    zero = {k: torch.zeros_like(v) for k, v in m.items()}
+    f, m, g, zero, device = _reparametrised(model, mean, var)
     logits, covs = [], []
     for i in range(0, len(x), chunk):
         xb = x[i : i + chunk].to(device, dtype)
@@ -145,14 +152,8 @@ def joint_covariance(
 ) -> Tensor:
     """``J_X Sigma J_X^T`` over all n c outputs of the queries ``x`` (sample-major); for the
     pseudo-NTK the ``(n, n)`` kernel shared by every class."""
-    dtype = torch.float64
-    f = model_function(model, dtype)
-    like = parameters_of(model, dtype)
-    device = next(iter(like.values())).device
-    m = unflatten(mean.to(device, dtype), like)
-    s = unflatten(var.to(device, dtype).sqrt(), like)
-    zero = {k: torch.zeros_like(v) for k, v in m.items()}
-    return ntk.kernel_matrix(_scaled_function(f, m, s), zero, x.to(device, dtype), kernel=kernel)
+    _, _, g, zero, device = _reparametrised(model, mean, var)
+    return ntk.kernel_matrix(g, zero, x.to(device, torch.float64), kernel=kernel)
 
 
 def black_box(

@@ -145,6 +145,32 @@ def weight_decay_toward(params: list[Tensor], anchor: list[Tensor], lam: float) 
     return 0.5 * lam * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor, strict=True))
 
 
+def _epoch(model, x, y, params, anchor_params, opt, config, gen, device) -> None:
+    """One pass over (x, y) in shuffled batches, loss CE + (lambda/2)||w - w0||^2."""
+    for idx in _batches(len(x), config.batch_size, gen):
+        logits = model(x[idx].to(device))
+        loss = F.cross_entropy(logits, y[idx].to(device))
+        loss = loss + weight_decay_toward(params, anchor_params, config.weight_decay)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def _keep_zero_error(model, x, y, config, zero_state, trajectory) -> tuple[float, int | None]:
+    """The final training error; a run that had reached zero error and diverged (ends above
+    ``config.diverged_error``) gets its last zero-error weights back (seen at the paper's rate
+    on a full-width ResNet-18: the protocol asks for a model at zero training error)."""
+    err, _ = evaluate(model, x, y)
+    if err <= config.diverged_error or zero_state is None:
+        return err, None
+    restored, state = zero_state
+    model.load_state_dict(state)
+    err, _ = evaluate(model, x, y)
+    if config.record_every:
+        trajectory.append(flatten(parameters_of(model)).cpu())
+    return err, restored
+
+
 def finetune(
     model: nn.Module,
     x: Tensor,
@@ -194,13 +220,7 @@ def finetune(
         if config.lr_schedule == "cosine":
             for group in opt.param_groups:
                 group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / limit))
-        for idx in _batches(len(x), config.batch_size, gen):
-            logits = model(x[idx].to(device))
-            loss = F.cross_entropy(logits, y[idx].to(device))
-            loss = loss + weight_decay_toward(params, anchor_params, config.weight_decay)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        _epoch(model, x, y, params, anchor_params, opt, config, gen, device)
         if config.record_every and (epoch + 1) % config.record_every == 0:
             trajectory.append(flatten(parameters_of(model)).cpu())
         if on_epoch is not None:
@@ -217,16 +237,7 @@ def finetune(
     bar.close()
     if config.record_every and (epoch + 1) % config.record_every != 0:
         trajectory.append(flatten(parameters_of(model)).cpu())
-    err, _ = evaluate(model, x, y)
-    restored = None
-    if err > config.diverged_error and zero_state is not None:
-        # diverged after reaching zero error (seen at the paper's rate on a full-width
-        # ResNet-18): the protocol asks for a model at zero training error, so keep that one
-        restored, state = zero_state
-        model.load_state_dict(state)
-        err, _ = evaluate(model, x, y)
-        if config.record_every:
-            trajectory.append(flatten(parameters_of(model)).cpu())
+    err, restored = _keep_zero_error(model, x, y, config, zero_state, trajectory)
     return FinetuneResult(
         model.cpu(), epoch + 1, err, zero_at is not None, trajectory, restored_from=restored
     )

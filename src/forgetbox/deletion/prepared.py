@@ -1,8 +1,9 @@
 """Prepared deletion: pay for the kernel once per trained model, answer each request cheaply.
 
-:func:`prepare` factors, once, the kernel of the whole training set D at the linearization point
-w_bar: ``Theta_D = K + |D| lambda I = L L^T`` (K the exact NTK ``(n c, n c)`` or the pseudo-NTK
-``(n, n)``), with ``alpha_D = Theta_D^{-1} r`` and ``J^T alpha_D`` (so ``u_D = -J^T alpha_D``).
+:func:`~forgetbox.deletion.prepare.prepare` factors, once, the kernel of the whole training set
+D at the linearization point w_bar: ``Theta_D = K + |D| lambda I = L L^T`` (K the exact NTK
+``(n c, n c)`` or the pseudo-NTK ``(n, n)``), with ``alpha_D = Theta_D^{-1} r`` and
+``J^T alpha_D`` (so ``u_D = -J^T alpha_D``).
 
 A request for a cohort U (indices into D; with earlier requests, U is the union of every cohort
 so far, all answered from the same w(D)) then needs ``u_{D_r} = -J_r^T A^{-1} r_r`` with
@@ -25,23 +26,17 @@ refuses anything else.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from . import ntk
-from .checkpoints import (
-    CheckpointError,
-    load_state,
-    read_metadata,
-    save_large,
-    state_sha256,
-    tensors_sha256,
-)
-from .data import as_tensors
-from .functional import flatten, model_function, unflatten
+from .. import ntk
+from ..checkpoints import CheckpointError, read_metadata, save_large
+from ..functional import model_function, unflatten
+from ..hashing import state_sha256, tensors_sha256
+from ..inputs import as_tensors
 
 FORMAT = "forgetbox-prepared/1"
 KERNEL_FILE = "kernel.safetensors"
@@ -148,21 +143,17 @@ class PreparedKernel:
             memory_estimate_bytes=self.nbytes(),
             preconditioner="schur-downdate",
         )
+        extras = {
+            "solver": "prepared",
+            "form": "difference",
+            "kernel": self.kernel,
+            "n_retain": len(retained),
+            "n_forget": len(cohort),
+            "n_forget_request": len(new),
+            "timings": marks,
+        }
         return ntk.NTKDirection(
-            delta.detach(),
-            u_retain.detach(),
-            self.around,
-            (report,),
-            seconds,
-            {
-                "solver": "prepared",
-                "form": "difference",
-                "kernel": self.kernel,
-                "n_retain": len(retained),
-                "n_forget": len(cohort),
-                "n_forget_request": len(new),
-                "timings": marks,
-            },
+            delta.detach(), u_retain.detach(), self.around, (report,), seconds, extras
         )
 
     def _new_indices(self, forget_indices) -> Tensor:
@@ -290,6 +281,7 @@ class PreparedKernel:
         self.save_cohort(folder)
 
     def save_cohort(self, folder: str | Path) -> None:
+        """Write the cohort answered so far (``cohort.safetensors``), atomically."""
         cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
         save_large(
             Path(folder) / COHORT_FILE,
@@ -300,142 +292,3 @@ class PreparedKernel:
 
 def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
     return {n: p.detach().to(dtype) for n, p in model.named_parameters() if p.requires_grad}
-
-
-@ntk.full_precision()
-def prepare(
-    model: nn.Module,
-    data,
-    *,
-    weight_decay: float,
-    pretrained: nn.Module | None = None,
-    loss: str = "ce",
-    kernel: ntk.Kernel | str = ntk.Kernel.EXACT,
-    around=None,
-    dtype: torch.dtype | None = None,
-    memory_budget: int | None = None,
-    chunk: int | None = None,
-) -> PreparedKernel:
-    """Factor the kernel of the whole training set ``data = (x, y)`` once (see module doc).
-
-    ``pretrained`` (w0) keeps the weight-decay anchor in the linearization, as
-    :func:`forgetbox.ntk.ntk_direction` does with ``pretrained=``. Cost: one kernel build and
-    one Cholesky factorization of ``(n rows)^2`` float64 values; memory about twice that
-    (:func:`prepare_memory_estimate`).
-    """
-    start = time.perf_counter()
-    x, y = as_tensors(data, "data")
-    if len(x) < 2:
-        raise ValueError("data: at least two samples are needed")
-    prob = ntk.build_problem(
-        model,
-        x,
-        y,
-        len(x),
-        weight_decay=weight_decay,
-        loss=loss,
-        around=around,
-        dtype=dtype,
-        memory_budget=memory_budget,
-        chunk=chunk,
-        pretrained=pretrained,
-        kernel=kernel,
-    )
-    n, c = prob.r.shape
-    need = prepare_memory_estimate(n * prob.rows, sum(t.numel() for t in prob.params.values()))
-    if need > prob.budget:
-        raise ntk.MemoryBudgetError(
-            f"preparing the {prob.kernel.value} kernel of {n} samples needs about "
-            f"{need / 2**30:.2f} GiB (budget {prob.budget / 2**30:.2f} GiB)"
-            + ("; the pseudo-NTK needs c^2 times less" if prob.kernel is ntk.Kernel.EXACT else "")
-        )
-    K, J = prob.kernel_matrix()
-    K.diagonal().add_(n * prob.lam)
-    L = ntk.cholesky(K)
-    del K
-    r, _ = ntk.kernel_rows(prob.r, prob.kernel)
-    alpha = torch.cholesky_solve(r, L)
-    coef = alpha.reshape(n, c).to(prob.r.dtype)
-    jt_alpha = prob.pullback(coef, J)
-    del J
-    hashes = {
-        "weights_sha256": state_sha256(model),
-        "data_sha256": tensors_sha256(x, y),
-        "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
-        "around_sha256": tensors_sha256(flatten(prob.params)),
-    }
-    return PreparedKernel(
-        kernel=prob.kernel.value,
-        loss=str(ntk.Loss(loss).value),
-        weight_decay=prob.lam,
-        n=n,
-        c=c,
-        chol=L,
-        alpha=alpha,
-        residuals=prob.r.detach(),
-        jt_alpha=jt_alpha.detach(),
-        around=flatten(prob.params).detach(),
-        anchor=prob.anchor,
-        hashes=hashes,
-        forgotten=torch.zeros(0, dtype=torch.long),
-        columns=None,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def prepare_memory_estimate(m: int, p: int, itemsize: int = 4) -> int:
-    """Bytes :func:`prepare` needs for a kernel of m rows: the kernel and its Cholesky factor
-    (float64) and one Jacobian column group of about p/16 parameters."""
-    return 2 * m * m * 8 + (m * itemsize * max(1, p // 16)) * 4 // 3
-
-
-def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> PreparedKernel:
-    """Read a prepared state written by :meth:`PreparedKernel.save` (safetensors only: nothing
-    in it can execute code); shapes and hashes are checked."""
-    folder = Path(folder)
-    kpath, cpath = folder / KERNEL_FILE, folder / COHORT_FILE
-    if not kpath.exists():
-        raise CheckpointError(f"{folder}: no {KERNEL_FILE} (run `forgetbox prepare` first)")
-    meta = read_metadata(kpath)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{kpath}: not a forgetbox prepared kernel ({meta.get('format')})")
-    t = load_state(kpath)
-    n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
-    rows = 1 if kernel == ntk.Kernel.PSEUDO else c
-    m = n * rows
-    k = c if kernel == ntk.Kernel.PSEUDO else 1
-    expect = {"chol": (m, m), "alpha": (m, k), "residuals": (n, c)}
-    for name, shape in expect.items():
-        if name not in t or tuple(t[name].shape) != shape:
-            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    for name in ("jt_alpha", "around"):
-        if name not in t or t[name].ndim != 1 or len(t[name]) != len(t["around"]):
-            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    prep = PreparedKernel(
-        kernel=kernel,
-        loss=str(meta["loss"]),
-        weight_decay=float(meta["weight_decay"]),
-        n=n,
-        c=c,
-        chol=t["chol"].to(device),
-        alpha=t["alpha"].to(device),
-        residuals=t["residuals"].to(device),
-        jt_alpha=t["jt_alpha"].to(device),
-        around=t["around"].to(device),
-        anchor=t["anchor"].to(device) if "anchor" in t else None,
-        hashes=dict(meta["hashes"]),
-        seconds=float(meta.get("seconds", 0.0)),
-    )
-    if cpath.exists():
-        cmeta = read_metadata(cpath)
-        if cmeta.get("kernel_hashes") != prep.hashes:
-            raise CheckpointError(f"{cpath}: belongs to another prepared kernel")
-        ct = load_state(cpath)
-        forgotten = ct["forgotten"].long()
-        cols = ct["columns"]
-        if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * rows):
-            raise CheckpointError(f"{cpath}: columns of the wrong shape")
-        prep = replace(
-            prep, forgotten=forgotten, columns=cols.to(device) if len(forgotten) else None
-        )
-    return prep

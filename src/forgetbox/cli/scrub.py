@@ -1,0 +1,90 @@
+"""``forgetbox scrub``: scrub a cohort from your own trained model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..deletion.files import ModelFiles
+from ..deletion.requests import ScrubRequest, serve_scrub
+from ..methods import METHODS
+
+HELP = "scrub a cohort from your own trained model"
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The flags that locate a trained model and its data (shared with ``prepare``)."""
+    p.add_argument("--model", required=True, help="built-in name or module:factory")
+    p.add_argument("--weights", required=True, type=Path, help="trained weights (.safetensors/.pt)")
+    p.add_argument("--pretrained", required=True, type=Path, help="w0 (.safetensors/.pt)")
+    p.add_argument("--data", required=True, type=Path, help=".npz of arrays or an image folder")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, help="model outputs (default: from the weights)")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (built-in models)")
+
+
+def model_files(args: argparse.Namespace) -> ModelFiles:
+    return ModelFiles(args.model, args.weights, args.pretrained, args.num_classes, args.width)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("scrub", help=HELP)
+    add_model_args(p)
+    p.add_argument("--forget", type=Path, help="text file of training-set indices to forget")
+    p.add_argument("--forget-class", type=int, help="forget random samples of this class")
+    p.add_argument("--num-to-forget", type=int, help="with --forget-class (default: whole class)")
+    p.add_argument("--method", default="ntk_fisher", choices=METHODS)
+    p.add_argument("--alpha", type=float, help="noise scale (default: the method's)")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--loss", default="ce", choices=["ce", "mse"])
+    p.add_argument("--solver", default="auto", choices=["auto", "dense", "cg"])
+    p.add_argument("--memory-budget-gb", type=float, help="memory budget of the NTK solver")
+    add_model_options(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", type=Path, help="weights of a model trained on D_r alone")
+    p.add_argument(
+        "--verify-retrain",
+        action="store_true",
+        help="retrain on D_r (same recipe) and measure the bounds against it",
+    )
+    p.add_argument(
+        "--retrain-threshold-nats",
+        type=float,
+        help="ledger: flag a full retrain once the running total exceeds this",
+    )
+    p.add_argument(
+        "--prepared",
+        type=Path,
+        help="folder written by `forgetbox prepare` for these --weights and --data: the NTK "
+        "step is answered from it (every request from the original weights)",
+    )
+    p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    req = ScrubRequest(
+        files=model_files(args),
+        data=args.data,
+        out=args.out,
+        forget=args.forget,
+        forget_class=args.forget_class,
+        num_to_forget=args.num_to_forget,
+        method=args.method,
+        alpha=args.alpha,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        solver=args.solver,
+        kernel=args.kernel,
+        memory_budget_gb=args.memory_budget_gb,
+        seed=args.seed,
+        reference=args.reference,
+        verify_retrain=args.verify_retrain,
+        retrain_threshold_nats=args.retrain_threshold_nats,
+        prepared=args.prepared,
+    )
+    serve_scrub(req)
+    return 0

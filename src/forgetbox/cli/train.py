@@ -1,0 +1,30 @@
+"""``forgetbox train``: pre-train and fine-tune on D and D_r, print the three models' errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..experiment.run import train_only
+from .experiment_args import add_experiment_args, experiment_config
+
+HELP = "pre-train, fine-tune on D and D_r, print their errors"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help=HELP)
+    add_experiment_args(p)
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    rows = train_only(experiment_config(args), log=lambda s: print(s, file=sys.stderr))
+    print(f"{'seed':<5}{'model':<10}{'err D_r':>9}{'err D_f':>9}{'err test':>9}{'epochs':>8}")
+    for r in rows:
+        errs = (r["error_retain"], r["error_forget"], r["error_test"])
+        print(
+            f"{r['seed']:<5}{r['model']:<10}"
+            + "".join(f"{e:>9.3f}" for e in errs)
+            + f"{r['epochs']:>8}"
+        )
+    return 0

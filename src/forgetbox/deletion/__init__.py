@@ -1,0 +1,34 @@
+"""Deletion: scrub a user's own model, certify it, keep a ledger, and answer many requests
+from a prepared kernel.
+
+:mod:`.scrub` (:func:`scrub`), :mod:`.certificate` (the certificate), :mod:`.ledger` (the
+request ledger), :mod:`.prepared` / :mod:`.prepare` / :mod:`.prepared_files` (the prepared
+state, its construction and reading it back), :mod:`.files` (a request's inputs on disk),
+:mod:`.requests` (requests served from files, as the ``scrub`` and ``prepare`` commands do).
+"""
+
+from .certificate import CERTIFICATE_FORMAT, certificate
+from .files import ModelFiles
+from .ledger import ledger_append, read_ledger
+from .prepare import prepare
+from .prepared import PreparedKernel
+from .prepared_files import load_prepared
+from .requests import PrepareRequest, ScrubRequest, serve_prepare, serve_scrub
+from .scrub import ScrubResult, scrub
+
+__all__ = [
+    "CERTIFICATE_FORMAT",
+    "ModelFiles",
+    "PrepareRequest",
+    "PreparedKernel",
+    "ScrubRequest",
+    "ScrubResult",
+    "certificate",
+    "ledger_append",
+    "load_prepared",
+    "prepare",
+    "read_ledger",
+    "scrub",
+    "serve_prepare",
+    "serve_scrub",
+]

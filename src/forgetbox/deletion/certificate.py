@@ -1,0 +1,118 @@
+"""The forgetting certificate: what was forgotten, how, and the bounds in nats (fields in
+``docs/certificate.md``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import torch
+from torch import Tensor, nn
+
+from .. import bounds, methods, readouts
+from ..functional import flatten, parameters_of
+from ..hashing import sha256_indices, state_sha256
+from ..methods import ForgetConfig, Method
+from ..versions import versions
+
+CERTIFICATE_FORMAT = "forgetbox-certificate/1"
+
+
+def certificate(
+    original: nn.Module,
+    scrubbed: nn.Module,
+    res: methods.ForgetResult,
+    *,
+    pretrained: nn.Module,
+    retain: tuple[Tensor, Tensor],
+    forget: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor] | None,
+    reference: nn.Module | None,
+    config: ForgetConfig,
+    seed: int,
+    forget_indices=None,
+    queries_per_subset: int = 25,
+) -> dict:
+    """The forgetting certificate of one scrub (fields documented in ``docs/certificate.md``)."""
+    alpha = res.info.get("alpha") or (
+        config.alpha if config.alpha is not None else methods.DEFAULT_ALPHA[Method.NTK_FISHER]
+    )
+    mean, var = res.mean, res.noise_variance
+    if var is None:
+        var = methods.variance_at(scrubbed, mean, retain[0], alpha, config)
+    mean0, baseline, is_estimate = _baseline(
+        res, original, pretrained, retain, forget, reference, config
+    )
+    var0 = methods.variance_at(scrubbed, mean0, retain[0], alpha, config)
+    white = bounds.white_box(mean, var, mean0, var0, parameters_of(original))
+    subsets = {"forget": forget[0], "retain": retain[0]}
+    if test is not None:
+        subsets["test"] = test[0]
+    black = _black_box(original, mean, var, mean0, var0, subsets, seed, queries_per_subset)
+    subsets_xy = {"retain": retain, "forget": forget, **({"test": test} if test else {})}
+    return {
+        "format": CERTIFICATE_FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "method": res.method,
+        "config": {
+            "alpha": alpha,
+            "weight_decay": config.weight_decay,
+            "loss": config.loss,
+            "solver": config.ntk.solver.value,
+            "linearized_at": config.around,
+            "trapezium": config.use_trapezium,
+            "trapezium_leg": config.trapezium_leg,
+            "seed": seed,
+            "trapezium_scale": res.scale,
+        },
+        "versions": versions(),
+        "hashes": {
+            "weights_sha256": state_sha256(original),
+            "pretrained_sha256": state_sha256(pretrained),
+            "scrubbed_sha256": state_sha256(scrubbed),
+            "forget_indices_sha256": (
+                sha256_indices(forget_indices) if forget_indices is not None else None
+            ),
+        },
+        "cohort": {"n_forget": len(forget[0]), "n_retain": len(retain[0])},
+        "bounds": {
+            "baseline": baseline,
+            "is_estimate": is_estimate,
+            "noise": "diagonal alpha * F^-1 on D_r (same alpha for scrubbed and baseline)",
+            "white_box_nats": white.nats,
+            "white_box_per_tensor_nats": white.per_tensor,
+            "black_box": black,
+        },
+        "errors": {"before": _errors(original, subsets_xy), "after": _errors(scrubbed, subsets_xy)},
+        "method_info": {k: v for k, v in res.info.items() if k not in ("mean",)},
+    }
+
+
+def _baseline(res, original, pretrained, retain, forget, reference, config):
+    """The baseline weights the bounds compare with: a model trained on D_r, or the NTK's
+    linearized prediction of it (an estimate)."""
+    if reference is not None:
+        return flatten(parameters_of(reference)), "reference model trained on D_r", False
+    # the NTK methods' mean is that prediction already: do not solve it twice
+    if res.method in (Method.NTK, Method.NTK_FISHER):
+        mean0 = res.mean
+    else:
+        mean0 = methods.ntk_point(original, pretrained, retain, forget, config)[0]
+    return mean0, "linearized NTK prediction of w(D_r) (estimate)", True
+
+
+def _black_box(original, mean, var, mean0, var0, subsets, seed, per_subset) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    black = {}
+    for name, x in subsets.items():
+        idx = torch.randperm(len(x), generator=gen)[:per_subset]
+        bb = bounds.black_box(original, mean, var, mean0, var0, x[idx])
+        black[name] = {
+            "nats_per_query": bb.mean,
+            "nats_per_query_diagonal": bb.mean_diagonal,
+            "queries": len(idx),
+        }
+    return black
+
+
+def _errors(model: nn.Module, subsets: dict) -> dict:
+    return {name: readouts.error_and_loss(model, *xy)[0] for name, xy in subsets.items()}

@@ -1,0 +1,97 @@
+"""Preparing deletion: factor the kernel of the whole training set once (see
+:mod:`forgetbox.deletion.prepared`)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .. import ntk
+from ..functional import flatten
+from ..hashing import state_sha256, tensors_sha256
+from ..inputs import as_tensors
+from ..ntk.memory import dense_memory_estimate, itemsize
+from ..ntk.options import resolve_options
+from .prepared import PreparedKernel
+
+
+@ntk.full_precision()
+def prepare(
+    model: nn.Module,
+    data,
+    *,
+    weight_decay: float,
+    pretrained: nn.Module | None = None,
+    loss: str = "ce",
+    around=None,
+    dtype: torch.dtype | None = None,
+    options: ntk.NTKOptions | None = None,
+    **overrides,
+) -> PreparedKernel:
+    """Factor the kernel of the whole training set ``data = (x, y)`` once.
+
+    ``pretrained`` (w0) keeps the weight-decay anchor in the linearization, as
+    :func:`forgetbox.ntk.ntk_direction` does with ``pretrained=``. ``options``
+    (:class:`~forgetbox.ntk.NTKOptions`; keyword ``overrides`` such as ``kernel="pseudo"`` or
+    ``memory_budget=``): the kernel and the memory plan. Cost: one kernel build and one Cholesky
+    factorization of ``(n rows)^2`` float64 values; memory: the dense path's
+    (:func:`forgetbox.ntk.memory.dense_memory_estimate`).
+    """
+    start = time.perf_counter()
+    x, y = as_tensors(data, "data")
+    if len(x) < 2:
+        raise ValueError("data: at least two samples are needed")
+    prob = ntk.build_problem(
+        model,
+        x,
+        y,
+        len(x),
+        weight_decay=weight_decay,
+        loss=loss,
+        around=around,
+        dtype=dtype,
+        pretrained=pretrained,
+        options=resolve_options(options, overrides),
+    )
+    n, c = prob.r.shape
+    need = dense_memory_estimate(n * prob.rows, prob.num_params, itemsize(prob.r.dtype))
+    if need > prob.budget:
+        raise ntk.MemoryBudgetError(
+            f"preparing the {prob.kernel.value} kernel of {n} samples needs about "
+            f"{need / 2**30:.2f} GiB (budget {prob.budget / 2**30:.2f} GiB)"
+            + ("; the pseudo-NTK needs c^2 times less" if prob.kernel is ntk.Kernel.EXACT else "")
+        )
+    K, J = prob.kernel_matrix()
+    K.diagonal().add_(n * prob.lam)
+    L = ntk.cholesky(K)
+    del K
+    r, _ = ntk.kernel_rows(prob.r, prob.kernel)
+    alpha = torch.cholesky_solve(r, L)
+    coef = alpha.reshape(n, c).to(prob.r.dtype)
+    jt_alpha = prob.pullback(coef, J)
+    del J
+    hashes = {
+        "weights_sha256": state_sha256(model),
+        "data_sha256": tensors_sha256(x, y),
+        "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
+        "around_sha256": tensors_sha256(flatten(prob.params)),
+    }
+    return PreparedKernel(
+        kernel=prob.kernel.value,
+        loss=str(ntk.Loss(loss).value),
+        weight_decay=prob.lam,
+        n=n,
+        c=c,
+        chol=L,
+        alpha=alpha,
+        residuals=prob.r.detach(),
+        jt_alpha=jt_alpha.detach(),
+        around=flatten(prob.params).detach(),
+        anchor=prob.anchor,
+        hashes=hashes,
+        forgotten=torch.zeros(0, dtype=torch.long),
+        columns=None,
+        seconds=time.perf_counter() - start,
+    )

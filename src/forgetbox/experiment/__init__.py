@@ -1,0 +1,36 @@
+"""The paper's experiment: pre-train -> fine-tune -> forget -> read out, over seeds.
+
+:mod:`.config` and :mod:`.profiles` (what a run depends on), :mod:`.cache` (the stage
+cache), :mod:`.tasks` (data and cohorts per seed), :mod:`.stages` (training and methods, cached),
+:mod:`.rows` (readouts of one scrubbed model, the trade-off grid), :mod:`.run` (the per-seed run,
+aggregation, publishing), :mod:`.claims` (verdicts), :mod:`.figures` and :mod:`.report`.
+"""
+
+from .cache import Cache
+from .config import ExperimentConfig, config_from_dict
+from .profiles import PROFILES, Profile
+from .rows import READOUT_KEYS, readout_row, tradeoff_rows
+from .run import aggregate, publish, run_experiment, run_seed
+from .stages import TRAJECTORY_BYTES, Stages, record_stride
+from .tasks import Task, build_task, load_pretrain_set
+
+__all__ = [
+    "PROFILES",
+    "READOUT_KEYS",
+    "TRAJECTORY_BYTES",
+    "Cache",
+    "ExperimentConfig",
+    "Profile",
+    "Stages",
+    "Task",
+    "aggregate",
+    "build_task",
+    "config_from_dict",
+    "load_pretrain_set",
+    "publish",
+    "readout_row",
+    "record_stride",
+    "run_experiment",
+    "run_seed",
+    "tradeoff_rows",
+]

@@ -1,0 +1,142 @@
+"""The experiment's configuration: every setting a run depends on, resolved and validated
+before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from .. import training
+from ..methods import METHODS, check_trapezium_leg
+from .profiles import PROFILES
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a run depends on. ``None`` fields are filled from the profile/dataset."""
+
+    dataset: str = "digits"  # digits | cifar10 | cifar10-npz | npz:PATH | tinyimagenet | lacuna
+    pretrain_dataset: str = "auto"
+    model: str = "smallcnn"
+    width: float = 1.0
+    profile: str = "default"
+    data_dir: str | None = None
+    download: bool = False
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = METHODS
+    forget_class: int = 0
+    num_to_forget: int | str | None = "auto"  # None: the whole class; auto: 15 digits, 25 else
+    train_per_class: int | None = None  # None: 20 for digits, 100 (the paper's) otherwise
+    val_per_class: int = 25
+    test_per_class: int = 100
+    weight_decay: float = 0.1
+    alpha: float | None = None  # overrides both noise scales below
+    alpha_fisher: float = 1e-6
+    alpha_ntk_fisher: float = 1e-9
+    solver: str = "auto"
+    around: str = "trained"
+    finetune_lr: float = 0.01
+    pretrain_lr: float = 0.1
+    pretrain_seed: int = 0
+    pretrain_flip: bool | None = None  # None: flips for photographs, none for digits
+    pretrain_epochs: int | None = None
+    finetune_max_epochs: int | None = None
+    finetune_schedule: str | None = None  # constant | cosine (lr decay over the epoch cap)
+    finetune_baseline_lr: float | None = None  # the fine-tune baseline's plain-SGD rate
+    relearn_max_epochs: int | None = None
+    queries_per_subset: int | None = None
+    tradeoff_draws: int | None = None
+    tradeoff_alphas: tuple[float, ...] | None = None
+    path_alphas: tuple[float, ...] | None = None
+    newton_max_iter: int | None = None
+    anchored: bool = True  # keep the weight-decay anchor in the NTK linearization
+    trapezium_leg: str = "retain"  # retain (the authors' code) | full (Fig. 5's drawing)
+    device: str = "cpu"
+    out: str = "runs/default"
+    cache_dir: str | None = None  # default: <out>/cache
+
+    def resolved(self) -> ExperimentConfig:
+        """Fill profile defaults and the pre-training set; validate."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}: {', '.join(PROFILES)}")
+        profile = PROFILES[self.profile].fields()
+        cfg = replace(self, **{k: v for k, v in profile.items() if getattr(self, k) is None})
+        cfg = cfg._dataset_defaults()
+        bad = [m for m in cfg.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown methods {bad}; choose from {', '.join(METHODS)}")
+        if "retrain" not in cfg.methods or "original" not in cfg.methods:
+            cfg = replace(cfg, methods=tuple(dict.fromkeys(("original", "retrain", *cfg.methods))))
+        cfg._validate()
+        if cfg.alpha is not None:
+            cfg = replace(cfg, alpha_fisher=cfg.alpha, alpha_ntk_fisher=cfg.alpha)
+        return cfg
+
+    def _dataset_defaults(self) -> ExperimentConfig:
+        digits = self.dataset == "digits"
+        cfg = self
+        if cfg.train_per_class is None:
+            cfg = replace(cfg, train_per_class=20 if digits else 100)
+        if cfg.num_to_forget == "auto":
+            cfg = replace(cfg, num_to_forget=15 if digits else 25)
+        if cfg.pretrain_flip is None:
+            cfg = replace(cfg, pretrain_flip=not digits)
+        if cfg.pretrain_dataset == "auto":
+            cfg = replace(cfg, pretrain_dataset=default_pretrain(cfg.dataset))
+        return cfg
+
+    def _validate(self) -> None:
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+        if self.finetune_schedule not in training.LR_SCHEDULES:
+            raise ValueError(
+                f"finetune_schedule must be one of {training.LR_SCHEDULES}, "
+                f"got {self.finetune_schedule!r}"
+            )
+        check_trapezium_leg(self.trapezium_leg)
+        if not self.finetune_baseline_lr > 0:
+            raise ValueError(f"finetune_baseline_lr must be > 0, got {self.finetune_baseline_lr}")
+        check_device(self.device)
+
+    def as_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def check_device(name: str) -> None:
+    """Refuse a device this PyTorch cannot use, before any work."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
+
+
+def _plain(v):
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def config_from_dict(d: dict) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a TOML/JSON mapping (lists become tuples)."""
+    names = {f.name for f in fields(ExperimentConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return ExperimentConfig(**conv)
+
+
+def default_pretrain(dataset: str) -> str:
+    """The pre-training set that goes with a fine-tuning set (the paper's pairs)."""
+    return {
+        "digits": "digits59",
+        "cifar10": "cifar100",
+        "cifar10-npz": "tinyimagenet32",
+        "tinyimagenet": "tinyimagenet150",
+        "lacuna": "lacuna100",
+    }.get(dataset, "tinyimagenet32")

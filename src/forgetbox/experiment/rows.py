@@ -1,0 +1,166 @@
+"""One scrubbed model's readouts (a row of ``per_seed``) and the trade-off grid of Fig. 3."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .. import bounds, methods, models, readouts
+from ..functional import flatten, load_flat_, parameters_of
+from .stages import Stages, clone_like, extras_of, model_from
+from .tasks import Task
+
+READOUT_KEYS = (
+    "error_forget",
+    "error_retain",
+    "error_test",
+    "error_val",
+    "loss_forget",
+    "relearn_epochs",
+    "mia_forget_member_rate",
+    "mia_auc",
+    "l1_to_retrain_forget",
+    "l1_to_retrain_retain",
+    "l1_to_retrain_test",
+    "info_weights_nats",
+    "info_activations_nats_forget",
+    "info_activations_nats_retain",
+    "info_activations_nats_test",
+    "info_activations_diag_nats_forget",
+    "seconds",
+)
+
+
+def subsample(x: Tensor, n: int, seed: int) -> Tensor:
+    """At most ``n`` rows of ``x``, drawn with a seed and kept in their order."""
+    if len(x) <= n:
+        return x
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx.sort().values]
+
+
+def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed) -> dict:
+    """Errors and losses, re-learn time, the membership attack and L1 distances."""
+    row: dict = {}
+    sp = task.split
+    for name, (x, y) in {
+        "forget": task.forget,
+        "retain": task.retain,
+        "test": task.test,
+        "val": (sp.x_val, sp.y_val),
+    }.items():
+        err, loss = readouts.error_and_loss(model, x, y)
+        row[f"error_{name}"] = err
+        row[f"loss_{name}"] = loss
+    rl = readouts.relearn_time(
+        model,
+        *task.full,
+        *task.forget,
+        threshold=orig_loss_forget,
+        max_epochs=stages.cfg.relearn_max_epochs,
+        seed=seed,
+    )
+    row["relearn_epochs"] = rl.epochs
+    mia = readouts.membership_attack(model, task.retain, task.test, task.forget, seed=seed)
+    row["mia_forget_member_rate"] = mia.member_rate
+    row["mia_auc"] = mia.auc
+    for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
+        row[f"l1_to_retrain_{name}"] = readouts.l1_distance(model, retrained, x)
+    return row
+
+
+def _information(stages, method, state, model, task, retrained, seed, ref_var) -> dict:
+    """The white-box and black-box bounds, at the method's own noise or, if it has none,
+    ntk_fisher's alpha."""
+    cfg = stages.cfg
+    fcfg = stages.forget_config(task)
+    alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
+    mean = state["__mean__"].to(stages.device)
+    var = (
+        state["__var__"].to(stages.device)
+        if "__var__" in state
+        else methods.variance_at(model, mean, task.retain[0], alpha, fcfg)
+    )
+    mean0 = flatten(parameters_of(retrained))
+    var0 = ref_var(alpha)
+    row = {"info_weights_nats": bounds.white_box(mean, var, mean0, var0).nats, "info_alpha": alpha}
+    q = cfg.queries_per_subset
+    for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
+        bb = bounds.black_box(model, mean, var, mean0, var0, subsample(x, q, seed))
+        row[f"info_activations_nats_{name}"] = bb.mean
+        row[f"info_activations_diag_nats_{name}"] = bb.mean_diagonal
+    return row
+
+
+def readout_row(
+    stages: Stages,
+    method: str,
+    state: dict,
+    task: Task,
+    original: nn.Module,
+    retrained: nn.Module,
+    orig_loss_forget: float,
+    seed: int,
+    ref_var: Callable[[float], Tensor],
+) -> dict:
+    """All readouts of one scrubbed model (one row of ``per_seed``)."""
+    model = model_from(original, state).eval()
+    ex = extras_of(state)
+    row: dict = {"seed": seed}
+    row |= _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
+    row |= _information(stages, method, state, model, task, retrained, seed, ref_var)
+    row["seconds"] = ex["seconds"]
+    if ex.get("scale") is not None:
+        row["trapezium_scale"] = ex["scale"]
+    return row
+
+
+def tradeoff_rows(
+    stages: Stages,
+    method: str,
+    state: dict,
+    task: Task,
+    original: nn.Module,
+    retrained: nn.Module,
+    seed: int,
+    ref_var: Callable[[float], Tensor],
+) -> list[dict]:
+    """Fig. 3: test error and remaining information over a grid of noise scales and draws."""
+    cfg = stages.cfg
+    fcfg = stages.forget_config(task)
+    mean = state["__mean__"].to(stages.device)
+    probe = load_flat_(clone_like(original), mean)
+    F = methods.fisher_diagonal(probe, task.retain[0])
+    mean0 = flatten(parameters_of(retrained))
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    q = subsample(task.forget[0], cfg.queries_per_subset, seed)
+    for alpha in cfg.tradeoff_alphas:
+        var = methods.noise_variance(
+            F,
+            parameters_of(probe),
+            alpha=alpha,
+            head=models.head_name(probe),
+            config=fcfg.noise,
+            forgotten_class=fcfg.forgotten_class,
+        )
+        var0 = ref_var(alpha)
+        white = bounds.white_box(mean, var, mean0, var0).nats
+        black = bounds.black_box(probe, mean, var, mean0, var0, q).mean
+        for draw in range(cfg.tradeoff_draws):
+            noisy = methods.noisy_weights(probe, mean, var, gen, fcfg)
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "alpha": alpha,
+                    "draw": draw,
+                    "error_test": readouts.error_and_loss(noisy, *task.test)[0],
+                    "error_forget": readouts.error_and_loss(noisy, *task.forget)[0],
+                    "info_weights_nats": white,
+                    "info_activations_nats_forget": black,
+                }
+            )
+    return rows

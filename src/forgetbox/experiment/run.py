@@ -1,0 +1,322 @@
+"""The paper's experiment: pre-train -> fine-tune -> forget -> read out, over seeds.
+
+Each stage is cached in ``<out>/cache`` under a hash of everything it depends on, so an
+interrupted run continues where it stopped and an identical second run recomputes nothing.
+:func:`run_experiment` returns the results dictionary written to ``results.json`` (schema in
+``docs/experiment.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import methods, models, ntk, readouts, training
+from ..atomic import atomic_write_json, atomic_write_text
+from ..functional import flatten, num_parameters, parameters_of
+from ..hashing import config_hash
+from ..progress import progress
+from ..versions import versions
+from . import claims, report
+from .cache import Cache
+from .config import ExperimentConfig
+from .rows import readout_row, tradeoff_rows
+from .stages import Stages, model_from
+from .tasks import Task, build_task
+
+NOISY_METHODS = ("ntk_fisher", "fisher")  # the trade-off sweep (Fig. 3)
+PATH_METHODS = ("ntk", "ntk_fisher", "fisher", "newton")  # the L1 path (Fig. 4)
+
+
+@dataclass
+class SeedRun:
+    """One seed's models and the helpers its readouts share."""
+
+    stages: Stages
+    seed: int
+    task: Task
+    w0: nn.Module
+    original: nn.Module
+    retrained: nn.Module
+    orig_info: dict
+    retr_info: dict
+    key_base: str
+
+    def __post_init__(self) -> None:
+        self._var: dict[float, Tensor] = {}
+        self._step: ntk.NTKDirection | None = None
+        self.fcfg = self.stages.forget_config(self.task)
+
+    def ref_var(self, alpha: float) -> Tensor:
+        """The retrained model's noise variance at ``alpha`` (computed once per alpha)."""
+        if alpha not in self._var:
+            mean = flatten(parameters_of(self.retrained))
+            self._var[alpha] = methods.variance_at(
+                self.retrained, mean, self.task.retain[0], alpha, self.fcfg
+            )
+        return self._var[alpha]
+
+    def direction(self) -> ntk.NTKDirection:
+        """The NTK step of this seed, solved at most once, on first use."""
+        if self._step is None:
+            t = self.task
+            self._step = methods.ntk_step(
+                self.original, self.w0, t.retain, t.forget, self.fcfg, self.seed
+            )
+        return self._step
+
+    def key(self, kind: str, method: str, *parts) -> str:
+        return f"{kind}-{method}-" + config_hash([self.key_base, method, *parts])
+
+
+def _seed_models(stages: Stages, seed: int) -> SeedRun:
+    cfg = stages.cfg
+    task = build_task(cfg, seed, stages.stats())
+    pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
+    w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+    original, orig_info = stages.trained(task, w0, seed, "original")
+    retrained, retr_info = stages.trained(task, w0, seed, "retrain")
+    key_base = config_hash(
+        [
+            stages.pretrain_key(),
+            seed,
+            task.split.indices,
+            task.forget_idx.tolist(),
+            stages.finetune_config(True, num_parameters(w0)).__dict__,
+            training.VERSION,
+        ]
+    )
+    # methods and readouts run where --device says; the data stays on the CPU (moved per batch)
+    w0, original, retrained = (m.to(stages.device) for m in (w0, original, retrained))
+    return SeedRun(stages, seed, task, w0, original, retrained, orig_info, retr_info, key_base)
+
+
+def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
+    stages, cfg, task = run.stages, run.stages.cfg, run.task
+    orig_loss_forget = readouts.error_and_loss(run.original, *task.forget)[1]
+    rows, states = {}, {}
+    for method in progress(cfg.methods, desc=f"methods (seed {run.seed})"):
+        state = stages.scrubbed(
+            method,
+            task,
+            run.original,
+            run.w0,
+            run.retrained,
+            run.seed,
+            run.key_base,
+            direction=run.direction,
+        )
+        states[method] = state
+        rkey = run.key(
+            "readout",
+            method,
+            stages.method_config(task, method).key(),
+            cfg.relearn_max_epochs,
+            cfg.queries_per_subset,
+            cfg.alpha_ntk_fisher,
+            methods.VERSION.get(method),
+        )
+        rows[method] = stages.cache.json(
+            rkey,
+            lambda m=method, s=state: readout_row(
+                stages,
+                m,
+                s,
+                task,
+                run.original,
+                run.retrained,
+                orig_loss_forget,
+                run.seed,
+                run.ref_var,
+            ),
+        )
+    return rows, states
+
+
+def _tradeoff(run: SeedRun, states: dict) -> list[dict]:
+    stages, cfg = run.stages, run.stages.cfg
+    out = []
+    for method in (m for m in NOISY_METHODS if m in states):
+        tkey = run.key(
+            "tradeoff",
+            method,
+            cfg.tradeoff_alphas,
+            cfg.tradeoff_draws,
+            cfg.queries_per_subset,
+            methods.VERSION.get(method),
+            stages.method_config(run.task, method).key(),
+        )
+        out += stages.cache.json(
+            tkey,
+            lambda m=method: tradeoff_rows(
+                stages, m, states[m], run.task, run.original, run.retrained, run.seed, run.ref_var
+            ),
+        )
+    return out
+
+
+def _activation_path(run: SeedRun, states: dict) -> list[dict]:
+    stages, cfg, task = run.stages, run.stages.cfg, run.task
+    subsets = {"forget": task.forget[0], "retain": task.retain[0], "test": task.test[0]}
+    out = []
+    for method in (m for m in PATH_METHODS if m in states):
+        pkey = run.key(
+            "path",
+            method,
+            cfg.path_alphas,
+            methods.VERSION.get(method),
+            stages.method_config(task, method).key(),  # the state it starts from
+        )
+        rows = stages.cache.json(
+            pkey,
+            lambda m=method: readouts.activation_path(
+                run.original, states[m]["__mean__"], run.retrained, subsets, tuple(cfg.path_alphas)
+            ),
+        )
+        out += [{"method": method, "seed": run.seed, **r} for r in rows]
+    return out
+
+
+def _pca(run: SeedRun, states: dict) -> dict:
+    pts = {m: states[m]["__mean__"] for m in ("ntk", "ntk_fisher", "fisher") if m in states}
+    noisy = {
+        m: flatten(parameters_of(model_from(run.original, states[m]))).cpu()
+        for m in ("ntk_fisher", "fisher")
+        if m in states
+    }
+    res = readouts.pca_paths(
+        {"D": run.orig_info["trajectory"], "D_r": run.retr_info["trajectory"]},
+        {
+            **{f"{m} (mean)": v for m, v in pts.items()},
+            **{f"{m} (noisy)": v for m, v in noisy.items()},
+        },
+    )
+    return {
+        "paths": {k: v.tolist() for k, v in res.paths.items()},
+        "points": {k: v.tolist() for k, v in res.points.items()},
+        "explained": res.explained.tolist(),
+    }
+
+
+def run_seed(stages: Stages, seed: int) -> dict:
+    """Every stage of one seed; the seed's rows, trade-off, path, PCA, split and training."""
+    run = _seed_models(stages, seed)
+    rows, states = _methods_and_rows(run)
+    tradeoff = _tradeoff(run, states)
+    path = _activation_path(run, states)
+    pca = _pca(run, states) if seed == stages.cfg.seeds[0] else None
+    task = run.task
+    return {
+        "rows": rows,
+        "tradeoff": tradeoff,
+        "activation_path": path,
+        "pca": pca,
+        "splits": {"seed": seed, **task.split.indices, "forget": task.forget_idx.tolist()},
+        "training": {
+            "original": {k: v for k, v in run.orig_info.items() if k != "trajectory"},
+            "retrain": {k: v for k, v in run.retr_info.items() if k != "trajectory"},
+        },
+    }
+
+
+def aggregate(per_seed_rows: dict[str, list[dict]]) -> dict:
+    """Mean and standard deviation over seeds of every readout, per method."""
+    out = {}
+    for method, rows in per_seed_rows.items():
+        keys = [k for k in rows[0] if k != "seed"]
+        mean, std = {}, {}
+        for k in keys:
+            vals = np.array([r[k] for r in rows if r.get(k) is not None], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            mean[k] = float(vals.mean()) if len(vals) else None
+            std[k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        out[method] = {"per_seed": rows, "mean": mean, "std": std}
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the whole experiment; write every output into ``cfg.out``."""
+    cfg = cfg.resolved()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    stages = Stages(cfg, Cache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"), log)
+    t0 = time.perf_counter()
+    per_method: dict[str, list[dict]] = {m: [] for m in cfg.methods}
+    tradeoff, path, pca, splits, trainings = [], [], None, [], []
+    for seed in progress(cfg.seeds, desc="seeds"):
+        res = run_seed(stages, seed)
+        for m in cfg.methods:
+            per_method[m].append(res["rows"][m])
+        tradeoff += res["tradeoff"]
+        path += res["activation_path"]
+        pca = pca or res["pca"]
+        splits.append(res["splits"])
+        trainings.append({"seed": seed, **res["training"]})
+    results = {
+        "config": cfg.as_dict(),
+        "versions": versions(),
+        "seeds": list(cfg.seeds),
+        "methods": aggregate(per_method),
+        "tradeoff": tradeoff,
+        "activation_path": path,
+        "pca": pca,
+        "training": trainings,
+        "wall_seconds": time.perf_counter() - t0,
+        "cache": {"hits": stages.cache.hits, "misses": stages.cache.misses},
+    }
+    results["claims"] = claims.evaluate(results)
+    results["warnings"] = claims.training_warnings(results)
+    for w in results["warnings"]:
+        log(f"warning: {w}")
+    publish(out, results, splits)
+    return results
+
+
+def publish(out: Path, results: dict, splits: list) -> None:
+    """Write every output into a staging folder inside ``out``, then move the files into
+    place, ``results.json`` last: a run stopped while writing leaves the previous outputs
+    whole (never new figures beside an old report)."""
+    for stale in out.glob(".outputs-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=".outputs-"))
+    try:
+        atomic_write_json(stage / "splits.json", splits)
+        report.write_all(results, stage)
+        atomic_write_text(stage / "config.toml", report.config_toml(results))
+        files = sorted(stage.iterdir(), key=lambda f: f.name == "results.json")
+        for f in files:
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> list[dict]:
+    """Pre-train and fine-tune on D and D_r (cached), without forgetting: per seed and model
+    (w0, original, retrain) the errors on D_r, D_f and test and the epochs trained."""
+    cfg = cfg.resolved()
+    stages = Stages(cfg, Cache(Path(cfg.cache_dir or Path(cfg.out) / "cache")), log)
+    rows = []
+    for seed in cfg.seeds:
+        task = build_task(cfg, seed, stages.stats())
+        pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
+        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        for name, (model, info) in (
+            ("w0", (w0, {"epochs": 0})),
+            ("original", stages.trained(task, w0, seed, "original")),
+            ("retrain", stages.trained(task, w0, seed, "retrain")),
+        ):
+            sets = {"retain": task.retain, "forget": task.forget, "test": task.test}
+            row = {"seed": seed, "model": name}
+            row |= {f"error_{k}": readouts.error_and_loss(model, *v)[0] for k, v in sets.items()}
+            rows.append(row | {"epochs": info["epochs"]})
+    return rows

@@ -1,0 +1,205 @@
+"""Forgetting methods behind one interface: :func:`forget`, over a table of methods.
+
+Each method takes the trained model w(D), the pre-trained w0, D_r, D_f and a
+:class:`~forgetbox.methods.ForgetConfig`, and returns a
+:class:`~forgetbox.methods.ForgetResult` with the scrubbed model and what it used (direction,
+noise variance, scale, timings).
+
+- ``original``: w(D) unchanged.
+- ``retrain``: fine-tune from w0 on D_r alone, same recipe and seed (the gold reference).
+- ``finetune``: continue training w(D) on D_r (section 5.3), 10 epochs of SGD at lr 0.01.
+- ``fisher``: w(D) + noise N(0, alpha F^{-1}), F the diagonal Fisher on D_r at w(D) [16].
+- ``ntk``: w(D) + trapezium-rescaled NTK direction (eq. 10).
+- ``ntk_fisher``: the NTK point plus noise alpha F^{-1}, F computed at it on D_r (eq. 11).
+- ``newton``: w - H^{-1} grad L_{D_r}(w) (eq. 12), H the damped Gauss-Newton matrix of the
+  regularised D_r loss, solved matrix-free by CG.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from .. import ntk
+from ..functional import flatten, load_flat_, parameters_of
+from ..training import finetune
+from .config import DEFAULT_ALPHA, ForgetConfig, ForgetResult, Method
+from .fisher import fisher_chunk, fisher_diagonal, method_variance, noisy_weights
+from .newton import newton_step
+from .ntk_scrub import ntk_point
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """What one method is asked to do: scrub ``forget_set`` from ``model`` = w(D)."""
+
+    model: nn.Module
+    w0: nn.Module
+    retain: tuple[Tensor, Tensor]
+    forget_set: tuple[Tensor, Tensor]
+    config: ForgetConfig
+    seed: int
+    alpha: float
+    retrain: Callable[[], nn.Module] | None = None
+    direction: ntk.NTKDirection | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def w_d(self) -> Tensor:
+        return flatten(parameters_of(self.model))
+
+    def noise(self, model: nn.Module, mean: Tensor, var: Tensor) -> nn.Module:
+        """``mean`` plus the method's noise, drawn from a generator seeded with the seed."""
+        return noisy_weights(
+            model, mean, var, torch.Generator().manual_seed(self.seed), self.config
+        )
+
+
+@dataclass
+class MethodOutput:
+    model: nn.Module
+    delta: Tensor | None = None
+    var: Tensor | None = None
+    scale: float | None = None
+    info: dict = field(default_factory=dict)
+
+
+def _original(call: MethodCall) -> MethodOutput:
+    return MethodOutput(copy.deepcopy(call.model))
+
+
+def _retrain(call: MethodCall) -> MethodOutput:
+    if call.retrain is not None:
+        return MethodOutput(call.retrain())
+    cfg = call.config
+    res = finetune(
+        call.w0,
+        *call.retain,
+        cfg.train,
+        seed=call.seed,
+        anchor=call.w0,
+        device=call.device,
+        desc="retrain",
+    )
+    return MethodOutput(res.model)
+
+
+def _finetune(call: MethodCall) -> MethodOutput:
+    cfg = call.config
+    recipe = replace(
+        cfg.train, lr=cfg.finetune_lr, momentum=0.0, record_every=0, lr_schedule="constant"
+    )
+    res = finetune(
+        call.model,
+        *call.retain,
+        recipe,
+        seed=call.seed,
+        anchor=call.w0,
+        device=call.device,
+        epochs=cfg.finetune_epochs,
+        desc="finetune baseline",
+    )
+    return MethodOutput(res.model)
+
+
+def _fisher(call: MethodCall) -> MethodOutput:
+    fisher = fisher_diagonal(call.model, call.retain[0], chunk=fisher_chunk(call.config))
+    var = method_variance(call.model, fisher, call.alpha, call.config)
+    w_d = call.w_d
+    return MethodOutput(call.noise(call.model, w_d, var), var=var, info={"mean": w_d})
+
+
+def _ntk(call: MethodCall, *, noisy: bool = False) -> MethodOutput:
+    mean, delta, scale, info = ntk_point(
+        call.model,
+        call.w0,
+        call.retain,
+        call.forget_set,
+        call.config,
+        call.seed,
+        direction=call.direction,
+    )
+    out = load_flat_(copy.deepcopy(call.model), mean)
+    var = None
+    if noisy:
+        fisher = fisher_diagonal(out, call.retain[0], chunk=fisher_chunk(call.config))
+        var = method_variance(call.model, fisher, call.alpha, call.config)
+        out = call.noise(call.model, mean, var)
+    return MethodOutput(out, delta, var, scale, {**info, "mean": mean})
+
+
+def _ntk_fisher(call: MethodCall) -> MethodOutput:
+    return _ntk(call, noisy=True)
+
+
+def _newton(call: MethodCall) -> MethodOutput:
+    cfg = call.config
+    step, newton_info = newton_step(
+        call.model,
+        call.w0,
+        call.retain,
+        weight_decay=cfg.weight_decay,
+        loss=cfg.loss,
+        damping=cfg.newton_damping,
+        max_iter=cfg.newton_max_iter,
+        tol=cfg.newton_tol,
+        dtype=cfg.dtype,
+    )
+    delta = step.to(next(call.model.parameters()).dtype)
+    mean = call.w_d + delta
+    out = load_flat_(copy.deepcopy(call.model), mean)
+    return MethodOutput(out, delta, info={"newton": newton_info, "mean": mean})
+
+
+METHOD_TABLE: dict[Method, Callable[[MethodCall], MethodOutput]] = {
+    Method.ORIGINAL: _original,
+    Method.RETRAIN: _retrain,
+    Method.FINETUNE: _finetune,
+    Method.FISHER: _fisher,
+    Method.NTK: _ntk,
+    Method.NTK_FISHER: _ntk_fisher,
+    Method.NEWTON: _newton,
+}
+
+
+def forget(
+    method: Method | str,
+    model: nn.Module,
+    w0: nn.Module,
+    retain: tuple[Tensor, Tensor],
+    forget_set: tuple[Tensor, Tensor],
+    config: ForgetConfig | None = None,
+    *,
+    seed: int = 0,
+    retrain: Callable[..., nn.Module] | None = None,
+    direction: ntk.NTKDirection | None = None,
+) -> ForgetResult:
+    """Apply one forgetting method. ``model`` is w(D) and is never modified.
+
+    ``retain``/``forget_set`` are ``(inputs, labels)`` pairs. Noise draws come from a generator
+    seeded with ``seed``. ``retrain`` optionally supplies a cached retrained model for
+    ``retrain`` (it must have been trained on D_r alone). ``direction``: an NTK step already
+    computed for this cohort (e.g. by a prepared kernel, :mod:`forgetbox.deletion.prepared`).
+    """
+    method = Method(method)
+    config = config or ForgetConfig()
+    start = time.perf_counter()
+    alpha = config.alpha if config.alpha is not None else DEFAULT_ALPHA.get(method, 0.0)
+    call = MethodCall(model, w0, retain, forget_set, config, seed, alpha, retrain, direction)
+    res = METHOD_TABLE[method](call)
+    out = res.model.to(call.device)  # the scrubbed model lives where w(D) does
+    info = dict(res.info)
+    info.setdefault("mean", flatten(parameters_of(out)))
+    if res.var is not None:
+        info["alpha"] = alpha
+    out.eval()
+    seconds = time.perf_counter() - start
+    return ForgetResult(method.value, out, res.delta, res.var, res.scale, seconds, info)

@@ -1,0 +1,81 @@
+"""The NTK scrubbing engine: linearized forgetting (Prop. 2, eq. 10, supplement A).
+
+Definitions (all shapes for a set S of |S| samples and c classes, p parameters):
+
+- Fine-tuning minimises ``(1/|S|) sum_i l_i + (lambda/2) ||w - w0||^2``.
+- Outputs are linearized at a point w_bar (default: the trained weights w(D), which the
+  supplement found better; ``around=w0`` is the paper's main-text choice):
+  ``f(w) ~ f(w_bar) + J (w - w_bar)`` with ``J_S`` the stacked Jacobian ``(|S| c, p)``, rows
+  ordered sample-major (row ``i*c + k`` is output k of sample i).
+- Residual ``r_S`` ``(|S|, c)``: ``softmax(f(x)) - onehot(y)`` for cross-entropy (the supplement
+  with the loss Hessian replaced by the identity), ``f(x) - y`` (one-hot y) for MSE.
+- Kernel ``Theta_S = J_S J_S^T + |S| lambda I``; linearized update
+  ``u_S = -J_S^T Theta_S^{-1} r_S`` (a vector of length p).
+- Scrubbing direction ``delta_w = u_{D_r} - u_D``. With a linear model, MSE and ``w_bar = w0``,
+  ``w0 + u_S`` is the exact ridge solution on S, so ``w(D) + delta_w = w(D_r)`` exactly.
+
+Modules, one concept each: :mod:`.options` (solver, kernel, form, numerical knobs),
+:mod:`.memory` (the budget and what each path needs), :mod:`.jacobian` (Jacobians, vjp, jvp),
+:mod:`.kernel` (the blocked kernel build), :mod:`.solvers` (Cholesky, Nystrom-preconditioned
+CG), :mod:`.problem` (the linearization data), :mod:`.direction` (delta_w in difference and
+Schur form), :mod:`.projector` (the P of eq. 10), :mod:`.trapezium` (Fig. 5).
+
+Note on signs: the paper writes ``w_lin(D) = grad f0^T Theta^{-1} (f0 - Y) + w0``, whereas
+gradient flow gives ``-grad f0^T Theta^{-1} (f0 - Y)``; its V is therefore minus ours: here
+``V = r_f - Theta_fr Theta_rr^{-1} r_r`` and ``delta_w = P J_f^T M V + J_r^T (B_rr^{-1} -
+A^{-1}) r_r``, where the second term corrects for the different weight-decay scales |D| lambda
+and |D_r| lambda of the two kernels (zero when lambda=0).
+"""
+
+from .direction import (
+    NTKDirection,
+    SolveReport,
+    choose_solver,
+    ntk_direction,
+    schur_coefficients,
+    scrub_direction,
+)
+from .jacobian import jacobian, jvp_all, vjp_sum
+from .kernel import HeldJacobian, kernel_and_jacobian, kernel_matrix, kernel_rows, shifted
+from .memory import MemoryBudgetError, default_memory_budget
+from .options import Form, Kernel, Loss, NTKOptions, Solver
+from .precision import full_precision
+from .problem import Problem, build_problem, residuals
+from .projector import apply_retain_projector
+from .solvers import KernelOperator, NystromPreconditioner, cholesky, conjugate_gradient
+from .trapezium import Trapezium, trapezium
+
+__all__ = [
+    "Form",
+    "HeldJacobian",
+    "Kernel",
+    "KernelOperator",
+    "Loss",
+    "MemoryBudgetError",
+    "NTKDirection",
+    "NTKOptions",
+    "NystromPreconditioner",
+    "Problem",
+    "SolveReport",
+    "Solver",
+    "Trapezium",
+    "apply_retain_projector",
+    "build_problem",
+    "cholesky",
+    "choose_solver",
+    "conjugate_gradient",
+    "default_memory_budget",
+    "full_precision",
+    "jacobian",
+    "jvp_all",
+    "kernel_and_jacobian",
+    "kernel_matrix",
+    "kernel_rows",
+    "ntk_direction",
+    "residuals",
+    "schur_coefficients",
+    "scrub_direction",
+    "shifted",
+    "trapezium",
+    "vjp_sum",
+]

@@ -1,0 +1,196 @@
+"""The linearization data of one NTK step: the model function at w_bar, the data D (retain
+rows first), the residuals and the memory plan, validated once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import (
+    ModelFn,
+    Params,
+    assert_finite,
+    flatten,
+    model_function,
+    parameters_of,
+    unflatten,
+)
+from ..inputs import as_tensors
+from .jacobian import jvp_all, split, vjp_sum
+from .kernel import HeldJacobian, kernel_and_jacobian
+from .memory import default_chunk, default_memory_budget
+from .options import Kernel, Loss, NTKOptions, enum_value, resolve_options
+
+
+def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Tensor:
+    """Residual ``(n, c)``: softmax(logits) - onehot(y) for CE, logits - onehot(y) for MSE."""
+    onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
+    if Loss(loss) is Loss.CE:
+        return torch.softmax(logits, -1) - onehot
+    return logits - onehot
+
+
+@dataclass(frozen=True)
+class Problem:
+    """D = (retain rows, then forget rows) linearized at w_bar.
+
+    ``f``/``params``: the model function and w_bar; ``x``: inputs of D; ``r``: residuals on D
+    ``(n, c)`` (anchored when ``anchor`` = flat w0 is set); ``n_retain``: rows of D_r; ``lam``:
+    the weight decay; ``chunk``: samples per vjp/jvp chunk; ``budget``: memory budget (bytes);
+    ``kernel``: exact or pseudo; ``chunk_option``: the caller's chunk (None lets the kernel
+    build choose per parameter group).
+    """
+
+    f: ModelFn
+    params: Params
+    x: Tensor
+    r: Tensor
+    n_retain: int
+    lam: float
+    chunk: int
+    budget: int
+    anchor: Tensor | None = None
+    kernel: Kernel = Kernel.EXACT
+    chunk_option: int | None = None
+
+    @property
+    def rows(self) -> int:
+        """Kernel rows per sample: c (exact) or 1 (pseudo-NTK)."""
+        return 1 if self.kernel is Kernel.PSEUDO else self.r.shape[1]
+
+    @property
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.params.values())
+
+    def kernel_matrix(self) -> tuple[Tensor, HeldJacobian | None]:
+        """The problem's kernel over all of D (float64, ``(n rows, n rows)``), and the exact
+        Jacobian columns left in memory (see :func:`kernel_and_jacobian`; never for the
+        pseudo-NTK, whose Jacobian is not the one ``delta_w`` needs)."""
+        K, J = kernel_and_jacobian(
+            self.f,
+            self.params,
+            self.x,
+            memory_budget=self.budget,
+            chunk=self.chunk_option,
+            kernel=self.kernel,
+        )
+        return K, (J if self.kernel is Kernel.EXACT else None)
+
+    def pullback(self, coef: Tensor, held: HeldJacobian | None) -> Tensor:
+        """``J_D^T coef`` for ``coef`` ``(n, c)`` (or ``(k, n, c)`` -> ``(k, p)``): a matrix
+        product over the ``held`` Jacobian columns, one vjp pass over D for the others."""
+        coef = coef.to(self.r.dtype)
+        whole = held.whole(self.params) if held is not None else {}
+        rest = [k for k in self.params if k not in whole]
+        if not whole:
+            return vjp_sum(self.f, self.params, self.x, coef, self.chunk)
+        flat = coef.reshape(*coef.shape[:-2], -1)
+        held_part = flat @ held.J
+        if not rest:
+            return held_part
+        rest_part = vjp_sum(self.f, self.params, self.x, coef, self.chunk, names=rest)
+        parts, at = [], 0
+        for name, t in self.params.items():
+            if name in whole:
+                parts.append(held_part[..., whole[name] : whole[name] + t.numel()])
+            else:
+                parts.append(rest_part[..., at : at + t.numel()])
+                at += t.numel()
+        return torch.cat(parts, -1)
+
+
+def around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
+    """The parameters at ``around`` (default: the model's own), on the model's device."""
+    base = parameters_of(model, dtype)
+    if around is None:
+        return base
+    device = next(iter(base.values())).device
+    if isinstance(around, nn.Module):
+        given = parameters_of(around, dtype)
+    elif isinstance(around, Tensor):
+        given = unflatten(around.detach(), base)
+    elif isinstance(around, Mapping):
+        missing = set(base) - set(around)
+        if missing:
+            raise ValueError(f"`around` lacks parameters {sorted(missing)[:5]}")
+        given = {k: around[k].detach() for k in base}
+    else:
+        raise TypeError("`around` must be a module, a parameter dict or a flat vector")
+    return {k: given[k].to(device, dtype) for k in base}
+
+
+def build_problem(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    n_retain: int,
+    *,
+    weight_decay: float,
+    loss: Loss | str = Loss.CE,
+    around=None,
+    dtype: torch.dtype | None = None,
+    pretrained=None,
+    options: NTKOptions | None = None,
+    **overrides,
+) -> Problem:
+    """Validated linearization data for D = (x, y), whose first ``n_retain`` rows are D_r:
+    parameters at w_bar (``around``, default the model's weights), residuals (anchored when
+    ``pretrained`` = w0 is given), chunk and budget (from ``options``; keyword ``overrides``
+    replace its fields). Everything lives on the model's device."""
+    opts = resolve_options(options, overrides)
+    loss = enum_value(Loss, loss, "loss")
+    dtype = dtype or next(model.parameters()).dtype
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    params = around_params(model, around, dtype)
+    assert_finite(params, "model parameters")
+    device = next(iter(params.values())).device
+    f = model_function(model, dtype)
+    x = x.to(device, dtype)
+    y = y.to(device)
+    try:
+        with torch.no_grad():  # in batches of 64: a larger forward only raises the peak memory
+            logits = torch.cat([f(params, xb) for xb in split(x, 64)])
+    except RuntimeError as exc:
+        raise ValueError(f"the model rejects inputs of shape {tuple(x.shape[1:])}: {exc}") from exc
+    c = logits.shape[-1]
+    if y.min() < 0 or y.max() >= c:
+        raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")
+    budget = opts.memory_budget or default_memory_budget(device)
+    p = sum(t.numel() for t in params.values())
+    rows = 1 if opts.kernel is Kernel.PSEUDO else c
+    chunk = opts.chunk or default_chunk(p, rows, dtype, budget, device)
+    r = residuals(logits, y, loss)
+    anchor = None
+    if pretrained is not None:
+        anchor = flatten(around_params(model, pretrained, dtype)).to(device)
+        d = unflatten(flatten(params) - anchor, params)
+        r = r - jvp_all(f, params, x, d, chunk).detach()
+    return Problem(
+        f=f,
+        params=params,
+        x=x,
+        r=r,
+        n_retain=n_retain,
+        lam=float(weight_decay),
+        chunk=chunk,
+        budget=budget,
+        anchor=anchor,
+        kernel=opts.kernel,
+        chunk_option=opts.chunk,
+    )
+
+
+def problem_for(model: nn.Module, retain, forget, **options) -> Problem:
+    """:func:`build_problem` for D = retain then forget (both non-empty)."""
+    xr, yr = as_tensors(retain, "retain")
+    xf, yf = as_tensors(forget, "forget")
+    if len(xf) == 0:
+        raise ValueError("the forget set is empty: nothing to scrub")
+    if len(xr) == 0:
+        raise ValueError("the retain set is empty")
+    return build_problem(model, torch.cat([xr, xf]), torch.cat([yr, yf]), len(xr), **options)

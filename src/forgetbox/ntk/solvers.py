@@ -1,0 +1,125 @@
+"""Linear solvers of the NTK step: Cholesky for the dense kernel; conjugate gradients over the
+matrix-free kernel operator, preconditioned with a Nystrom approximation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..functional import ModelFn, Params, unflatten
+from ..progress import progress
+from .jacobian import jacobian, jvp_all, split, vjp_sum
+
+
+def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
+    """Lower Cholesky factor of ``A``, with a clear error when ``A`` is not positive definite."""
+    L, info = torch.linalg.cholesky_ex(A)
+    if info.item() != 0:
+        raise ValueError(
+            f"{what} is not positive definite (ill-conditioned); increase weight_decay "
+            "or use float64"
+        )
+    return L
+
+
+def cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
+    """``A^{-1} b`` for a symmetric positive definite ``A``."""
+    return torch.cholesky_solve(b, cholesky(A))
+
+
+@dataclass
+class KernelOperator:
+    """Matrix-free ``v -> (J J^T + shift I) v`` over a data set, ``v`` of shape ``(n, c)``."""
+
+    f: ModelFn
+    params: Params
+    x: Tensor
+    shift: float
+    chunk: int
+
+    def __call__(self, v: Tensor) -> Tensor:
+        g = vjp_sum(self.f, self.params, self.x, v, self.chunk)
+        tangent = unflatten(g, self.params)
+        return jvp_all(self.f, self.params, self.x, tangent, self.chunk) + self.shift * v
+
+
+@dataclass
+class NystromPreconditioner:
+    """Approximate inverse of ``K + shift I`` from the kernel columns of m sampled inputs.
+
+    With ``C = K[:, S]`` and ``W = K[S, S]``, ``K ~ C W^{-1} C^T`` and by Woodbury
+    ``(C W^{-1} C^T + mu I)^{-1} v = (v - C (mu W + C^T C)^{-1} C^T v) / mu``.
+    Building C costs one Jacobian pass over the data.
+    """
+
+    C: Tensor  # (n c, m c), float64
+    chol: Tensor  # Cholesky of mu W + C^T C
+    shift: float
+
+    @classmethod
+    def build(
+        cls, f: ModelFn, params: Params, x: Tensor, shift: float, m: int, chunk: int, seed: int
+    ) -> NystromPreconditioner:
+        n = len(x)
+        gen = torch.Generator().manual_seed(seed)
+        S = torch.randperm(n, generator=gen)[: min(m, n)].sort().values
+        JS = jacobian(f, params, x[S]).detach()
+        c = JS.shape[1]
+        JS = JS.reshape(len(S) * c, -1)
+        C = torch.cat(
+            [
+                (jacobian(f, params, xb).detach().reshape(len(xb) * c, -1) @ JS.T)
+                for xb in split(x, chunk)
+            ]
+        ).double()
+        W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
+        W = 0.5 * (W + W.T)
+        inner = shift * W + C.T @ C
+        inner.diagonal().add_(1e-10 * inner.diagonal().mean())
+        return cls(C, cholesky(inner, "the Nystrom preconditioner"), shift)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        flat = v.reshape(-1, 1).double()
+        inner = torch.cholesky_solve(self.C.T @ flat, self.chol)
+        return ((flat - self.C @ inner) / self.shift).reshape(v.shape).to(v.dtype)
+
+
+def conjugate_gradient(
+    op,
+    b: Tensor,
+    *,
+    precond=None,
+    tol: float = 1e-8,
+    max_iter: int = 500,
+) -> tuple[Tensor, int, float]:
+    """Preconditioned CG for ``op(x) = b`` (symmetric positive definite ``op``).
+
+    Stops when ``||b - op(x)|| <= tol ||b||``. Returns ``(x, iterations, relative residual)``.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()
+    bnorm = b.norm().item()
+    if bnorm == 0:
+        return x, 0, 0.0
+    z = precond(r) if precond else r
+    p = z.clone()
+    rz = (r * z).sum()
+    it, rel = 0, 1.0
+    bar = progress(range(1, max_iter + 1), desc="conjugate gradients")
+    for it in bar:  # noqa: B007
+        Ap = op(p)
+        alpha = rz / (p * Ap).sum()
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rel = r.norm().item() / bnorm
+        bar.set_postfix(residual=f"{rel:.1e}", refresh=False)
+        if rel <= tol:
+            break
+        z = precond(r) if precond else r
+        rz_new = (r * z).sum()
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    bar.close()
+    return x, it, rel

@@ -1,0 +1,39 @@
+"""PCA of training paths and scrubbed weights (Fig. 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    paths: dict[str, np.ndarray]  # name -> (T, k)
+    points: dict[str, np.ndarray]  # name -> (k,)
+    explained: np.ndarray  # fraction of variance of the fitted rows per component
+
+
+def pca_paths(paths: dict[str, Tensor], points: dict[str, Tensor], *, k: int = 2) -> PCAResult:
+    """Fit PCA on the stacked path weights (each ``(T, p)``) and project paths and points.
+
+    Works through the small ``T x T`` Gram matrix, never a ``p x p`` one.
+    """
+    rows = torch.cat([p.double() for p in paths.values()])
+    center = rows.mean(0)
+    X = rows - center
+    evals, evecs = torch.linalg.eigh(X @ X.T)
+    order = torch.argsort(evals, descending=True)[:k]
+    comps = (X.T @ evecs[:, order]) / evals[order].clamp_min(1e-300).sqrt()  # (p, k), orthonormal
+    explained = (evals[order] / evals.clamp_min(0).sum()).numpy()
+
+    def proj(v: Tensor) -> np.ndarray:
+        return ((v.double() - center) @ comps).numpy()
+
+    return PCAResult(
+        {name: proj(p) for name, p in paths.items()},
+        {name: proj(v) for name, v in points.items()},
+        explained,
+    )
