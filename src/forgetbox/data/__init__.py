@@ -8,7 +8,15 @@ containers (:mod:`.arrays`), the paper's split (:mod:`.splits`) and forget cohor
 """
 
 from ..inputs import as_tensors
-from .arrays import ArrayData, DataError, Split, class_subset, images_to_tensor, normalize
+from .arrays import (
+    ArrayData,
+    DataError,
+    Split,
+    class_arrays,
+    class_subset,
+    images_to_tensor,
+    normalize,
+)
 from .cifar import CIFAR_ARCHIVES, load_cifar, safe_unpickle
 from .cohorts import read_index_file, retain_mask, select_forget
 from .digits import digits_pretrain, digits_split, load_digits_arrays
@@ -22,7 +30,16 @@ from .files import (
 )
 from .lacuna import lacuna
 from .splits import small_split
-from .tinyimagenet import load_tiny_imagenet
+from .tinyimagenet import (
+    FINETUNE_CLASSES as TINY_FINETUNE_CLASSES,
+)
+from .tinyimagenet import (
+    PRETRAIN_CLASSES as TINY_PRETRAIN_CLASSES,
+)
+from .tinyimagenet import (
+    load_tiny_imagenet,
+    load_tinyimagenet_npz,
+)
 
 __all__ = [
     "ArrayData",
@@ -31,7 +48,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "NPZ_PRESETS",
     "Split",
+    "TINY_FINETUNE_CLASSES",
+    "TINY_PRETRAIN_CLASSES",
     "as_tensors",
+    "class_arrays",
     "class_subset",
     "digits_pretrain",
     "digits_split",
@@ -43,6 +63,7 @@ __all__ = [
     "load_npz",
     "load_npz_arrays",
     "load_tiny_imagenet",
+    "load_tinyimagenet_npz",
     "normalize",
     "read_index_file",
     "resolve_data_file",

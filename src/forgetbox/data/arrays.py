@@ -112,3 +112,14 @@ def class_subset(data: ArrayData, classes: tuple[int, ...]) -> tuple[Tensor, Ten
     """Training images of ``classes`` relabelled 0..k-1 (a pre-training set)."""
     mask = torch.isin(data.y_train, torch.tensor(classes))
     return data.x_train[mask], torch.from_numpy(relabel(data.y_train[mask].numpy(), list(classes)))
+
+
+def class_arrays(data: ArrayData, classes: tuple[int, ...]) -> ArrayData:
+    """The training and test images of ``classes``, relabelled 0..k-1."""
+    cl = list(classes)
+    parts = []
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        mask = torch.isin(y, torch.tensor(classes))
+        parts.append((x[mask], torch.from_numpy(relabel(y[mask].numpy(), cl))))
+    names = tuple(data.class_names[k] for k in cl) if data.class_names else ()
+    return ArrayData(*parts[0], *parts[1], names)

@@ -43,3 +43,39 @@ def load_tiny_imagenet(root: str | Path, *, size: int = 32) -> ArrayData:
         torch.tensor(vy, dtype=torch.int64),
         tuple(sorted(wnids)),
     )
+
+
+# Tiny ImageNet's 200 official classes in sorted-wnid order: the supplement pre-trains on the
+# first 150 and fine-tunes on others; forgetbox fine-tunes on the next five (150-154), as the
+# paper takes CIFAR-10's first five classes
+PRETRAIN_CLASSES = tuple(range(150))
+FINETUNE_CLASSES = tuple(range(150, 155))
+
+
+def load_tinyimagenet_npz(path: str | Path) -> ArrayData:
+    """``tinyimagenet32.npz`` (the shared 32x32 copy) as the official 200 classes.
+
+    The copy holds 202 classes; the two flagged in ``class_has_no_boxes_file`` (gorilla,
+    groom: not in the official ``wnids.txt``) are dropped and the others relabelled 0..199 in
+    sorted-wnid order. The test part is the validation split (50 images per class; the official
+    test set has no labels).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no such data file: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        need = {"x_train", "y_train", "x_val", "y_val", "class_names"}
+        if not need <= set(z.files):
+            raise DataError(f"{path}: needs arrays {sorted(need)}, has {sorted(z.files)}")
+        extra = z["class_has_no_boxes_file"] if "class_has_no_boxes_file" in z.files else None
+        names = np.asarray(z["class_names"])
+        keep = [i for i in range(len(names)) if extra is None or not extra[i]]
+        index = np.full(len(names), -1, dtype=np.int64)
+        index[keep] = np.arange(len(keep))
+        parts = []
+        for split in ("train", "val"):
+            y = index[np.asarray(z[f"y_{split}"], dtype=np.int64)]
+            mask = y >= 0
+            parts.append((images_to_tensor(z[f"x_{split}"][mask]), torch.from_numpy(y[mask])))
+    (xtr, ytr), (xte, yte) = parts
+    return ArrayData(xtr, ytr, xte, yte, tuple(str(names[i]) for i in keep))

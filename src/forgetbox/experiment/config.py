@@ -16,7 +16,8 @@ from .profiles import PROFILES
 class ExperimentConfig:
     """Everything a run depends on. ``None`` fields are filled from the profile/dataset."""
 
-    dataset: str = "digits"  # digits | cifar10 | cifar10-npz | npz:PATH | tinyimagenet | lacuna
+    # digits | cifar10 | cifar10-npz | tinyimagenet32 | npz:PATH | tinyimagenet | lacuna
+    dataset: str = "digits"
     pretrain_dataset: str = "auto"
     model: str = "smallcnn"
     width: float = 1.0
@@ -29,7 +30,7 @@ class ExperimentConfig:
     num_to_forget: int | str | None = "auto"  # None: the whole class; auto: 15 digits, 25 else
     train_per_class: int | None = None  # None: 20 for digits, 100 (the paper's) otherwise
     val_per_class: int = 25
-    test_per_class: int = 100
+    test_per_class: int | None = None  # None: 25 for tinyimagenet32 (50 per class), else 100
     weight_decay: float = 0.1
     alpha: float | None = None  # overrides both noise scales below
     alpha_fisher: float = 1e-6
@@ -80,6 +81,8 @@ class ExperimentConfig:
             cfg = replace(cfg, train_per_class=20 if digits else 100)
         if cfg.num_to_forget == "auto":
             cfg = replace(cfg, num_to_forget=15 if digits else 25)
+        if cfg.test_per_class is None:
+            cfg = replace(cfg, test_per_class=25 if cfg.dataset == "tinyimagenet32" else 100)
         if cfg.pretrain_flip is None:
             cfg = replace(cfg, pretrain_flip=not digits)
         if cfg.pretrain_dataset == "auto":
@@ -137,6 +140,7 @@ def default_pretrain(dataset: str) -> str:
         "digits": "digits59",
         "cifar10": "cifar100",
         "cifar10-npz": "tinyimagenet32",
+        "tinyimagenet32": "tinyimagenet32-150",
         "tinyimagenet": "tinyimagenet150",
         "lacuna": "lacuna100",
     }.get(dataset, "tinyimagenet32")

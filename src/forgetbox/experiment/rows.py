@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -71,20 +69,18 @@ def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
     return row
 
 
-def _information(stages, method, state, model, task, retrained, seed, ref_var) -> dict:
+def _information(stages, method, state, model, task, retrained, seed, fishers) -> dict:
     """The white-box and black-box bounds, at the method's own noise or, if it has none,
-    ntk_fisher's alpha."""
+    ntk_fisher's alpha; ``fishers`` (a :class:`~forgetbox.methods.FisherMemo` on D_r) gives the
+    Fisher at each point once."""
     cfg = stages.cfg
-    fcfg = stages.forget_config(task)
     alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
     mean = state["__mean__"].to(stages.device)
     var = (
-        state["__var__"].to(stages.device)
-        if "__var__" in state
-        else methods.variance_at(model, mean, task.retain[0], alpha, fcfg)
+        state["__var__"].to(stages.device) if "__var__" in state else fishers.variance(mean, alpha)
     )
     mean0 = flatten(parameters_of(retrained))
-    var0 = ref_var(alpha)
+    var0 = fishers.variance(mean0, alpha)
     row = {"info_weights_nats": bounds.white_box(mean, var, mean0, var0).nats, "info_alpha": alpha}
     q = cfg.queries_per_subset
     for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
@@ -103,14 +99,14 @@ def readout_row(
     retrained: nn.Module,
     orig_loss_forget: float,
     seed: int,
-    ref_var: Callable[[float], Tensor],
+    fishers: methods.FisherMemo,
 ) -> dict:
     """All readouts of one scrubbed model (one row of ``per_seed``)."""
     model = model_from(original, state).eval()
     ex = extras_of(state)
     row: dict = {"seed": seed}
     row |= _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
-    row |= _information(stages, method, state, model, task, retrained, seed, ref_var)
+    row |= _information(stages, method, state, model, task, retrained, seed, fishers)
     row["seconds"] = ex["seconds"]
     if ex.get("scale") is not None:
         row["trapezium_scale"] = ex["scale"]
@@ -125,14 +121,14 @@ def tradeoff_rows(
     original: nn.Module,
     retrained: nn.Module,
     seed: int,
-    ref_var: Callable[[float], Tensor],
+    fishers: methods.FisherMemo,
 ) -> list[dict]:
     """Fig. 3: test error and remaining information over a grid of noise scales and draws."""
     cfg = stages.cfg
     fcfg = stages.forget_config(task)
     mean = state["__mean__"].to(stages.device)
     probe = load_flat_(clone_like(original), mean)
-    F = methods.fisher_diagonal(probe, task.retain[0])
+    F = fishers(mean)
     mean0 = flatten(parameters_of(retrained))
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -146,7 +142,7 @@ def tradeoff_rows(
             config=fcfg.noise,
             forgotten_class=fcfg.forgotten_class,
         )
-        var0 = ref_var(alpha)
+        var0 = fishers.variance(mean0, alpha)
         white = bounds.white_box(mean, var, mean0, var0).nats
         black = bounds.black_box(probe, mean, var, mean0, var0, q).mean
         for draw in range(cfg.tradeoff_draws):

@@ -14,18 +14,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .. import methods, models, ntk, readouts, training
 from ..atomic import atomic_write_json, atomic_write_text
 from ..functional import flatten, num_parameters, parameters_of
 from ..hashing import config_hash
 from ..progress import progress
-from ..versions import versions
+from ..versions import hardware, source_commit, versions
 from . import claims, report
 from .cache import Cache
 from .config import ExperimentConfig
@@ -52,18 +53,16 @@ class SeedRun:
     key_base: str
 
     def __post_init__(self) -> None:
-        self._var: dict[float, Tensor] = {}
         self._step: ntk.NTKDirection | None = None
         self.fcfg = self.stages.forget_config(self.task)
+        # Fisher diagonals on D_r, each point's computed once (the retrained model's for every
+        # bound's baseline, a method's mean for its readouts and trade-off sweep)
+        self.fishers = methods.FisherMemo(self.retrained, self.task.retain[0], self.fcfg)
 
-    def ref_var(self, alpha: float) -> Tensor:
-        """The retrained model's noise variance at ``alpha`` (computed once per alpha)."""
-        if alpha not in self._var:
-            mean = flatten(parameters_of(self.retrained))
-            self._var[alpha] = methods.variance_at(
-                self.retrained, mean, self.task.retain[0], alpha, self.fcfg
-            )
-        return self._var[alpha]
+    def known_fisher(self, state: dict) -> None:
+        """Record the Fisher a method computed at its mean (``__fisher__`` of its state)."""
+        if "__fisher__" in state:
+            self.fishers.add(state["__mean__"].to(self.stages.device), state["__fisher__"])
 
     def direction(self) -> ntk.NTKDirection:
         """The NTK step of this seed, solved at most once, on first use."""
@@ -116,6 +115,7 @@ def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
             direction=run.direction,
         )
         states[method] = state
+        run.known_fisher(state)
         rkey = run.key(
             "readout",
             method,
@@ -136,7 +136,7 @@ def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
                 run.retrained,
                 orig_loss_forget,
                 run.seed,
-                run.ref_var,
+                run.fishers,
             ),
         )
     return rows, states
@@ -158,7 +158,7 @@ def _tradeoff(run: SeedRun, states: dict) -> list[dict]:
         out += stages.cache.json(
             tkey,
             lambda m=method: tradeoff_rows(
-                stages, m, states[m], run.task, run.original, run.retrained, run.seed, run.ref_var
+                stages, m, states[m], run.task, run.original, run.retrained, run.seed, run.fishers
             ),
         )
     return out
@@ -207,6 +207,22 @@ def _pca(run: SeedRun, states: dict) -> dict:
     }
 
 
+def _task_info(run: SeedRun) -> dict:
+    """Sizes of the data and the model (the same for every seed)."""
+    sp = run.task.split
+    return {
+        "n_train": len(sp.y_train),
+        "n_forget": len(run.task.forget_idx),
+        "n_retain": len(sp.y_train) - len(run.task.forget_idx),
+        "n_val": len(sp.y_val),
+        "n_test": len(sp.y_test),
+        "num_classes": sp.num_classes,
+        "input_shape": list(sp.input_shape),
+        "num_params": num_parameters(run.w0),
+        "pretrain": run.stages.pretrain_info,
+    }
+
+
 def run_seed(stages: Stages, seed: int) -> dict:
     """Every stage of one seed; the seed's rows, trade-off, path, PCA, split and training."""
     run = _seed_models(stages, seed)
@@ -221,6 +237,7 @@ def run_seed(stages: Stages, seed: int) -> dict:
         "activation_path": path,
         "pca": pca,
         "splits": {"seed": seed, **task.split.indices, "forget": task.forget_idx.tolist()},
+        "task": _task_info(run),
         "training": {
             "original": {k: v for k, v in run.orig_info.items() if k != "trajectory"},
             "retrain": {k: v for k, v in run.retr_info.items() if k != "trajectory"},
@@ -252,9 +269,10 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
     stages = Stages(cfg, Cache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"), log)
     t0 = time.perf_counter()
     per_method: dict[str, list[dict]] = {m: [] for m in cfg.methods}
-    tradeoff, path, pca, splits, trainings = [], [], None, [], []
+    tradeoff, path, pca, splits, trainings, task_info = [], [], None, [], [], None
     for seed in progress(cfg.seeds, desc="seeds"):
         res = run_seed(stages, seed)
+        task_info = task_info or res["task"]
         for m in cfg.methods:
             per_method[m].append(res["rows"][m])
         tradeoff += res["tradeoff"]
@@ -265,6 +283,12 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
     results = {
         "config": cfg.as_dict(),
         "versions": versions(),
+        "provenance": {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": source_commit(),
+            "hardware": hardware(cfg.device),
+        },
+        "task": task_info,
         "seeds": list(cfg.seeds),
         "methods": aggregate(per_method),
         "tradeoff": tradeoff,
@@ -273,6 +297,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
         "training": trainings,
         "wall_seconds": time.perf_counter() - t0,
         "cache": {"hits": stages.cache.hits, "misses": stages.cache.misses},
+        "compute": stages.cache.compute(),
     }
     results["claims"] = claims.evaluate(results)
     results["warnings"] = claims.training_warnings(results)

@@ -62,7 +62,7 @@ class Stages:
     log: Callable[[str], None] = print
     _pretrained: nn.Module | None = None
     _stats: tuple[Tensor, Tensor] | None = None
-    timings: dict = field(default_factory=dict)
+    pretrain_info: dict = field(default_factory=dict)  # images and classes of pre-training
 
     # -- pre-training
     def pretrain_key(self) -> str:
@@ -86,6 +86,7 @@ class Stages:
         c = self.cfg
         x, y = load_pretrain_set(c)
         self._stats = channel_stats(x)
+        self.pretrain_info = {"images": len(x), "classes": int(y.max()) + 1}
         x = (x - self._stats[0]) / self._stats[1]
         model = models.build_model(
             c.model,
@@ -248,6 +249,8 @@ def _method_state(res: methods.ForgetResult, step: ntk.NTKDirection | None) -> d
     out["__mean__"] = res.mean.detach().cpu()
     if res.noise_variance is not None:
         out["__var__"] = res.noise_variance.cpu()
+    if res.fisher is not None:  # reused by the readouts at the same point (FisherMemo)
+        out["__fisher__"] = res.fisher.cpu()
     extras = {
         "seconds": res.seconds + (step.seconds if step is not None else 0.0),
         "scale": res.scale,

@@ -51,6 +51,9 @@ def load_pretrain_set(cfg: ExperimentConfig) -> tuple[Tensor, Tensor]:
     if name == "tinyimagenet32":
         d = data.load_npz(data.resolve_data_file("tinyimagenet32", cfg.data_dir))
         return data.class_subset(d, tuple(range(100)))
+    if name == "tinyimagenet32-150":
+        d = data.load_tinyimagenet_npz(data.resolve_data_file("tinyimagenet32", cfg.data_dir))
+        return data.class_subset(d, data.TINY_PRETRAIN_CLASSES)
     if name == "tinyimagenet150":
         d = data.load_tiny_imagenet(cfg.data_dir or "data/tiny-imagenet-200")
         return data.class_subset(d, tuple(range(150)))
@@ -73,6 +76,9 @@ def finetune_arrays(cfg: ExperimentConfig) -> data.ArrayData:
     if cfg.dataset == "cifar10-npz" or cfg.dataset.startswith("npz:"):
         name = "cifar10-npz" if cfg.dataset == "cifar10-npz" else cfg.dataset
         return data.load_npz(data.resolve_data_file(name, cfg.data_dir))
+    if cfg.dataset == "tinyimagenet32":
+        d = data.load_tinyimagenet_npz(data.resolve_data_file("tinyimagenet32", cfg.data_dir))
+        return data.class_arrays(d, data.TINY_FINETUNE_CLASSES)
     if cfg.dataset == "tinyimagenet":
         d = data.load_tiny_imagenet(cfg.data_dir or "data/tiny-imagenet-200")
         keep = tuple(range(150, 155))
@@ -102,6 +108,9 @@ def build_task(cfg: ExperimentConfig, seed: int, stats: tuple[Tensor, Tensor]) -
             val_per_class=cfg.val_per_class,
             test_per_class=cfg.test_per_class,
             name=cfg.dataset,
+            # Tiny ImageNet keeps 100 training images per class: validation comes from its
+            # validation split, disjoint from the test images drawn there
+            val_from="test" if cfg.dataset == "tinyimagenet32" else "train",
         )
     split = data.normalize(split, *stats)
     forget_idx = data.select_forget(

@@ -17,7 +17,15 @@ from .config import (
     Method,
     NoiseConfig,
 )
-from .fisher import fisher_diagonal, method_variance, noise_variance, noisy_weights, variance_at
+from .fisher import (
+    FisherMemo,
+    fisher_of,
+    method_variance,
+    noise_variance,
+    noisy_weights,
+    variance_at,
+)
+from .fisher_diag import fisher_diagonal
 from .newton import newton_step
 from .ntk_scrub import check_trapezium_leg, ntk_point, ntk_step
 from .registry import METHOD_TABLE, forget
@@ -31,11 +39,13 @@ __all__ = [
     "TRAPEZIUM_LEGS",
     "VERSION",
     "ForgetConfig",
+    "FisherMemo",
     "ForgetResult",
     "Method",
     "NoiseConfig",
     "check_trapezium_leg",
     "fisher_diagonal",
+    "fisher_of",
     "forget",
     "method_variance",
     "newton_step",

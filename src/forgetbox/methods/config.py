@@ -89,7 +89,8 @@ class ForgetResult:
     """A scrubbed model and what produced it.
 
     ``delta``: flat deterministic shift (scrubbed mean - w(D)) or None; ``noise_variance``: flat
-    diagonal covariance of the added noise or None; ``scale``: trapezium scale (NTK methods).
+    diagonal covariance of the added noise or None; ``scale``: trapezium scale (NTK methods);
+    ``fisher``: the diagonal Fisher on D_r at the mean the noise was computed from, or None.
     """
 
     method: str
@@ -99,6 +100,7 @@ class ForgetResult:
     scale: float | None = None
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
+    fisher: Tensor | None = None
 
     @property
     def mean(self) -> Tensor:

@@ -1,50 +1,21 @@
-"""The diagonal Fisher and the noise of Fisher forgetting [16] and of eq. 11."""
+"""The noise of Fisher forgetting [16] and of eq. 11: ``alpha F^{-1}`` after the authors'
+safeguards, drawn from a seed; and a memo of Fisher diagonals by the weights they were
+computed at (so a Fisher is computed once per point and data set)."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.func import jacrev, vmap
 
-from ..functional import flatten, load_flat_, model_function, parameters_of, unflatten
+from ..functional import flatten, load_flat_, parameters_of, unflatten
+from ..hashing import tensors_sha256
 from ..models import head_name
 from .config import ForgetConfig, NoiseConfig
-
-
-def fisher_diagonal(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    params: Mapping[str, Tensor] | None = None,
-    dtype: torch.dtype | None = None,
-    chunk: int = 64,
-) -> Tensor:
-    """Diagonal Fisher information, flat ``(p,)``, averaged over the ``n`` inputs ``x``:
-
-    ``F = (1/n) sum_i sum_k p_k(x_i) (d log p_k(x_i) / dw)^2`` with p the model's own softmax,
-    i.e. the expectation over the predictive distribution, not only the true label [16].
-    """
-    dtype = dtype or next(model.parameters()).dtype
-    f = model_function(model, dtype)
-    params = dict(params) if params is not None else parameters_of(model, dtype)
-    names = list(params)
-
-    def logp(p, x1):
-        return torch.log_softmax(f(p, x1.unsqueeze(0)).squeeze(0), -1)
-
-    device = next(iter(params.values())).device
-    total = torch.zeros(sum(t.numel() for t in params.values()), dtype=dtype, device=device)
-    for i in range(0, len(x), chunk):
-        xb = x[i : i + chunk].to(device, dtype)
-        with torch.no_grad():
-            probs = torch.softmax(f(params, xb), -1)  # (b, c)
-        jac = vmap(jacrev(logp), in_dims=(None, 0))(params, xb)
-        g = torch.cat([jac[k].reshape(len(xb), probs.shape[1], -1) for k in names], 2)
-        total += torch.einsum("bc,bcp->p", probs, g.pow(2)).detach()
-    return total / len(x)
+from .fisher_diag import fisher_diagonal
 
 
 def noise_variance(
@@ -108,8 +79,9 @@ def method_variance(model: nn.Module, fisher: Tensor, alpha: float, config: Forg
     )
 
 
-def fisher_chunk(config: ForgetConfig) -> int:
-    return config.ntk.chunk or 64
+def fisher_of(model: nn.Module, x: Tensor, config: ForgetConfig) -> Tensor:
+    """The diagonal Fisher of ``model`` on ``x`` under the config's chunk and memory budget."""
+    return fisher_diagonal(model, x, chunk=config.ntk.chunk, memory_budget=config.ntk.memory_budget)
 
 
 def variance_at(
@@ -117,6 +89,33 @@ def variance_at(
 ) -> Tensor:
     """alpha F^{-1} (after the noise safeguards) with F the diagonal Fisher on ``x_retain`` at
     the flat ``weights`` of ``model``'s architecture."""
-    probe = load_flat_(copy.deepcopy(model), weights)
-    fisher = fisher_diagonal(probe, x_retain, chunk=fisher_chunk(config))
-    return method_variance(probe, fisher, alpha, config)
+    return FisherMemo(model, x_retain, config).variance(weights, alpha)
+
+
+@dataclass
+class FisherMemo:
+    """Diagonal Fishers of one architecture on one data set ``x``, by the weights they were
+    computed at: each point's Fisher is computed once (:meth:`add` records one already known)."""
+
+    model: nn.Module
+    x: Tensor
+    config: ForgetConfig
+    known: dict[str, Tensor] = field(default_factory=dict)
+    computed: int = 0
+
+    def add(self, weights: Tensor, fisher: Tensor) -> None:
+        device = next(self.model.parameters()).device
+        self.known[tensors_sha256(weights)] = fisher.to(device)
+
+    def __call__(self, weights: Tensor) -> Tensor:
+        """The Fisher at the flat ``weights`` (``(p,)``)."""
+        key = tensors_sha256(weights)
+        if key not in self.known:
+            probe = load_flat_(copy.deepcopy(self.model), weights)
+            self.known[key] = fisher_of(probe, self.x, self.config)
+            self.computed += 1
+        return self.known[key]
+
+    def variance(self, weights: Tensor, alpha: float) -> Tensor:
+        """``alpha F^{-1}`` at ``weights`` after the config's safeguards."""
+        return method_variance(self.model, self(weights), alpha, self.config)

@@ -29,7 +29,7 @@ from .. import ntk
 from ..functional import flatten, load_flat_, parameters_of
 from ..training import finetune
 from .config import DEFAULT_ALPHA, ForgetConfig, ForgetResult, Method
-from .fisher import fisher_chunk, fisher_diagonal, method_variance, noisy_weights
+from .fisher import fisher_of, method_variance, noisy_weights
 from .newton import newton_step
 from .ntk_scrub import ntk_point
 
@@ -70,6 +70,7 @@ class MethodOutput:
     var: Tensor | None = None
     scale: float | None = None
     info: dict = field(default_factory=dict)
+    fisher: Tensor | None = None
 
 
 def _original(call: MethodCall) -> MethodOutput:
@@ -111,10 +112,11 @@ def _finetune(call: MethodCall) -> MethodOutput:
 
 
 def _fisher(call: MethodCall) -> MethodOutput:
-    fisher = fisher_diagonal(call.model, call.retain[0], chunk=fisher_chunk(call.config))
+    fisher = fisher_of(call.model, call.retain[0], call.config)
     var = method_variance(call.model, fisher, call.alpha, call.config)
     w_d = call.w_d
-    return MethodOutput(call.noise(call.model, w_d, var), var=var, info={"mean": w_d})
+    out = call.noise(call.model, w_d, var)
+    return MethodOutput(out, var=var, info={"mean": w_d}, fisher=fisher)
 
 
 def _ntk(call: MethodCall, *, noisy: bool = False) -> MethodOutput:
@@ -128,12 +130,12 @@ def _ntk(call: MethodCall, *, noisy: bool = False) -> MethodOutput:
         direction=call.direction,
     )
     out = load_flat_(copy.deepcopy(call.model), mean)
-    var = None
-    if noisy:
-        fisher = fisher_diagonal(out, call.retain[0], chunk=fisher_chunk(call.config))
+    var = fisher = None
+    if noisy:  # eq. 11: the Fisher at the scrubbed point h_NTK(w), on D_r
+        fisher = fisher_of(out, call.retain[0], call.config)
         var = method_variance(call.model, fisher, call.alpha, call.config)
         out = call.noise(call.model, mean, var)
-    return MethodOutput(out, delta, var, scale, {**info, "mean": mean})
+    return MethodOutput(out, delta, var, scale, {**info, "mean": mean}, fisher)
 
 
 def _ntk_fisher(call: MethodCall) -> MethodOutput:
@@ -202,4 +204,4 @@ def forget(
         info["alpha"] = alpha
     out.eval()
     seconds = time.perf_counter() - start
-    return ForgetResult(method.value, out, res.delta, res.var, res.scale, seconds, info)
+    return ForgetResult(method.value, out, res.delta, res.var, res.scale, seconds, info, res.fisher)
