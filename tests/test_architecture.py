@@ -18,6 +18,8 @@ LAYERS = {
     "hashing": 0,
     "inputs": 0,
     "versions": 0,
+    "devices": 0,
+    "paths": 0,
     "atomic": 1,
     "checkpoints": 2,
     "models": 3,

@@ -164,8 +164,8 @@ def build_model(
     ``factory(num_classes=..., input_shape=..., width=...)`` with the arguments it accepts.
     Weights are initialised from ``generator_seed`` when given (reproducible).
     """
-    if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
+    if not width > 0 or math.isinf(width):
+        raise ValueError(f"width must be a positive finite number, got {width}")
     if name not in _IMAGE_MODELS and name not in _FLAT_MODELS and ":" not in name:
         raise ValueError(
             f"unknown model {name!r}: use one of {', '.join(MODEL_NAMES)} or 'module:function'"

@@ -241,3 +241,25 @@ def finetune(
     return FinetuneResult(
         model.cpu(), epoch + 1, err, zero_at is not None, trajectory, restored_from=restored
     )
+
+
+def recompute_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 128) -> nn.Module:
+    """Replace every BatchNorm layer's running statistics by their exact average over ``x``
+    (cumulative, one pass in training mode, no gradients); returns the model in eval mode.
+    Recomputed on D_r, they hold no information about a forgotten cohort."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the exact mean over the batches
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size].to(device, dtype))
+    for m, mom in zip(norms, saved, strict=True):
+        m.momentum = mom
+    return model.eval()

@@ -16,24 +16,55 @@ from . import prepare, run, scrub, train
 COMMANDS = (run, train, scrub, prepare)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on standard error, exit status 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="forgetbox",
         description="One-shot forgetting for deep networks (NTK scrubbing, Fisher noise, "
         "information bounds).",
     )
     parser.add_argument("--version", action="version", version=f"forgetbox {package_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (for bug reports)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
 
 
+# what a user can cause: bad input, refused state, too little memory, files that cannot be read
+USER_ERRORS = (ValueError, MemoryError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 2 on bad input or refused state (one line on standard error, no
+    traceback unless ``--debug``), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, MemoryError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; nothing half-written was left (rerun to resume)", file=sys.stderr
+        )
+        return 130
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return text

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..deletion.requests import PrepareRequest, serve_prepare
+from ..deletion.requests import PrepareRequest
+from ..deletion.serve import serve_prepare
 from .scrub import add_model_args, add_model_options, model_files
 
 HELP = "factor the kernel of a trained model's data once, for fast requests"

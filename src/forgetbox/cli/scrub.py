@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..deletion.files import ModelFiles
-from ..deletion.requests import ScrubRequest, serve_scrub
+from ..deletion.requests import ScrubRequest
+from ..deletion.serve import serve_scrub
 from ..methods import METHODS
 
 HELP = "scrub a cohort from your own trained model"
@@ -41,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--loss", default="ce", choices=["ce", "mse"])
     p.add_argument("--solver", default="auto", choices=["auto", "dense", "cg"])
     p.add_argument("--memory-budget-gb", type=float, help="memory budget of the NTK solver")
+    p.add_argument("--nystrom-rank", type=int, help="samples of the CG preconditioner (64)")
+    p.add_argument("--cg-tol", type=float, help="CG relative residual (1e-5 float32)")
+    p.add_argument("--cg-max-iter", type=int, help="CG iteration cap (500)")
     add_model_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", type=Path, help="weights of a model trained on D_r alone")
@@ -61,6 +65,21 @@ def add_parser(sub) -> None:
         "step is answered from it (every request from the original weights)",
     )
     p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
+    p.add_argument(
+        "--restart-from-original",
+        action="store_true",
+        help="--weights are the original model: scrub every cohort so far from it (recorded)",
+    )
+    p.add_argument(
+        "--recompute-batchnorm",
+        action="store_true",
+        help="recompute the scrubbed model's BatchNorm running statistics on D_r",
+    )
+    p.add_argument(
+        "--ledger-key-file",
+        type=Path,
+        help="a secret key: the ledger's entries are also authenticated with HMAC-SHA256",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=command)
 
@@ -80,11 +99,17 @@ def command(args: argparse.Namespace) -> int:
         solver=args.solver,
         kernel=args.kernel,
         memory_budget_gb=args.memory_budget_gb,
+        nystrom_rank=args.nystrom_rank,
+        cg_tol=args.cg_tol,
+        cg_max_iter=args.cg_max_iter,
         seed=args.seed,
         reference=args.reference,
         verify_retrain=args.verify_retrain,
         retrain_threshold_nats=args.retrain_threshold_nats,
         prepared=args.prepared,
+        restart_from_original=args.restart_from_original,
+        recompute_batchnorm=args.recompute_batchnorm,
+        ledger_key_file=args.ledger_key_file,
     )
     serve_scrub(req)
     return 0

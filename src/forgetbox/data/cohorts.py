@@ -65,13 +65,38 @@ def retain_mask(n: int, forget_idx: Tensor) -> Tensor:
     return mask
 
 
-def read_index_file(path: str | Path) -> list[int]:
-    """Integers from a text file, one per line or separated by commas/spaces (``#`` comments)."""
-    text = Path(path).read_text()
-    tokens = []
-    for line in text.splitlines():
-        tokens += line.split("#", 1)[0].replace(",", " ").split()
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def read_index_file(path: str | Path, n: int | None = None) -> list[int]:
+    """Integers from a text file, one per line or separated by commas/spaces (``#`` comments).
+
+    Errors name the file and the line: a token that is not an integer, an index outside
+    ``[0, n)`` (when ``n`` is given) or outside 64-bit integers, an index given twice.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder where an index file belongs")
     try:
-        return [int(t) for t in tokens]
-    except ValueError as exc:
-        raise DataError(f"{path}: forget indices must be integers ({exc})") from exc
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text file of indices ({exc.reason})") from exc
+    out: list[int] = []
+    first: dict[int, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        for token in line.split("#", 1)[0].replace(",", " ").split():
+            try:
+                value = int(token)
+            except ValueError:
+                raise DataError(f"{path}, line {number}: {token!r} is not an integer") from None
+            high = n - 1 if n is not None else INT64[1]
+            if value < 0 or value > high:
+                where = f"[0, {n})" if n is not None else "the 64-bit integers"
+                raise DataError(f"{path}, line {number}: index {value} lies outside {where}")
+            if value in first:
+                raise DataError(
+                    f"{path}, line {number}: index {value} repeats line {first[value]}'s"
+                )
+            first[value] = number
+            out.append(value)
+    return out

@@ -83,13 +83,40 @@ def load_npz_arrays(path: str | Path) -> tuple[Tensor, Tensor, Tensor | None, Te
 
 def load_image(path: Path, size: int | None) -> np.ndarray:
     """One image as uint8 ``(H, W, 3)``, box-resized to ``size`` x ``size`` when given."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BOX)
-        return np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BOX)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+
+
+def image_files(root: Path) -> list[tuple[int, Path]]:
+    """``(class index, file)`` of ``root/<class>/...`` in sorted order. Hidden files are
+    skipped; a file without an image suffix, or a link that leads outside ``root``, is refused
+    (it would silently change which sample an index names, or read data from elsewhere)."""
+    base = root.resolve()
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    out = []
+    for k, cls in enumerate(classes):
+        for f in sorted((root / cls).rglob("*")):
+            if any(part.startswith(".") for part in f.relative_to(root).parts):
+                continue
+            if not f.resolve().is_relative_to(base):
+                raise DataError(f"{f}: a link to {f.resolve()}, outside the data folder {root}")
+            if f.is_dir():
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(
+                    f"{f}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); move it out of "
+                    "the class folders"
+                )
+            out.append((k, f))
+    return out
 
 
 def load_image_folder(root: str | Path, *, size: int | None = 32) -> tuple[Tensor, Tensor, list]:
@@ -97,15 +124,14 @@ def load_image_folder(root: str | Path, *, size: int | None = 32) -> tuple[Tenso
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"no such image folder: {root}")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    xs, ys = [], []
-    for k, cls in enumerate(classes):
-        for f in sorted((root / cls).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                xs.append(load_image(f, size))
-                ys.append(k)
-    if not xs:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = image_files(root)
+    if not files:
         raise DataError(f"{root}: no images found in class sub-folders")
+    xs = [load_image(f, size) for _, f in files]
+    if size is None and len({x.shape for x in xs}) > 1:
+        raise DataError(f"{root}: images of different sizes; resize them to one size first")
+    ys = [k for k, _ in files]
     return images_to_tensor(np.stack(xs)), torch.tensor(ys, dtype=torch.int64), classes
 
 

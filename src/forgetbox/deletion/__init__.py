@@ -4,17 +4,19 @@ from a prepared kernel.
 :mod:`.scrub` (:func:`scrub`), :mod:`.certificate` (the certificate), :mod:`.ledger` (the
 request ledger), :mod:`.prepared` / :mod:`.prepare` / :mod:`.prepared_files` (the prepared
 state, its construction and reading it back), :mod:`.files` (a request's inputs on disk),
-:mod:`.requests` (requests served from files, as the ``scrub`` and ``prepare`` commands do).
+:mod:`.requests` (requests as the commands state them), :mod:`.serve` (requests served from
+files, as the ``scrub`` and ``prepare`` commands do).
 """
 
 from .certificate import CERTIFICATE_FORMAT, certificate
 from .files import ModelFiles
-from .ledger import ledger_append, read_ledger
+from .ledger import LedgerError, read_ledger, verify_ledger
 from .prepare import prepare
 from .prepared import PreparedKernel
 from .prepared_files import load_prepared
-from .requests import PrepareRequest, ScrubRequest, serve_prepare, serve_scrub
+from .requests import PrepareRequest, ScrubRequest
 from .scrub import ScrubResult, scrub
+from .serve import plan_scrub, serve_prepare, serve_scrub
 
 __all__ = [
     "CERTIFICATE_FORMAT",
@@ -24,11 +26,13 @@ __all__ = [
     "ScrubRequest",
     "ScrubResult",
     "certificate",
-    "ledger_append",
+    "LedgerError",
     "load_prepared",
     "prepare",
     "read_ledger",
+    "verify_ledger",
     "scrub",
+    "plan_scrub",
     "serve_prepare",
     "serve_scrub",
 ]

@@ -39,9 +39,7 @@ def certificate(
     mean, var = res.mean, res.noise_variance
     if var is None:
         var = methods.variance_at(scrubbed, mean, retain[0], alpha, config)
-    mean0, baseline, is_estimate = _baseline(
-        res, original, pretrained, retain, forget, reference, config
-    )
+    mean0, baseline, kind = _baseline(res, original, pretrained, retain, forget, reference, config)
     var0 = methods.variance_at(scrubbed, mean0, retain[0], alpha, config)
     white = bounds.white_box(mean, var, mean0, var0, parameters_of(original))
     subsets = {"forget": forget[0], "retain": retain[0]}
@@ -76,7 +74,8 @@ def certificate(
         "cohort": {"n_forget": len(forget[0]), "n_retain": len(retain[0])},
         "bounds": {
             "baseline": baseline,
-            "is_estimate": is_estimate,
+            "reference": kind,
+            "is_estimate": kind != "retrained",
             "noise": "diagonal alpha * F^-1 on D_r (same alpha for scrubbed and baseline)",
             "white_box_nats": white.nats,
             "white_box_per_tensor_nats": white.per_tensor,
@@ -84,20 +83,31 @@ def certificate(
         },
         "errors": {"before": _errors(original, subsets_xy), "after": _errors(scrubbed, subsets_xy)},
         "method_info": {k: v for k, v in res.info.items() if k not in ("mean",)},
+        "batchnorm": batchnorm_note(original, pretrained),
     }
 
 
+REFERENCE_NOTES = {
+    "retrained": "measured against a model trained on D_r alone",
+    "estimate": "an estimate: measured against the NTK's linearized prediction of w(D_r), not "
+    "against a model trained without the cohort",
+    "self": "not a measurement: the baseline is this method's own NTK prediction of w(D_r), so "
+    "the bound sees only the noise (near 0 nats by construction); give --reference or "
+    "--verify-retrain to measure it",
+}
+
+
 def _baseline(res, original, pretrained, retain, forget, reference, config):
-    """The baseline weights the bounds compare with: a model trained on D_r, or the NTK's
-    linearized prediction of it (an estimate)."""
+    """The weights the bounds compare with, their description and kind: a model trained on
+    D_r (``retrained``), the NTK's linearized prediction of it (``estimate``), or, for the NTK
+    methods, their own prediction (``self``)."""
     if reference is not None:
-        return flatten(parameters_of(reference)), "reference model trained on D_r", False
+        return flatten(parameters_of(reference)), REFERENCE_NOTES["retrained"], "retrained"
     # the NTK methods' mean is that prediction already: do not solve it twice
     if res.method in (Method.NTK, Method.NTK_FISHER):
-        mean0 = res.mean
-    else:
-        mean0 = methods.ntk_point(original, pretrained, retain, forget, config)[0]
-    return mean0, "linearized NTK prediction of w(D_r) (estimate)", True
+        return res.mean, REFERENCE_NOTES["self"], "self"
+    mean0 = methods.ntk_point(original, pretrained, retain, forget, config)[0]
+    return mean0, REFERENCE_NOTES["estimate"], "estimate"
 
 
 def _black_box(original, mean, var, mean0, var0, subsets, seed, per_subset) -> dict:
@@ -112,6 +122,28 @@ def _black_box(original, mean, var, mean0, var0, subsets, seed, per_subset) -> d
             "queries": len(idx),
         }
     return black
+
+
+def batchnorm_note(model: nn.Module, pretrained: nn.Module) -> dict:
+    """Whether the model's BatchNorm running statistics are w0's (frozen while fine-tuning, as
+    the paper does) or were updated on D: then they carry information about D_f that neither
+    scrubbing nor the bounds cover."""
+    norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    if not norms:
+        return {"running_statistics": "none (no BatchNorm layers)"}
+    own, base = model.state_dict(), pretrained.state_dict()
+    stats = [
+        f"{n}.{b}" for n in norms for b in ("running_mean", "running_var") if f"{n}.{b}" in own
+    ]
+    frozen = all(torch.equal(own[k].cpu(), base[k].cpu()) for k in stats if k in base)
+    if frozen:
+        return {"running_statistics": "frozen: equal to w0's, so they hold nothing of D"}
+    return {
+        "running_statistics": "updated during fine-tuning: they carry information about D "
+        "(D_f included) that scrubbing does not remove and the bounds do not cover; "
+        "recompute them on D_r (--recompute-batchnorm, or recompute_batchnorm=True)",
+        "updated": True,
+    }
 
 
 def _errors(model: nn.Module, subsets: dict) -> dict:

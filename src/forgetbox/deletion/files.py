@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .. import data, models
 from ..checkpoints import CheckpointError, load_into, load_state
+from ..inputs import as_tensors
 
 
 @dataclass(frozen=True)
@@ -29,23 +30,47 @@ def load_data(path: Path) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]
     """``(x, y, x_test, y_test)`` from an ``.npz`` (test arrays optional) or an image folder."""
     path = Path(path)
     if path.suffix == ".npz":
-        return data.load_npz_arrays(path)
-    if path.is_dir():
-        x, y, _ = data.load_image_folder(path, size=None)
-        return x, y, None, None
-    raise ValueError(f"--data must be an .npz file or an image folder, got {path}")
+        x, y, xt, yt = data.load_npz_arrays(path)
+    elif path.is_dir():
+        (x, y, _), xt, yt = data.load_image_folder(path, size=None), None, None
+    else:
+        raise ValueError(f"--data must be an .npz file or an image folder, got {path}")
+    x, y = as_tensors((x, y), f"--data {path}")  # shapes, labels, finite values
+    if xt is not None and yt is not None:
+        xt, yt = as_tensors((xt, yt), f"--data {path} (test arrays)")
+    return x, y, xt, yt
 
 
-def head_outputs(state: Mapping[str, Tensor]) -> int | None:
-    cands = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
-    return int(cands[-1].shape[0]) if cands else None
+def head_outputs(files: ModelFiles, state: Mapping[str, Tensor], input_shape) -> int | None:
+    """The number of classes the checkpoint's classifier head produces: the architecture is
+    built once to find its head module (``classifier``, or its last ``nn.Linear``)."""
+    probe = models.build_model(
+        files.model, num_classes=2, input_shape=input_shape, width=files.width
+    )
+    weight = state.get(f"{models.head_name(probe)}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.ndim == 2 else None
+
+
+def _floating(state: Mapping[str, Tensor], flag: str, path: Path) -> None:
+    for name, t in state.items():
+        if not t.is_floating_point() and not name.endswith("num_batches_tracked"):
+            raise CheckpointError(
+                f"{flag} {path}: {name!r} holds {t.dtype} values; weights must be floating point"
+            )
 
 
 def load_models(files: ModelFiles, x: Tensor, y: Tensor):
-    """The trained model and w0, strictly checked, and a builder of the same architecture."""
+    """The trained model and w0, strictly checked, and a builder of the same architecture.
+
+    float16 / bfloat16 checkpoints are cast to the model's float32; integer weights are
+    refused. A first layer whose shape does not fit the data is reported as the data's.
+    """
     state = load_state(files.weights)
     w0_state = load_state(files.pretrained)
-    num_classes = files.num_classes or head_outputs(state) or int(y.max()) + 1
+    _floating(state, "--weights", files.weights)
+    _floating(w0_state, "--pretrained", files.pretrained)
+    shape = tuple(x.shape[1:])
+    num_classes = files.num_classes or head_outputs(files, state, shape) or int(y.max()) + 1
 
     def build() -> nn.Module:
         return models.build_model(
@@ -57,6 +82,7 @@ def load_models(files: ModelFiles, x: Tensor, y: Tensor):
         )
 
     model, w0 = build(), build()
+    _fits_data(model, state, files, shape)
     load_into(model, state, f"--weights {files.weights}")
     try:
         load_into(w0, w0_state, f"--pretrained {files.pretrained}")
@@ -65,3 +91,15 @@ def load_models(files: ModelFiles, x: Tensor, y: Tensor):
             f"{exc} (pre-trained weights from a different architecture?)"
         ) from exc
     return model.eval(), w0.eval(), build
+
+
+def _fits_data(model: nn.Module, state: Mapping[str, Tensor], files: ModelFiles, shape) -> None:
+    """When the first weight tensor differs, the inputs (not the weights) are at fault."""
+    name, own = next(iter(model.state_dict().items()))
+    given = state.get(name)
+    if given is not None and tuple(given.shape) != tuple(own.shape):
+        raise data.DataError(
+            f"--data: inputs of shape {shape} do not fit the model in --weights {files.weights}: "
+            f"its input layer {name!r} has shape {tuple(given.shape)}, inputs of this shape "
+            f"need {tuple(own.shape)} (images with another number of channels or pixels?)"
+        )

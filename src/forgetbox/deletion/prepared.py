@@ -33,14 +33,16 @@ import torch
 from torch import Tensor, nn
 
 from .. import ntk
+from ..atomic import atomic_write_json
 from ..checkpoints import CheckpointError, read_metadata, save_large
 from ..functional import model_function, unflatten
-from ..hashing import state_sha256, tensors_sha256
+from ..hashing import sha256_file, state_sha256, tensors_sha256
 from ..inputs import as_tensors
 
-FORMAT = "forgetbox-prepared/1"
+FORMAT = "forgetbox-prepared/2"
 KERNEL_FILE = "kernel.safetensors"
 COHORT_FILE = "cohort.safetensors"
+MANIFEST_FILE = "prepared.json"
 
 
 @dataclass
@@ -115,14 +117,16 @@ class PreparedKernel:
         mark("check_seconds")
         device = self.chol.device
         dtype = self.jt_alpha.dtype
-        self._extend_columns(new)
+        # the state changes only when the request has succeeded (a failed solve leaves the
+        # cohort unclaimed)
+        columns, forgotten = self._extended_columns(new)
         mark("columns_seconds")
-        cohort = self.forgotten.to(device)
+        cohort = forgotten.to(device)
         keep = torch.ones(self.n, dtype=torch.bool, device=device)
         keep[cohort] = False
         retained = keep.nonzero().squeeze(1)
         rows_f, rows_r = self._rows(cohort), self._rows(retained)
-        beta, iters, rel = self._solve_retain(rows_f, rows_r, len(cohort), tol, max_iter)
+        beta, iters, rel = self._solve_retain(columns, rows_f, rows_r, len(cohort), tol, max_iter)
         mark("solve_seconds")
         f = model_function(model, dtype)
         params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
@@ -132,7 +136,10 @@ class PreparedKernel:
         u_retain = -jr_beta
         if self.anchor is not None:
             u_retain = u_retain - (self.around - self.anchor)
+        if not torch.isfinite(delta).all():
+            raise ValueError("the prepared NTK direction is not finite (ill-conditioned kernel)")
         mark("vjp_seconds")
+        self.columns, self.forgotten = columns, forgotten
         seconds = time.perf_counter() - start
         report = ntk.SolveReport(
             "prepared",
@@ -176,8 +183,9 @@ class PreparedKernel:
         offs = torch.arange(r, device=samples.device)
         return (samples[:, None] * r + offs).reshape(-1)
 
-    def _extend_columns(self, new: Tensor) -> None:
-        """Append ``Theta_D^{-1}[:, rows(new)]`` (triangular solves with L) to the state."""
+    def _extended_columns(self, new: Tensor) -> tuple[Tensor, Tensor]:
+        """The state's columns and cohort with ``Theta_D^{-1}[:, rows(new)]`` (triangular
+        solves with L) and ``new`` appended; the state itself is not changed."""
         device = self.chol.device
         rows_new = self._rows(new.to(device))
         m = self.chol.shape[0]
@@ -186,14 +194,15 @@ class PreparedKernel:
         cols = torch.cholesky_solve(unit, self.chol)
         del unit
         old = self.columns
-        self.columns = cols if old is None or old.numel() == 0 else torch.cat([old, cols], 1)
-        self.forgotten = torch.cat([self.forgotten, new])
+        columns = cols if old is None or old.numel() == 0 else torch.cat([old, cols], 1)
+        return columns, torch.cat([self.forgotten, new])
 
     def _solve_retain(
-        self, rows_f: Tensor, rows_r: Tensor, n_forget: int, tol: float, max_iter: int
+        self, G: Tensor, rows_f: Tensor, rows_r: Tensor, n_forget: int, tol: float, max_iter: int
     ):
-        """``beta = (K_rr + |D_r| lambda I)^{-1} r_r`` by PCG with the Schur-downdated inverse."""
-        L, G = self.chol, self.columns
+        """``beta = (K_rr + |D_r| lambda I)^{-1} r_r`` by PCG with the Schur-downdated inverse
+        (``G``: the columns of ``Theta_D^{-1}`` of the cohort's rows)."""
+        L = self.chol
         m = L.shape[0]
         g_ff = G[rows_f]
         l_ff = ntk.cholesky(0.5 * (g_ff + g_ff.T), "the downdate")
@@ -249,10 +258,22 @@ class PreparedKernel:
 
     # ------------------------------------------------------------------------- files
 
-    def save(self, folder: str | Path) -> None:
-        """Write ``kernel.safetensors`` (immutable) and ``cohort.safetensors`` (the requests
-        answered so far), each atomically."""
+    def save(self, folder: str | Path, extra: dict | None = None) -> None:
+        """Write ``kernel.safetensors`` (immutable), ``cohort.safetensors`` (the requests
+        answered so far) and the manifest ``prepared.json`` with every file's SHA-256, each
+        atomically, the manifest last (``extra``: more fields for the manifest)."""
         folder = Path(folder)
+        kpath = folder / KERNEL_FILE
+        if kpath.exists():
+            if read_metadata(kpath).get("hashes") != self.hashes:
+                raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
+        else:
+            save_large(kpath, self._kernel_tensors(), self._kernel_meta())
+        files = {KERNEL_FILE: sha256_file(kpath), COHORT_FILE: self.save_cohort(folder)}
+        manifest = {"format": FORMAT, "files": files, "hashes": self.hashes, **(extra or {})}
+        atomic_write_json(folder / MANIFEST_FILE, manifest)
+
+    def _kernel_tensors(self) -> dict[str, Tensor]:
         tensors = {
             "chol": self.chol,
             "alpha": self.alpha,
@@ -262,7 +283,10 @@ class PreparedKernel:
         }
         if self.anchor is not None:
             tensors["anchor"] = self.anchor
-        meta = {
+        return tensors
+
+    def _kernel_meta(self) -> dict:
+        return {
             "format": FORMAT,
             "kernel": self.kernel,
             "loss": self.loss,
@@ -272,22 +296,17 @@ class PreparedKernel:
             "hashes": self.hashes,
             "seconds": self.seconds,
         }
-        kpath = folder / KERNEL_FILE
-        if kpath.exists():
-            if read_metadata(kpath).get("hashes") != self.hashes:
-                raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
-        else:
-            save_large(kpath, tensors, meta)
-        self.save_cohort(folder)
 
-    def save_cohort(self, folder: str | Path) -> None:
-        """Write the cohort answered so far (``cohort.safetensors``), atomically."""
+    def save_cohort(self, folder: str | Path, name: str = COHORT_FILE) -> str:
+        """Write the cohort answered so far to ``folder/name``, atomically; its SHA-256."""
         cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
+        path = Path(folder) / name
         save_large(
-            Path(folder) / COHORT_FILE,
+            path,
             {"forgotten": self.forgotten, "columns": cols},
             {"format": FORMAT, "kernel_hashes": self.hashes},
         )
+        return sha256_file(path)
 
 
 def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:

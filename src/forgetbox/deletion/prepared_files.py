@@ -1,7 +1,9 @@
-"""Reading a prepared state back (safetensors only: nothing in it can execute code)."""
+"""Reading a prepared state back: safetensors only (nothing in it can execute code), every file
+checked against the SHA-256 recorded when it was written."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,19 +11,69 @@ import torch
 
 from .. import ntk
 from ..checkpoints import CheckpointError, load_state, read_metadata
-from .prepared import COHORT_FILE, FORMAT, KERNEL_FILE, PreparedKernel
+from ..hashing import sha256_file
+from .prepared import COHORT_FILE, FORMAT, KERNEL_FILE, MANIFEST_FILE, PreparedKernel
 
 
-def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> PreparedKernel:
-    """Read a prepared state written by :meth:`PreparedKernel.save`; shapes and hashes are
-    checked."""
+def read_manifest(folder: Path) -> dict:
+    """``prepared.json``: the files of a prepared state and their SHA-256."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{folder}: no {MANIFEST_FILE} (an incomplete prepared state, or one written by "
+            "forgetbox before 0.2): run `forgetbox prepare` again"
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "files" not in doc:
+        raise CheckpointError(f"{path}: not a forgetbox {FORMAT} manifest")
+    return doc
+
+
+def verify_file(path: Path, want: str | None) -> None:
+    """Refuse ``path`` unless its SHA-256 is ``want``."""
+    if want is None:
+        raise CheckpointError(f"{path}: not listed in {MANIFEST_FILE} (no recorded SHA-256)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing from the prepared state")
+    if sha256_file(path) != want:
+        raise CheckpointError(
+            f"{path}: its SHA-256 does not match the one recorded when it was written "
+            "(the file was altered or replaced); prepare again"
+        )
+
+
+def load_prepared(
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    cohort: tuple[str, str] | None = None,
+) -> PreparedKernel:
+    """Read a prepared state written by :meth:`PreparedKernel.save`; every file is checked
+    against its recorded SHA-256, and shapes and hashes against each other. ``cohort``:
+    ``(file name, SHA-256)`` of the cohort to load (the deletion ledger records one per
+    request); default: the one the manifest lists."""
     folder = Path(folder)
-    kpath, cpath = folder / KERNEL_FILE, folder / COHORT_FILE
+    kpath = folder / KERNEL_FILE
     if not kpath.exists():
         raise CheckpointError(f"{folder}: no {KERNEL_FILE} (run `forgetbox prepare` first)")
     meta = read_metadata(kpath)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{kpath}: not a forgetbox prepared kernel ({meta.get('format')})")
+    manifest = read_manifest(folder)
+    verify_file(kpath, manifest["files"].get(KERNEL_FILE))
+    prep = _kernel(kpath, meta, device)
+    name, want = cohort if cohort is not None else (COHORT_FILE, manifest["files"].get(COHORT_FILE))
+    cpath = folder / name
+    if cohort is not None or cpath.exists():
+        verify_file(cpath, want)
+        prep = _with_cohort(prep, cpath, device)
+    return prep
+
+
+def _kernel(kpath: Path, meta: dict, device) -> PreparedKernel:
     t = load_state(kpath)
     n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
     rows = 1 if kernel == ntk.Kernel.PSEUDO else c
@@ -34,7 +86,7 @@ def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> Pre
     for name in ("jt_alpha", "around"):
         if name not in t or t[name].ndim != 1 or len(t[name]) != len(t["around"]):
             raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    prep = PreparedKernel(
+    return PreparedKernel(
         kernel=kernel,
         loss=str(meta["loss"]),
         weight_decay=float(meta["weight_decay"]),
@@ -49,18 +101,18 @@ def load_prepared(folder: str | Path, device: str | torch.device = "cpu") -> Pre
         hashes=dict(meta["hashes"]),
         seconds=float(meta.get("seconds", 0.0)),
     )
-    if cpath.exists():
-        prep = _with_cohort(prep, cpath, m, rows, device)
-    return prep
 
 
-def _with_cohort(prep: PreparedKernel, cpath: Path, m: int, rows: int, device) -> PreparedKernel:
+def _with_cohort(prep: PreparedKernel, cpath: Path, device) -> PreparedKernel:
     cmeta = read_metadata(cpath)
     if cmeta.get("kernel_hashes") != prep.hashes:
         raise CheckpointError(f"{cpath}: belongs to another prepared kernel")
     ct = load_state(cpath)
     forgotten = ct["forgotten"].long()
     cols = ct["columns"]
-    if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * rows):
+    m = prep.n * prep.rows
+    if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * prep.rows):
         raise CheckpointError(f"{cpath}: columns of the wrong shape")
+    if len(forgotten) and (forgotten.min() < 0 or forgotten.max() >= prep.n):
+        raise CheckpointError(f"{cpath}: forgotten indices outside the prepared data")
     return replace(prep, forgotten=forgotten, columns=cols.to(device) if len(forgotten) else None)

@@ -19,11 +19,13 @@ from torch import Tensor, nn
 
 from .. import methods
 from ..checkpoints import CheckpointError
-from ..data.cohorts import retain_mask
+from ..data.arrays import DataError
+from ..data.cohorts import retain_mask, select_forget
 from ..functional import assert_finite, flatten, parameters_of
-from ..inputs import as_tensors
+from ..inputs import as_tensors, check_indexable
 from ..methods import ForgetConfig, Method
-from ..training import FinetuneConfig, predict
+from ..training import predict
+from ..training import recompute_batchnorm as recompute_bn
 from .certificate import certificate
 from .prepared import PreparedKernel
 
@@ -48,56 +50,62 @@ def scrub(
     retain=None,
     forget=None,
     data=None,
+    forget_indices=None,
     prepared: PreparedKernel | None = None,
-    kernel: str = "exact",
     method: Method | str = Method.NTK_FISHER,
-    alpha: float | None = None,
-    weight_decay: float = 0.1,
-    loss: str = "ce",
-    solver: str = "auto",
+    config: ForgetConfig | None = None,
     reference: nn.Module | None = None,
     generator: torch.Generator | None = None,
     seed: int = 0,
     test=None,
-    memory_budget: int | None = None,
-    forget_indices=None,
     queries_per_subset: int = 25,
-    config: ForgetConfig | None = None,
+    recompute_batchnorm: bool = False,
+    **settings,
 ) -> ScrubResult:
     """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0).
 
     ``retain``/``forget``/``test``: ``(inputs, labels)`` tensors, datasets or data loaders.
-    Or ``data`` (the whole training set D) with ``forget_indices``: then D_r is D without them.
+    Or ``data`` (the whole training set D, in a fixed order) with ``forget_indices``: then D_r
+    is D without them (indices are checked as the command line checks them).
     ``prepared``: a :class:`~forgetbox.deletion.PreparedKernel` of this model and ``data``; the
     NTK step is then answered from it (fast), for the cohort ``prepared.forgotten`` plus
     ``forget_indices`` (earlier requests stay forgotten; the state is updated in place).
-    ``kernel``: ``"exact"`` NTK or ``"pseudo"``-NTK (see :class:`forgetbox.ntk.Kernel`).
     ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11).
-    ``alpha``: noise scale (default: the method's, see :data:`methods.DEFAULT_ALPHA`).
-    ``weight_decay``: the lambda of fine-tuning's (lambda/2)||w - w0||^2.
-    ``reference``: a model trained on D_r alone; without it the bounds are measured against the
-    NTK's linearized prediction of w(D_r) and labelled as an estimate.
+    ``config``: a :class:`~forgetbox.methods.ForgetConfig`; ``settings`` set single fields
+    instead, one source of truth either way (a setting given both ways and differently is an
+    error): ``weight_decay`` (the lambda of fine-tuning's (lambda/2)||w - w0||^2, default 0.1),
+    ``alpha`` (noise scale, default the method's), ``loss``, ``dtype``, and the NTK options
+    ``solver``, ``kernel``, ``memory_budget`` (bytes), ``chunk``, ``nystrom_rank``, ``cg_tol``,
+    ``cg_max_iter`` (:class:`~forgetbox.ntk.NTKOptions`).
+    ``reference``: a model trained on D_r alone; without it the bounds are labelled with what
+    they were measured against (an estimate, or for the NTK methods their own prediction).
     ``generator``/``seed``: the noise draw (a generator, when given, supplies the seed).
-    The input model is not modified. BatchNorm is used in eval mode throughout.
+    ``recompute_batchnorm``: replace the scrubbed model's BatchNorm running statistics by their
+    average over D_r. The input model is not modified. BatchNorm is used in eval mode.
     """
     t_start = time.perf_counter()
     method = Method(method)
+    cfg = settings_config(config, settings, prepared)
+    model, pretrained, reference, notes = _full_precision_models(model, pretrained, reference)
     retain, forget = _sets(data, forget_indices, prepared, retain, forget)
     xr, yr = as_tensors(retain, "retain")
     xf, yf = as_tensors(forget, "forget")
     if len(xf) == 0:
         raise ValueError("forget: the cohort is empty")
     test_pair = as_tensors(test, "test") if test is not None else None
-    _check_models(model, pretrained, {"retain": (xr, yr), "forget": (xf, yf)})
+    sets = {"retain": (xr, yr), "forget": (xf, yf)} | ({"test": test_pair} if test_pair else {})
+    _check_models(model, pretrained, sets)
     if generator is not None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    cfg = _config(config, weight_decay, alpha, loss, solver, memory_budget, kernel, prepared)
     direction = None
     if prepared is not None:
         _check_prepared(prepared, cfg, method, pretrained)
         direction = prepared.request(model, data, forget_indices)
     model = copy.deepcopy(model).eval()
     res = _forget(method, model, pretrained, (xr, yr), (xf, yf), cfg, seed, direction)
+    if recompute_batchnorm:
+        recompute_bn(res.model, xr)
+        notes.append("BatchNorm running statistics of the scrubbed model recomputed on D_r")
     t_method = time.perf_counter() - t_start
     t_cert = time.perf_counter()
     cert = certificate(
@@ -118,9 +126,74 @@ def scrub(
     seconds = {"method": t_method, "certificate": now - t_cert, "total": now - t_start}
     cert["timings_seconds"] = seconds
     cert["peak_memory_bytes"] = _peak_rss_bytes()
+    cert["notes"] = notes
+    if recompute_batchnorm:
+        cert["batchnorm"]["recomputed_on_retain"] = True
     return ScrubResult(
         res.model, method.value, res.delta, res.noise_variance, res.scale, seconds, cert
     )
+
+
+CONFIG_SETTINGS = ("weight_decay", "alpha", "loss", "dtype")
+NTK_SETTINGS = (
+    "solver",
+    "kernel",
+    "memory_budget",
+    "chunk",
+    "nystrom_rank",
+    "cg_tol",
+    "cg_max_iter",
+)
+
+
+def settings_config(
+    config: ForgetConfig | None, settings: dict, prepared: PreparedKernel | None = None
+) -> ForgetConfig:
+    """The methods' configuration from ``config`` and single ``settings`` (one source of
+    truth: a setting given both ways with different values is refused)."""
+    unknown = set(settings) - set(CONFIG_SETTINGS) - set(NTK_SETTINGS)
+    if unknown:
+        raise TypeError(f"scrub() got unknown settings {sorted(unknown)}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    if prepared is not None:
+        if given.get("kernel", prepared.kernel) != prepared.kernel:
+            raise ValueError(
+                f"kernel={given['kernel']!r} conflicts with the prepared state's "
+                f"{prepared.kernel!r} kernel"
+            )
+        given["kernel"] = prepared.kernel
+    base = config or ForgetConfig()
+    if config is not None:
+        for name, value in given.items():
+            have = getattr(config.ntk if name in NTK_SETTINGS else config, name)
+            if have != value and not (name == "kernel" and prepared is not None):
+                raise ValueError(
+                    f"{name}={value!r} conflicts with config.{name}={have!r}: give it once"
+                )
+    top = {k: v for k, v in given.items() if k in CONFIG_SETTINGS}
+    ntk_options = base.ntk.replace(**{k: v for k, v in given.items() if k in NTK_SETTINGS})
+    cfg = replace(base, **top, ntk=ntk_options)
+    # retraining (--verify-retrain, the retrain method) uses the same weight decay
+    return replace(cfg, train=replace(cfg.train, weight_decay=cfg.weight_decay))
+
+
+def _full_precision_models(model, pretrained, reference):
+    """Refuse integer weights; work on float32 copies of float16 / bfloat16 models (noted)."""
+    notes = []
+    out = []
+    for name, m in (("model", model), ("pretrained", pretrained), ("reference", reference)):
+        if m is None:
+            out.append(None)
+            continue
+        dtypes = {p.dtype for p in m.parameters()}
+        if any(not d.is_floating_point for d in dtypes):
+            raise ValueError(f"{name}: integer weights cannot be scrubbed (dtypes {dtypes})")
+        low = dtypes & {torch.float16, torch.bfloat16}
+        if low:
+            m = copy.deepcopy(m).float()
+            notes.append(f"{name}: {sorted(str(d) for d in low)} weights cast to float32")
+        out.append(m)
+    return (*out, notes)
 
 
 def _forget(method, model, pretrained, retain, forget, cfg, seed, direction):
@@ -150,24 +223,6 @@ def _sets(data, forget_indices, prepared, retain, forget):
     return retain, forget
 
 
-def _config(base, weight_decay, alpha, loss, solver, memory_budget, kernel, prepared):
-    """The methods' configuration: ``base`` with the explicit settings of :func:`scrub`."""
-    base = base or ForgetConfig()
-    ntk_options = base.ntk.replace(
-        solver=solver,
-        memory_budget=memory_budget,
-        kernel=kernel if prepared is None else prepared.kernel,
-    )
-    return replace(
-        base,
-        weight_decay=weight_decay,
-        alpha=alpha,
-        loss=loss,
-        ntk=ntk_options,
-        train=FinetuneConfig(**{**base.train.__dict__, "weight_decay": weight_decay}),
-    )
-
-
 def _check_models(model: nn.Module, pretrained: nn.Module, sets: dict) -> None:
     assert_finite(parameters_of(model), "model weights")
     assert_finite(parameters_of(pretrained), "pre-trained weights")
@@ -192,19 +247,28 @@ def check_model_accepts(model: nn.Module, x: Tensor, y: Tensor, name: str) -> in
 
 
 def split_cohort(data, forget_indices, prepared: PreparedKernel | None):
-    """``(retain, forget)`` of D for the cohort (plus a prepared state's earlier cohorts)."""
+    """``(retain, forget)`` of D for the cohort (plus a prepared state's earlier cohorts),
+    with the same checks as the command line's (:func:`forgetbox.data.select_forget`)."""
+    check_indexable(data, "data")
     x, y = as_tensors(data, "data")
-    idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1)
-    if len(idx) == 0:
-        raise ValueError("forget: the cohort is empty")
-    if idx.min() < 0 or idx.max() >= len(x):
-        raise ValueError(f"forget_indices must lie in [0, {len(x)})")
+    indices = _index_list(forget_indices)
+    idx = select_forget(y, indices=indices)
     if prepared is not None:
-        idx = torch.cat([prepared.forgotten, idx])
+        again = sorted(set(indices) & set(prepared.forgotten.tolist()))
+        if again:
+            raise DataError(f"forget indices {again[:5]} were already forgotten")
+        idx = torch.cat([prepared.forgotten, torch.as_tensor(indices, dtype=torch.long)])
+        if len(idx) >= len(y):
+            raise DataError("the forget cohorts cover the whole training set")
     keep = retain_mask(len(x), idx)
-    if not keep.any():
-        raise ValueError("the cohorts cover the whole training set")
     return (x[keep], y[keep]), (x[idx], y[idx])
+
+
+def _index_list(forget_indices) -> list[int]:
+    idx = torch.as_tensor(forget_indices)
+    if idx.is_floating_point() or idx.dtype == torch.bool:
+        raise DataError(f"forget_indices must be integers, got {idx.dtype}")
+    return [int(i) for i in idx.reshape(-1).tolist()]
 
 
 def _check_prepared(prep: PreparedKernel, cfg: ForgetConfig, method: Method, pretrained) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-import torch
-
 from .. import training
+from ..devices import check_device
 from ..methods import METHODS, check_trapezium_leg
 from .profiles import PROFILES
+from .schema import coerce
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ class ExperimentConfig:
     device: str = "cpu"
     out: str = "runs/default"
     cache_dir: str | None = None  # default: <out>/cache
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # every value type- and range-checked when the config is made
+            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name)))
 
     def resolved(self) -> ExperimentConfig:
         """Fill profile defaults and the pre-training set; validate."""
@@ -106,32 +110,25 @@ class ExperimentConfig:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
-def check_device(name: str) -> None:
-    """Refuse a device this PyTorch cannot use, before any work."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but this PyTorch sees no CUDA device")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda[:N], got {name!r}")
-
-
 def _plain(v):
     if isinstance(v, tuple):
         return list(v)
     return v
 
 
-def config_from_dict(d: dict) -> ExperimentConfig:
-    """An :class:`ExperimentConfig` from a TOML/JSON mapping (lists become tuples)."""
+def config_from_dict(d: dict, where: str = "configuration") -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from a TOML/JSON mapping; every key known, every value
+    checked (:mod:`forgetbox.experiment.schema`); errors name the key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a table of settings")
     names = {f.name for f in fields(ExperimentConfig)}
     unknown = set(d) - names
     if unknown:
-        raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
-    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    return ExperimentConfig(**conv)
+        raise ValueError(f"{where}: unknown configuration keys: {sorted(unknown)}")
+    try:
+        return ExperimentConfig(**{k: coerce(k, v) for k, v in d.items()})
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def default_pretrain(dataset: str) -> str:

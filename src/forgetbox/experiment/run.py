@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from .. import methods, models, ntk, readouts, training
+from .. import methods, models, ntk, paths, readouts, training
 from ..atomic import atomic_write_json, atomic_write_text
 from ..functional import flatten, num_parameters, parameters_of
 from ..hashing import config_hash
@@ -77,9 +76,7 @@ class SeedRun:
         return f"{kind}-{method}-" + config_hash([self.key_base, method, *parts])
 
 
-def _seed_models(stages: Stages, seed: int) -> SeedRun:
-    cfg = stages.cfg
-    task = build_task(cfg, seed, stages.stats())
+def _seed_models(stages: Stages, seed: int, task: Task) -> SeedRun:
     pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
     w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
     original, orig_info = stages.trained(task, w0, seed, "original")
@@ -223,9 +220,10 @@ def _task_info(run: SeedRun) -> dict:
     }
 
 
-def run_seed(stages: Stages, seed: int) -> dict:
+def run_seed(stages: Stages, seed: int, task: Task | None = None) -> dict:
     """Every stage of one seed; the seed's rows, trade-off, path, PCA, split and training."""
-    run = _seed_models(stages, seed)
+    task = task or build_task(stages.cfg, seed, stages.stats())
+    run = _seed_models(stages, seed, task)
     rows, states = _methods_and_rows(run)
     tradeoff = _tradeoff(run, states)
     path = _activation_path(run, states)
@@ -260,18 +258,29 @@ def aggregate(per_seed_rows: dict[str, list[dict]]) -> dict:
     return out
 
 
+def prepare_run(cfg: ExperimentConfig, log: Callable[[str], None]) -> tuple[Stages, dict]:
+    """The resolved configuration's stages and every seed's task, checked before any work or
+    write: settings (when resolved), the output and cache folders, the data files and each
+    seed's split and cohort."""
+    cfg = cfg.resolved()
+    out = paths.output_dir(cfg.out)
+    if cfg.cache_dir is not None:
+        paths.output_dir(cfg.cache_dir, "--cache-dir")
+    stages = Stages(cfg, Cache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"), log)
+    tasks = {seed: build_task(cfg, seed, stages.stats()) for seed in cfg.seeds}
+    return stages, tasks
+
+
 def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) the whole experiment; write every output into ``cfg.out``."""
-    cfg = cfg.resolved()
-    out = Path(cfg.out)
+    stages, tasks = prepare_run(cfg, log)
+    cfg, out = stages.cfg, Path(stages.cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    stages = Stages(cfg, Cache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"), log)
     t0 = time.perf_counter()
     per_method: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     tradeoff, path, pca, splits, trainings, task_info = [], [], None, [], [], None
     for seed in progress(cfg.seeds, desc="seeds"):
-        res = run_seed(stages, seed)
+        res = run_seed(stages, seed, tasks[seed])
         task_info = task_info or res["task"]
         for m in cfg.methods:
             per_method[m].append(res["rows"][m])
@@ -328,11 +337,9 @@ def publish(out: Path, results: dict, splits: list) -> None:
 def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> list[dict]:
     """Pre-train and fine-tune on D and D_r (cached), without forgetting: per seed and model
     (w0, original, retrain) the errors on D_r, D_f and test and the epochs trained."""
-    cfg = cfg.resolved()
-    stages = Stages(cfg, Cache(Path(cfg.cache_dir or Path(cfg.out) / "cache")), log)
+    stages, tasks = prepare_run(cfg, log)
     rows = []
-    for seed in cfg.seeds:
-        task = build_task(cfg, seed, stages.stats())
+    for seed, task in tasks.items():
         pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
         w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
         for name, (model, info) in (

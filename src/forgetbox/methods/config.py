@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -79,9 +80,46 @@ class ForgetConfig:
     forgotten_class: int | None = None  # set when a whole class is forgotten
     ntk: NTKOptions = field(default_factory=NTKOptions)
 
+    def __post_init__(self) -> None:
+        _number(self.weight_decay, "weight_decay", low=0.0)
+        if self.alpha is not None:
+            _number(self.alpha, "alpha", low=0.0)
+        if self.loss not in ("ce", "mse"):
+            raise ValueError(f"loss must be 'ce' or 'mse'; got {self.loss!r}")
+        if self.around not in ("trained", "pretrained"):
+            raise ValueError(f"around must be 'trained' or 'pretrained'; got {self.around!r}")
+        if self.trapezium_leg not in TRAPEZIUM_LEGS:
+            raise ValueError(
+                f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {self.trapezium_leg!r}"
+            )
+        if self.dtype is not None and not (
+            isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
+        ):
+            raise ValueError(f"dtype must be a floating torch.dtype; got {self.dtype!r}")
+        _number(self.finetune_lr, "finetune_lr", low=0.0, strict=True)
+        _number(self.newton_damping, "newton_damping", low=0.0)
+        _number(self.newton_tol, "newton_tol", low=0.0, strict=True)
+        for name in ("finetune_epochs", "newton_max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        fc = self.forgotten_class
+        if fc is not None and (isinstance(fc, bool) or not isinstance(fc, int) or fc < 0):
+            raise ValueError(f"forgotten_class must be an integer >= 0; got {fc!r}")
+
     def key(self) -> dict:
         """Every field as plain data (cache keys, certificates)."""
         return asdict(self)
+
+
+def _number(value, name: str, *, low: float, strict: bool = False) -> None:
+    """Refuse a non-number, NaN, an infinity or a value below ``low`` (or at it, ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} is {value}: give a finite number")
+    if value < low or (strict and value == low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}; got {value}")
 
 
 @dataclass(frozen=True)
