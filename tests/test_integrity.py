@@ -218,3 +218,30 @@ def test_restart_from_original_scrubs_every_cohort_from_the_original(trained, tm
     got = torch.cat([state[k].reshape(-1) for k in parameters_of(model)])
     want = flatten(parameters_of(ref.model))
     assert ((got - want).norm() / want.norm()).item() < 1e-5
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(trained, tmp_path, monkeypatch):
+    from forgetbox import paths
+
+    root, *_ = trained
+    monkeypatch.setattr(paths.os, "access", lambda *a: False)  # as on a read-only file system
+    args = [*argv("scrub", root, tmp_path / "ro" / "o"), "--forget", str(root / "forget.txt")]
+    assert cli.main(args) == 2
+    assert not (tmp_path / "ro").exists()
+
+
+def test_the_number_of_classes_comes_from_the_head(tmp_path):
+    """An MLP checkpoint's last 2-D tensor in name order is not its head (``classifier``
+    sorts before ``features``): the count is read from the head module."""
+    from forgetbox.checkpoints import save_state
+    from forgetbox.deletion.files import ModelFiles, load_models
+
+    model = models.build_model("mlp", num_classes=4, input_shape=(6,), width=0.5)
+    save_state(tmp_path / "w.safetensors", model.state_dict())
+    stored = checkpoints.load_state(tmp_path / "w.safetensors")  # safetensors sorts the names
+    last_matrix = [k for k, v in stored.items() if v.ndim == 2][-1]
+    assert last_matrix.startswith("features")  # what the old guess took for the head
+    files = ModelFiles("mlp", tmp_path / "w.safetensors", tmp_path / "w.safetensors", None, 0.5)
+    x, y = torch.zeros(3, 6), torch.tensor([0, 1, 2])
+    loaded, _, _ = load_models(files, x, y)
+    assert loaded.classifier.out_features == 4
