@@ -102,3 +102,95 @@ def test_claim_8_on_crafted_paths(forget, retain, expected):
     if expected is None:
         r["methods"]["original"]["std"]["l1_to_retrain_forget"] = 0.1
     assert _verdict(r, 8) is expected
+
+
+def _tradeoff(fisher, ntk_fisher, alphas=(1e-8, 1e-6)):
+    """Trade-off rows: ``fisher``/``ntk_fisher`` are per-seed lists of white-box nats, the same
+    at every alpha."""
+    rows = []
+    for a in alphas:
+        for method, vals in (("fisher", fisher), ("ntk_fisher", ntk_fisher)):
+            for seed, v in enumerate(vals):
+                rows.append({"method": method, "seed": seed, "alpha": a, "info_weights_nats": v})
+    return rows
+
+
+@pytest.mark.parametrize(
+    "fisher,ntk_fisher,expected",
+    [
+        ([100.0, 120.0], [10.0, 12.0], True),  # lower on every seed at every alpha
+        ([100.0, 120.0], [200.0, 300.0], False),  # higher on every seed
+        ([100.0, 120.0], [50.0, 300.0], None),  # the seeds disagree
+        ([100.0, 120.0], [100.0, 120.0], None),  # equal: neither lower nor higher
+    ],
+)
+def test_claim_9_compares_at_common_alpha_per_seed(fisher, ntk_fisher, expected):
+    r = _results()
+    r["tradeoff"] = _tradeoff(fisher, ntk_fisher)
+    assert _verdict(r, 9) is expected
+
+
+def test_claim_9_without_a_trade_off_grid_is_not_evaluated():
+    c = next(c for c in claims.evaluate(_results()) if c["id"] == 9)
+    assert c["holds"] is None and "not evaluated" in c["evidence"]
+
+
+def _with_seeds(r, method, rows):
+    r["methods"][method]["per_seed"] = [{"seed": s, **row} for s, row in enumerate(rows)]
+
+
+def test_claims_6_and_7_need_every_seed():
+    r = _results()
+    nf = BASE["ntk_fisher"]
+    good = dict(nf)
+    bad = {**nf, "info_activations_nats_forget": 1.0, "info_weights_nats": 1.0}  # 10 x 1 > 1
+    _with_seeds(r, "ntk_fisher", [good, bad])
+    assert _verdict(r, 6) is None  # one seed each way
+    _with_seeds(r, "ntk_fisher", [good, good])
+    assert _verdict(r, 6) is True
+    _with_seeds(r, "ntk_fisher", [bad, bad])
+    assert _verdict(r, 6) is False
+    # claim 7: D_f above D_r and test on one seed only -> inconclusive
+    low = {**nf, "info_activations_nats_forget": 1.0}
+    _with_seeds(r, "ntk_fisher", [good, low])
+    assert _verdict(r, 7) is None
+    _with_seeds(r, "ntk_fisher", [low, low])
+    assert _verdict(r, 7) is False
+
+
+def test_a_readout_at_its_cap_makes_claim_5_inconclusive():
+    r = _results()
+    r["config"] = {"relearn_max_epochs": 20}
+    assert _verdict(r, 5) is True  # retrain's 10 epochs are below the cap
+    _with_seeds(r, "retrain", [{"relearn_epochs": 20.0}, {"relearn_epochs": 0.0}])
+    c = next(c for c in claims.evaluate(r) if c["id"] == 5)
+    assert c["holds"] is None and "cap of 20" in c["evidence"]  # one seed at the cap
+
+
+@pytest.mark.parametrize(
+    "which,train_error,expected_inconclusive",
+    [
+        ("retrain", 0.20, {1, 2, 4, 5, 6, 7}),  # every claim comparing with retrain
+        ("original", 0.20, {1, 2, 3, 4, 5, 6, 7}),  # every claim
+        ("retrain", 0.01, set()),  # converged: no caveat
+    ],
+)
+def test_a_training_warning_downgrades_the_verdicts_that_depend_on_it(
+    which, train_error, expected_inconclusive
+):
+    r = _results()
+    r["methods"]["fisher"]["mean"] |= {"error_retain": 0.3}
+    other = "original" if which == "retrain" else "retrain"
+    r["training"] = [{"seed": 0, which: {"train_error": train_error, "epochs": 100}, other: {}}]
+    got = {c["id"]: c for c in claims.evaluate(r)}
+    for cid in range(1, 8):
+        if cid in expected_inconclusive:
+            assert got[cid]["holds"] is None and "downgraded" in got[cid]["evidence"], cid
+            assert got[cid]["verdict_before_caveat"] == "holds", cid
+        else:
+            assert got[cid]["holds"] is True, cid
+
+
+def test_every_claim_states_its_rule():
+    for c in claims.evaluate(_results()):
+        assert c["rule"] and c["rule"] == claims.RULES[c["id"]]

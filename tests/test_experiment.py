@@ -48,7 +48,7 @@ def test_results_follow_the_schema(run):
             assert required <= set(row), (m, required - set(row))
         assert set(block["mean"]) == set(block["std"])
     ids = [c["id"] for c in on_disk["claims"]]
-    assert ids == list(range(1, 9))
+    assert ids == list(range(1, 10))
     for c in on_disk["claims"]:
         assert c["holds"] in (True, False, None) and c["evidence"]
     assert on_disk["tradeoff"] and on_disk["activation_path"]

@@ -48,7 +48,7 @@ def test_noise_variance_safeguards_by_hand():
         Fi = F[start : start + t.numel()].view_as(t)
         cap = cfg.head_cap if name.startswith("classifier.") else cfg.cap
         v = 1e-3 * torch.minimum(1 / (Fi + cfg.floor), torch.tensor(cap, dtype=torch.float64))
-        if v.ndim > 1:
+        if v.ndim > 1:  # an MLP: the fan-in of each unit is dimension 1
             v = v.mean(1, keepdim=True).expand_as(v)
         if name.startswith("classifier.") or v.ndim == 1:
             v = v * cfg.boost

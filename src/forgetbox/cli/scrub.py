@@ -8,7 +8,7 @@ from pathlib import Path
 from ..deletion.files import ModelFiles
 from ..deletion.requests import ScrubRequest
 from ..deletion.serve import serve_scrub
-from ..methods import METHODS
+from ..methods import METHODS, PRESETS
 
 HELP = "scrub a cohort from your own trained model"
 
@@ -38,6 +38,12 @@ def add_parser(sub) -> None:
     p.add_argument("--num-to-forget", type=int, help="with --forget-class (default: whole class)")
     p.add_argument("--method", default="ntk_fisher", choices=METHODS)
     p.add_argument("--alpha", type=float, help="noise scale (default: the method's)")
+    p.add_argument(
+        "--preset",
+        default="forgetbox",
+        choices=PRESETS,
+        help="forgetbox's choices or the authors' notebook's (docs/deviations.md)",
+    )
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--loss", default="ce", choices=["ce", "mse"])
     p.add_argument("--solver", default="auto", choices=["auto", "dense", "cg"])
@@ -94,6 +100,7 @@ def command(args: argparse.Namespace) -> int:
         num_to_forget=args.num_to_forget,
         method=args.method,
         alpha=args.alpha,
+        preset=args.preset,
         weight_decay=args.weight_decay,
         loss=args.loss,
         solver=args.solver,

@@ -21,6 +21,7 @@ class ScrubRequest:
     num_to_forget: int | None = None
     method: str = "ntk_fisher"
     alpha: float | None = None
+    preset: str = "forgetbox"
     weight_decay: float = 0.1
     loss: str = "ce"
     solver: str = "auto"
@@ -47,6 +48,7 @@ class ScrubRequest:
         return {
             "weight_decay": self.weight_decay,
             "alpha": self.alpha,
+            "preset": self.preset,
             "loss": self.loss,
             "solver": self.solver,
             "kernel": self.kernel,

@@ -76,7 +76,8 @@ def scrub(
     error): ``weight_decay`` (the lambda of fine-tuning's (lambda/2)||w - w0||^2, default 0.1),
     ``alpha`` (noise scale, default the method's), ``loss``, ``dtype``, and the NTK options
     ``solver``, ``kernel``, ``memory_budget`` (bytes), ``chunk``, ``nystrom_rank``, ``cg_tol``,
-    ``cg_max_iter`` (:class:`~forgetbox.ntk.NTKOptions`).
+    ``cg_max_iter`` (:class:`~forgetbox.ntk.NTKOptions`); ``preset`` ("forgetbox" or "authors":
+    the authors' notebook choices, :meth:`ForgetConfig.authors`) instead of ``config``.
     ``reference``: a model trained on D_r alone; without it the bounds are labelled with what
     they were measured against (an estimate, or for the NTK methods their own prediction).
     ``generator``/``seed``: the noise draw (a generator, when given, supplies the seed).
@@ -135,6 +136,7 @@ def scrub(
 
 
 CONFIG_SETTINGS = ("weight_decay", "alpha", "loss", "dtype")
+PRESET_SETTING = "preset"
 NTK_SETTINGS = (
     "solver",
     "kernel",
@@ -151,10 +153,13 @@ def settings_config(
 ) -> ForgetConfig:
     """The methods' configuration from ``config`` and single ``settings`` (one source of
     truth: a setting given both ways with different values is refused)."""
-    unknown = set(settings) - set(CONFIG_SETTINGS) - set(NTK_SETTINGS)
+    unknown = set(settings) - set(CONFIG_SETTINGS) - set(NTK_SETTINGS) - {PRESET_SETTING}
     if unknown:
         raise TypeError(f"scrub() got unknown settings {sorted(unknown)}")
     given = {k: v for k, v in settings.items() if v is not None}
+    preset = given.pop(PRESET_SETTING, None)
+    if preset is not None and config is not None:
+        raise ValueError("give `preset` or `config`, not both (ForgetConfig.from_preset)")
     if prepared is not None:
         if given.get("kernel", prepared.kernel) != prepared.kernel:
             raise ValueError(
@@ -162,7 +167,7 @@ def settings_config(
                 f"{prepared.kernel!r} kernel"
             )
         given["kernel"] = prepared.kernel
-    base = config or ForgetConfig()
+    base = config or ForgetConfig.from_preset(preset or "forgetbox")
     if config is not None:
         for name, value in given.items():
             have = getattr(config.ntk if name in NTK_SETTINGS else config, name)

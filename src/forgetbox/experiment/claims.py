@@ -1,31 +1,32 @@
-"""The paper's claims, checked on every run with precise criteria over the seeds.
+"""The paper's claims, checked on every run with criteria stated next to each verdict.
 
 Notation: for a readout R and method m, ``mean_m`` and ``std_m`` are over seeds.
+
 - The *retrain band* of R is ``mean_retrain +- max(std_retrain, tol_R)``.
 - Original and retrain are *distinguishable* on R when
   ``|mean_original - mean_retrain| > max(std_original + std_retrain, tol_R)``; a claim that needs
   the cohort to matter is *inconclusive* (``holds: null``) when they are not.
 - ``tol_R``: 0.02 for errors, 0.05 for the attack's member rate, 1 epoch for re-learn time,
   0.01 for L1 distances.
+- Claims that compare two numbers per seed (6, 7, 9) hold when the comparison holds on every
+  seed, fail when its opposite holds on every seed, and are inconclusive otherwise.
+
+Then two caveats, each stated in the evidence: a readout at its cap (re-learn time at the
+epoch limit) cannot separate the methods it caps, so a claim resting on it is inconclusive;
+and a fine-tuning that did not converge or diverged makes every claim that compares with that
+model inconclusive (the retrained model is every claim's reference but claim 3's; the original
+is the start of every method).
 """
 
 from __future__ import annotations
 
-import math
-
-TOL = {
-    "error_forget": 0.02,
-    "error_retain": 0.02,
-    "error_test": 0.02,
-    "mia_forget_member_rate": 0.05,
-    "relearn_epochs": 1.0,
-    "l1_to_retrain_forget": 0.01,
-}
+from . import claim_checks as checks
 
 CLAIMS = {
     1: "NTK-based scrubbing (ntk, ntk_fisher) leaves the error on D_f inside the retrain band.",
     2: "Fine-tuning on D_r does not forget: its D_f error stays near the original's.",
-    3: "Fisher forgetting costs more error on D_r and test than NTK+Fisher.",
+    3: "Fisher forgetting costs more error on D_r and test than NTK+Fisher, each at its own "
+    "noise scale (the paper's setting).",
     4: "The membership attack on NTK-scrubbed models is inside the retrain band, while original "
     "and fine-tune are above it.",
     5: "NTK's re-learn time is closer to retrain's than original's and fine-tune's are.",
@@ -34,31 +35,35 @@ CLAIMS = {
     7: "Queries from D_f leak more information than queries from D_r or test.",
     8: "Along the scrubbing direction the L1 distance to retrain on D_f falls to near its minimum "
     "at the scrubbed point, while on D_r it stays nearly flat.",
+    9: "The NTK shift reduces the noise needed: at the same noise scale NTK + Fisher leaves less "
+    "information in the weights (white box) than Fisher.",
 }
 
+RULES = {
+    1: "holds if the mean D_f error of ntk and of ntk_fisher lies in the retrain band; "
+    "inconclusive if original and retrain are not distinguishable on D_f error",
+    2: "holds if |finetune - original| < |retrain - original| / 2 on mean D_f error; "
+    "inconclusive if original and retrain are not distinguishable",
+    3: "holds if fisher's mean D_r + test error exceeds ntk_fisher's by more than the summed "
+    "standard deviations (and 0.02), fisher and ntk_fisher each at its own alpha",
+    4: "holds if ntk's and ntk_fisher's mean member rates lie in the retrain band and original's "
+    "and finetune's above it; inconclusive if original and retrain are not distinguishable",
+    5: "holds if |ntk - retrain| < |original - retrain| and < |finetune - retrain| on mean "
+    "re-learn epochs; inconclusive if not distinguishable, or if ntk or retrain reached the cap",
+    6: "ntk_fisher, per seed: 10 x black-box nats per D_f query <= white-box nats; holds if on "
+    "every seed, fails if the opposite on every seed",
+    7: "ntk_fisher, per seed: nats per query from D_f > from D_r and > from test; holds if on "
+    "every seed, fails if D_f is not above both on any seed",
+    8: "holds if the mean D_f L1 at alpha = 1 is within a quarter of the path's drop of its "
+    "minimum and the D_r range is at most half that drop; inconclusive if D_f starts no "
+    "farther from retrain than D_r",
+    9: "per seed and common alpha of the Fig. 3 grid: fisher's white-box nats - ntk_fisher's; "
+    "holds if positive on every seed at every alpha, fails if negative on every seed at some "
+    "alpha and positive at none",
+}
 
-def _get(results: dict, method: str, key: str, stat: str = "mean") -> float | None:
-    m = results["methods"].get(method)
-    if m is None:
-        return None
-    v = m[stat].get(key)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-
-def _band(results: dict, key: str) -> tuple[float, float] | None:
-    mu, sd = _get(results, "retrain", key), _get(results, "retrain", key, "std")
-    if mu is None:
-        return None
-    w = max(sd or 0.0, TOL.get(key, 0.0))
-    return mu - w, mu + w
-
-
-def _distinguishable(results: dict, key: str) -> bool:
-    o, r = _get(results, "original", key), _get(results, "retrain", key)
-    if o is None or r is None:
-        return False
-    so, sr = _get(results, "original", key, "std") or 0, _get(results, "retrain", key, "std") or 0
-    return abs(o - r) > max(so + sr, TOL.get(key, 0.0))
+# the claims that compare with the retrained model (all but 3) and with the original (all)
+USES_RETRAIN = {1, 2, 4, 5, 6, 7, 8, 9}
 
 
 def _claim(cid: int, holds: bool | None, evidence: str) -> dict:
@@ -66,143 +71,35 @@ def _claim(cid: int, holds: bool | None, evidence: str) -> dict:
     return {
         "id": cid,
         "text": CLAIMS[cid],
+        "rule": RULES[cid],
         "holds": holds,
         "verdict": verdict,
         "evidence": evidence,
     }
 
 
-def _missing(cid: int, what: str) -> dict:
-    return _claim(cid, None, f"not evaluated: {what} missing from this run")
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
 def evaluate(results: dict) -> list[dict]:
-    """Verdicts for the eight claims (see the module docstring for the criteria)."""
-    return [f(results) for f in (_c1, _c2, _c3, _c4, _c5, _c6, _c7, _c8)]
+    """Verdicts for the nine claims (see the module docstring), caveats applied."""
+    out = []
+    for cid, check in enumerate(checks.CHECKS, 1):
+        holds, evidence = check(results)
+        out.append(_claim(cid, holds, evidence))
+    return _caveats(results, out)
 
 
-def _c1(r: dict) -> dict:
-    key = "error_forget"
-    ntks = [m for m in ("ntk", "ntk_fisher") if m in r["methods"]]
-    if not ntks:
-        return _missing(1, "ntk methods")
-    lo, hi = _band(r, key)
-    vals = {m: _get(r, m, key) for m in ntks}
-    inside = all(lo <= v <= hi for v in vals.values())
-    ev = f"retrain band [{lo:.3f}, {hi:.3f}]; " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
-    if not _distinguishable(r, key):
-        return _claim(1, None, ev + "; original and retrain are not distinguishable on D_f error")
-    return _claim(1, inside, ev)
-
-
-def _c2(r: dict) -> dict:
-    key = "error_forget"
-    if "finetune" not in r["methods"]:
-        return _missing(2, "finetune")
-    o, rt, ft = (_get(r, m, key) for m in ("original", "retrain", "finetune"))
-    ev = f"D_f error: original {o:.3f}, finetune {ft:.3f}, retrain {rt:.3f}"
-    if not _distinguishable(r, key):
-        return _claim(2, None, ev + "; original and retrain are not distinguishable")
-    return _claim(2, abs(ft - o) < abs(rt - o) / 2, ev + "; holds if |ft-orig| < |retrain-orig|/2")
-
-
-def _c3(r: dict) -> dict:
-    if not {"fisher", "ntk_fisher"} <= set(r["methods"]):
-        return _missing(3, "fisher or ntk_fisher")
-    cost = {}
-    spread = 0.0
-    for m in ("fisher", "ntk_fisher"):
-        cost[m] = (_get(r, m, "error_retain") or 0) + (_get(r, m, "error_test") or 0)
-        spread += (_get(r, m, "error_retain", "std") or 0) + (_get(r, m, "error_test", "std") or 0)
-    ev = (
-        f"error on D_r + test: fisher {cost['fisher']:.3f}, ntk_fisher {cost['ntk_fisher']:.3f}"
-        f" (spread {spread:.3f}); D_f error fisher {_fmt(_get(r, 'fisher', 'error_forget'))},"
-        f" ntk_fisher {_fmt(_get(r, 'ntk_fisher', 'error_forget'))}"
-    )
-    return _claim(3, cost["fisher"] - cost["ntk_fisher"] > max(spread, 0.02), ev)
-
-
-def _c4(r: dict) -> dict:
-    key = "mia_forget_member_rate"
-    ntks = [m for m in ("ntk", "ntk_fisher") if m in r["methods"]]
-    if not ntks or "finetune" not in r["methods"]:
-        return _missing(4, "ntk methods or finetune")
-    lo, hi = _band(r, key)
-    vals = {m: _get(r, m, key) for m in (*ntks, "original", "finetune")}
-    ev = f"retrain band [{lo:.3f}, {hi:.3f}]; " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
-    if not _distinguishable(r, key):
-        return _claim(4, None, ev + "; original and retrain are not distinguishable by the attack")
-    ok = all(lo <= vals[m] <= hi for m in ntks) and vals["original"] > hi and vals["finetune"] > hi
-    return _claim(4, ok, ev)
-
-
-def _c5(r: dict) -> dict:
-    key = "relearn_epochs"
-    if "ntk" not in r["methods"] or "finetune" not in r["methods"]:
-        return _missing(5, "ntk or finetune")
-    v = {m: _get(r, m, key) for m in ("ntk", "original", "finetune", "retrain")}
-    d = {m: abs(v[m] - v["retrain"]) for m in ("ntk", "original", "finetune")}
-    ev = ", ".join(f"{m} {x:.2f}" for m, x in v.items()) + " epochs"
-    if not _distinguishable(r, key):
-        return _claim(5, None, ev + "; original and retrain are not distinguishable")
-    return _claim(5, d["ntk"] < d["original"] and d["ntk"] < d["finetune"], ev)
-
-
-def _c6(r: dict) -> dict:
-    if "ntk_fisher" not in r["methods"]:
-        return _missing(6, "ntk_fisher")
-    w = _get(r, "ntk_fisher", "info_weights_nats")
-    b = _get(r, "ntk_fisher", "info_activations_nats_forget")
-    ev = f"ntk_fisher: white-box {_fmt(w)} nats, black-box {_fmt(b)} nats per D_f query"
-    if w is None or b is None:
-        return _claim(6, None, ev)
-    return _claim(6, b * 10 <= w, ev)
-
-
-def _c7(r: dict) -> dict:
-    if "ntk_fisher" not in r["methods"]:
-        return _missing(7, "ntk_fisher")
-    v = {
-        s: _get(r, "ntk_fisher", f"info_activations_nats_{s}") for s in ("forget", "retain", "test")
-    }
-    ev = "ntk_fisher nats per query: " + ", ".join(f"{s} {_fmt(x)}" for s, x in v.items())
-    if None in v.values():
-        return _claim(7, None, ev)
-    return _claim(7, v["forget"] > v["retain"] and v["forget"] > v["test"], ev)
-
-
-def _c8(r: dict) -> dict:
-    rows = [p for p in r.get("activation_path", []) if p["method"] == "ntk"]
-    if not rows:
-        return _missing(8, "ntk activation path")
-    alphas = sorted({p["alpha"] for p in rows})
-
-    def curve(subset):
-        return [
-            sum(p[subset] for p in rows if p["alpha"] == a)
-            / sum(1 for p in rows if p["alpha"] == a)
-            for a in alphas
-        ]
-
-    f, rr = curve("forget"), curve("retain")
-    at1 = f[min(range(len(alphas)), key=lambda i: abs(alphas[i] - 1.0))]
-    drop = f[0] - min(f)
-    near_min = drop > 0 and (at1 - min(f)) <= 0.25 * drop
-    flat = (max(rr) - min(rr)) <= 0.5 * max(drop, 1e-12)
-    ev = (
-        f"D_f L1: {f[0]:.3f} at 0, {at1:.3f} at 1, min {min(f):.3f}; "
-        f"D_r L1 range {max(rr) - min(rr):.3f}"
-    )
-    if (
-        not _distinguishable(r, "l1_to_retrain_forget")
-        and f[0] <= rr[0] + TOL["l1_to_retrain_forget"]
-    ):
-        return _claim(8, None, ev + "; the original is not farther from retrain on D_f than on D_r")
-    return _claim(8, near_min and flat, ev)
+def _caveats(results: dict, verdicts: list[dict]) -> list[dict]:
+    flagged = {which for which, _, _, serious in flagged_trainings(results) if serious}
+    for c in verdicts:
+        reasons = []
+        if "original" in flagged:
+            reasons.append("an original fine-tuning did not converge or diverged")
+        if "retrain" in flagged and c["id"] in USES_RETRAIN:
+            reasons.append("a retrain fine-tuning (the reference) did not converge or diverged")
+        if reasons and c["holds"] is not None:
+            c["verdict_before_caveat"] = c["verdict"]
+            c["holds"], c["verdict"] = None, "inconclusive"
+            c["evidence"] += "; downgraded: " + " and ".join(reasons) + " (see the warnings)"
+    return verdicts
 
 
 # a fine-tuning that ends above this training error is flagged: the paper trains to zero error,
@@ -211,19 +108,24 @@ def _c8(r: dict) -> dict:
 TRAIN_ERROR_WARNING = 0.05
 
 
-def training_warnings(results: dict) -> list[str]:
-    """One line per fine-tuning (original or retrain, per seed) that ended with training error
-    above :data:`TRAIN_ERROR_WARNING`, saying whether it had reached zero error before, or that
-    diverged after zero error and kept its zero-error weights."""
+def flagged_trainings(results: dict) -> list[tuple[str, int, str, bool]]:
+    """``(which, seed, sentence, serious)`` for every fine-tuning that ended above
+    :data:`TRAIN_ERROR_WARNING` training error (serious), or diverged and kept its zero-error
+    weights (a note: the model kept is converged)."""
     out = []
     for entry in results.get("training", []):
         for which in ("original", "retrain"):
             t = entry.get(which) or {}
             if t.get("restored_from_epoch") is not None:
                 out.append(
-                    f"seed {entry['seed']}: the {which} fine-tuning diverged after reaching zero "
-                    f"training error; its weights after epoch {t['restored_from_epoch']} (zero "
-                    "error) were kept"
+                    (
+                        which,
+                        entry["seed"],
+                        f"seed {entry['seed']}: the {which} fine-tuning diverged after reaching "
+                        f"zero training error; its weights after epoch {t['restored_from_epoch']}"
+                        " (zero error) were kept",
+                        False,
+                    )
                 )
             err = t.get("train_error")
             if err is None or err <= TRAIN_ERROR_WARNING:
@@ -234,7 +136,18 @@ def training_warnings(results: dict) -> list[str]:
                 else "without reaching zero error"
             )
             out.append(
-                f"seed {entry['seed']}: the {which} fine-tuning ended at {err:.1%} training error "
-                f"after {t.get('epochs')} epochs, {how}; readouts compared with it are unreliable"
+                (
+                    which,
+                    entry["seed"],
+                    f"seed {entry['seed']}: the {which} fine-tuning ended at {err:.1%} training "
+                    f"error after {t.get('epochs')} epochs, {how}; readouts compared with it are "
+                    "unreliable",
+                    True,
+                )
             )
     return out
+
+
+def training_warnings(results: dict) -> list[str]:
+    """One line per flagged fine-tuning (see :func:`flagged_trainings`)."""
+    return [text for _, _, text, _ in flagged_trainings(results)]

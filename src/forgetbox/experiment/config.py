@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from .. import training
 from ..devices import check_device
 from ..methods import METHODS, check_trapezium_leg
-from .profiles import PROFILES
+from .profiles import PRESETS, PROFILES
 from .schema import coerce
 
 
@@ -51,8 +51,15 @@ class ExperimentConfig:
     tradeoff_alphas: tuple[float, ...] | None = None
     path_alphas: tuple[float, ...] | None = None
     newton_max_iter: int | None = None
-    anchored: bool = True  # keep the weight-decay anchor in the NTK linearization
-    trapezium_leg: str = "retain"  # retain (the authors' code) | full (Fig. 5's drawing)
+    # forgetbox | authors: fills the settings below that are left unset (profiles.PRESETS)
+    preset: str = "forgetbox"
+    anchored: bool | None = None  # keep the weight-decay anchor in the NTK linearization
+    trapezium_leg: str | None = None  # retain (the authors' code) | full (Fig. 5's drawing)
+    noise_average: str | None = None  # fan_in | input_channels (authors) | none
+    finetune_anchor: str | None = None  # the fine-tune baseline's pull: pretrained | start
+    relearn_weight_decay: float | None = None  # re-learn pull toward its start (authors 0.1)
+    relearn_check_before: bool | None = None  # check D_f loss before training (0 possible)
+    retrain_duplicates: bool | None = None  # retrain on D_r plus duplicates to |D| (authors)
     device: str = "cpu"
     out: str = "runs/default"
     cache_dir: str | None = None  # default: <out>/cache
@@ -65,8 +72,10 @@ class ExperimentConfig:
         """Fill profile defaults and the pre-training set; validate."""
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}: {', '.join(PROFILES)}")
+        preset = PRESETS[self.preset]
+        cfg = replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
         profile = PROFILES[self.profile].fields()
-        cfg = replace(self, **{k: v for k, v in profile.items() if getattr(self, k) is None})
+        cfg = replace(cfg, **{k: v for k, v in profile.items() if getattr(cfg, k) is None})
         cfg = cfg._dataset_defaults()
         bad = [m for m in cfg.methods if m not in METHODS]
         if bad:

@@ -87,3 +87,28 @@ PROFILES: dict[str, Profile] = {
         newton_max_iter=200,
     ),
 }
+
+
+# what a preset fills in when a run leaves it unset: forgetbox's choices, or the authors'
+# notebook's (docs/deviations.md, items 1 and 11-15)
+PRESETS: dict[str, dict] = {
+    "forgetbox": dict(
+        anchored=True,
+        trapezium_leg="retain",
+        noise_average="fan_in",
+        finetune_anchor="pretrained",
+        relearn_weight_decay=0.0,
+        relearn_check_before=True,
+        retrain_duplicates=False,
+    ),
+    "authors": dict(
+        anchored=False,
+        trapezium_leg="retain",
+        noise_average="input_channels",
+        finetune_anchor="start",
+        relearn_weight_decay=0.1,
+        relearn_check_before=False,
+        retrain_duplicates=True,
+        finetune_baseline_lr=0.01,
+    ),
+}

@@ -59,6 +59,8 @@ def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
         threshold=orig_loss_forget,
         max_epochs=stages.cfg.relearn_max_epochs,
         seed=seed,
+        weight_decay=stages.cfg.relearn_weight_decay,
+        check_before_training=stages.cfg.relearn_check_before,
     )
     row["relearn_epochs"] = rl.epochs
     mia = readouts.membership_attack(model, task.retain, task.test, task.forget, seed=seed)

@@ -118,6 +118,7 @@ def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
             method,
             stages.method_config(task, method).key(),
             cfg.relearn_max_epochs,
+            [cfg.relearn_weight_decay, cfg.relearn_check_before],
             cfg.queries_per_subset,
             cfg.alpha_ntk_fisher,
             methods.VERSION.get(method),

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import training
-from ..methods import METHODS, TRAPEZIUM_LEGS
+from ..methods import FINETUNE_ANCHORS, METHODS, NOISE_AVERAGES, TRAPEZIUM_LEGS
 from ..models import MODEL_NAMES
 from ..ntk import Solver
-from .profiles import PROFILES
+from .profiles import PRESETS, PROFILES
 
 DATASETS = ("digits", "cifar10", "cifar10-npz", "tinyimagenet32", "tinyimagenet", "lacuna")
 PRETRAIN_SETS = (
@@ -127,8 +127,26 @@ SPECS: dict[str, Spec] = {
     "tradeoff_alphas": Spec("floats", "noise scales of Fig. 3", NONNEGATIVE, nullable=True),
     "path_alphas": Spec("floats", "points along the scrubbing direction (Fig. 4)", nullable=True),
     "newton_max_iter": Spec("int", "Newton CG iterations", NONNEGATIVE, nullable=True),
-    "anchored": Spec("bool", "keep the weight-decay anchor in the NTK linearization"),
-    "trapezium_leg": Spec("str", "side of the trapezium", _choice(TRAPEZIUM_LEGS)),
+    "preset": Spec("str", "forgetbox's choices or the authors' notebook's", _choice(PRESETS)),
+    "anchored": Spec(
+        "bool", "keep the weight-decay anchor in the NTK linearization", nullable=True
+    ),
+    "trapezium_leg": Spec("str", "side of the trapezium", _choice(TRAPEZIUM_LEGS), nullable=True),
+    "noise_average": Spec(
+        "str", "how the Fisher noise is averaged", _choice(NOISE_AVERAGES), nullable=True
+    ),
+    "finetune_anchor": Spec(
+        "str", "the fine-tune baseline's pull", _choice(FINETUNE_ANCHORS), nullable=True
+    ),
+    "relearn_weight_decay": Spec(
+        "float", "re-learn time's pull toward its start", NONNEGATIVE, nullable=True
+    ),
+    "relearn_check_before": Spec(
+        "bool", "re-learn time checks D_f before training (can be 0)", nullable=True
+    ),
+    "retrain_duplicates": Spec(
+        "bool", "retrain on D_r with duplicates up to |D| (authors)", nullable=True
+    ),
     "device": Spec("str", "cpu or cuda[:N]", _device),
     "out": Spec("str", "run folder"),
     "cache_dir": Spec("str", "stage cache (default <out>/cache)", nullable=True),

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .. import methods, models, ntk, training
 from ..functional import num_parameters
 from ..hashing import config_hash
-from ..methods import NTK_METHODS, ForgetConfig
+from ..methods import NTK_METHODS, ForgetConfig, NoiseConfig
 from ..training import FinetuneConfig, PretrainConfig
 from .cache import Cache
 from .config import ExperimentConfig
@@ -138,6 +138,9 @@ class Stages:
     def trained(self, task: Task, w0: nn.Module, seed: int, which: str) -> tuple[nn.Module, dict]:
         """``which`` = "original" (on D) or "retrain" (on D_r), with the weight trajectory."""
         x, y = task.full if which == "original" else task.retain
+        duplicates = which == "retrain" and self.cfg.retrain_duplicates
+        if duplicates:  # the authors' retrain data: D_r plus random duplicates, |D| images
+            x, y = task.retain_with_duplicates(seed)
         recipe = self.finetune_config(True, num_parameters(w0))
         key = f"finetune-{which}-" + config_hash(
             [
@@ -148,6 +151,7 @@ class Stages:
                 task.forget_idx.tolist() if which == "retrain" else None,
                 training.VERSION,
             ]
+            + (["duplicates"] if duplicates else [])
         )
 
         def compute():
@@ -168,6 +172,8 @@ class Stages:
             around=c.around,
             anchored=c.anchored,
             trapezium_leg=c.trapezium_leg,
+            finetune_anchor=c.finetune_anchor,
+            noise=NoiseConfig(average=c.noise_average),
             train=self.finetune_config(False),
             newton_max_iter=c.newton_max_iter,
             forgotten_class=c.forget_class if whole else None,

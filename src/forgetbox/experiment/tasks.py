@@ -28,6 +28,14 @@ class Task:
     def forget(self) -> tuple[Tensor, Tensor]:
         return self.split.x_train[self.forget_idx], self.split.y_train[self.forget_idx]
 
+    def retain_with_duplicates(self, seed: int) -> tuple[Tensor, Tensor]:
+        """D_r with each forgotten sample replaced by a duplicate of a random retained one
+        (seeded): |D| images, as the authors' code retrains."""
+        xr, yr = self.retain
+        gen = torch.Generator().manual_seed(10_000 + seed)
+        extra = torch.randint(0, len(xr), (len(self.forget_idx),), generator=gen)
+        return torch.cat([xr, xr[extra]]), torch.cat([yr, yr[extra]])
+
     @property
     def full(self) -> tuple[Tensor, Tensor]:
         return self.split.x_train, self.split.y_train

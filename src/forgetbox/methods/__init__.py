@@ -7,9 +7,12 @@ point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :fun
 
 from .config import (
     DEFAULT_ALPHA,
+    FINETUNE_ANCHORS,
     METHODS,
+    NOISE_AVERAGES,
     NOISY,
     NTK_METHODS,
+    PRESETS,
     TRAPEZIUM_LEGS,
     VERSION,
     ForgetConfig,
@@ -32,10 +35,13 @@ from .registry import METHOD_TABLE, forget
 
 __all__ = [
     "DEFAULT_ALPHA",
+    "FINETUNE_ANCHORS",
     "METHODS",
+    "NOISE_AVERAGES",
     "METHOD_TABLE",
     "NOISY",
     "NTK_METHODS",
+    "PRESETS",
     "TRAPEZIUM_LEGS",
     "VERSION",
     "ForgetConfig",

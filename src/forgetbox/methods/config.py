@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 import torch
@@ -27,6 +27,9 @@ METHODS = tuple(m.value for m in Method)
 NTK_METHODS = (Method.NTK, Method.NTK_FISHER)
 NOISY = (Method.FISHER, Method.NTK_FISHER)
 TRAPEZIUM_LEGS = ("retain", "full")  # see ForgetConfig.trapezium_leg
+NOISE_AVERAGES = ("fan_in", "input_channels", "none")  # see NoiseConfig.average
+FINETUNE_ANCHORS = ("pretrained", "start")  # see ForgetConfig.finetune_anchor
+PRESETS = ("forgetbox", "authors")  # see ForgetConfig.from_preset
 # bumped when a method's computation changes, so cached results are recomputed
 VERSION = {"ntk": 2, "ntk_fisher": 2}
 DEFAULT_ALPHA = {Method.FISHER: 1e-6, Method.NTK_FISHER: 1e-9}
@@ -37,18 +40,25 @@ class NoiseConfig:
     """Numerical safeguards of the Fisher noise (defaults follow the authors' code).
 
     variance = alpha * min(1 / (F + floor), cap), with ``head_cap`` for the classifier head;
-    for weight tensors with more than one dimension the variance is averaged over each output
-    unit's incoming weights (``fan_in_average``); the head and one-dimensional parameters
-    (biases, BatchNorm) are multiplied by ``boost``. When a whole class is forgotten its head
-    row gets mean 0 and variance ``class_row_variance``.
+    for weight tensors with more than one dimension the variance is averaged (``average``):
+    ``"fan_in"`` over each output unit's incoming weights (forgetbox), ``"input_channels"`` over
+    dimension 1 only, per output channel and kernel position (the authors' code; a layer with
+    one input channel is not averaged), or ``"none"``. When a whole class is forgotten its head
+    row gets mean 0 and variance ``class_row_variance``; then the head and one-dimensional
+    parameters (biases, BatchNorm) are multiplied by ``boost`` (the forgotten row too, as in the
+    authors' code: effectively 1e-3).
     """
 
     floor: float = 1e-8
     cap: float = 1e3
     head_cap: float = 1e2
-    fan_in_average: bool = True
+    average: str = "fan_in"
     boost: float = 10.0
     class_row_variance: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.average not in NOISE_AVERAGES:
+            raise ValueError(f"average must be one of {NOISE_AVERAGES}; got {self.average!r}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,9 @@ class ForgetConfig:
     trapezium_leg: str = "retain"
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
+    # the fine-tune baseline's weight decay pulls toward w0 ("pretrained", the paper's
+    # regulariser) or toward the weights it starts from, w(D) ("start", the authors' code)
+    finetune_anchor: str = "pretrained"
     newton_damping: float = 0.0
     newton_max_iter: int = 200
     newton_tol: float = 1e-6
@@ -88,6 +101,10 @@ class ForgetConfig:
             raise ValueError(f"loss must be 'ce' or 'mse'; got {self.loss!r}")
         if self.around not in ("trained", "pretrained"):
             raise ValueError(f"around must be 'trained' or 'pretrained'; got {self.around!r}")
+        if self.finetune_anchor not in FINETUNE_ANCHORS:
+            raise ValueError(
+                f"finetune_anchor must be one of {FINETUNE_ANCHORS}; got {self.finetune_anchor!r}"
+            )
         if self.trapezium_leg not in TRAPEZIUM_LEGS:
             raise ValueError(
                 f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {self.trapezium_leg!r}"
@@ -106,6 +123,27 @@ class ForgetConfig:
         fc = self.forgotten_class
         if fc is not None and (isinstance(fc, bool) or not isinstance(fc, int) or fc < 0):
             raise ValueError(f"forgotten_class must be an integer >= 0; got {fc!r}")
+
+    @classmethod
+    def authors(cls, **changes) -> ForgetConfig:
+        """The authors' notebook choices (``preset = "authors"``): the unanchored
+        linearization at w(D) with the trapezium on the retain side, noise averaged over input
+        channels, the fine-tune baseline pulled toward its start (docs/deviations.md)."""
+        base = cls(
+            anchored=False,
+            around="trained",
+            trapezium_leg="retain",
+            finetune_anchor="start",
+            noise=NoiseConfig(average="input_channels"),
+        )
+        return replace(base, **changes)
+
+    @classmethod
+    def from_preset(cls, preset: str, **changes) -> ForgetConfig:
+        """``"forgetbox"`` (the defaults) or ``"authors"`` (:meth:`authors`), with ``changes``."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}; got {preset!r}")
+        return cls.authors(**changes) if preset == "authors" else cls(**changes)
 
     def key(self) -> dict:
         """Every field as plain data (cache keys, certificates)."""

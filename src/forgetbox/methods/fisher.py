@@ -39,13 +39,15 @@ def noise_variance(
         is_head = name.startswith(head + ".")
         cap = config.head_cap if is_head else config.cap
         var = alpha * torch.clamp(1.0 / (F_t + config.floor), max=cap)
-        if config.fan_in_average and var.ndim > 1:
+        if var.ndim > 1 and config.average == "fan_in":
             var = var.mean(dim=tuple(range(1, var.ndim)), keepdim=True).expand_as(var)
-        if is_head or var.ndim == 1:
-            var = var * config.boost
+        elif var.ndim > 1 and config.average == "input_channels":
+            var = var.mean(dim=1, keepdim=True).expand_as(var)
         if is_head and forgotten_class is not None:
             var = var.clone()
             var[forgotten_class] = config.class_row_variance
+        if is_head or var.ndim == 1:
+            var = var * config.boost
         out[name] = var
     return flatten(out)
 

@@ -103,7 +103,7 @@ def _finetune(call: MethodCall) -> MethodOutput:
         *call.retain,
         recipe,
         seed=call.seed,
-        anchor=call.w0,
+        anchor=call.w0 if cfg.finetune_anchor == "pretrained" else call.model,
         device=call.device,
         epochs=cfg.finetune_epochs,
         desc="finetune baseline",
