@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test test-all lint bench
+.PHONY: setup browser run test test-all lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,15 +14,22 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# headless Chromium (Debian's package) for the report's browser tests
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 run: setup
 	$(VENV)/bin/forgetbox run
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/pytest -q
+	FORGETBOX_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q
 
-test-all: setup
-	$(VENV)/bin/pytest -q -m ""
+test-all: setup browser
+	FORGETBOX_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q -m ""
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

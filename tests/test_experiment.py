@@ -8,7 +8,7 @@ from PIL import Image
 
 from forgetbox import cli, experiment
 from forgetbox.cli.experiment_args import experiment_config
-from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims, figures, report
+from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims, figures, headline, report
 from forgetbox.experiment import run as experiment_run
 
 TINY = dict(profile="quick", seeds=(0, 1), train_per_class=10, num_to_forget=5)
@@ -75,7 +75,7 @@ def test_figures_are_valid_images_and_report_has_every_section(run):
         'id="configuration"',
     ):
         assert section in html
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml;base64,") == 4
 
 
 def test_second_identical_run_recomputes_nothing(run):
@@ -249,7 +249,7 @@ def test_outputs_stopped_while_written_leave_the_previous_ones_whole(run, tmp_pa
     def stopped(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(figures, "fig3", stopped)
+    monkeypatch.setattr(figures.fig_tradeoff, "fig3", stopped)
     with pytest.raises(KeyboardInterrupt):
         experiment.publish(out, newer, [])
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no staging left either
@@ -286,10 +286,37 @@ def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
     assert 'class="warnings"' not in report.html_report(dict(flagged, training=[]), {})
 
 
-def test_the_report_says_when_its_wall_time_excludes_cached_stages(run):
-
+def test_the_report_counts_the_compute_of_cached_stages(run):
     _, res = run
-    fresh = report.html_report(dict(res, wall_seconds=12.0, cache={"hits": 0, "misses": 9}), {})
-    assert "wall time 12 s." in fresh and "from the cache" not in fresh
-    cached = report.html_report(dict(res, wall_seconds=3.0, cache={"hits": 7, "misses": 2}), {})
-    assert "wall time 3 s (7 of 9 stages read from the cache, their time not counted)." in cached
+    comp = {
+        "total_seconds": 6000.0,
+        "this_run_seconds": 15.0,
+        "from_cache_seconds": 5985.0,
+        "stages_without_recorded_time": 0,
+        "per_stage_kind_seconds": {"finetune-retrain": 5000.0, "method-ntk": 1000.0},
+    }
+    page = report.html_report(dict(res, wall_seconds=15.0, compute=comp), {})
+    assert "Total compute of this run: 6000 s, of which 15 s computed by this invocation" in page
+    assert "finetune-retrain" in page
+    # an older results.json without per-stage times: what it recorded, said to be partial
+    old = {k: v for k, v in res.items() if k != "compute"}
+    page = report.html_report(old, {})
+    want = sum(e[w]["seconds"] for e in res["training"] for w in ("original", "retrain"))
+    want += sum(
+        r["seconds"] for m, b in res["methods"].items() if m != "retrain" for r in b["per_seed"]
+    )
+    assert f"Total compute of this run: {want:.0f} s (only the stages whose time" in page
+
+
+def test_the_headline_gives_the_speed_up_over_the_same_seeds_retraining(run):
+    _, res = run
+    rows = {r["method"]: r for r in headline.headline_rows(res)}
+    retrain = {e["seed"]: e["retrain"]["seconds"] for e in res["training"]}
+    ntk = {r["seed"]: r["seconds"] for r in res["methods"]["ntk"]["per_seed"]}
+    want = [retrain[s] / ntk[s] for s in sorted(ntk)]
+    assert rows["ntk"]["speedup"] == pytest.approx((sum(want) / len(want), min(want), max(want)))
+    assert rows["retrain"]["speedup"][0] == pytest.approx(1.0)
+    assert rows["original"]["speedup"] is None
+    assert rows["retrain"]["seconds"][0] == pytest.approx(sum(retrain.values()) / len(retrain))
+    page = report.html_report(res, {})
+    assert "speed-up over retraining" in page and "nan" not in page.split('id="headline"')[1][:4000]

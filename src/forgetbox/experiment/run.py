@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from .. import methods, models, ntk, paths, readouts, training
 from ..atomic import atomic_write_json, atomic_write_text
@@ -184,6 +185,17 @@ def _activation_path(run: SeedRun, states: dict) -> list[dict]:
     return out
 
 
+# noisy draws per noisy method shown as a cloud in Fig. 1
+CLOUD_DRAWS = 16
+
+
+def _noise_cloud(state: dict, seed: int) -> Tensor:
+    """``(CLOUD_DRAWS, p)`` draws ``mean + sqrt(var) * N(0, I)`` of a noisy method (seeded)."""
+    mean, std = state["__mean__"].cpu().double(), state["__var__"].cpu().double().sqrt()
+    gen = torch.Generator().manual_seed(20_000 + seed)
+    return mean + std * torch.randn(CLOUD_DRAWS, len(mean), generator=gen, dtype=torch.float64)
+
+
 def _pca(run: SeedRun, states: dict) -> dict:
     pts = {m: states[m]["__mean__"] for m in ("ntk", "ntk_fisher", "fisher") if m in states}
     noisy = {
@@ -191,16 +203,19 @@ def _pca(run: SeedRun, states: dict) -> dict:
         for m in ("ntk_fisher", "fisher")
         if m in states
     }
+    clouds = {m: _noise_cloud(states[m], run.seed) for m in noisy if "__var__" in states[m]}
     res = readouts.pca_paths(
         {"D": run.orig_info["trajectory"], "D_r": run.retr_info["trajectory"]},
         {
             **{f"{m} (mean)": v for m, v in pts.items()},
             **{f"{m} (noisy)": v for m, v in noisy.items()},
         },
+        clouds=clouds,
     )
     return {
         "paths": {k: v.tolist() for k, v in res.paths.items()},
         "points": {k: v.tolist() for k, v in res.points.items()},
+        "clouds": {k: v.tolist() for k, v in (res.clouds or {}).items()},
         "explained": res.explained.tolist(),
     }
 

@@ -14,10 +14,18 @@ class PCAResult:
     paths: dict[str, np.ndarray]  # name -> (T, k)
     points: dict[str, np.ndarray]  # name -> (k,)
     explained: np.ndarray  # fraction of variance of the fitted rows per component
+    clouds: dict[str, np.ndarray] | None = None  # name -> (n, k)
 
 
-def pca_paths(paths: dict[str, Tensor], points: dict[str, Tensor], *, k: int = 2) -> PCAResult:
-    """Fit PCA on the stacked path weights (each ``(T, p)``) and project paths and points.
+def pca_paths(
+    paths: dict[str, Tensor],
+    points: dict[str, Tensor],
+    *,
+    clouds: dict[str, Tensor] | None = None,
+    k: int = 2,
+) -> PCAResult:
+    """Fit PCA on the stacked path weights (each ``(T, p)``) and project paths, points
+    (``(p,)``) and clouds of points (``(n, p)``, e.g. noisy weights).
 
     Works through the small ``T x T`` Gram matrix, never a ``p x p`` one.
     """
@@ -36,4 +44,5 @@ def pca_paths(paths: dict[str, Tensor], points: dict[str, Tensor], *, k: int = 2
         {name: proj(p) for name, p in paths.items()},
         {name: proj(v) for name, v in points.items()},
         explained,
+        {name: proj(c) for name, c in (clouds or {}).items()},
     )

@@ -1,0 +1,225 @@
+"""The report's HTML: sections built from a run's results, one page with no outside resource,
+readable from 420 to 1400 pixels wide (tables scroll inside their own block)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+
+from . import claims, headline, provenance
+
+STYLE = """
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:0 auto;padding:1em;color:#222;
+line-height:1.45}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+td.num{text-align:right;white-space:nowrap}
+.holds{color:#1a7f1a;font-weight:600}.fails{color:#c0392b;font-weight:600}
+.inconclusive{color:#b9770e;font-weight:600}
+.warnings{color:#c0392b}.note{color:#555;font-size:13px}
+.vacuous{color:#c0392b}
+img{max-width:100%;height:auto}
+figure{margin:1.5em 0}figcaption{font-size:13px;color:#444;max-width:60em}
+pre{background:#f6f6f6;padding:1em;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
+dl.run{display:grid;grid-template-columns:minmax(8em,max-content) 1fr;gap:.2em 1em;
+font-size:14px}
+dl.run dt{font-weight:600}dl.run dd{margin:0;overflow-wrap:anywhere}
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def short(x: float | None) -> str:
+    """A number in a few characters (``n/a`` for missing, ``nan`` for NaN)."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-2):
+        return f"{x:.1e}"
+    return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def _num(x: float | None, pct: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100 * x:.1f}" if pct else short(x)
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    th = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(rows_) + "</tr>" for rows_ in rows)
+    return f'<div class="scroll"><table class="{cls}"><tr>{th}</tr>{body}</table></div>'
+
+
+def _cell(text: str, num: bool = True) -> str:
+    return f'<td class="num">{text}</td>' if num else f"<td>{text}</td>"
+
+
+def _headline(results: dict) -> str:
+    head = ["method"] + [f"{name}{' (%)' if pct else ''}" for _, name, pct in headline.HEADLINE]
+    head += ["seconds", "speed-up over retraining"]
+    rows = []
+    for r in headline.headline_rows(results):
+        cells = [f"<th>{_e(r['method'])}</th>"]
+        for key, _, pct in headline.HEADLINE:
+            m, s = r[key]
+            cells.append(_cell(f"{_num(m, pct)} <small>± {_num(s, pct)}</small>"))
+        m, s = r["seconds"]
+        cells.append(_cell("—" if r["method"] == "original" else f"{_num(m)}"))
+        sp = r["speedup"]
+        text = "—" if sp is None else f"{sp[0]:.1f}× <small>({sp[1]:.1f}–{sp[2]:.1f})</small>"
+        cells.append(_cell(text))
+        rows.append(cells)
+    comp = headline.compute_summary(results)
+    note = (
+        f"Mean ± standard deviation over {len(results.get('seeds', []))} seeds. Seconds: the "
+        "method's own time (the shared NTK solve counted for both NTK methods); retrain's is its "
+        "fine-tuning on D_r. Speed-up: the same seed's retraining time over the method's, mean "
+        f"(range). Total compute of this run: {comp['total_seconds']:.0f} s"
+    )
+    if comp["partial"]:
+        note += " (only the stages whose time was recorded: fine-tunings and methods)"
+    elif comp.get("this_run_seconds") is not None:
+        note += f", of which {comp['this_run_seconds']:.0f} s computed by this invocation"
+    return _table(head, rows) + f'<p class="note">{_e(note)}.</p>'
+
+
+def _claims(results: dict) -> str:
+    rows = []
+    for c in results.get("claims", []):
+        before = c.get("verdict_before_caveat")
+        verdict = f'<span class="{c["verdict"]}">{_e(c["verdict"])}</span>'
+        if before:
+            verdict += f"<br><small>({_e(before)} before the caveat)</small>"
+        rows.append(
+            [
+                _cell(str(c["id"])),
+                _cell(_e(c["text"]), False),
+                _cell(verdict, False),
+                _cell(_e(c.get("rule", "")), False),
+                _cell(_e(c["evidence"]), False),
+            ]
+        )
+    return _table(["#", "claim", "verdict", "rule", "evidence"], rows)
+
+
+def _bounds(results: dict) -> str:
+    content = headline.cohort_content_nats(results)
+    head = ["method", "noise scale α", "white box (nats)"] + [
+        f"black box per {s} query (nats)" for s in ("D_f", "D_r", "test")
+    ]
+    rows = []
+    for r in headline.bound_rows(results):
+        cells = [f"<th>{_e(r['method'])}</th>", _cell(f"{r['alpha']:.0e}" if r["alpha"] else "—")]
+        for key in (
+            "info_weights_nats",
+            "info_activations_nats_forget",
+            "info_activations_nats_retain",
+            "info_activations_nats_test",
+        ):
+            m, s, vacuous = r[key]
+            text = f"{_num(m)} <small>± {_num(s)}</small>"
+            cells.append(
+                f'<td class="num vacuous">{text} (vacuous)</td>' if vacuous else _cell(text)
+            )
+        rows.append(cells)
+    levels = headline.input_levels(results)
+    context = (
+        "Bounds are upper bounds on what the weights (white box) or one query's outputs (black "
+        "box) reveal about D_f, in nats (1 nat = 1/ln 2 bits). Methods without noise of their "
+        "own are measured at ntk_fisher's α. Every method is compared with the retrained model "
+        "at the same α."
+    )
+    if content is not None:
+        context += (
+            f" For scale: the cohort's raw content is |D_f| · d · ln {levels} = {content:,.0f} "
+            "nats; a bound at or above it (marked vacuous) certifies nothing about D_f."
+        )
+    return _table(head, rows) + f'<p class="note">{_e(context)}</p>'
+
+
+def _full_table(results: dict) -> str:
+    methods = list(results["methods"])
+    keys = [k for k in headline.READOUT_NAMES if any(k in results["methods"][m]["mean"]
+            for m in methods)]  # fmt: skip
+    rows = []
+    for k in keys:
+        cells = [f"<th>{_e(headline.READOUT_NAMES[k])}</th>"]
+        for m in methods:
+            mean, std = results["methods"][m]["mean"].get(k), results["methods"][m]["std"].get(k)
+            cells.append(_cell(f"{_num(mean)} <small>± {_num(std or 0)}</small>"))
+        rows.append(cells)
+    return _table(["readout"] + [_e(m) for m in methods], rows)
+
+
+def _figures(figures: dict, captions: dict) -> str:
+    out = []
+    for name, fig in figures.items():
+        if fig is None:
+            continue
+        mime, data = fig.embedded()
+        b64 = base64.b64encode(data).decode()
+        cap = _e(captions.get(name, name))
+        out.append(f'<figure><img alt="{_e(name)}" src="data:{mime};base64,{b64}"/>'
+                   f"<figcaption>{cap}</figcaption></figure>")  # fmt: skip
+    return "".join(out)
+
+
+def _compute(results: dict) -> str:
+    comp = headline.compute_summary(results)
+    rows = [
+        [f"<th>{_e(kind)}</th>", _cell(f"{secs:.1f}")]
+        for kind, secs in sorted(comp["per_stage_kind_seconds"].items())
+    ]
+    return _table(["stage", "seconds"], rows)
+
+
+def _what_was_run(results: dict) -> str:
+    lines = provenance.what_was_run(results)
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in lines)
+    devs = "".join(f"<li>{_e(d)}</li>" for d in provenance.deviations(results))
+    return (
+        f'<dl class="run">{items}</dl><p class="note">Departures from the paper that apply '
+        f'(docs/deviations.md in the forgetbox repository):</p><ul class="note">{devs}</ul>'
+    )
+
+
+def title_of(results: dict) -> str:
+    cfg = results["config"]
+    return (
+        f"forgetbox report: {cfg['model']} x{cfg.get('width', 1.0)} on {cfg['dataset']}, "
+        f"{cfg.get('profile')} profile, {len(results.get('seeds', []))} seeds"
+    )
+
+
+def page(results: dict, figures: dict, captions: dict, config_text: str) -> str:
+    warned = claims.training_warnings(results)
+    warnings = (
+        '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warned) + "</ul>"
+        if warned
+        else ""
+    )
+    title = title_of(results)
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{STYLE}</style></head><body>
+<h1>{_e(title)}</h1>
+<p>Forgetting Outside the Box (Golatkar, Achille, Soatto, ECCV 2020), reproduced by forgetbox.
+The <b>retrain band</b> is the range of a readout over the models retrained from scratch on
+D_r: a method forgets well when its readouts fall inside it.</p>
+<h2 id="what-was-run">What was run</h2>{_what_was_run(results)}
+<h2 id="headline">Headline</h2>{warnings}{_headline(results)}
+<h2 id="claims">The paper's claims</h2>{_claims(results)}
+<h2 id="bounds">Information bounds</h2>{_bounds(results)}
+<h2 id="figures">Figures</h2>{_figures(figures, captions)}
+<h2 id="results">All readouts (mean ± std over seeds)</h2>{_full_table(results)}
+<h2 id="timings">Compute by stage (seconds, cached stages included)</h2>{_compute(results)}
+<h2 id="configuration">Configuration</h2><pre>{_e(config_text)}</pre>
+</body></html>"""

@@ -1,0 +1,144 @@
+"""The reports as a reader's browser shows them: headless Chromium (Debian's package, which
+``make test`` installs when missing) at 420 and 1400 pixels wide. Every image must load, the
+page body must not overflow sideways, and nothing may reach the console as an error.
+
+Without Chromium the tests are skipped, unless ``FORGETBOX_REQUIRE_BROWSER=1`` (set by
+``make test``), where a missing browser fails them."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forgetbox.experiment.report import rerender
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
+COMMITTED = sorted(DOCS.glob("*/report.html"))
+WIDTHS = (420, 1400)
+
+# runs first in the page: records errors (script errors, resources that fail to load, console
+# errors), then on load writes what it found into the page for --dump-dom to print
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {
+  var t = e.target && e.target.tagName ? e.target.tagName + ' failed to load' : e.message;
+  window.__errors.push(String(t));
+}, true);
+var __ce = console.error;
+console.error = function () { window.__errors.push(Array.from(arguments).join(' ')); };
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var out = {
+    images: imgs.length,
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+               .map(function (i) { return i.alt; }),
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    errors: window.__errors,
+    title: document.title
+  };
+  window.parent.postMessage(JSON.stringify(out), '*');
+});
+</script>"""
+
+# the page under test in a frame of the width asked (a headless window is at least 500 pixels
+# wide); the frame's probe posts its findings, which are written where --dump-dom prints them
+FRAME = """<!DOCTYPE html><html><head><style>body{margin:0}iframe{border:0}</style></head><body>
+<iframe src="%s" style="width:%dpx;height:900px"></iframe>
+<script>
+window.addEventListener('message', function (e) {
+  var pre = document.createElement('pre');
+  pre.id = '__probe';
+  pre.textContent = e.data;
+  document.body.appendChild(pre);
+});
+</script></body></html>"""
+
+
+def _chromium() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.environ.get("FORGETBOX_REQUIRE_BROWSER") == "1":
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    return found
+
+
+def probe(report: Path, width: int, tmp: Path) -> dict:
+    """Load ``report`` in headless Chromium at ``width`` pixels; what the probe found."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium not installed (make test installs it)")
+    page = tmp / f"probe-{width}.html"
+    text = report.read_text()
+    page.write_text(re.sub(r"<head>", "<head>" + PROBE, text, count=1))
+    frame = tmp / f"frame-{width}.html"
+    frame.write_text(FRAME % (page.name, width))
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / f'profile-{width}'}",
+        "--window-size=1600,1000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        frame.as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="__probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result["console"] = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    return result
+
+
+def _check(result: dict, width: int, images: int) -> None:
+    assert result["images"] == images, result
+    assert result["broken"] == [], result["broken"]
+    assert result["errors"] == [] and result["console"] == [], (result["errors"], result["console"])
+    assert result["innerWidth"] == width
+    assert result["scrollWidth"] <= width, f"the page overflows: {result['scrollWidth']} > {width}"
+    assert result["title"].startswith("forgetbox report")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The digits run re-rendered with this code from its committed results.json."""
+    out = tmp_path_factory.mktemp("rendered")
+    shutil.copy(DOCS / "digits-default" / "results.json", out / "results.json")
+    rerender(out)
+    return out / "report.html"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_freshly_rendered_report_reads_well_in_a_browser(rendered, width, tmp_path):
+    _check(probe(rendered, width, tmp_path), width, images=4)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("report", COMMITTED, ids=lambda p: p.parent.name)
+def test_committed_reports_read_well_in_a_browser(report, width, tmp_path):
+    _check(probe(report, width, tmp_path), width, images=4)
+
+
+def test_the_probe_catches_a_broken_image_and_an_overflowing_page(tmp_path):
+    """The checks can fail: a page with a broken image and a table wider than the window."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>forgetbox report: bad</title></head><body>"
+        '<img alt="x" src="data:image/png;base64,AAAA"/>'
+        '<table style="width:3000px"><tr><td>wide</td></tr></table></body></html>'
+    )
+    result = probe(bad, 420, tmp_path)
+    assert result["broken"] == ["x"] and result["scrollWidth"] > 420
+    with pytest.raises(AssertionError):
+        _check(result, 420, images=1)
