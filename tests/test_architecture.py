@@ -30,6 +30,7 @@ LAYERS = {
     "bounds": 5,
     "readouts": 5,
     "data": 5,
+    "audit": 5,
     "deletion": 6,
     "experiment": 7,
     "cli": 8,
