@@ -33,8 +33,9 @@ LAYERS = {
     "audit": 5,
     "deletion": 6,
     "experiment": 7,
-    "cli": 8,
-    "__main__": 9,
+    "evaluation": 8,
+    "cli": 9,
+    "__main__": 10,
 }
 
 

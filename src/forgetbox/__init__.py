@@ -44,6 +44,9 @@ _PUBLIC = {
     # the experiment
     "ExperimentConfig": "experiment.config",
     "run_experiment": "experiment.run",
+    # the ensemble evaluation (U-LiRA, the NeurIPS 2023 score, KLoM)
+    "evaluate": "evaluation.run",
+    "EvaluateConfig": "evaluation.config",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -1,7 +1,8 @@
 """Command line: ``forgetbox run`` (the paper's experiment), ``forgetbox train`` (pre-train and
 fine-tune, print the three models' errors), ``forgetbox scrub`` (scrub your own model),
 ``forgetbox prepare`` (factor a kernel once for many requests), ``forgetbox report``
-(re-render a run's report from its results.json).
+(re-render a run's report from its results.json), ``forgetbox evaluate`` (judge the methods
+against retrain ensembles).
 
 One module per command; each only parses its flags and calls the library.
 """
@@ -12,9 +13,9 @@ import argparse
 import sys
 
 from ..versions import package_version
-from . import prepare, report, run, scrub, train
+from . import evaluate, prepare, report, run, scrub, train
 
-COMMANDS = (run, train, scrub, prepare, report)
+COMMANDS = (run, train, evaluate, scrub, prepare, report)
 
 
 class _Parser(argparse.ArgumentParser):

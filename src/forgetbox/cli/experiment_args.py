@@ -31,6 +31,17 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 def read_toml(path: Path) -> dict:
+    """The ``[experiment]`` table of a TOML file (or the whole file when it has none)."""
+    doc = _load_toml(path)
+    return doc.get("experiment", doc)
+
+
+def read_toml_table(path: Path, name: str) -> dict | None:
+    """The table ``[name]`` of a TOML file, or None."""
+    return _load_toml(path).get(name)
+
+
+def _load_toml(path: Path) -> dict:
     if path.is_dir():
         raise ValueError(f"--config {path}: a folder where a TOML file belongs")
     if not path.exists():
@@ -39,7 +50,7 @@ def read_toml(path: Path) -> dict:
         doc = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"--config {path}: not valid TOML ({exc})") from exc
-    return doc.get("experiment", doc)
+    return doc
 
 
 def experiment_config(args: argparse.Namespace) -> ExperimentConfig:

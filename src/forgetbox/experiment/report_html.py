@@ -31,7 +31,7 @@ dl.run dt{font-weight:600}dl.run dd{margin:0;overflow-wrap:anywhere}
 """
 
 
-def _e(x) -> str:
+def esc(x) -> str:
     return html.escape(str(x))
 
 
@@ -52,13 +52,13 @@ def _num(x: float | None, pct: bool = False) -> str:
     return f"{100 * x:.1f}" if pct else short(x)
 
 
-def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     th = "".join(f"<th>{h}</th>" for h in head)
     body = "".join("<tr>" + "".join(rows_) + "</tr>" for rows_ in rows)
     return f'<div class="scroll"><table class="{cls}"><tr>{th}</tr>{body}</table></div>'
 
 
-def _cell(text: str, num: bool = True) -> str:
+def cell(text: str, num: bool = True) -> str:
     return f'<td class="num">{text}</td>' if num else f"<td>{text}</td>"
 
 
@@ -67,15 +67,15 @@ def _headline(results: dict) -> str:
     head += ["seconds", "speed-up over retraining"]
     rows = []
     for r in headline.headline_rows(results):
-        cells = [f"<th>{_e(r['method'])}</th>"]
+        cells = [f"<th>{esc(r['method'])}</th>"]
         for key, _, pct in headline.HEADLINE:
             m, s = r[key]
-            cells.append(_cell(f"{_num(m, pct)} <small>± {_num(s, pct)}</small>"))
+            cells.append(cell(f"{_num(m, pct)} <small>± {_num(s, pct)}</small>"))
         m, s = r["seconds"]
-        cells.append(_cell("—" if r["method"] == "original" else f"{_num(m)}"))
+        cells.append(cell("—" if r["method"] == "original" else f"{_num(m)}"))
         sp = r["speedup"]
         text = "—" if sp is None else f"{sp[0]:.1f}× <small>({sp[1]:.1f}–{sp[2]:.1f})</small>"
-        cells.append(_cell(text))
+        cells.append(cell(text))
         rows.append(cells)
     comp = headline.compute_summary(results)
     note = (
@@ -88,26 +88,26 @@ def _headline(results: dict) -> str:
         note += " (only the stages whose time was recorded: fine-tunings and methods)"
     elif comp.get("this_run_seconds") is not None:
         note += f", of which {comp['this_run_seconds']:.0f} s computed by this invocation"
-    return _table(head, rows) + f'<p class="note">{_e(note)}.</p>'
+    return table(head, rows) + f'<p class="note">{esc(note)}.</p>'
 
 
 def _claims(results: dict) -> str:
     rows = []
     for c in results.get("claims", []):
         before = c.get("verdict_before_caveat")
-        verdict = f'<span class="{c["verdict"]}">{_e(c["verdict"])}</span>'
+        verdict = f'<span class="{c["verdict"]}">{esc(c["verdict"])}</span>'
         if before:
-            verdict += f"<br><small>({_e(before)} before the caveat)</small>"
+            verdict += f"<br><small>({esc(before)} before the caveat)</small>"
         rows.append(
             [
-                _cell(str(c["id"])),
-                _cell(_e(c["text"]), False),
-                _cell(verdict, False),
-                _cell(_e(c.get("rule", "")), False),
-                _cell(_e(c["evidence"]), False),
+                cell(str(c["id"])),
+                cell(esc(c["text"]), False),
+                cell(verdict, False),
+                cell(esc(c.get("rule", "")), False),
+                cell(esc(c["evidence"]), False),
             ]
         )
-    return _table(["#", "claim", "verdict", "rule", "evidence"], rows)
+    return table(["#", "claim", "verdict", "rule", "evidence"], rows)
 
 
 def _bounds(results: dict) -> str:
@@ -117,7 +117,7 @@ def _bounds(results: dict) -> str:
     ]
     rows = []
     for r in headline.bound_rows(results):
-        cells = [f"<th>{_e(r['method'])}</th>", _cell(f"{r['alpha']:.0e}" if r["alpha"] else "—")]
+        cells = [f"<th>{esc(r['method'])}</th>", cell(f"{r['alpha']:.0e}" if r["alpha"] else "—")]
         for key in (
             "info_weights_nats",
             "info_activations_nats_forget",
@@ -127,7 +127,7 @@ def _bounds(results: dict) -> str:
             m, s, vacuous = r[key]
             text = f"{_num(m)} <small>± {_num(s)}</small>"
             cells.append(
-                f'<td class="num vacuous">{text} (vacuous)</td>' if vacuous else _cell(text)
+                f'<td class="num vacuous">{text} (vacuous)</td>' if vacuous else cell(text)
             )
         rows.append(cells)
     levels = headline.input_levels(results)
@@ -142,7 +142,7 @@ def _bounds(results: dict) -> str:
             f" For scale: the cohort's raw content is |D_f| · d · ln {levels} = {content:,.0f} "
             "nats; a bound at or above it (marked vacuous) certifies nothing about D_f."
         )
-    return _table(head, rows) + f'<p class="note">{_e(context)}</p>'
+    return table(head, rows) + f'<p class="note">{esc(context)}</p>'
 
 
 def _full_table(results: dict) -> str:
@@ -151,23 +151,23 @@ def _full_table(results: dict) -> str:
             for m in methods)]  # fmt: skip
     rows = []
     for k in keys:
-        cells = [f"<th>{_e(headline.READOUT_NAMES[k])}</th>"]
+        cells = [f"<th>{esc(headline.READOUT_NAMES[k])}</th>"]
         for m in methods:
             mean, std = results["methods"][m]["mean"].get(k), results["methods"][m]["std"].get(k)
-            cells.append(_cell(f"{_num(mean)} <small>± {_num(std or 0)}</small>"))
+            cells.append(cell(f"{_num(mean)} <small>± {_num(std or 0)}</small>"))
         rows.append(cells)
-    return _table(["readout"] + [_e(m) for m in methods], rows)
+    return table(["readout"] + [esc(m) for m in methods], rows)
 
 
-def _figures(figures: dict, captions: dict) -> str:
+def figure_blocks(figures: dict, captions: dict) -> str:
     out = []
     for name, fig in figures.items():
         if fig is None:
             continue
         mime, data = fig.embedded()
         b64 = base64.b64encode(data).decode()
-        cap = _e(captions.get(name, name))
-        out.append(f'<figure><img alt="{_e(name)}" src="data:{mime};base64,{b64}"/>'
+        cap = esc(captions.get(name, name))
+        out.append(f'<figure><img alt="{esc(name)}" src="data:{mime};base64,{b64}"/>'
                    f"<figcaption>{cap}</figcaption></figure>")  # fmt: skip
     return "".join(out)
 
@@ -175,16 +175,16 @@ def _figures(figures: dict, captions: dict) -> str:
 def _compute(results: dict) -> str:
     comp = headline.compute_summary(results)
     rows = [
-        [f"<th>{_e(kind)}</th>", _cell(f"{secs:.1f}")]
+        [f"<th>{esc(kind)}</th>", cell(f"{secs:.1f}")]
         for kind, secs in sorted(comp["per_stage_kind_seconds"].items())
     ]
-    return _table(["stage", "seconds"], rows)
+    return table(["stage", "seconds"], rows)
 
 
 def _what_was_run(results: dict) -> str:
     lines = provenance.what_was_run(results)
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in lines)
-    devs = "".join(f"<li>{_e(d)}</li>" for d in provenance.deviations(results))
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in lines)
+    devs = "".join(f"<li>{esc(d)}</li>" for d in provenance.deviations(results))
     return (
         f'<dl class="run">{items}</dl><p class="note">Departures from the paper that apply '
         f'(docs/deviations.md in the forgetbox repository):</p><ul class="note">{devs}</ul>'
@@ -202,15 +202,15 @@ def title_of(results: dict) -> str:
 def page(results: dict, figures: dict, captions: dict, config_text: str) -> str:
     warned = claims.training_warnings(results)
     warnings = (
-        '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warned) + "</ul>"
+        '<ul class="warnings">' + "".join(f"<li>{esc(w)}</li>" for w in warned) + "</ul>"
         if warned
         else ""
     )
     title = title_of(results)
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{STYLE}</style></head><body>
-<h1>{_e(title)}</h1>
+<title>{esc(title)}</title><style>{STYLE}</style></head><body>
+<h1>{esc(title)}</h1>
 <p>Forgetting Outside the Box (Golatkar, Achille, Soatto, ECCV 2020), reproduced by forgetbox.
 The <b>retrain band</b> is the range of a readout over the models retrained from scratch on
 D_r: a method forgets well when its readouts fall inside it.</p>
@@ -218,8 +218,8 @@ D_r: a method forgets well when its readouts fall inside it.</p>
 <h2 id="headline">Headline</h2>{warnings}{_headline(results)}
 <h2 id="claims">The paper's claims</h2>{_claims(results)}
 <h2 id="bounds">Information bounds</h2>{_bounds(results)}
-<h2 id="figures">Figures</h2>{_figures(figures, captions)}
+<h2 id="figures">Figures</h2>{figure_blocks(figures, captions)}
 <h2 id="results">All readouts (mean ± std over seeds)</h2>{_full_table(results)}
 <h2 id="timings">Compute by stage (seconds, cached stages included)</h2>{_compute(results)}
-<h2 id="configuration">Configuration</h2><pre>{_e(config_text)}</pre>
+<h2 id="configuration">Configuration</h2><pre>{esc(config_text)}</pre>
 </body></html>"""

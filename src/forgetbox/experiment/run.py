@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import methods, models, ntk, paths, readouts, training
+from .. import methods, models, ntk, paths, readouts
 from ..atomic import atomic_write_json, atomic_write_text
 from ..functional import flatten, num_parameters, parameters_of
 from ..hashing import config_hash
@@ -82,16 +82,7 @@ def _seed_models(stages: Stages, seed: int, task: Task) -> SeedRun:
     w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
     original, orig_info = stages.trained(task, w0, seed, "original")
     retrained, retr_info = stages.trained(task, w0, seed, "retrain")
-    key_base = config_hash(
-        [
-            stages.pretrain_key(),
-            seed,
-            task.split.indices,
-            task.forget_idx.tolist(),
-            stages.finetune_config(True, num_parameters(w0)).__dict__,
-            training.VERSION,
-        ]
-    )
+    key_base = stages.seed_key(task, seed, w0)
     # methods and readouts run where --device says; the data stays on the CPU (moved per batch)
     w0, original, retrained = (m.to(stages.device) for m in (w0, original, retrained))
     return SeedRun(stages, seed, task, w0, original, retrained, orig_info, retr_info, key_base)

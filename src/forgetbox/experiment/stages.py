@@ -164,6 +164,20 @@ class Stages:
         return model_from(w0, state).eval(), _finetune_info(state)
 
     # -- forgetting
+    def seed_key(self, task: Task, seed: int, w0: nn.Module) -> str:
+        """What a seed's method stages depend on besides the method: pre-training, the seed,
+        the split and cohort, the fine-tuning recipe (part of every method's cache key)."""
+        return config_hash(
+            [
+                self.pretrain_key(),
+                seed,
+                task.split.indices,
+                task.forget_idx.tolist(),
+                self.finetune_config(True, num_parameters(w0)).__dict__,
+                training.VERSION,
+            ]
+        )
+
     def forget_config(self, task: Task) -> ForgetConfig:
         c = self.cfg
         whole = c.num_to_forget is None

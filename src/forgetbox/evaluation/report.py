@@ -1,0 +1,117 @@
+"""The evaluation's report page (``evaluation.html``): the protocol, a table per method of the
+per-example attacks and scores against the retrain row, the readouts against their retrain
+bands, the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..experiment.report_html import STYLE, cell, esc, figure_blocks, short, table
+from .figures import CAPTIONS, draw_all
+
+
+def _ci(row: dict | None) -> str:
+    if not row:
+        return "—"
+    if row["ci95"] is None:
+        return f"too few examples ({row['examples']})"
+    lo, hi = row["ci95"]
+    mark = " <b>≠</b>" if row["distinguishable"] else ""
+    return f"{row['difference']:+.3f} <small>[{lo:+.3f}, {hi:+.3f}]</small>{mark}"
+
+
+def _attacks(results: dict) -> str:
+    head = [
+        "method",
+        "U-LiRA balanced acc.",
+        "U-LiRA TPR @ 1% FPR",
+        "vs retrain (U-LiRA)",
+        "challenge F",
+        "challenge score",
+        "vs retrain (points)",
+        "KLoM D_f (median)",
+        "KLoM D_r",
+        "KLoM val",
+        "vs retrain (KLoM D_f)",
+        "loss attack AUC",
+        "seconds (median)",
+    ]
+    rows = []
+    for m, b in results["methods"].items():
+        u = b.get("ulira")
+        vs = results["against_retrain"].get(m, {})
+        secs = sorted(s for s in b["seconds"] if s is not None)
+        rows.append(
+            [
+                f"<th>{esc(m)}</th>",
+                cell(f"{u['balanced_accuracy']:.3f}" if u else "—"),
+                cell(f"{u['tpr_at_1pct_fpr']:.3f}" if u else "—"),
+                cell(_ci(vs.get("ulira_balanced_accuracy"))),
+                cell(f"{b['challenge']['forget_quality']:.3f}"),
+                cell(f"{b['challenge']['score']:.3f}"),
+                cell(_ci(vs.get("challenge_points"))),
+                cell(short(b["klom"]["forget"]["median"])),
+                cell(short(b["klom"]["retain"]["median"])),
+                cell(short(b["klom"]["val"]["median"])),
+                cell(_ci(vs.get("klom_forget"))),
+                cell(f"{b['population']['loss']['auc']:.3f}"),
+                cell(short(secs[len(secs) // 2]) if secs else "—"),
+            ]
+        )
+    return table(head, rows)
+
+
+def _readouts(results: dict) -> str:
+    keys = list(results["bands"])
+    head = ["method"] + [esc(k) for k in keys]
+    rows = []
+    for m, b in results["methods"].items():
+        cells = [f"<th>{esc(m)}</th>"]
+        for k in keys:
+            r = b["readouts"][k]
+            flag = "" if r["meaning"] == "inside" else f" <b>{esc(r['meaning'])}</b>"
+            cells.append(
+                cell(f"{short(r['median'])}{flag} <small>({r['models_outside']} out)</small>")
+            )
+        rows.append(cells)
+    band = ["<th>retrain band</th>"] + [
+        cell(f"[{short(results['bands'][k]['low'])}, {short(results['bands'][k]['high'])}]")
+        for k in keys
+    ]
+    return table(head, rows + [band])
+
+
+def page(results: dict, figures: dict) -> str:
+    cfg = results["config"]
+    e, x = cfg["evaluate"], cfg["experiment"]
+    title = (
+        f"forgetbox evaluation: {x['model']} x{x['width']} on {x['dataset']}, "
+        f"{e['models']} models per side"
+    )
+    plan = results.get("ulira_plan") or {}
+    ulira_note = (
+        f"U-LiRA: {plan.get('shadow_models')} shadow models on random halves of D, "
+        f"{plan.get('forget_sets')} cohorts each ({plan.get('unlearned_models')} unlearned models "
+        f"per method), {plan.get('folds')} folds."
+        if plan
+        else "U-LiRA not run (no shadow models)."
+    )
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title><style>{STYLE}</style></head><body>
+<h1>{esc(title)}</h1>
+<h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
+KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
+"vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
+bootstrap interval over examples; ≠ marks an interval that excludes 0.</p>
+<h2 id="attacks">Per-example attacks and scores</h2>{_attacks(results)}
+<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
+<p class="note">Median over the method's models; "leaks": on the side where the model still holds
+D_f; "Streisand": beyond retraining on the other side; (n out): models outside the band.</p>
+<h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
+</body></html>"""
+
+
+def write_report(results: dict, out: Path) -> str:
+    """Draw the figures into ``out`` and return the page."""
+    return page(results, draw_all(results, Path(out)))

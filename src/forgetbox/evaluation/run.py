@@ -1,0 +1,116 @@
+"""``forgetbox evaluate``: judge every method against ensembles of retrained models, with the
+per-example attacks and scores of the field (U-LiRA, the NeurIPS 2023 challenge score, KLoM),
+population attacks, and retrain bands.
+
+:func:`evaluate` returns the results written to ``evaluation.json`` (schema in
+``docs/evaluate.md``) and writes a report beside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..atomic import atomic_write_json, atomic_write_text
+from ..experiment.config import ExperimentConfig
+from ..experiment.run import prepare_run
+from ..versions import hardware, source_commit, versions
+from . import scores
+from .config import EvaluateConfig
+from .ensembles import build_ensembles
+from .report import write_report
+from .shadows import shadow_confidences
+
+PROTOCOL = (
+    "One split and cohort (the experiment's split seed). K originals are trained on D and K "
+    "reference models on D_r, each with its own seed (data order and head initialisation) from "
+    "the same pre-trained backbone; every method is applied to every original, so a "
+    "deterministic method such as ntk gets its spread from the randomness of training (the "
+    "paper's Lemma 2), not from repeated runs on one original as in the challenge. The retrain "
+    "row is K further models retrained on D_r: a perfect method, up to sampling error. The "
+    "challenge score and KLoM compare each method's K models with the K references; the "
+    "retrain bands are the 5-95 % quantiles of the retrain row. U-LiRA uses its own shadow "
+    "models (random halves of D, several cohorts of the forgotten class unlearned from each)."
+)
+
+
+def evaluate(
+    experiment: ExperimentConfig | None = None,
+    config: EvaluateConfig | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run (or resume from the stage cache) the evaluation; write ``evaluation.json`` and
+    ``evaluation.html`` into ``experiment.out``."""
+    experiment = experiment or ExperimentConfig(out="runs/evaluate")
+    config = config or EvaluateConfig()
+    if "retrain" not in config.methods:
+        config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
+    cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
+    stages, tasks = prepare_run(cfg, log)
+    task = tasks[config.split_seed]
+    out = Path(stages.cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    members, references = build_ensembles(stages, task, config, log)
+    shadows = shadow_confidences(stages, task, config, log) if config.shadow_models else None
+    results = _results(stages, task, config, members, references, shadows)
+    results["wall_seconds"] = time.perf_counter() - t0
+    results["compute"] = stages.cache.compute()
+    results["cache"] = {"hits": stages.cache.hits, "misses": stages.cache.misses}
+    atomic_write_json(out / "evaluation.json", results)
+    atomic_write_text(out / "evaluation.html", write_report(results, out))
+    return results
+
+
+def _results(stages, task, config, members, references, shadows) -> dict:
+    band = scores.bands(members)
+    summary = scores.readout_summary(members, band)
+    by_method = {}
+    for method, ms in members.items():
+        block = {
+            "readouts": summary[method],
+            "population": scores.population(task, ms),
+            "challenge": scores.challenge_part(task, ms, references),
+            "klom": scores.klom_part(task, ms, references),
+            "seconds": [m.seconds for m in ms],
+        }
+        if shadows is not None and method in shadows.conf:
+            block["ulira"] = scores.ulira_part(shadows.conf[method], shadows.status, shadows.folds)
+            block["ulira"]["seconds"] = shadows.seconds[method]
+        by_method[method] = block
+    return {
+        "kind": "forgetbox-evaluation/1",
+        "protocol": PROTOCOL,
+        "config": {"experiment": stages.cfg.as_dict(), "evaluate": config.as_dict()},
+        "versions": versions(),
+        "provenance": {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": source_commit(),
+            "hardware": hardware(stages.cfg.device),
+        },
+        "task": {
+            "n_train": len(task.split.y_train),
+            "n_forget": len(task.forget_idx),
+            "n_test": len(task.split.y_test),
+            "n_val": len(task.split.y_val),
+            "forget_indices": task.forget_idx.tolist(),
+        },
+        "references": {
+            "seeds": [m.seed for m in references],
+            "seconds": [m.seconds for m in references],
+        },
+        "bands": {k: b.__dict__ for k, b in band.items()},
+        "methods": by_method,
+        "against_retrain": scores.against_retrain(by_method),
+        "ulira_plan": None
+        if shadows is None
+        else {
+            "shadow_models": config.shadow_models,
+            "forget_sets": config.forget_sets,
+            "unlearned_models": int(shadows.status.shape[0]),
+            "folds": config.folds,
+        },
+    }

@@ -1,0 +1,213 @@
+"""Every score of an evaluation, from the ensembles' logits and the shadow models'
+confidences: retrain bands of the readouts, population attacks, the challenge score, KLoM and
+U-LiRA per method, and each method's difference from the retrain row with a bootstrap
+interval over examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import audit
+from ..audit import challenge
+from ..audit.klom import DIRECTION as KLOM_DIRECTION
+from ..audit.ulira import ulira
+from ..experiment.tasks import Task
+from .ensembles import Member, subset
+
+# which side of the retrain band says the model still holds D_f ("leaks"); the other side is
+# the Streisand effect (forgetting more than retraining would, itself a trace of the deletion)
+LEAK_SIDE = {
+    "error_forget": "below",
+    "loss_forget": "below",
+    "mia_forget_member_rate": "above",
+    "relearn_epochs": "below",
+    "l1_to_retrain_forget": "above",
+}
+BOOTSTRAP = 2000
+MIN_EXAMPLES = 5  # fewer examples give no interval
+KLOM_SUBSETS = ("forget", "retain", "val")
+
+
+def _readout_keys(members: dict[str, list[Member]]) -> list[str]:
+    return sorted({k for ms in members.values() for m in ms for k in m.readouts})
+
+
+def bands(members: dict[str, list[Member]]) -> dict[str, audit.Band]:
+    """The retrain band of every readout, from the ``retrain`` row (models retrained on D_r
+    independently of the references)."""
+    rows = members["retrain"]
+    return {k: audit.band_of([m.readouts[k] for m in rows]) for k in _readout_keys(members)}
+
+
+def _meaning(key: str, side: str) -> str:
+    if side == "inside":
+        return "inside"
+    leak = LEAK_SIDE.get(key)
+    if leak is None:
+        return side
+    return "leaks" if side == leak else "Streisand"
+
+
+def readout_summary(members: dict[str, list[Member]], band: dict[str, audit.Band]) -> dict:
+    """Per method and readout: the K values, their median, where the median falls and how
+    many models fall outside the band."""
+    out = {}
+    for method, ms in members.items():
+        out[method] = {}
+        for key, b in band.items():
+            values = [m.readouts[key] for m in ms]
+            med = float(np.median(values))
+            side = audit.side_of(med, b)
+            outside = sum(audit.side_of(v, b) != "inside" for v in values)
+            out[method][key] = {
+                "values": values,
+                "median": med,
+                "side": side,
+                "meaning": _meaning(key, side),
+                "models_outside": outside,
+            }
+    return out
+
+
+def _roc_dict(r: audit.Roc, points: int = 200) -> dict:
+    keep = np.unique(np.linspace(0, len(r.fpr) - 1, min(points, len(r.fpr))).astype(int))
+    return {
+        "auc": r.auc,
+        "tpr_at_1pct_fpr": r.tpr_at_1pct,
+        "tpr_at_01pct_fpr": r.tpr_at_01pct,
+        "positives": r.positives,
+        "negatives": r.negatives,
+        "fpr": r.fpr[keep].tolist(),
+        "tpr": r.tpr[keep].tolist(),
+    }
+
+
+def population(task: Task, members: list[Member]) -> dict:
+    """Loss and confidence threshold attacks, D_f (positives) against test (negatives), the
+    examples of all K models pooled; and the entropy SVC's member rate (median over models)."""
+    out = {}
+    zf = torch.stack([subset(task, m.logits, "forget")[0] for m in members])
+    zt = torch.stack([subset(task, m.logits, "test")[0] for m in members])
+    yf, yt = subset(task, members[0].logits, "forget")[1], task.split.y_test
+    for stat in ("loss", "confidence"):
+        out[stat] = _roc_dict(audit.threshold_attack(zf, yf, zt, yt, stat).roc)
+    rates = [m.readouts["mia_forget_member_rate"] for m in members]
+    out["entropy_svc_member_rate"] = float(np.median(rates))
+    return out
+
+
+def _accuracy(task: Task, members: list[Member], name: str) -> float:
+    return float(np.mean([1 - m.readouts[f"error_{name}"] for m in members]))
+
+
+def challenge_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
+    """The NeurIPS 2023 score of an unlearned ensemble against the references."""
+    yf = subset(task, unlearned[0].logits, "forget")[1]
+    cu = torch.stack(
+        [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in unlearned]
+    )
+    cr = torch.stack(
+        [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in references]
+    )
+    ra = (_accuracy(task, unlearned, "retain"), _ref_accuracy(task, references, "retain"))
+    ta = (_accuracy(task, unlearned, "test"), _ref_accuracy(task, references, "test"))
+    s = audit.challenge_score(cu, cr, retain_accuracy=ra, test_accuracy=ta)
+    buckets = challenge.bucket_points(s.models)
+    points = [next((p for b, p in buckets if e < b + challenge.BUCKET), 0.0) for e in s.epsilons]
+    return {
+        "epsilons": s.epsilons,
+        "points": points,
+        "forget_quality": s.forget_quality,
+        "retain_accuracy_ratio": s.retain_ratio,
+        "test_accuracy_ratio": s.test_ratio,
+        "score": s.score,
+        "models_per_side": s.models,
+    }
+
+
+def _ref_accuracy(task: Task, references: list[Member], name: str) -> float:
+    accs = []
+    for m in references:
+        z, y = subset(task, m.logits, name)
+        accs.append((z.argmax(-1) == y).double().mean().item())
+    return float(np.mean(accs))
+
+
+def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
+    """KLoM per example of D_f, D_r and the validation set, and its summary per subset."""
+    out = {"direction": KLOM_DIRECTION}
+    for name in KLOM_SUBSETS:
+        y = subset(task, unlearned[0].logits, name)[1]
+        mu = torch.stack([audit.margin(subset(task, m.logits, name)[0], y) for m in unlearned])
+        mr = torch.stack([audit.margin(subset(task, m.logits, name)[0], y) for m in references])
+        values = audit.klom(mu, mr).numpy()
+        finite = values[np.isfinite(values)]
+        out[name] = {
+            "values": values.tolist(),
+            "mean": float(finite.mean()) if len(finite) else None,
+            "median": float(np.median(finite)) if len(finite) else None,
+            "q90": float(np.quantile(finite, 0.9)) if len(finite) else None,
+        }
+    return out
+
+
+def ulira_part(conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor) -> dict:
+    res = ulira(conf, status, folds)
+    return {
+        "balanced_accuracy": res.balanced_accuracy,
+        "per_example": {str(k): v for k, v in res.per_example.items()},
+        "pairs_in": res.pairs_in,
+        "pairs_out": res.pairs_out,
+        "examples": res.examples,
+        **_roc_dict(res.roc),
+    }
+
+
+def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
+    """Mean of ``a`` minus mean of ``b`` (paired by example) with a 95 % percentile interval
+    from :data:`BOOTSTRAP` resamples of the examples."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if len(a) < MIN_EXAMPLES:
+        diff = float(a.mean() - b.mean()) if len(a) else None
+        return {"difference": diff, "ci95": None, "examples": len(a)}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (BOOTSTRAP, len(a)))
+    diffs = a[idx].mean(1) - b[idx].mean(1)
+    lo, hi = np.quantile(diffs, (0.025, 0.975))
+    return {
+        "difference": float(a.mean() - b.mean()),
+        "ci95": [float(lo), float(hi)],
+        "examples": len(a),
+    }
+
+
+def against_retrain(methods: dict) -> dict:
+    """Per method, its per-example U-LiRA accuracy, challenge points and D_f KLoM against the
+    retrain row's: the difference with a bootstrap interval, and whether it excludes 0."""
+    base = methods.get("retrain")
+    out = {}
+    for name, block in methods.items():
+        if name == "retrain" or base is None:
+            continue
+        rows = {}
+        if "ulira" in block and "ulira" in base:
+            common = sorted(set(block["ulira"]["per_example"]) & set(base["ulira"]["per_example"]))
+            rows["ulira_balanced_accuracy"] = bootstrap_difference(
+                [block["ulira"]["per_example"][k] for k in common],
+                [base["ulira"]["per_example"][k] for k in common],
+            )
+        rows["challenge_points"] = bootstrap_difference(
+            block["challenge"]["points"], base["challenge"]["points"]
+        )
+        rows["klom_forget"] = bootstrap_difference(
+            block["klom"]["forget"]["values"], base["klom"]["forget"]["values"]
+        )
+        for r in rows.values():
+            r["distinguishable"] = (
+                None if r["ci95"] is None else bool(r["ci95"][0] > 0 or r["ci95"][1] < 0)
+            )
+        out[name] = rows
+    return out

@@ -1,0 +1,94 @@
+"""``forgetbox evaluate`` end to end on a tiny digits configuration (seconds): the outputs and
+their schema, the retrain row scoring as a perfect method up to sampling error, a rerun that
+recomputes nothing, and bad settings refused before any work."""
+
+import json
+import math
+
+import pytest
+
+from forgetbox import cli
+from forgetbox.evaluation import EvaluateConfig, evaluate, evaluate_config_from_dict
+from forgetbox.experiment import ExperimentConfig
+
+EXP = dict(profile="quick", train_per_class=10, num_to_forget=5)
+EVAL = dict(models=6, shadow_models=12, forget_sets=2, methods=("original", "ntk", "retrain"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluate")
+    res = evaluate(ExperimentConfig(out=str(out), **EXP), EvaluateConfig(**EVAL), log=lambda s: 0)
+    return out, res
+
+
+def test_outputs_and_schema(evaluated):
+    out, res = evaluated
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["kind"] == "forgetbox-evaluation/1" and "Lemma 2" in doc["protocol"]
+    assert set(doc["methods"]) == {"original", "ntk", "retrain"}
+    for block in doc["methods"].values():
+        assert len(block["challenge"]["epsilons"]) == 5  # one per D_f example
+        assert block["challenge"]["models_per_side"] == 6
+        assert set(block["klom"]) == {"direction", "forget", "retain", "val"}
+        assert block["klom"]["direction"] == "KL(unlearned || retrained)"
+        assert {"loss", "confidence", "entropy_svc_member_rate"} <= set(block["population"])
+        assert 0.0 <= block["ulira"]["balanced_accuracy"] <= 1.0
+        assert len(block["readouts"]["error_forget"]["values"]) == 6
+    assert doc["ulira_plan"]["unlearned_models"] == 24
+    assert set(doc["against_retrain"]) == {"original", "ntk"}
+    html = (out / "evaluation.html").read_text()
+    assert "<title>forgetbox evaluation" in html and html.count("<img") == 4
+
+
+def test_the_retrain_row_scores_as_a_perfect_method_up_to_sampling_error(evaluated):
+    _, res = evaluated
+    m = res["methods"]
+    u = m["retrain"]["ulira"]
+    se = 0.5 / math.sqrt(min(u["pairs_in"], u["pairs_out"]))
+    assert abs(u["balanced_accuracy"] - 0.5) <= 3 * se  # chance, within sampling error
+    assert m["original"]["ulira"]["balanced_accuracy"] > u["balanced_accuracy"]
+    # closer to the references than the original is, on both per-example scores
+    assert (
+        m["retrain"]["challenge"]["forget_quality"] >= m["original"]["challenge"]["forget_quality"]
+    )
+    assert m["retrain"]["klom"]["forget"]["median"] < m["original"]["klom"]["forget"]["median"]
+    # the bands come from the retrain row: its own medians lie inside them
+    assert all(r["side"] == "inside" for r in m["retrain"]["readouts"].values())
+
+
+def test_a_second_evaluation_recomputes_nothing(evaluated):
+    out, res = evaluated
+    again = evaluate(ExperimentConfig(out=str(out), **EXP), EvaluateConfig(**EVAL), log=lambda s: 0)
+    assert again["cache"]["misses"] == 0 and again["cache"]["hits"] > 0
+    assert again["methods"]["ntk"]["challenge"] == res["methods"]["ntk"]["challenge"]
+    assert (
+        again["methods"]["ntk"]["ulira"]["per_example"]
+        == res["methods"]["ntk"]["ulira"]["per_example"]
+    )
+
+
+@pytest.mark.parametrize(
+    "table,message",
+    [
+        ({"models": 2}, "models must be >= 3"),
+        ({"models": "8"}, "must be an integer"),
+        ({"methods": ["ntk", "magic"]}, "unknown methods ['magic']"),
+        ({"folds": 1, "shadow_models": 4}, "folds must lie in"),
+        ({"shadows": 4}, "unknown keys ['shadows']"),
+        ({"relearn": "yes"}, "relearn must be true or false"),
+    ],
+)
+def test_bad_evaluate_settings_are_refused_with_their_name(table, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        evaluate_config_from_dict(table)
+
+
+def test_the_command_reads_the_evaluate_table_and_refuses_before_any_work(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[experiment]\nprofile = "quick"\n[evaluate]\nmodels = 2\n')
+    out = tmp_path / "out"
+    assert cli.main(["evaluate", "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "[evaluate]" in err and "models must be >= 3" in err and "Traceback" not in err
+    assert not out.exists()
