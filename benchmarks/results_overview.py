@@ -1,0 +1,62 @@
+"""The overview table at the top of docs/results/README.md, from the committed results.json
+files (verdicts, headline numbers, hardware, compute).
+
+    .venv/bin/python benchmarks/results_overview.py        # prints the Markdown table
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from forgetbox.experiment import claims
+from forgetbox.experiment.headline import compute_summary, headline_rows
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+
+
+def _hardware(r: dict) -> str:
+    hw = (r.get("provenance") or {}).get("hardware") or {}
+    if hw.get("gpu"):
+        return hw["gpu"]
+    if r["config"].get("device", "cpu").startswith("cuda"):
+        return "GPU (H200)"
+    return f"CPU, {hw.get('torch_threads', 2)} threads"
+
+
+def row(folder: Path) -> str:
+    r = json.loads((folder / "results.json").read_text())
+    cfg = r["config"]
+    verdicts = " ".join(f"{c['id']}{MARK[c['verdict']]}" for c in claims.evaluate(r))
+    rows = {h["method"]: h for h in headline_rows(r)}
+    ntk, ret = rows.get("ntk"), rows.get("retrain")
+    nums = ""
+    if ntk and ret and ntk["speedup"]:
+        f, r_f = 100 * ntk["error_forget"][0], 100 * ret["error_forget"][0]
+        nums = (
+            f"D_f err {f:.0f} % (retrain {r_f:.0f} %), D_r err {100 * ntk['error_retain'][0]:.1f} %,"
+            f" {ntk['speedup'][0]:.1f}× faster than retraining"
+        )
+    comp = compute_summary(r)
+    minutes = comp["total_seconds"] / 60
+    comp_text = f"{minutes:.0f} min" + (" (recorded stages)" if comp["partial"] else "")
+    preset = cfg.get("preset", "forgetbox")
+    what = f"{cfg['dataset']}, {cfg['model']} ×{cfg['width']}, {cfg['profile']} profile"
+    if preset != "forgetbox":
+        what += f", preset {preset}"
+    return (
+        f"| [{folder.name}]({folder.name}/report.html) | {what} "
+        f"| {len(r['seeds'])} | {_hardware(r)} | {comp_text} | {verdicts} | {nums} |"
+    )
+
+
+def main() -> None:
+    print("| run | data, model, profile | seeds | hardware | compute | claims 1-9 | NTK (mean) |")
+    print("|---|---|---|---|---|---|---|")
+    for folder in sorted(p.parent for p in RESULTS.glob("*/results.json")):
+        print(row(folder))
+
+
+if __name__ == "__main__":
+    main()
