@@ -34,8 +34,9 @@ def row(folder: Path) -> str:
     nums = ""
     if ntk and ret and ntk["speedup"]:
         f, r_f = 100 * ntk["error_forget"][0], 100 * ret["error_forget"][0]
+        dr = 100 * ntk["error_retain"][0]
         nums = (
-            f"D_f err {f:.0f} % (retrain {r_f:.0f} %), D_r err {100 * ntk['error_retain'][0]:.1f} %,"
+            f"D_f err {f:.0f} % (retrain {r_f:.0f} %), D_r err {dr:.1f} %,"
             f" {ntk['speedup'][0]:.1f}× faster than retraining"
         )
     comp = compute_summary(r)
