@@ -1,13 +1,15 @@
-"""``forgetbox report``: re-render a run's figures, report and summary from its results.json."""
+"""``forgetbox report``: re-render a run's figures, report and summary from its results.json
+(or an evaluation's from its evaluation.json)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..evaluation.report import rerender as rerender_evaluation
 from ..experiment.report import rerender
 
-HELP = "re-render a run folder's figures and report.html from its results.json"
+HELP = "re-render a run folder's figures and report from its results.json or evaluation.json"
 
 
 def add_parser(sub) -> None:
@@ -18,6 +20,10 @@ def add_parser(sub) -> None:
 
 def command(args: argparse.Namespace) -> int:
     for folder in args.folders:
-        rerender(folder)
-        print(f"re-rendered {folder / 'report.html'}")
+        if (folder / "evaluation.json").is_file() and not (folder / "results.json").is_file():
+            rerender_evaluation(folder)
+            print(f"re-rendered {folder / 'evaluation.html'}")
+        else:
+            rerender(folder)
+            print(f"re-rendered {folder / 'report.html'}")
     return 0

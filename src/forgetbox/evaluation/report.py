@@ -115,3 +115,20 @@ D_f; "Streisand": beyond retraining on the other side; (n out): models outside t
 def write_report(results: dict, out: Path) -> str:
     """Draw the figures into ``out`` and return the page."""
     return page(results, draw_all(results, Path(out)))
+
+
+def rerender(folder: Path) -> None:
+    """Redraw an evaluation folder's figures and ``evaluation.html`` from its
+    ``evaluation.json`` (the numbers are not touched)."""
+    import json
+
+    from ..atomic import atomic_write_text
+
+    path = Path(folder) / "evaluation.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable evaluation.json ({exc})") from exc
+    if not isinstance(results, dict) or results.get("kind") != "forgetbox-evaluation/1":
+        raise ValueError(f"{path}: not a forgetbox evaluation (kind forgetbox-evaluation/1)")
+    atomic_write_text(Path(folder) / "evaluation.html", write_report(results, Path(folder)))
