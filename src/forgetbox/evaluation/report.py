@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..experiment.headline import READOUT_NAMES
 from ..experiment.report_html import STYLE, cell, esc, figure_blocks, short, table
 from .figures import CAPTIONS, draw_all
 
@@ -63,7 +64,7 @@ def _attacks(results: dict) -> str:
 
 def _readouts(results: dict) -> str:
     keys = list(results["bands"])
-    head = ["method"] + [esc(k) for k in keys]
+    head = ["method"] + [esc(READOUT_NAMES.get(k, k)) for k in keys]
     rows = []
     for m, b in results["methods"].items():
         cells = [f"<th>{esc(m)}</th>"]
