@@ -28,9 +28,11 @@ def parameters_of(model: nn.Module, dtype: torch.dtype | None = None) -> Params:
 
 
 def buffers_of(model: nn.Module, dtype: torch.dtype | None = None) -> Params:
-    """Detached buffers; floating buffers (BatchNorm statistics) are cast to ``dtype``."""
+    """Detached buffers, and the frozen parameters (``requires_grad=False``: constants of the
+    model function); floating ones (BatchNorm statistics) are cast to ``dtype``."""
     out = {}
-    for name, b in model.named_buffers():
+    frozen = ((n, p) for n, p in model.named_parameters() if not p.requires_grad)
+    for name, b in [*model.named_buffers(), *frozen]:
         b = b.detach()
         out[name] = b.to(dtype) if (dtype is not None and b.is_floating_point()) else b
     return out
@@ -71,8 +73,9 @@ def eval_mode(model: nn.Module):
 def model_function(model: nn.Module, dtype: torch.dtype | None = None) -> ModelFn:
     """Return ``f(params, x) -> logits`` evaluating ``model`` functionally in eval mode.
 
-    Buffers are captured (cast to ``dtype`` when given); ``params`` may be any subset of the
-    parameter names, the rest are taken from the model (cast to ``dtype``).
+    Buffers and frozen parameters are captured (cast to ``dtype`` when given); ``params`` may be
+    any subset of the trainable parameter names, the rest are taken from the model (cast to
+    ``dtype``).
     """
     buffers = buffers_of(model, dtype)
     defaults = parameters_of(model, dtype)
@@ -103,3 +106,33 @@ def assert_finite(params: Mapping[str, Tensor], what: str = "parameters") -> Non
     for name, t in params.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ValueError(f"{what}: tensor {name!r} contains NaN or infinite values")
+
+
+def select_trainable(model: nn.Module, patterns=None) -> list[str]:
+    """Mark which parameters were trained (``requires_grad``), in place, and return their
+    names. ``patterns``: None keeps the model's own flags; else parameter names or shell-style
+    patterns (a list, or one comma-separated string: ``"layer4.*,fc.*"``). Every pattern must
+    match a parameter, and at least one parameter must be trainable."""
+    from fnmatch import fnmatchcase
+
+    names = [n for n, _ in model.named_parameters()]
+    if patterns is not None:
+        if isinstance(patterns, str):
+            patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+        patterns = list(patterns)
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise ValueError(f"trainable must name parameters or patterns; got {patterns!r}")
+        unmatched = [p for p in patterns if not any(fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            raise ValueError(
+                f"trainable: {unmatched} match no parameter of the model "
+                f"(its parameters begin {names[:4]})"
+            )
+        for n, p in model.named_parameters():
+            p.requires_grad_(any(fnmatchcase(n, pat) for pat in patterns))
+    chosen = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not chosen:
+        raise ValueError(
+            "no trainable parameter: nothing to scrub (set requires_grad or trainable)"
+        )
+    return chosen

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-budget-gb", type=float, help="memory budget of the kernel")
     add_model_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument(
+        "--trainable", help="parameters fine-tuning trained, names or patterns (default: all)"
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
     p.set_defaults(func=command)
 
@@ -35,6 +38,7 @@ def command(args: argparse.Namespace) -> int:
         loss=args.loss,
         memory_budget_gb=args.memory_budget_gb,
         device=args.device,
+        trainable=args.trainable,
     )
     serve_prepare(req)
     return 0

@@ -9,6 +9,7 @@ from ..deletion.files import ModelFiles
 from ..deletion.requests import ScrubRequest
 from ..deletion.serve import serve_scrub
 from ..methods import METHODS, PRESETS
+from ..ntk import Solver
 
 HELP = "scrub a cohort from your own trained model"
 
@@ -46,7 +47,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--loss", default="ce", choices=["ce", "mse"])
-    p.add_argument("--solver", default="auto", choices=["auto", "dense", "cg"])
+    p.add_argument("--solver", default="auto", choices=[s.value for s in Solver])
+    p.add_argument(
+        "--trainable",
+        help="parameters fine-tuning trained, names or patterns (e.g. 'layer4.*,fc.*'); "
+        "default: all",
+    )
     p.add_argument("--memory-budget-gb", type=float, help="memory budget of the NTK solver")
     p.add_argument("--nystrom-rank", type=int, help="samples of the CG preconditioner (64)")
     p.add_argument("--cg-tol", type=float, help="CG relative residual (1e-5 float32)")
@@ -116,6 +122,7 @@ def command(args: argparse.Namespace) -> int:
         prepared=args.prepared,
         restart_from_original=args.restart_from_original,
         recompute_batchnorm=args.recompute_batchnorm,
+        trainable=args.trainable,
         ledger_key_file=args.ledger_key_file,
     )
     serve_scrub(req)

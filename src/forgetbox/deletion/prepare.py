@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 from torch import nn
 
 from .. import ntk
-from ..functional import flatten
+from ..functional import flatten, select_trainable
 from ..hashing import state_sha256, tensors_sha256
 from ..inputs import as_tensors
 from ..ntk.memory import dense_memory_estimate, itemsize
@@ -28,6 +29,7 @@ def prepare(
     around=None,
     dtype: torch.dtype | None = None,
     options: ntk.NTKOptions | None = None,
+    trainable=None,
     **overrides,
 ) -> PreparedKernel:
     """Factor the kernel of the whole training set ``data = (x, y)`` once.
@@ -37,9 +39,15 @@ def prepare(
     (:class:`~forgetbox.ntk.NTKOptions`; keyword ``overrides`` such as ``kernel="pseudo"`` or
     ``memory_budget=``): the kernel and the memory plan. Cost: one kernel build and one Cholesky
     factorization of ``(n rows)^2`` float64 values; memory: the dense path's
-    (:func:`forgetbox.ntk.memory.dense_memory_estimate`).
+    (:func:`forgetbox.ntk.memory.dense_memory_estimate`). ``trainable``: the parameters
+    fine-tuning trained (as for :func:`forgetbox.scrub`; requests must name the same).
     """
     start = time.perf_counter()
+    model = copy.deepcopy(model)
+    names = select_trainable(model, trainable)
+    if pretrained is not None:
+        pretrained = copy.deepcopy(pretrained)
+        select_trainable(pretrained, names)
     x, y = as_tensors(data, "data")
     if len(x) < 2:
         raise ValueError("data: at least two samples are needed")

@@ -37,6 +37,7 @@ class ScrubRequest:
     prepared: Path | None = None
     restart_from_original: bool = False
     recompute_batchnorm: bool = False
+    trainable: str | None = None
     ledger_key_file: Path | None = None
 
     @property
@@ -71,6 +72,7 @@ class PrepareRequest:
     loss: str = "ce"
     memory_budget_gb: float | None = None
     device: str = "cpu"
+    trainable: str | None = None
 
 
 def gib_to_bytes(gib: float | None) -> int | None:

@@ -21,7 +21,7 @@ from .. import methods
 from ..checkpoints import CheckpointError
 from ..data.arrays import DataError
 from ..data.cohorts import retain_mask, select_forget
-from ..functional import assert_finite, flatten, parameters_of
+from ..functional import assert_finite, flatten, parameters_of, select_trainable
 from ..inputs import as_tensors, check_indexable
 from ..methods import ForgetConfig, Method
 from ..training import predict
@@ -60,6 +60,7 @@ def scrub(
     test=None,
     queries_per_subset: int = 25,
     recompute_batchnorm: bool = False,
+    trainable=None,
     **settings,
 ) -> ScrubResult:
     """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0).
@@ -82,12 +83,18 @@ def scrub(
     they were measured against (an estimate, or for the NTK methods their own prediction).
     ``generator``/``seed``: the noise draw (a generator, when given, supplies the seed).
     ``recompute_batchnorm``: replace the scrubbed model's BatchNorm running statistics by their
-    average over D_r. The input model is not modified. BatchNorm is used in eval mode.
+    average over D_r. ``trainable``: which parameters fine-tuning trained (names or patterns,
+    e.g. ``"layer4.*,fc.*"``; default: those with ``requires_grad``); the scrub, noise, bounds and
+    certificate then work in that subspace and every other weight is returned bit-identical.
+    The input model is not modified. BatchNorm is used in eval mode.
     """
     t_start = time.perf_counter()
     method = Method(method)
     cfg = settings_config(config, settings, prepared)
     model, pretrained, reference, notes = _full_precision_models(model, pretrained, reference)
+    model, pretrained, reference, trained = _trainable_copies(
+        model, pretrained, reference, trainable
+    )
     retain, forget = _sets(data, forget_indices, prepared, retain, forget)
     xr, yr = as_tensors(retain, "retain")
     xf, yf = as_tensors(forget, "forget")
@@ -128,6 +135,7 @@ def scrub(
     cert["timings_seconds"] = seconds
     cert["peak_memory_bytes"] = _peak_rss_bytes()
     cert["notes"] = notes
+    cert["trainable"] = _trainable_summary(model, trained)
     if recompute_batchnorm:
         cert["batchnorm"]["recomputed_on_retain"] = True
     return ScrubResult(
@@ -199,6 +207,30 @@ def _full_precision_models(model, pretrained, reference):
             notes.append(f"{name}: {sorted(str(d) for d in low)} weights cast to float32")
         out.append(m)
     return (*out, notes)
+
+
+def _trainable_copies(model, pretrained, reference, trainable):
+    """Copies of the models with the same parameters marked trainable (``trainable``, or the
+    model's own ``requires_grad``); the names of those parameters."""
+    model = copy.deepcopy(model)
+    trained = select_trainable(model, trainable)
+    out = [model]
+    for m in (pretrained, reference):
+        if m is not None:
+            m = copy.deepcopy(m)
+            select_trainable(m, trained)
+        out.append(m)
+    return (*out, trained)
+
+
+def _trainable_summary(model: nn.Module, trained: list[str]) -> dict:
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
+    return {
+        "parameters": sum(sizes[n] for n in trained),
+        "of": sum(sizes.values()),
+        "tensors": len(trained),
+        "names": trained if len(trained) <= 64 else trained[:64] + ["..."],
+    }
 
 
 def _forget(method, model, pretrained, retain, forget, cfg, seed, direction):

@@ -248,6 +248,7 @@ def _scrub(plan: _Plan):
         seed=req.seed,
         test=plan.test,
         recompute_batchnorm=req.recompute_batchnorm,
+        trainable=req.trainable,
     )
 
 
@@ -352,6 +353,7 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         loss=req.loss,
         kernel=req.kernel,
         memory_budget=budget,
+        trainable=req.trainable,
     )
     seconds = time.perf_counter() - t
     summary = {

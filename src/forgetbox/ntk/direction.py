@@ -17,6 +17,7 @@ from ..functional import flatten
 from .kernel import HeldJacobian, kernel_rows, shifted
 from .memory import MemoryBudgetError, cg_memory_estimate, dense_memory_estimate, itemsize
 from .options import Form, Kernel, Loss, NTKOptions, Solver, resolve_options
+from .param_space import param_memory_estimate, param_space_step
 from .precision import full_precision
 from .problem import Problem, problem_for
 from .solvers import KernelOperator, NystromPreconditioner, cholesky_solve, conjugate_gradient
@@ -56,7 +57,7 @@ def choose_solver(prob: Problem, solver: Solver | str, nystrom_rank: int) -> Sol
     item = itemsize(prob.r.dtype)
     dense = dense_memory_estimate(n * prob.rows, p, item)
     if prob.kernel is Kernel.PSEUDO:
-        if solver is Solver.CG:
+        if solver in (Solver.CG, Solver.PARAM):
             raise ValueError("the pseudo-NTK uses the dense solver (its kernel is only n x n)")
         if dense > prob.budget:
             raise MemoryBudgetError(
@@ -65,7 +66,17 @@ def choose_solver(prob: Problem, solver: Solver | str, nystrom_rank: int) -> Sol
             )
         return Solver.DENSE
     cg = cg_memory_estimate(n, c, p, item, prob.chunk, nystrom_rank)
+    param = param_memory_estimate(p, c, prob.chunk, item)
+    if solver is Solver.PARAM:
+        if param <= prob.budget:
+            return solver
+        raise MemoryBudgetError(
+            f"the parameter-space solver needs about {param / 2**30:.2f} GiB for {p} trained "
+            f"parameters (budget {prob.budget / 2**30:.2f} GiB)"
+        )
     if solver is Solver.AUTO:
+        if p < n * c and param <= prob.budget:
+            return Solver.PARAM
         if dense <= prob.budget:
             return Solver.DENSE
         if cg <= prob.budget:
@@ -164,9 +175,8 @@ def cg_coefficients(
     return coef, alpha_r, tuple(reports)
 
 
-def _solve(prob: Problem, options: NTKOptions, seed: int):
-    """Coefficients by the chosen solver: ``(coef, alpha_r, reports, held J, solver)``."""
-    chosen = choose_solver(prob, options.solver, options.nystrom_rank)
+def _solve(prob: Problem, options: NTKOptions, seed: int, chosen: Solver):
+    """Coefficients by the chosen kernel solver: ``(coef, alpha_r, reports, held J, solver)``."""
     if chosen is Solver.DENSE:
         coef, alpha_r, report, J = dense_coefficients(prob, options.form)
         return coef, alpha_r, (report,), J, chosen
@@ -219,14 +229,26 @@ def ntk_direction(
         pretrained=pretrained,
         options=opts,
     )
-    coef, alpha_r, reports, J, chosen = _solve(prob, opts, seed)
     nr = prob.n_retain
-    # delta_w = J_D^T coef and u_{D_r} = -J_r^T alpha_r in one pass over D
-    both = torch.zeros(2, *coef.shape, dtype=prob.r.dtype, device=coef.device)
-    both[0] = coef
-    both[1, :nr] = -alpha_r
-    delta, u_retain = prob.pullback(both, J)
-    del J
+    chosen = choose_solver(prob, opts.solver, opts.nystrom_rank)
+    if chosen is Solver.PARAM:
+        if opts.form is Form.SCHUR:
+            raise ValueError("the Schur form is implemented for the dense solver only")
+        t = time.perf_counter()
+        delta, u_retain = param_space_step(prob)
+        p, c = prob.num_params, prob.r.shape[1]
+        mem = param_memory_estimate(p, c, prob.chunk, itemsize(prob.r.dtype))
+        reports = (
+            SolveReport("param", seconds=time.perf_counter() - t, memory_estimate_bytes=mem),
+        )
+    else:
+        coef, alpha_r, reports, J, chosen = _solve(prob, opts, seed, chosen)
+        # delta_w = J_D^T coef and u_{D_r} = -J_r^T alpha_r in one pass over D
+        both = torch.zeros(2, *coef.shape, dtype=prob.r.dtype, device=coef.device)
+        both[0] = coef
+        both[1, :nr] = -alpha_r
+        delta, u_retain = prob.pullback(both, J)
+        del J
     around_flat = flatten(prob.params)
     if prob.anchor is not None:  # anchored: w_lin(S) = w0 + J^T-part (the -(w_bar - w0) cancels)
         u_retain = u_retain - (around_flat - prob.anchor)

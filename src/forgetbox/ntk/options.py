@@ -10,14 +10,18 @@ from enum import StrEnum
 class Solver(StrEnum):
     """How the kernel systems are solved.
 
-    AUTO picks DENSE when the kernel fits the memory budget, else CG.
+    AUTO picks PARAM when the trained parameters are fewer than the kernel's rows and fit the
+    budget, else DENSE when the kernel fits, else CG.
     DENSE: exact (Cholesky), cost p (Nc)^2 to build the kernel; best for |D| c up to ~10^4.
     CG: matrix-free, memory O(p + Nc), cost (iterations) x (vjp + jvp) over the data.
+    PARAM: exact, in parameter space (p x p systems), memory O(p^2) whatever |D|; for a
+    trained subset of the weights (:mod:`forgetbox.ntk.param_space`).
     """
 
     AUTO = "auto"
     DENSE = "dense"
     CG = "cg"
+    PARAM = "param"
 
 
 class Loss(StrEnum):
