@@ -22,7 +22,7 @@ from ..checkpoints import CheckpointError
 from ..data.arrays import DataError
 from ..data.cohorts import retain_mask, select_forget
 from ..functional import assert_finite, flatten, parameters_of, select_trainable
-from ..inputs import as_tensors, check_indexable
+from ..inputs import Rows, as_rows, check_indexable
 from ..methods import ForgetConfig, Method
 from ..training import predict
 from ..training import recompute_batchnorm as recompute_bn
@@ -96,11 +96,11 @@ def scrub(
         model, pretrained, reference, trainable
     )
     retain, forget = _sets(data, forget_indices, prepared, retain, forget)
-    xr, yr = as_tensors(retain, "retain")
-    xf, yf = as_tensors(forget, "forget")
+    xr, yr = as_rows(retain, "retain")
+    xf, yf = as_rows(forget, "forget")
     if len(xf) == 0:
         raise ValueError("forget: the cohort is empty")
-    test_pair = as_tensors(test, "test") if test is not None else None
+    test_pair = as_rows(test, "test") if test is not None else None
     sets = {"retain": (xr, yr), "forget": (xf, yf)} | ({"test": test_pair} if test_pair else {})
     _check_models(model, pretrained, sets)
     if generator is not None:
@@ -287,7 +287,7 @@ def split_cohort(data, forget_indices, prepared: PreparedKernel | None):
     """``(retain, forget)`` of D for the cohort (plus a prepared state's earlier cohorts),
     with the same checks as the command line's (:func:`forgetbox.data.select_forget`)."""
     check_indexable(data, "data")
-    x, y = as_tensors(data, "data")
+    x, y = as_rows(data, "data")
     indices = _index_list(forget_indices)
     idx = select_forget(y, indices=indices)
     if prepared is not None:
@@ -298,6 +298,8 @@ def split_cohort(data, forget_indices, prepared: PreparedKernel | None):
         if len(idx) >= len(y):
             raise DataError("the forget cohorts cover the whole training set")
     keep = retain_mask(len(x), idx)
+    if isinstance(x, Rows):  # read from disk a batch at a time: views, nothing read here
+        return (x.view(keep.nonzero().squeeze(1)), y[keep]), (x.view(idx), y[idx])
     return (x[keep], y[keep]), (x[idx], y[idx])
 
 

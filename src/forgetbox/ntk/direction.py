@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import flatten
+from ..inputs import head
 from .kernel import HeldJacobian, kernel_rows, shifted
 from .memory import MemoryBudgetError, cg_memory_estimate, dense_memory_estimate, itemsize
 from .options import Form, Kernel, Loss, NTKOptions, Solver, resolve_options
@@ -157,7 +158,7 @@ def cg_coefficients(
     reports, sols = [], []
     for x, r, shift in (
         (prob.x, prob.r, n * prob.lam),
-        (prob.x[:nr], prob.r[:nr], nr * prob.lam),
+        (head(prob.x, nr), prob.r[:nr], nr * prob.lam),
     ):
         t = time.perf_counter()
         op = KernelOperator(prob.f, prob.params, x, shift, prob.chunk)

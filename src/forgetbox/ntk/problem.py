@@ -19,7 +19,7 @@ from ..functional import (
     parameters_of,
     unflatten,
 )
-from ..inputs import as_tensors
+from ..inputs import Rows, as_rows, concat
 from .jacobian import jvp_all, split, vjp_sum
 from .kernel import HeldJacobian, kernel_and_jacobian
 from .memory import default_chunk, default_memory_budget
@@ -38,7 +38,8 @@ def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Ten
 class Problem:
     """D = (retain rows, then forget rows) linearized at w_bar.
 
-    ``f``/``params``: the model function and w_bar; ``x``: inputs of D; ``r``: residuals on D
+    ``f``/``params``: the model function and w_bar; ``x``: inputs of D (a tensor, or
+    :class:`~forgetbox.inputs.Rows` read a batch at a time); ``r``: residuals on D
     ``(n, c)`` (anchored when ``anchor`` = flat w0 is set); ``n_retain``: rows of D_r; ``lam``:
     the weight decay; ``chunk``: samples per vjp/jvp chunk; ``budget``: memory budget (bytes);
     ``kernel``: exact or pseudo; ``chunk_option``: the caller's chunk (None lets the kernel
@@ -47,7 +48,7 @@ class Problem:
 
     f: ModelFn
     params: Params
-    x: Tensor
+    x: Tensor | Rows
     r: Tensor
     n_retain: int
     lam: float
@@ -187,10 +188,10 @@ def build_problem(
 
 def problem_for(model: nn.Module, retain, forget, **options) -> Problem:
     """:func:`build_problem` for D = retain then forget (both non-empty)."""
-    xr, yr = as_tensors(retain, "retain")
-    xf, yf = as_tensors(forget, "forget")
+    xr, yr = as_rows(retain, "retain")
+    xf, yf = as_rows(forget, "forget")
     if len(xf) == 0:
         raise ValueError("the forget set is empty: nothing to scrub")
     if len(xr) == 0:
         raise ValueError("the retain set is empty")
-    return build_problem(model, torch.cat([xr, xf]), torch.cat([yr, yf]), len(xr), **options)
+    return build_problem(model, concat(xr, xf), torch.cat([yr, yf]), len(xr), **options)

@@ -64,6 +64,10 @@ class NystromPreconditioner:
     ) -> NystromPreconditioner:
         n = len(x)
         gen = torch.Generator().manual_seed(seed)
+        # with m c rows above the p parameters, W and C^T C are singular: at most p / c samples
+        p = sum(t.numel() for t in params.values())
+        c = f(params, x[:1]).shape[-1]
+        m = max(1, min(m, p // c))
         S = torch.randperm(n, generator=gen)[: min(m, n)].sort().values
         JS = jacobian(f, params, x[S]).detach()
         c = JS.shape[1]
