@@ -20,6 +20,7 @@ LAYERS = {
     "versions": 0,
     "devices": 0,
     "paths": 0,
+    "parallel": 0,
     "atomic": 1,
     "checkpoints": 2,
     "models": 3,

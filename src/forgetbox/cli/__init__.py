@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import parallel
 from ..versions import package_version
 from . import evaluate, prepare, report, run, scrub, train
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        parallel.init_from_env(getattr(args, "device", None) or "cpu")  # under torchrun
         return args.func(args)
     except KeyboardInterrupt:
         print(

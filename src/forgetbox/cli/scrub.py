@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--loss", default="ce", choices=["ce", "mse"])
     p.add_argument("--solver", default="auto", choices=[s.value for s in Solver])
+    p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (the data stays on the host)")
     p.add_argument(
         "--trainable",
         help="parameters fine-tuning trained, names or patterns (e.g. 'layer4.*,fc.*'); "
@@ -123,6 +124,7 @@ def command(args: argparse.Namespace) -> int:
         restart_from_original=args.restart_from_original,
         recompute_batchnorm=args.recompute_batchnorm,
         trainable=args.trainable,
+        device=args.device,
         ledger_key_file=args.ledger_key_file,
     )
     serve_scrub(req)

@@ -38,6 +38,7 @@ class ScrubRequest:
     restart_from_original: bool = False
     recompute_batchnorm: bool = False
     trainable: str | None = None
+    device: str = "cpu"
     ledger_key_file: Path | None = None
 
     @property

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import data
+from .. import data, parallel
 from .. import paths as preflight
 from ..atomic import atomic_path, atomic_write_json, atomic_write_text, strict_json
 from ..checkpoints import CheckpointError, load_into, load_state, save_state
@@ -188,6 +188,7 @@ def _prepared(req: ScrubRequest, entries: list[dict], model, xy) -> PreparedKern
 def plan_scrub(req: ScrubRequest) -> _Plan:
     """Read and check everything a request needs (nothing is written)."""
     _check_paths(req)
+    check_device(req.device)
     key = read_key(req.ledger_key_file)
     x, y, xt, yt = load_data(req.data)
     entries = read_ledger(Path(req.out) / LEDGER, key=key, n_train=len(y))
@@ -238,9 +239,10 @@ def _scrub(plan: _Plan):
         forgotten = plan.cohort if union is None else union.sort().values
         split = dict(retain=retain, forget=(x[forgotten], y[forgotten]))
         split["forget_indices"] = plan.cohort.tolist()
+    device = torch.device(req.device)
     return scrub(
-        plan.model,
-        pretrained=plan.w0,
+        plan.model.to(device),
+        pretrained=plan.w0.to(device),
         **split,
         method=req.method,
         **req.settings(),
@@ -325,9 +327,14 @@ def _write(plan: _Plan, result, log: Callable[[str], None]) -> dict:
 
 
 def serve_scrub(req: ScrubRequest, log: Callable[[str], None] = print) -> dict:
-    """Serve one deletion request; returns the certificate written to ``req.out``."""
+    """Serve one deletion request; returns the certificate written to ``req.out``. In a
+    process group every rank computes its share; once all have finished, rank 0 writes."""
     plan = plan_scrub(req)
-    return _write(plan, _scrub(plan), log)
+    result = _scrub(plan)
+    parallel.barrier()  # every rank succeeded: only now is anything written
+    if not parallel.is_main():
+        return result.certificate
+    return _write(plan, result, log)
 
 
 def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> dict:
@@ -356,6 +363,9 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         trainable=req.trainable,
     )
     seconds = time.perf_counter() - t
+    parallel.barrier()
+    if not parallel.is_main():
+        return {}
     summary = {
         "kernel": prep.kernel,
         "n": prep.n,

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import parallel
 from ..functional import flatten, model_function, parameters_of
 from ..ntk.jacobian import jacobian_blocks
 from ..ntk.memory import default_memory_budget, itemsize
@@ -152,11 +153,12 @@ def fisher_diagonal(
     budget = memory_budget or default_memory_budget(device)
     step = chunk or _chunk(model, f, weights, x.to(device, dtype), layers, budget)
     total = {k: torch.zeros_like(v, requires_grad=False) for k, v in weights.items()}
-    for i in range(0, len(x), step):
-        xb = x[i : i + step].to(device, dtype)
+    lo, hi = parallel.block(len(x))  # this rank's rows (all of them in one process)
+    for i in range(lo, hi, step):
+        xb = x[i : min(hi, i + step)].to(device, dtype)
         for name, value in _chunk_squares(f, weights, xb, layers).items():
             total[name] += value
-    return flatten(total).detach() / len(x)
+    return parallel.all_sum(flatten(total).detach()) / len(x)
 
 
 def _chunk_squares(f, weights, xb, layers) -> dict[str, Tensor]:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, jvp, vjp, vmap
 
+from .. import parallel
 from ..functional import ModelFn, Params, flatten
 
 
@@ -76,20 +77,29 @@ def vjp_sum(
     sub = {k: params[k] for k in names}
     rest = {k: v for k, v in params.items() if k not in sub}
     batched = coeffs.ndim == 3
-    total = None
-    for i, xb in enumerate(split(x, chunk)):
-        cb = coeffs[..., i * chunk : i * chunk + len(xb), :].to(dtype)
+    width = sum(sub[k].numel() for k in names)
+    device = next(iter(params.values())).device
+    total = torch.zeros(*coeffs.shape[:-2], width, dtype=dtype, device=device)
+    lo, hi = parallel.block(len(x))  # this rank's rows (all of them in one process)
+    for i in range(lo, hi, chunk):
+        xb = x[i : min(hi, i + chunk)]
+        cb = coeffs[..., i : i + len(xb), :].to(dtype)
         _, pullback = vjp(lambda s, xb=xb: f({**rest, **s}, xb), sub)
         if batched:
             grads = vmap(pullback)(cb)[0]
             g = torch.cat([grads[k].reshape(len(cb), -1) for k in names], dim=1)
         else:
             g = flatten(pullback(cb)[0])
-        total = g if total is None else total + g
-    return total
+        total += g
+    return parallel.all_sum(total)
 
 
 def jvp_all(f: ModelFn, params: Params, x: Tensor, tangent: Params, chunk: int) -> Tensor:
-    """``J v`` of shape ``(n, c)`` for a tangent parameter dict ``v``, over data chunks."""
-    outs = [jvp(lambda p, xb=xb: f(p, xb), (params,), (tangent,))[1] for xb in split(x, chunk)]
-    return torch.cat(outs)
+    """``J v`` of shape ``(n, c)`` for a tangent parameter dict ``v``, over data chunks (this
+    rank's rows, assembled on every rank)."""
+
+    def rows(i: int, j: int) -> Tensor:
+        xb = x[i:j]  # read outside the transform
+        return jvp(lambda p: f(p, xb), (params,), (tangent,))[1]
+
+    return parallel.rows_of(rows, len(x), chunk, lambda: rows(0, 1))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .. import parallel
 from ..functional import ModelFn, Params
 from ..progress import progress
 from .jacobian import jacobian_blocks
@@ -170,9 +171,19 @@ def kernel_and_jacobian(
         touched = sum(params[k].numel() for k in dict.fromkeys(k for k, _, _ in group))
         step = chunk or default_chunk(touched, c, dtype, budget // 2, x.device)
         J = buffer[: n * c * width].view(n, c, width)
-        for i in range(0, n, step):
-            group_jacobian(f, params, x[i : i + step], group, pseudo, J[i : i + step])
-        sym_accumulate(K, J.view(n * c, width))
+        lo, hi = parallel.block(n)  # this rank's rows; the others' arrive in the all-reduce
+        if parallel.active():
+            J.zero_()
+        for i in range(lo, hi, step):
+            j = min(hi, i + step)
+            group_jacobian(f, params, x[i:j], group, pseudo, J[i:j])
+        if parallel.active():
+            parallel.all_sum(J)
+            flat = J.view(n * c, width)
+            K[lo * c : hi * c] += (flat[lo * c : hi * c] @ flat.T).to(K.dtype)
+        else:
+            sym_accumulate(K, J.view(n * c, width))
+    parallel.all_sum(K)
     return K, HeldJacobian(tuple(groups[0]), J.view(n * c, widths[0]))
 
 

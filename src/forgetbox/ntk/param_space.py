@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import parallel
 from .jacobian import jacobian
 from .memory import itemsize
 from .solvers import cholesky
@@ -29,12 +30,14 @@ def gram_and_rhs(f, params, x, r: Tensor, lo: int, hi: int, chunk: int) -> tuple
     p = sum(t.numel() for t in params.values())
     G = torch.zeros(p, p, dtype=torch.float64, device=r.device)
     b = torch.zeros(p, dtype=torch.float64, device=r.device)
+    mine_lo, mine_hi = parallel.block(len(x))  # this rank's rows of the data
+    lo, hi = max(lo, mine_lo), min(hi, mine_hi)
     for i in range(lo, hi, chunk):
         j = min(hi, i + chunk)
         J = jacobian(f, params, x[i:j]).detach().reshape((j - i) * r.shape[1], p).double()
         G.addmm_(J.T, J)
         b.add_(J.T @ r[i:j].reshape(-1).double())
-    return G, b
+    return parallel.all_sum(G), parallel.all_sum(b)
 
 
 def solve(G: Tensor, b: Tensor, shift: float) -> Tensor:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import parallel
 from ..functional import (
     ModelFn,
     Params,
@@ -20,7 +21,7 @@ from ..functional import (
     unflatten,
 )
 from ..inputs import Rows, as_rows, concat
-from .jacobian import jvp_all, split, vjp_sum
+from .jacobian import jvp_all, vjp_sum
 from .kernel import HeldJacobian, kernel_and_jacobian
 from .memory import default_chunk, default_memory_budget
 from .options import Kernel, Loss, NTKOptions, enum_value, resolve_options
@@ -155,7 +156,9 @@ def build_problem(
     y = y.to(device)
     try:
         with torch.no_grad():  # in batches of 64: a larger forward only raises the peak memory
-            logits = torch.cat([f(params, xb) for xb in split(x, 64)])
+            logits = parallel.rows_of(
+                lambda i, j: f(params, x[i:j]), len(x), 64, lambda: f(params, x[:1])
+            )
     except RuntimeError as exc:
         raise ValueError(f"the model rejects inputs of shape {tuple(x.shape[1:])}: {exc}") from exc
     c = logits.shape[-1]

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .. import parallel
 from ..functional import ModelFn, Params, unflatten
 from ..progress import progress
-from .jacobian import jacobian, jvp_all, split, vjp_sum
+from .jacobian import jacobian, jvp_all, vjp_sum
 
 
 def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
@@ -72,12 +73,14 @@ class NystromPreconditioner:
         JS = jacobian(f, params, x[S]).detach()
         c = JS.shape[1]
         JS = JS.reshape(len(S) * c, -1)
-        C = torch.cat(
-            [
-                (jacobian(f, params, xb).detach().reshape(len(xb) * c, -1) @ JS.T)
-                for xb in split(x, chunk)
-            ]
-        ).double()
+        mc = JS.shape[0]
+
+        def rows(i: int, j: int) -> Tensor:  # (samples, c, m c): C's rows of these samples
+            return (jacobian(f, params, x[i:j]).detach().reshape((j - i) * c, -1) @ JS.T).view(
+                j - i, c, mc
+            )
+
+        C = parallel.rows_of(rows, n, chunk, lambda: rows(0, 1)).reshape(n * c, mc).double()
         W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
         W = 0.5 * (W + W.T)
         inner = shift * W + C.T @ C
