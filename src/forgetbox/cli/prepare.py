@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--trainable", help="parameters fine-tuning trained, names or patterns (default: all)"
     )
+    p.add_argument(
+        "--dtype", choices=["float32", "float64"], help="precision (default: the weights')"
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
     p.set_defaults(func=command)
 
@@ -39,6 +42,7 @@ def command(args: argparse.Namespace) -> int:
         memory_budget_gb=args.memory_budget_gb,
         device=args.device,
         trainable=args.trainable,
+        dtype=args.dtype,
     )
     serve_prepare(req)
     return 0

@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
     p.add_argument("--solver", default="auto", choices=[s.value for s in Solver])
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (the data stays on the host)")
     p.add_argument(
+        "--dtype", choices=["float32", "float64"], help="precision (default: the weights')"
+    )
+    p.add_argument(
         "--trainable",
         help="parameters fine-tuning trained, names or patterns (e.g. 'layer4.*,fc.*'); "
         "default: all",
@@ -125,6 +128,7 @@ def command(args: argparse.Namespace) -> int:
         recompute_batchnorm=args.recompute_batchnorm,
         trainable=args.trainable,
         device=args.device,
+        dtype=args.dtype,
         ledger_key_file=args.ledger_key_file,
     )
     serve_scrub(req)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .files import ModelFiles
 
 
@@ -39,6 +41,7 @@ class ScrubRequest:
     recompute_batchnorm: bool = False
     trainable: str | None = None
     device: str = "cpu"
+    dtype: str | None = None  # float32 | float64 (default: the weights')
     ledger_key_file: Path | None = None
 
     @property
@@ -58,6 +61,7 @@ class ScrubRequest:
             "nystrom_rank": self.nystrom_rank,
             "cg_tol": self.cg_tol,
             "cg_max_iter": self.cg_max_iter,
+            "dtype": DTYPES[self.dtype] if self.dtype else None,
         }
 
 
@@ -74,6 +78,10 @@ class PrepareRequest:
     memory_budget_gb: float | None = None
     device: str = "cpu"
     trainable: str | None = None
+    dtype: str | None = None
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def gib_to_bytes(gib: float | None) -> int | None:

@@ -41,7 +41,7 @@ from .ledger import (
 from .prepare import prepare
 from .prepared import KERNEL_FILE, MANIFEST_FILE, PreparedKernel
 from .prepared_files import load_prepared, read_manifest
-from .requests import PrepareRequest, ScrubRequest, gib_to_bytes, summary_text
+from .requests import DTYPES, PrepareRequest, ScrubRequest, gib_to_bytes, summary_text
 from .scrub import scrub
 
 LEDGER = "ledger.json"
@@ -361,6 +361,7 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         kernel=req.kernel,
         memory_budget=budget,
         trainable=req.trainable,
+        dtype=DTYPES[req.dtype] if req.dtype else None,
     )
     seconds = time.perf_counter() - t
     parallel.barrier()
