@@ -1,12 +1,14 @@
 """The overview table at the top of docs/results/README.md, from the committed results.json
 files (verdicts, headline numbers, hardware, compute).
 
-    .venv/bin/python benchmarks/results_overview.py        # prints the Markdown table
+    .venv/bin/python benchmarks/results_overview.py                  # prints the Markdown table
+    .venv/bin/python benchmarks/results_overview.py claims FOLDER    # one run's claim table
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from forgetbox.experiment import claims
@@ -52,7 +54,25 @@ def row(folder: Path) -> str:
     )
 
 
+def claim_table(folder: Path) -> str:
+    """One run's claims as a Markdown table: verdict, the rule it was judged by, the evidence."""
+    r = json.loads((folder / "results.json").read_text())
+    n = len(r["seeds"])
+    lines = [
+        f"| # | claim | verdict ({n} seeds) | rule | evidence |",
+        "|---|---|---|---|---|",
+    ]
+    for c in claims.evaluate(r):
+        cells = [str(c["id"]), c["text"], c["verdict"], c["rule"], c["evidence"]]
+        lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["claims"]:
+        for name in sys.argv[2:]:
+            print(claim_table(RESULTS / name))
+        return
     print("| run | data, model, profile | seeds | hardware | compute | claims 1-9 | NTK (mean) |")
     print("|---|---|---|---|---|---|---|")
     for folder in sorted(p.parent for p in RESULTS.glob("*/results.json")):
