@@ -286,3 +286,34 @@ def test_prepared_api_refuses_other_methods_and_settings(trained):
             model, pretrained=w0, data=d, forget_indices=[1], prepared=prep, weight_decay=0.2
         )
     assert len(prep.forgotten) == 0  # nothing was answered
+
+
+def test_cli_prepares_a_trained_head_in_parameter_space(trained, tmp_path):
+    """--trainable classifier.* with the parameter-space prepare: the requests' weights equal
+    a from-scratch scrub of the union, and every frozen weight is returned bit-identical."""
+    root, model, w0, split = trained
+    head = ["--trainable", "classifier.*"]
+    assert _prepare_cli(root, tmp_path / "prep", *head, "--solver", "param") == 0
+    manifest = json.loads((tmp_path / "prep" / "prepared.json").read_text())
+    assert manifest["space"] == "param"
+    out = tmp_path / "out"
+    (root / "second.txt").write_text("1 2\n")
+    prep = ["--prepared", str(tmp_path / "prep"), *head]
+    assert _cli(root, out, *prep, method="ntk") == 0
+    assert _cli(root, out, "--forget", str(root / "second.txt"), *prep, method="ntk") == 0
+    got = checkpoints.load_state(out / "scrubbed.safetensors")
+    ref = forgetbox.scrub(
+        model,
+        pretrained=w0,
+        data=(split.x_train, split.y_train),
+        forget_indices=[0, 3, 5, 8, 1, 2],
+        method="ntk",
+        trainable="classifier.*",
+    ).model.state_dict()
+    for name, value in got.items():
+        if name.startswith("classifier."):
+            assert ((value - ref[name]).norm() / ref[name].norm()).item() < 1e-4
+        else:
+            assert torch.equal(value, model.state_dict()[name])
+    assert _prepare_cli(root, tmp_path / "p2", "--solver", "param", "--kernel", "pseudo") == 2
+    assert not (tmp_path / "p2").exists()

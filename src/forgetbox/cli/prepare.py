@@ -16,6 +16,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("prepare", help=HELP)
     add_model_args(p)
     p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "dense", "param"],
+        help="kernel space (dense) or parameter space (param; auto: the smaller)",
+    )
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--loss", default="ce", choices=["ce", "mse"])
     p.add_argument("--memory-budget-gb", type=float, help="memory budget of the kernel")
@@ -37,6 +43,7 @@ def command(args: argparse.Namespace) -> int:
         data=args.data,
         out=args.out,
         kernel=args.kernel,
+        solver=args.solver,
         weight_decay=args.weight_decay,
         loss=args.loss,
         memory_budget_gb=args.memory_budget_gb,

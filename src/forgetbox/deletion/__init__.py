@@ -2,10 +2,11 @@
 from a prepared kernel.
 
 :mod:`.scrub` (:func:`scrub`), :mod:`.certificate` (the certificate), :mod:`.ledger` (the
-request ledger), :mod:`.prepared` / :mod:`.prepare` / :mod:`.prepared_files` (the prepared
-state, its construction and reading it back), :mod:`.files` (a request's inputs on disk),
-:mod:`.requests` (requests as the commands state them), :mod:`.serve` (requests served from
-files, as the ``scrub`` and ``prepare`` commands do).
+request ledger), :mod:`.prepared` / :mod:`.prepared_params` / :mod:`.prepare` /
+:mod:`.prepared_files` (the prepared state in kernel or parameter space, its construction and
+reading it back), :mod:`.files` (a request's inputs on disk), :mod:`.requests` (requests as
+the commands state them), :mod:`.serve` (requests served from files, as the ``scrub`` and
+``prepare`` commands do).
 """
 
 from .certificate import CERTIFICATE_FORMAT, certificate
@@ -14,6 +15,7 @@ from .ledger import LedgerError, read_ledger, verify_ledger
 from .prepare import prepare
 from .prepared import PreparedKernel
 from .prepared_files import load_prepared
+from .prepared_params import PreparedParams
 from .requests import PrepareRequest, ScrubRequest
 from .scrub import ScrubResult, scrub
 from .serve import plan_scrub, serve_prepare, serve_scrub
@@ -23,6 +25,7 @@ __all__ = [
     "ModelFiles",
     "PrepareRequest",
     "PreparedKernel",
+    "PreparedParams",
     "ScrubRequest",
     "ScrubResult",
     "certificate",

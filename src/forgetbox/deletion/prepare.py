@@ -15,7 +15,9 @@ from ..hashing import state_sha256, tensors_sha256
 from ..inputs import as_tensors
 from ..ntk.memory import dense_memory_estimate, itemsize
 from ..ntk.options import resolve_options
+from ..ntk.param_space import gram_and_rhs
 from .prepared import PreparedKernel
+from .prepared_params import PreparedParams
 
 
 @ntk.full_precision()
@@ -41,6 +43,9 @@ def prepare(
     factorization of ``(n rows)^2`` float64 values; memory: the dense path's
     (:func:`forgetbox.ntk.memory.dense_memory_estimate`). ``trainable``: the parameters
     fine-tuning trained (as for :func:`forgetbox.scrub`; requests must name the same).
+    In parameter space (``solver="param"``, or ``auto`` when the trained parameters are fewer
+    than the kernel's rows): one pass accumulating ``J^T J`` and a ``(p, p)`` factorization,
+    returning a :class:`~forgetbox.deletion.prepared_params.PreparedParams`.
     """
     start = time.perf_counter()
     model = copy.deepcopy(model)
@@ -48,6 +53,7 @@ def prepare(
     if pretrained is not None:
         pretrained = copy.deepcopy(pretrained)
         select_trainable(pretrained, names)
+    opts = resolve_options(options, overrides)
     x, y = as_tensors(data, "data")
     if len(x) < 2:
         raise ValueError("data: at least two samples are needed")
@@ -61,9 +67,17 @@ def prepare(
         around=around,
         dtype=dtype,
         pretrained=pretrained,
-        options=resolve_options(options, overrides),
+        options=opts,
     )
     n, c = prob.r.shape
+    hashes = {
+        "weights_sha256": state_sha256(model),
+        "data_sha256": tensors_sha256(x, y),
+        "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
+        "around_sha256": tensors_sha256(flatten(prob.params)),
+    }
+    if _in_parameter_space(prob, opts):
+        return _prepare_params(prob, loss, hashes, start)
     need = dense_memory_estimate(n * prob.rows, prob.num_params, itemsize(prob.r.dtype))
     if need > prob.budget:
         raise ntk.MemoryBudgetError(
@@ -80,12 +94,6 @@ def prepare(
     coef = alpha.reshape(n, c).to(prob.r.dtype)
     jt_alpha = prob.pullback(coef, J)
     del J
-    hashes = {
-        "weights_sha256": state_sha256(model),
-        "data_sha256": tensors_sha256(x, y),
-        "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
-        "around_sha256": tensors_sha256(flatten(prob.params)),
-    }
     return PreparedKernel(
         kernel=prob.kernel.value,
         loss=str(ntk.Loss(loss).value),
@@ -94,6 +102,45 @@ def prepare(
         c=c,
         chol=L,
         alpha=alpha,
+        residuals=prob.r.detach(),
+        jt_alpha=jt_alpha.detach(),
+        around=flatten(prob.params).detach(),
+        anchor=prob.anchor,
+        hashes=hashes,
+        forgotten=torch.zeros(0, dtype=torch.long),
+        columns=None,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _in_parameter_space(prob, opts: ntk.NTKOptions) -> bool:
+    """Whether to prepare in parameter space: asked for (``solver="param"``), or ``auto`` and
+    the trained parameters are fewer than the kernel's rows (as
+    :func:`forgetbox.ntk.choose_solver` decides for a scrub)."""
+    if opts.solver not in (ntk.Solver.PARAM, ntk.Solver.AUTO):
+        return False
+    if prob.kernel is ntk.Kernel.PSEUDO and opts.solver is ntk.Solver.AUTO:
+        return False
+    return ntk.choose_solver(prob, opts.solver, opts.nystrom_rank) is ntk.Solver.PARAM
+
+
+def _prepare_params(prob, loss: str, hashes: dict, start: float) -> PreparedParams:
+    """Accumulate ``J^T J`` and ``J^T r`` over D in one pass and factor ``J^T J + |D| lambda I``
+    (:mod:`forgetbox.deletion.prepared_params`)."""
+    n, c = prob.r.shape
+    G, b = gram_and_rhs(prob.f, prob.params, prob.x, prob.r, 0, n, prob.chunk)
+    G.diagonal().add_(n * prob.lam)
+    L = ntk.cholesky(G, "the parameter-space system")
+    del G
+    jt_alpha = torch.cholesky_solve(b[:, None], L)[:, 0].to(prob.r.dtype)
+    return PreparedParams(
+        kernel=prob.kernel.value,
+        loss=str(ntk.Loss(loss).value),
+        weight_decay=prob.lam,
+        n=n,
+        c=c,
+        chol=L,
+        alpha=b[:, None],
         residuals=prob.r.detach(),
         jt_alpha=jt_alpha.detach(),
         around=flatten(prob.params).detach(),

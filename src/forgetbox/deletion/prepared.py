@@ -73,9 +73,16 @@ class PreparedKernel:
     columns: Tensor | None = None
     seconds: float = 0.0
 
+    preconditioner = "schur-downdate"  # how a request's solve is preconditioned (reported)
+
     @property
     def rows(self) -> int:
         return 1 if self.kernel == ntk.Kernel.PSEUDO else self.c
+
+    @property
+    def space(self) -> str:
+        """Where requests are solved: ``"kernel"`` (here) or ``"param"``."""
+        return "kernel"
 
     @property
     def anchored(self) -> bool:
@@ -115,10 +122,45 @@ class PreparedKernel:
         x, y = self.check(model, data)
         new = self._new_indices(forget_indices)
         mark("check_seconds")
-        device = self.chol.device
-        dtype = self.jt_alpha.dtype
         # the state changes only when the request has succeeded (a failed solve leaves the
         # cohort unclaimed)
+        solution, iters, rel, state = self._retain_solution(
+            model, x, new, tol, max_iter, chunk, mark
+        )
+        delta = self.jt_alpha - solution
+        u_retain = -solution
+        if self.anchor is not None:
+            u_retain = u_retain - (self.around - self.anchor)
+        if not torch.isfinite(delta).all():
+            raise ValueError("the prepared NTK direction is not finite (ill-conditioned kernel)")
+        self._commit(state)
+        seconds = time.perf_counter() - start
+        report = ntk.SolveReport(
+            "prepared",
+            iterations=iters,
+            relative_residual=rel,
+            converged=rel <= tol,
+            seconds=seconds,
+            memory_estimate_bytes=self.nbytes(),
+            preconditioner=self.preconditioner,
+        )
+        extras = {
+            "solver": "prepared",
+            "form": "difference",
+            "kernel": self.kernel,
+            "n_retain": self.n - len(self.forgotten),
+            "n_forget": len(self.forgotten),
+            "n_forget_request": len(new),
+            "timings": marks,
+        }
+        return ntk.NTKDirection(
+            delta.detach(), u_retain.detach(), self.around, (report,), seconds, extras
+        )
+
+    def _retain_solution(self, model, x, new: Tensor, tol: float, max_iter: int, chunk: int, mark):
+        """``(J_r^T beta, CG iterations, relative residual, new state)`` for the cohort
+        ``forgotten + new``: ``u_{D_r} = -J_r^T beta`` before the anchor's correction."""
+        device, dtype = self.chol.device, self.jt_alpha.dtype
         columns, forgotten = self._extended_columns(new)
         mark("columns_seconds")
         cohort = forgotten.to(device)
@@ -132,36 +174,12 @@ class PreparedKernel:
         params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
         coef = beta.reshape(len(retained), self.c).to(dtype)
         jr_beta = ntk.vjp_sum(f, params, x.to(device, dtype)[retained], coef, chunk)
-        delta = self.jt_alpha - jr_beta
-        u_retain = -jr_beta
-        if self.anchor is not None:
-            u_retain = u_retain - (self.around - self.anchor)
-        if not torch.isfinite(delta).all():
-            raise ValueError("the prepared NTK direction is not finite (ill-conditioned kernel)")
         mark("vjp_seconds")
-        self.columns, self.forgotten = columns, forgotten
-        seconds = time.perf_counter() - start
-        report = ntk.SolveReport(
-            "prepared",
-            iterations=iters,
-            relative_residual=rel,
-            converged=rel <= tol,
-            seconds=seconds,
-            memory_estimate_bytes=self.nbytes(),
-            preconditioner="schur-downdate",
-        )
-        extras = {
-            "solver": "prepared",
-            "form": "difference",
-            "kernel": self.kernel,
-            "n_retain": len(retained),
-            "n_forget": len(cohort),
-            "n_forget_request": len(new),
-            "timings": marks,
-        }
-        return ntk.NTKDirection(
-            delta.detach(), u_retain.detach(), self.around, (report,), seconds, extras
-        )
+        return jr_beta, iters, rel, {"columns": columns, "forgotten": forgotten}
+
+    def _commit(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def _new_indices(self, forget_indices) -> Tensor:
         idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1).cpu()

@@ -13,6 +13,7 @@ from .. import ntk
 from ..checkpoints import CheckpointError, load_state, read_metadata
 from ..hashing import sha256_file
 from .prepared import COHORT_FILE, FORMAT, KERNEL_FILE, MANIFEST_FILE, PreparedKernel
+from .prepared_params import SPACE, PreparedParams
 
 
 def read_manifest(folder: Path) -> dict:
@@ -76,9 +77,13 @@ def load_prepared(
 def _kernel(kpath: Path, meta: dict, device) -> PreparedKernel:
     t = load_state(kpath)
     n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
-    rows = 1 if kernel == ntk.Kernel.PSEUDO else c
-    m = n * rows
-    k = c if kernel == ntk.Kernel.PSEUDO else 1
+    params = meta.get("space") == SPACE
+    if params:
+        p = len(t["around"]) if "around" in t else -1
+        m, k = p, 1
+    else:
+        m = n * (1 if kernel == ntk.Kernel.PSEUDO else c)
+        k = c if kernel == ntk.Kernel.PSEUDO else 1
     expect = {"chol": (m, m), "alpha": (m, k), "residuals": (n, c)}
     for name, shape in expect.items():
         if name not in t or tuple(t[name].shape) != shape:
@@ -86,7 +91,8 @@ def _kernel(kpath: Path, meta: dict, device) -> PreparedKernel:
     for name in ("jt_alpha", "around"):
         if name not in t or t[name].ndim != 1 or len(t[name]) != len(t["around"]):
             raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    return PreparedKernel(
+    cls = PreparedParams if params else PreparedKernel
+    return cls(
         kernel=kernel,
         loss=str(meta["loss"]),
         weight_decay=float(meta["weight_decay"]),
@@ -110,9 +116,20 @@ def _with_cohort(prep: PreparedKernel, cpath: Path, device) -> PreparedKernel:
     ct = load_state(cpath)
     forgotten = ct["forgotten"].long()
     cols = ct["columns"]
-    m = prep.n * prep.rows
+    m = prep.chol.shape[0]
     if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * prep.rows):
         raise CheckpointError(f"{cpath}: columns of the wrong shape")
     if len(forgotten) and (forgotten.min() < 0 or forgotten.max() >= prep.n):
         raise CheckpointError(f"{cpath}: forgotten indices outside the prepared data")
-    return replace(prep, forgotten=forgotten, columns=cols.to(device) if len(forgotten) else None)
+    if len(forgotten) and len(forgotten.unique()) != len(forgotten):
+        raise CheckpointError(f"{cpath}: forgotten indices repeat")
+    columns = cols.to(device) if len(forgotten) else None
+    if not isinstance(prep, PreparedParams):
+        return replace(prep, forgotten=forgotten, columns=columns)
+    if (cmeta.get("space") != SPACE) or "jacobian" not in ct:
+        raise CheckpointError(f"{cpath}: not the cohort of a parameter-space prepared state")
+    jac = ct["jacobian"]
+    if len(forgotten) and tuple(jac.shape) != (len(forgotten) * prep.rows, m):
+        raise CheckpointError(f"{cpath}: jacobian of the wrong shape")
+    jacobian = jac.to(device) if len(forgotten) else None
+    return replace(prep, forgotten=forgotten, columns=columns, jacobian=jacobian)

@@ -79,6 +79,7 @@ class PrepareRequest:
     device: str = "cpu"
     trainable: str | None = None
     dtype: str | None = None
+    solver: str = "auto"
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -340,6 +340,8 @@ def serve_scrub(req: ScrubRequest, log: Callable[[str], None] = print) -> dict:
 def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> dict:
     """Factor the kernel of the training set once, for later requests; returns the manifest
     written to ``prepared.json``."""
+    if req.solver == "param" and req.kernel == "pseudo":
+        raise ValueError("--solver param works with the exact kernel's J^T J; drop --kernel pseudo")
     out = preflight.output_dir(req.out)
     if (out / KERNEL_FILE).exists() or (out / MANIFEST_FILE).exists():
         raise ValueError(f"{out} already holds a prepared kernel; choose another --out")
@@ -359,6 +361,7 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         pretrained=w0.to(device),
         loss=req.loss,
         kernel=req.kernel,
+        solver=req.solver,
         memory_budget=budget,
         trainable=req.trainable,
         dtype=DTYPES[req.dtype] if req.dtype else None,
@@ -369,6 +372,7 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         return {}
     summary = {
         "kernel": prep.kernel,
+        "space": prep.space,
         "n": prep.n,
         "classes": prep.c,
         "weight_decay": prep.weight_decay,
@@ -379,9 +383,13 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         "versions": versions(),
     }
     prep.save(out, extra=summary)
+    what = (
+        f"parameter-space system of {prep.chol.shape[0]} trained parameters"
+        if prep.space == "param"
+        else f"{prep.kernel} kernel ({prep.chol.shape[0]} rows)"
+    )
     log(
-        f"forgetbox prepare: {prep.kernel} kernel of {prep.n} samples x {prep.c} classes "
-        f"({prep.chol.shape[0]} rows, {prep.chol.numel() * 8 / 2**20:.0f} MiB) in {seconds:.1f} s "
-        f"-> {out}"
+        f"forgetbox prepare: {what} for {prep.n} samples x {prep.c} classes, "
+        f"{prep.chol.numel() * 8 / 2**20:.0f} MiB, in {seconds:.1f} s -> {out}"
     )
     return read_manifest(out)
