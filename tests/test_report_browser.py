@@ -18,6 +18,7 @@ from forgetbox.experiment.report import rerender
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 COMMITTED = sorted(DOCS.glob("*/report.html"))
+EVALUATIONS = sorted(DOCS.glob("*/evaluation.html"))
 WIDTHS = (420, 1400)
 
 # runs first in the page: records errors (script errors, resources that fail to load, console
@@ -101,13 +102,13 @@ def probe(report: Path, width: int, tmp: Path) -> dict:
     return result
 
 
-def _check(result: dict, width: int, images: int) -> None:
+def _check(result: dict, width: int, images: int, title: str = "forgetbox report") -> None:
     assert result["images"] == images, result
     assert result["broken"] == [], result["broken"]
     assert result["errors"] == [] and result["console"] == [], (result["errors"], result["console"])
     assert result["innerWidth"] == width
     assert result["scrollWidth"] <= width, f"the page overflows: {result['scrollWidth']} > {width}"
-    assert result["title"].startswith("forgetbox report")
+    assert result["title"].startswith(title)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,12 @@ def test_a_freshly_rendered_report_reads_well_in_a_browser(rendered, width, tmp_
 @pytest.mark.parametrize("report", COMMITTED, ids=lambda p: p.parent.name)
 def test_committed_reports_read_well_in_a_browser(report, width, tmp_path):
     _check(probe(report, width, tmp_path), width, images=4)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("page", EVALUATIONS, ids=lambda p: p.parent.name)
+def test_committed_evaluations_read_well_in_a_browser(page, width, tmp_path):
+    _check(probe(page, width, tmp_path), width, images=4, title="forgetbox evaluation")
 
 
 def test_the_probe_catches_a_broken_image_and_an_overflowing_page(tmp_path):
