@@ -8,6 +8,7 @@ table of docs/deviations.md ("The two presets side by side"), from two committed
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,10 +24,12 @@ COLUMNS = (
 )
 
 
-def _cell(mean: dict, std: dict, key: str, digits: int) -> str:
-    if key not in mean or mean[key] is None:
+def _cell(rows: list[dict], key: str, digits: int) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
         return "—"
-    m, s = mean[key], std.get(key) or 0.0
+    m = statistics.fmean(values)
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
     if key == "info_weights_nats":
         return f"{m:.{digits}g}"
     return f"{m:.{digits}f} ± {s:.{digits}f}"
@@ -34,6 +37,7 @@ def _cell(mean: dict, std: dict, key: str, digits: int) -> str:
 
 def table(a: Path, b: Path) -> str:
     runs = [json.loads((p / "results.json").read_text()) for p in (a, b)]
+    common = sorted(set(runs[0]["seeds"]) & set(runs[1]["seeds"]))
     names = [r["config"].get("preset", "forgetbox") for r in runs]
     head = "| method | preset | " + " | ".join(c[1] for c in COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
@@ -42,10 +46,10 @@ def table(a: Path, b: Path) -> str:
             m = r["methods"].get(method)
             if m is None:
                 continue
-            cells = [_cell(m["mean"], m["std"], k, d) for k, _, d in COLUMNS]
+            rows = [row for row in m["per_seed"] if row["seed"] in common]
+            cells = [_cell(rows, k, d) for k, _, d in COLUMNS]
             lines.append(f"| {method} | {name} | " + " | ".join(cells) + " |")
-    seeds = [r["seeds"] for r in runs]
-    return "\n".join(lines) + f"\n\nseeds: {seeds[0]} and {seeds[1]}"
+    return "\n".join(lines) + f"\n\nmean ± standard deviation over the common seeds {common}"
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ def _hardware(r: dict) -> str:
         return hw["gpu"]
     if r["config"].get("device", "cpu").startswith("cuda"):
         return "GPU (H200)"
-    return f"CPU, {hw.get('torch_threads', 2)} threads"
+    threads = hw.get("torch_threads", 2)
+    return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def row(folder: Path) -> str:
