@@ -299,6 +299,9 @@ def test_cli_prepares_a_trained_head_in_parameter_space(trained, tmp_path):
     out = tmp_path / "out"
     (root / "second.txt").write_text("1 2\n")
     prep = ["--prepared", str(tmp_path / "prep"), *head]
+    # a request that does not name the prepared subset is refused, nothing written
+    assert _cli(root, tmp_path / "no-head", *prep[:2], method="ntk") == 2
+    assert not (tmp_path / "no-head").exists()
     assert _cli(root, out, *prep, method="ntk") == 0
     assert _cli(root, out, "--forget", str(root / "second.txt"), *prep, method="ntk") == 0
     got = checkpoints.load_state(out / "scrubbed.safetensors")

@@ -104,6 +104,8 @@ def test_trained_subset_of_a_cnn_in_parameter_space():
     sub = copy.deepcopy(model)  # a request names the same trained subset (as scrub does)
     for name, t in sub.named_parameters():
         t.requires_grad_(name in head)
+    with pytest.raises(ValueError, match="same trainable subset"):
+        prep.request(model, (x, y), [0, 8, 9])  # every parameter marked trained
     got = prep.request(sub, (x, y), [0, 8, 9])
     keep = torch.ones(40, dtype=torch.bool)
     keep[[0, 8, 9]] = False

@@ -120,6 +120,7 @@ class PreparedKernel:
             marks[name] = time.perf_counter() - start - sum(marks.values())
 
         x, y = self.check(model, data)
+        self._check_trained(model)
         new = self._new_indices(forget_indices)
         mark("check_seconds")
         # the state changes only when the request has succeeded (a failed solve leaves the
@@ -180,6 +181,15 @@ class PreparedKernel:
     def _commit(self, state: dict) -> None:
         for name, value in state.items():
             setattr(self, name, value)
+
+    def _check_trained(self, model: nn.Module) -> None:
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if trained != len(self.around):
+            raise ValueError(
+                f"the prepared state covers {len(self.around)} trained parameters but the model "
+                f"marks {trained} as trained: name the same trainable subset as at prepare time "
+                "(--trainable / trainable=)"
+            )
 
     def _new_indices(self, forget_indices) -> Tensor:
         idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1).cpu()
