@@ -95,22 +95,25 @@ def prepare(
     jt_alpha = prob.pullback(coef, J)
     del J
     return PreparedKernel(
-        kernel=prob.kernel.value,
-        loss=str(ntk.Loss(loss).value),
-        weight_decay=prob.lam,
-        n=n,
-        c=c,
-        chol=L,
-        alpha=alpha,
-        residuals=prob.r.detach(),
-        jt_alpha=jt_alpha.detach(),
-        around=flatten(prob.params).detach(),
-        anchor=prob.anchor,
-        hashes=hashes,
-        forgotten=torch.zeros(0, dtype=torch.long),
-        columns=None,
-        seconds=time.perf_counter() - start,
+        chol=L, alpha=alpha, jt_alpha=jt_alpha.detach(), **_state(prob, loss, hashes, start)
     )
+
+
+def _state(prob, loss: str, hashes: dict, start: float) -> dict:
+    """The fields a prepared state shares in kernel and parameter space."""
+    n, c = prob.r.shape
+    return {
+        "kernel": prob.kernel.value,
+        "loss": str(ntk.Loss(loss).value),
+        "weight_decay": prob.lam,
+        "n": n,
+        "c": c,
+        "residuals": prob.r.detach(),
+        "around": flatten(prob.params).detach(),
+        "anchor": prob.anchor,
+        "hashes": hashes,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def _in_parameter_space(prob, opts: ntk.NTKOptions) -> bool:
@@ -133,20 +136,5 @@ def _prepare_params(prob, loss: str, hashes: dict, start: float) -> PreparedPara
     L = ntk.cholesky(G, "the parameter-space system")
     del G
     jt_alpha = torch.cholesky_solve(b[:, None], L)[:, 0].to(prob.r.dtype)
-    return PreparedParams(
-        kernel=prob.kernel.value,
-        loss=str(ntk.Loss(loss).value),
-        weight_decay=prob.lam,
-        n=n,
-        c=c,
-        chol=L,
-        alpha=b[:, None],
-        residuals=prob.r.detach(),
-        jt_alpha=jt_alpha.detach(),
-        around=flatten(prob.params).detach(),
-        anchor=prob.anchor,
-        hashes=hashes,
-        forgotten=torch.zeros(0, dtype=torch.long),
-        columns=None,
-        seconds=time.perf_counter() - start,
-    )
+    state = _state(prob, loss, hashes, start)
+    return PreparedParams(chol=L, alpha=b[:, None], jt_alpha=jt_alpha.detach(), **state)
