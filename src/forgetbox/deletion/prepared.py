@@ -74,15 +74,11 @@ class PreparedKernel:
     seconds: float = 0.0
 
     preconditioner = "schur-downdate"  # how a request's solve is preconditioned (reported)
+    space = "kernel"  # where requests are solved: "kernel" (here) or "param"
 
     @property
     def rows(self) -> int:
         return 1 if self.kernel == ntk.Kernel.PSEUDO else self.c
-
-    @property
-    def space(self) -> str:
-        """Where requests are solved: ``"kernel"`` (here) or ``"param"``."""
-        return "kernel"
 
     @property
     def anchored(self) -> bool:
@@ -171,12 +167,17 @@ class PreparedKernel:
         rows_f, rows_r = self._rows(cohort), self._rows(retained)
         beta, iters, rel = self._solve_retain(columns, rows_f, rows_r, len(cohort), tol, max_iter)
         mark("solve_seconds")
-        f = model_function(model, dtype)
-        params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
+        f, params = self._linearization(model, dtype)
         coef = beta.reshape(len(retained), self.c).to(dtype)
         jr_beta = ntk.vjp_sum(f, params, x.to(device, dtype)[retained], coef, chunk)
         mark("vjp_seconds")
         return jr_beta, iters, rel, {"columns": columns, "forgotten": forgotten}
+
+    def _linearization(self, model: nn.Module, dtype: torch.dtype):
+        """``(f, params)``: the model function and its trained parameters at w_bar."""
+        named = _named(model, dtype)
+        params = {k: v.to(self.chol.device) for k, v in unflatten(self.around, named).items()}
+        return model_function(model, dtype), params
 
     def _commit(self, state: dict) -> None:
         for name, value in state.items():
@@ -316,6 +317,7 @@ class PreparedKernel:
     def _kernel_meta(self) -> dict:
         return {
             "format": FORMAT,
+            "space": self.space,
             "kernel": self.kernel,
             "loss": self.loss,
             "weight_decay": self.weight_decay,
@@ -327,14 +329,14 @@ class PreparedKernel:
 
     def save_cohort(self, folder: str | Path, name: str = COHORT_FILE) -> str:
         """Write the cohort answered so far to ``folder/name``, atomically; its SHA-256."""
-        cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
         path = Path(folder) / name
-        save_large(
-            path,
-            {"forgotten": self.forgotten, "columns": cols},
-            {"format": FORMAT, "kernel_hashes": self.hashes},
-        )
+        meta = {"format": FORMAT, "kernel_hashes": self.hashes, "space": self.space}
+        save_large(path, self._cohort_tensors(), meta)
         return sha256_file(path)
+
+    def _cohort_tensors(self) -> dict[str, Tensor]:
+        cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
+        return {"forgotten": self.forgotten, "columns": cols}
 
 
 def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:

@@ -24,16 +24,12 @@ in float64).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .. import ntk
-from ..checkpoints import save_large
-from ..functional import model_function, unflatten
-from ..hashing import sha256_file
-from .prepared import COHORT_FILE, FORMAT, PreparedKernel, _named
+from .prepared import PreparedKernel
 
 SPACE = "param"
 
@@ -51,14 +47,11 @@ class PreparedParams(PreparedKernel):
     jacobian: Tensor | None = None
 
     preconditioner = "woodbury-downdate"
+    space = SPACE
 
     @property
     def rows(self) -> int:
         return self.c
-
-    @property
-    def space(self) -> str:
-        return SPACE
 
     def nbytes(self) -> int:
         cohort = 0 if self.columns is None else 2 * self.columns.numel() * 8
@@ -95,10 +88,8 @@ class PreparedParams(PreparedKernel):
 
     def _cohort_jacobian(self, model, x, idx: Tensor, dtype, chunk: int) -> Tensor:
         """``J_U``: the logits' Jacobian at w_bar on the samples ``idx``, ``(|idx| c, p)``."""
-        device = self.chol.device
-        f = model_function(model, dtype)
-        params = {k: v.to(device) for k, v in unflatten(self.around, _named(model, dtype)).items()}
-        xs = x[idx.to(x.device)].to(device, dtype)
+        f, params = self._linearization(model, dtype)
+        xs = x[idx.to(x.device)].to(self.chol.device, dtype)
         blocks = []
         for i in range(0, len(xs), chunk):
             J = ntk.jacobian(f, params, xs[i : i + chunk]).detach()
@@ -107,24 +98,11 @@ class PreparedParams(PreparedKernel):
 
     # ------------------------------------------------------------------------- files
 
-    def _kernel_meta(self) -> dict:
-        return {**super()._kernel_meta(), "space": SPACE}
-
-    def save_cohort(self, folder: str | Path, name: str = COHORT_FILE) -> str:
-        """Write the cohort answered so far (indices, ``M^{-1} J_U^T`` and ``J_U``) to
-        ``folder/name``, atomically; its SHA-256."""
+    def _cohort_tensors(self) -> dict[str, Tensor]:
+        """The cohort answered so far: indices, ``M^{-1} J_U^T`` and ``J_U``."""
         empty = torch.zeros(0, dtype=torch.float64)
-        path = Path(folder) / name
-        save_large(
-            path,
-            {
-                "forgotten": self.forgotten,
-                "columns": self.columns if self.columns is not None else empty,
-                "jacobian": self.jacobian if self.jacobian is not None else empty,
-            },
-            {"format": FORMAT, "kernel_hashes": self.hashes, "space": SPACE},
-        )
-        return sha256_file(path)
+        jacobian = self.jacobian if self.jacobian is not None else empty
+        return {**super()._cohort_tensors(), "jacobian": jacobian}
 
 
 __all__ = ["SPACE", "PreparedParams"]

@@ -41,6 +41,7 @@ from .ledger import (
 from .prepare import prepare
 from .prepared import KERNEL_FILE, MANIFEST_FILE, PreparedKernel
 from .prepared_files import load_prepared, read_manifest
+from .prepared_params import SPACE
 from .requests import DTYPES, PrepareRequest, ScrubRequest, gib_to_bytes, summary_text
 from .scrub import scrub
 
@@ -385,7 +386,7 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
     prep.save(out, extra=summary)
     what = (
         f"parameter-space system of {prep.chol.shape[0]} trained parameters"
-        if prep.space == "param"
+        if prep.space == SPACE
         else f"{prep.kernel} kernel ({prep.chol.shape[0]} rows)"
     )
     log(

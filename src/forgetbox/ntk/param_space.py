@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import parallel
+from ..progress import progress
 from .jacobian import jacobian
 from .memory import itemsize
 from .solvers import cholesky
@@ -32,7 +33,7 @@ def gram_and_rhs(f, params, x, r: Tensor, lo: int, hi: int, chunk: int) -> tuple
     b = torch.zeros(p, dtype=torch.float64, device=r.device)
     mine_lo, mine_hi = parallel.block(len(x))  # this rank's rows of the data
     lo, hi = max(lo, mine_lo), min(hi, mine_hi)
-    for i in range(lo, hi, chunk):
+    for i in progress(range(lo, hi, chunk), desc="parameter-space J^T J"):
         j = min(hi, i + chunk)
         J = jacobian(f, params, x[i:j]).detach().reshape((j - i) * r.shape[1], p).double()
         G.addmm_(J.T, J)
