@@ -4,6 +4,12 @@ cpu profile's backbone), 1 % of D forgotten from class 0.
 
     .venv/bin/python benchmarks/scale_study.py N [full|subset] [--cache runs/cache-cifar]
         # -> benchmarks/results/scale_study-<N>-<variant>.json
+    # the scrub alone again, in a fresh process, on the models cached by the run above:
+    .venv/bin/python benchmarks/scale_study.py N [full|subset] --scrub-only
+    .venv/bin/torchrun --nproc-per-node 2 benchmarks/scale_study.py N [full|subset] --scrub-only
+        # -> benchmarks/results/scale_study-<N>-<variant>-<P>proc.json
+    # ... --scrub-only --solver cg: another solver on the same models
+        # -> benchmarks/results/scale_study-<N>-<variant>-<solver>-<P>proc.json
 
 ``full``: every weight fine-tuned (cosine lr 0.01, weight decay 0.1 toward w0, at most 100
 epochs), scrubbed with the solver ``auto`` picks under the default budget (dense when the
@@ -17,6 +23,7 @@ scrubbed models.
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import sys
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from forgetbox import data, methods, models, readouts, training
+from forgetbox import data, methods, models, parallel, readouts, training
 from forgetbox.experiment import Cache, ExperimentConfig, Stages
 from forgetbox.functional import select_trainable
 from forgetbox.methods import ForgetConfig
@@ -67,6 +74,59 @@ def behaviour(model, sp, forget, retrained) -> dict:
     return row
 
 
+def models_dir(cache: Path, n: int, variant: str) -> Path:
+    return cache / "scale_study" / f"{n}-{variant}"
+
+
+def trained_models(stages, w0, sp, forget, n: int, variant: str, cache: Path, timings: dict):
+    """The original and retrained models, from the cache when ``--scrub-only``, else trained
+    (and cached: state dicts, read back with ``weights_only=True``)."""
+    recipe = stages.finetune_config(False)
+    keep = data.retain_mask(len(sp.y_train), forget)
+    folder = models_dir(cache, n, variant)
+    trained = {}
+    for which, (x, y) in (
+        ("original", (sp.x_train, sp.y_train)),
+        ("retrain", (sp.x_train[keep], sp.y_train[keep])),
+    ):
+        path = folder / f"{which}.pt"
+        if "--scrub-only" in sys.argv:
+            model = copy.deepcopy(w0)
+            model.load_state_dict(torch.load(path, weights_only=True))
+            trained[which] = model.eval()
+            continue
+        t = time.perf_counter()
+        res = training.finetune(w0, x, y, recipe, seed=0, desc=f"{which} (n={n})")
+        timings[f"{which}_seconds"] = time.perf_counter() - t
+        timings[f"{which}_epochs"] = res.epochs
+        trained[which] = res.model.eval()
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(res.model.state_dict(), path)
+        print(which, timings, flush=True)
+    return trained
+
+
+def scrub(trained, w0, sp, forget, variant: str, timings: dict) -> tuple:
+    keep = data.retain_mask(len(sp.y_train), forget)
+    fcfg = ForgetConfig()
+    if variant == "subset":
+        fcfg = ForgetConfig(ntk=fcfg.ntk.replace(solver="param"))
+    if "--solver" in sys.argv:
+        fcfg = ForgetConfig(ntk=fcfg.ntk.replace(solver=sys.argv[sys.argv.index("--solver") + 1]))
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    parallel.barrier()
+    t = time.perf_counter()
+    retain = (sp.x_train[keep], sp.y_train[keep])
+    forget_set = (sp.x_train[forget], sp.y_train[forget])
+    res = methods.forget("ntk", trained["original"], w0, retain, forget_set, fcfg, seed=0)
+    parallel.barrier()
+    timings["scrub_seconds"] = time.perf_counter() - t
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timings["peak_rss_gib"] = rss1 / 2**20
+    timings["scrub_peak_rss_growth_gib"] = (rss1 - rss0) / 2**20
+    return res
+
+
 def main() -> None:
     n, variant = int(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "full")
     cache = (
@@ -74,58 +134,53 @@ def main() -> None:
         if "--cache" in sys.argv
         else Path("runs/cache-cifar")
     )
+    parallel.init_from_env()
     cfg = ExperimentConfig(
         dataset="cifar10-npz", model="allcnn", width=0.4, profile="cpu", data_dir="../shared/data"
     ).resolved()
-    stages = Stages(cfg, Cache(cache), log=print)
+    stages = Stages(cfg, Cache(cache), log=print if parallel.is_main() else (lambda *a: None))
     sp, forget = split_of(n, stages.stats())
     pre = stages.pretrained(10, (3, 32, 32))
     w0 = models.with_new_head(pre, 10, seed=0)
     if variant == "subset":
         select_trainable(w0, SUBSET)
-    recipe = stages.finetune_config(False)
-    keep = data.retain_mask(len(sp.y_train), forget)
     out = {"n": n, "variant": variant, "n_forget": len(forget), "classes": 10}
     out["trained_parameters"] = sum(p.numel() for p in w0.parameters() if p.requires_grad)
+    out["processes"] = parallel.world_size()
     timings = {}
-    trained = {}
-    for which, (x, y) in (
-        ("original", (sp.x_train, sp.y_train)),
-        ("retrain", (sp.x_train[keep], sp.y_train[keep])),
-    ):
-        t = time.perf_counter()
-        res = training.finetune(w0, x, y, recipe, seed=0, desc=f"{which} (n={n})")
-        timings[f"{which}_seconds"] = time.perf_counter() - t
-        timings[f"{which}_epochs"] = res.epochs
-        trained[which] = res.model.eval()
-        print(which, timings, flush=True)
-    fcfg = ForgetConfig()
-    if variant == "subset":
-        fcfg = ForgetConfig(ntk=fcfg.ntk.replace(solver="param"))
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    retain = (sp.x_train[keep], sp.y_train[keep])
-    forget_set = (sp.x_train[forget], sp.y_train[forget])
-    res = methods.forget("ntk", trained["original"], w0, retain, forget_set, fcfg, seed=0)
-    timings["scrub_seconds"] = time.perf_counter() - t
-    timings["scrub_peak_rss_growth_gib"] = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    ) / 2**20
+    trained = trained_models(stages, w0, sp, forget, n, variant, cache, timings)
+    res = scrub(trained, w0, sp, forget, variant, timings)
     ntk_info = res.info.get("ntk", {})
     out["solver"] = ntk_info.get("solver")
     out["reports"] = ntk_info.get("reports")
     out["trapezium_scale"] = res.scale
     out["timings"] = timings
-    out["speedup_over_retraining"] = timings["retrain_seconds"] / timings["scrub_seconds"]
-    out["readouts"] = {
-        "original": behaviour(trained["original"], sp, forget, trained["retrain"]),
-        "retrain": behaviour(trained["retrain"], sp, forget, None),
-        "ntk": behaviour(res.model, sp, forget, trained["retrain"]),
-    }
+    folder = models_dir(cache, n, variant)
+    flat = _flat(res.model)
+    if "--scrub-only" in sys.argv:
+        ref = torch.load(folder / "scrubbed_flat.pt", weights_only=True)
+        out["max_abs_diff_to_in_process_scrub"] = float((flat - ref).abs().max())
+        out["max_abs_scrub_step"] = float((ref - _flat(trained["original"])).abs().max())
+    else:
+        torch.save(flat, folder / "scrubbed_flat.pt")
+        out["speedup_over_retraining"] = timings["retrain_seconds"] / timings["scrub_seconds"]
+        out["readouts"] = {
+            "original": behaviour(trained["original"], sp, forget, trained["retrain"]),
+            "retrain": behaviour(trained["retrain"], sp, forget, None),
+            "ntk": behaviour(res.model, sp, forget, trained["retrain"]),
+        }
     out["torch_threads"] = torch.get_num_threads()
-    path = OUT / f"scale_study-{n}-{variant}.json"
-    path.write_text(json.dumps(out, indent=2, default=str))
-    print(json.dumps(out, indent=1, default=str))
+    if parallel.is_main():
+        tail = f"-{parallel.world_size()}proc" if "--scrub-only" in sys.argv else ""
+        if "--solver" in sys.argv:
+            tail = f"-{out['solver']}{tail}"
+        path = OUT / f"scale_study-{n}-{variant}{tail}.json"
+        path.write_text(json.dumps(out, indent=2, default=str))
+        print(json.dumps(out, indent=1, default=str))
+
+
+def _flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 if __name__ == "__main__":
