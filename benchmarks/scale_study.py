@@ -34,7 +34,7 @@ import torch
 
 from forgetbox import data, methods, models, parallel, readouts, training
 from forgetbox.experiment import Cache, ExperimentConfig, Stages
-from forgetbox.functional import select_trainable
+from forgetbox.functional import flatten, parameters_of, select_trainable
 from forgetbox.methods import ForgetConfig
 
 OUT = Path(__file__).with_name("results")
@@ -106,7 +106,7 @@ def trained_models(stages, w0, sp, forget, n: int, variant: str, cache: Path, ti
     return trained
 
 
-def scrub(trained, w0, sp, forget, variant: str, timings: dict) -> tuple:
+def scrub(trained, w0, sp, forget, variant: str, timings: dict) -> methods.ForgetResult:
     keep = data.retain_mask(len(sp.y_train), forget)
     fcfg = ForgetConfig()
     if variant == "subset":
@@ -156,11 +156,13 @@ def main() -> None:
     out["trapezium_scale"] = res.scale
     out["timings"] = timings
     folder = models_dir(cache, n, variant)
-    flat = _flat(res.model)
+    flat = flatten(parameters_of(res.model))
     if "--scrub-only" in sys.argv:
         ref = torch.load(folder / "scrubbed_flat.pt", weights_only=True)
         out["max_abs_diff_to_in_process_scrub"] = float((flat - ref).abs().max())
-        out["max_abs_scrub_step"] = float((ref - _flat(trained["original"])).abs().max())
+        out["max_abs_scrub_step"] = float(
+            (ref - flatten(parameters_of(trained["original"]))).abs().max()
+        )
     else:
         torch.save(flat, folder / "scrubbed_flat.pt")
         out["speedup_over_retraining"] = timings["retrain_seconds"] / timings["scrub_seconds"]
@@ -177,10 +179,6 @@ def main() -> None:
         path = OUT / f"scale_study-{n}-{variant}{tail}.json"
         path.write_text(json.dumps(out, indent=2, default=str))
         print(json.dumps(out, indent=1, default=str))
-
-
-def _flat(model) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 if __name__ == "__main__":
