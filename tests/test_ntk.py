@@ -305,3 +305,25 @@ def test_conjugate_gradients_iterate_to_the_direct_solution(gen):
     step = ntk.ntk_direction(model, retain, forget, **kw)
     assert all(r.iterations > 10 and r.converged for r in step.reports)
     assert (step.delta - ref).norm() / ref.norm() < 1e-8
+
+
+def test_difference_coefficients_match_explicit_solves():
+    """The in-place dense solve against torch.linalg.solve on a random SPD kernel (float64)."""
+    from forgetbox.ntk.direction import difference_coefficients
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(30, 12, dtype=torch.float64, generator=g)
+    K = a @ a.T
+    r = torch.randn(30, 1, dtype=torch.float64, generator=g)
+    ncr, n, nr, lam = 24, 10, 8, 0.3
+    eye = torch.eye(30, dtype=torch.float64)
+    want_r = torch.linalg.solve(K[:ncr, :ncr] + nr * lam * eye[:ncr, :ncr], r[:ncr])
+    want = torch.linalg.solve(K + n * lam * eye, r)
+    want[:ncr] -= want_r
+    coef, alpha_r = difference_coefficients(K.clone(), r, ncr, n_total=n, n_retain=nr, lam=lam)
+    torch.testing.assert_close(alpha_r, want_r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(coef, want, rtol=1e-10, atol=1e-12)
+    L = torch.linalg.cholesky(K + eye)
+    torch.testing.assert_close(
+        ntk.solve_factored(L, r), torch.linalg.solve(K + eye, r), rtol=1e-10, atol=1e-12
+    )

@@ -90,7 +90,7 @@ def prepare(
     L = ntk.cholesky(K)
     del K
     r, _ = ntk.kernel_rows(prob.r, prob.kernel)
-    alpha = torch.cholesky_solve(r, L)
+    alpha = ntk.solve_factored(L, r)
     coef = alpha.reshape(n, c).to(prob.r.dtype)
     jt_alpha = prob.pullback(coef, J)
     del J
@@ -135,6 +135,6 @@ def _prepare_params(prob, loss: str, hashes: dict, start: float) -> PreparedPara
     G.diagonal().add_(n * prob.lam)
     L = ntk.cholesky(G, "the parameter-space system")
     del G
-    jt_alpha = torch.cholesky_solve(b[:, None], L)[:, 0].to(prob.r.dtype)
+    jt_alpha = ntk.solve_factored(L, b[:, None])[:, 0].to(prob.r.dtype)
     state = _state(prob, loss, hashes, start)
     return PreparedParams(chol=L, alpha=b[:, None], jt_alpha=jt_alpha.detach(), **state)

@@ -220,7 +220,7 @@ class PreparedKernel:
         m = self.chol.shape[0]
         unit = torch.zeros(m, len(rows_new), dtype=torch.float64, device=device)
         unit[rows_new, torch.arange(len(rows_new), device=device)] = 1.0
-        cols = torch.cholesky_solve(unit, self.chol)
+        cols = ntk.solve_factored(self.chol, unit)
         del unit
         old = self.columns
         columns = cols if old is None or old.numel() == 0 else torch.cat([old, cols], 1)
@@ -244,8 +244,8 @@ class PreparedKernel:
             return out
 
         def precond(v: Tensor) -> Tensor:
-            w = torch.cholesky_solve(pad(v), L)
-            return w[rows_r] - g_rf @ torch.cholesky_solve(w[rows_f], l_ff)
+            w = ntk.solve_factored(L, pad(v))
+            return w[rows_r] - g_rf @ ntk.solve_factored(l_ff, w[rows_f])
 
         def op(v: Tensor) -> Tensor:
             return (L @ (L.T @ pad(v)))[rows_r] - eps * v

@@ -62,7 +62,7 @@ class PreparedParams(PreparedKernel):
         ``x_r = (G_r + |D_r| lambda I)^{-1} b_r`` (so ``u_{D_r} = -x_r`` before the anchor)."""
         device, dtype = self.chol.device, self.jt_alpha.dtype
         J_new = self._cohort_jacobian(model, x, new, dtype, chunk)
-        cols_new = torch.cholesky_solve(J_new.T.contiguous(), self.chol)
+        cols_new = ntk.solve_factored(self.chol, J_new.T.contiguous())
         J_U = J_new if self.jacobian is None else torch.cat([self.jacobian, J_new])
         C = cols_new if self.columns is None else torch.cat([self.columns, cols_new], 1)
         forgotten = torch.cat([self.forgotten, new])
@@ -77,7 +77,7 @@ class PreparedParams(PreparedKernel):
             return self.chol @ (self.chol.T @ v) - J_U.T @ (J_U @ v) - shift * v
 
         def precond(v: Tensor) -> Tensor:
-            return torch.cholesky_solve(v, self.chol) + C @ torch.cholesky_solve(C.T @ v, l_s)
+            return ntk.solve_factored(self.chol, v) + C @ ntk.solve_factored(l_s, C.T @ v)
 
         sol, iters, rel = ntk.conjugate_gradient(
             op, rhs, precond=precond, tol=tol, max_iter=max_iter

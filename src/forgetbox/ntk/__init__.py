@@ -42,7 +42,13 @@ from .options import Form, Kernel, Loss, NTKOptions, Solver
 from .precision import full_precision
 from .problem import Problem, build_problem, residuals
 from .projector import apply_retain_projector
-from .solvers import KernelOperator, NystromPreconditioner, cholesky, conjugate_gradient
+from .solvers import (
+    KernelOperator,
+    NystromPreconditioner,
+    cholesky,
+    conjugate_gradient,
+    solve_factored,
+)
 from .trapezium import Trapezium, trapezium
 
 __all__ = [
@@ -62,6 +68,7 @@ __all__ = [
     "apply_retain_projector",
     "build_problem",
     "cholesky",
+    "solve_factored",
     "choose_solver",
     "conjugate_gradient",
     "default_memory_budget",

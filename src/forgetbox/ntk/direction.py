@@ -107,13 +107,13 @@ def dense_coefficients(
     K, J = prob.kernel_matrix()
     r, rows = kernel_rows(prob.r, prob.kernel)
     m_r = nr * rows
-    alpha_r = cholesky_solve(shifted(K[:m_r, :m_r], nr * prob.lam), r[:m_r])
     if form is Form.SCHUR:
+        alpha_r = cholesky_solve(shifted(K[:m_r, :m_r], nr * prob.lam), r[:m_r])
         delta_coef = schur_coefficients(K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam)
     else:
-        K.diagonal().add_(n * prob.lam)
-        delta_coef = cholesky_solve(K, r)
-        delta_coef[:m_r] -= alpha_r
+        delta_coef, alpha_r = difference_coefficients(
+            K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam
+        )
     del K
     report = SolveReport(
         "dense",
@@ -121,6 +121,23 @@ def dense_coefficients(
         memory_estimate_bytes=dense_memory_estimate(n * rows, prob.num_params),
     )
     return delta_coef.reshape(n, c), alpha_r.reshape(nr, c), report, J
+
+
+def difference_coefficients(
+    K: Tensor, r: Tensor, ncr: int, *, n_total: int, n_retain: int, lam: float
+) -> tuple[Tensor, Tensor]:
+    """``(coef, alpha_r)`` with ``alpha_r = (K_rr + |D_r| lambda I)^{-1} r_r`` and ``coef =
+    (K + |D| lambda I)^{-1} r`` less ``alpha_r`` on the retain rows (``delta_w = J_D^T coef``).
+
+    ``K`` (float64, retain rows first, ``ncr`` of them) is consumed: its diagonal is shifted in
+    place, so at most one factor-sized matrix lives beside it (the memory model's two kernel
+    copies, :mod:`forgetbox.ntk.memory`)."""
+    K.diagonal().add_(n_retain * lam)
+    alpha_r = cholesky_solve(K[:ncr, :ncr], r[:ncr])
+    K.diagonal().add_((n_total - n_retain) * lam)
+    coef = cholesky_solve(K, r)
+    coef[:ncr] -= alpha_r
+    return coef, alpha_r
 
 
 def schur_coefficients(

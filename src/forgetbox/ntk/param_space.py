@@ -17,7 +17,7 @@ from .. import parallel
 from ..progress import progress
 from .jacobian import jacobian
 from .memory import itemsize
-from .solvers import cholesky
+from .solvers import cholesky, solve_factored
 
 
 def param_memory_estimate(p: int, c: int, chunk: int, item: int) -> int:
@@ -45,7 +45,7 @@ def solve(G: Tensor, b: Tensor, shift: float) -> Tensor:
     """``(G + shift I)^{-1} b`` by Cholesky."""
     A = G.clone()
     A.diagonal().add_(shift)
-    return torch.cholesky_solve(b[:, None], cholesky(A, "the parameter-space system"))[:, 0]
+    return solve_factored(cholesky(A, "the parameter-space system"), b[:, None])[:, 0]
 
 
 def param_space_step(prob) -> tuple[Tensor, Tensor]:

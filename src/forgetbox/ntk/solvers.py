@@ -25,9 +25,19 @@ def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
     return L
 
 
+def solve_factored(L: Tensor, b: Tensor) -> Tensor:
+    """``(L L^T)^{-1} b`` from a lower Cholesky factor ``L`` ``(m, m)``, ``b`` ``(m, k)``.
+
+    Two triangular solves, which read ``L`` where it lies: ``torch.cholesky_solve`` first
+    copies ``L`` into a column-major work matrix, one more kernel-sized matrix at the dense
+    path's peak (measured: ``benchmarks/dense_memory.py``)."""
+    y = torch.linalg.solve_triangular(L, b, upper=False)
+    return torch.linalg.solve_triangular(L.mT, y, upper=True)
+
+
 def cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
-    """``A^{-1} b`` for a symmetric positive definite ``A``."""
-    return torch.cholesky_solve(b, cholesky(A))
+    """``A^{-1} b`` for a symmetric positive definite ``A`` (one factor-sized copy of ``A``)."""
+    return solve_factored(cholesky(A), b)
 
 
 @dataclass
@@ -89,7 +99,7 @@ class NystromPreconditioner:
 
     def __call__(self, v: Tensor) -> Tensor:
         flat = v.reshape(-1, 1).double()
-        inner = torch.cholesky_solve(self.C.T @ flat, self.chol)
+        inner = solve_factored(self.chol, self.C.T @ flat)
         return ((flat - self.C @ inner) / self.shift).reshape(v.shape).to(v.dtype)
 
 
