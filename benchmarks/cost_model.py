@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from forgetbox.ntk.memory import KERNEL_COPIES
+
 RESULTS = Path(__file__).with_name("results")
 P_ALLCNN = 255_175
 
@@ -140,11 +142,11 @@ def predict(fits: dict, budget_gib: float = 11.2) -> list[dict]:
     rows = []
     for n in (2_000, 5_000, 10_000, 50_000):
         m = n * c
-        kernel_gib = 2 * 8 * m * m / 2**30
+        kernel_gib = KERNEL_COPIES * 8 * m * m / 2**30
         dense_s = a["per_kernel_row_s"] * m + a["per_gram_gflop_term_s"] * m * m * p / 1e9
         row = {
             "n": n,
-            "dense_kernel_and_factor_gib": kernel_gib,
+            "dense_kernel_gib": kernel_gib,
             "dense_fits_budget": kernel_gib <= 0.75 * budget_gib,
             "dense_s": dense_s,
             "retrain_100_epochs_s": 100 * n * per_epoch,
@@ -207,7 +209,7 @@ def prediction_table(rows: list[dict]) -> list[str]:
     for r in rows:
         fits = "" if r["dense_fits_budget"] else " (does not fit)"
         out.append(
-            f"| {r['n']:,} | {r['dense_kernel_and_factor_gib']:,.0f} GiB{fits} | "
+            f"| {r['n']:,} | {r['dense_kernel_gib']:,.0f} GiB{fits} | "
             f"{r['dense_s'] / 60:,.0f} min | "
             f"{r['cg_s_k30'] / 60:.0f} / {r['cg_s_k60'] / 60:.0f} / "
             f"{r['cg_s_k120'] / 60:.0f} min | "

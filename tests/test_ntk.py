@@ -10,6 +10,7 @@ from forgetbox import ntk, reference
 from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
 from forgetbox.models import MLP, LinearModel, SmallCNN
 from forgetbox.ntk import kernel as ntk_kernel
+from forgetbox.ntk.memory import KERNEL_COPIES as COPIES
 
 
 def _randomize_bn(model, gen):
@@ -77,7 +78,7 @@ def test_engine_matches_brute_force(arch, gen):
     # a budget that splits the Jacobian into column groups: delta_w then comes from a vjp pass
     # instead of the held Jacobian
     rows, p = 9 * 3, sum(t.numel() for t in params.values())
-    budget = (2 * rows * rows * 8 + rows * 8 * (p // 2)) * 4 // 3 + 8
+    budget = (COPIES * rows * rows * 8 + rows * 8 * (p // 2)) * 4 // 3 + 8
     split = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", memory_budget=budget, **kw)
     assert (split.delta - ref).norm() / ref.norm() < 1e-8
     assert (split.u_retain - ref_retain).norm() / ref_retain.norm() < 1e-8
@@ -126,7 +127,7 @@ def test_kernel_matrix_param_groups_equal_full(gen, fraction):
     # a budget that forces several parameter groups (tensors split across them) and several
     # sample chunks
     group = -(-p // fraction)
-    budget = (2 * (15 * 15 * 8) + 15 * 8 * group) * 4 // 3 + 4
+    budget = (COPIES * (15 * 15 * 8) + 15 * 8 * group) * 4 // 3 + 4
     groups = ntk_kernel.param_groups(params, group)
     assert len(groups) >= fraction
     assert max(sum(hi - lo for _, lo, hi in g) for g in groups) <= group
@@ -173,7 +174,7 @@ def test_pullback_mixes_held_columns_and_a_vjp_pass_exactly(gen):
     p = J.shape[1]
     for fraction in (1, 2, 5):
         group = -(-p // fraction)
-        budget = (2 * (18 * 18 * 8) + 18 * 8 * group) * 4 // 3 + 4
+        budget = (COPIES * (18 * 18 * 8) + 18 * 8 * group) * 4 // 3 + 4
         _, held = ntk.kernel_and_jacobian(prob.f, prob.params, x, memory_budget=budget)
         got = prob.pullback(coef, held)
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), fraction
@@ -243,7 +244,7 @@ def test_bad_inputs_give_clear_errors(gen):
     with pytest.raises(ntk.MemoryBudgetError, match="no solver fits"):
         ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), memory_budget=100, **kw)
     with pytest.raises(ntk.MemoryBudgetError, match="solver='cg'"):
-        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), solver="dense", memory_budget=5000, **kw)
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), solver="dense", memory_budget=2000, **kw)
     bad = MLP(3, 4, width=0.1).double()
     with torch.no_grad():
         bad.classifier.weight[0, 0] = float("nan")
@@ -327,3 +328,34 @@ def test_difference_coefficients_match_explicit_solves():
     torch.testing.assert_close(
         ntk.solve_factored(L, r), torch.linalg.solve(K + eye, r), rtol=1e-10, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("m, block", [(1, 4), (7, 3), (12, 4), (13, 256)])
+@pytest.mark.parametrize("strided", [False, True])
+def test_in_place_cholesky_matches_lapack_and_keeps_the_upper_triangle(m, block, strided):
+    """cholesky_ and solve_factored on a whole matrix and on a leading block of a larger one
+    (the retain block of a kernel, a strided view), against LAPACK and torch.linalg.solve."""
+    g = torch.Generator().manual_seed(m)
+    a = torch.randn(m, m + 2, dtype=torch.float64, generator=g)
+    K = a @ a.T + 0.1 * torch.eye(m, dtype=torch.float64)
+    big = torch.full((m + 3, m + 3), float("nan"), dtype=torch.float64)
+    big[:m, :m] = K
+    A = big[:m, :m] if strided else K.clone()
+    assert A.is_contiguous() != strided or m == 1
+    ntk.cholesky_(A, block=block)
+    torch.testing.assert_close(A.tril(), torch.linalg.cholesky(K), rtol=1e-10, atol=1e-12)
+    assert torch.equal(A.triu(1), K.triu(1))
+    assert big[m:].isnan().all() and big[:, m:].isnan().all()
+    b = torch.randn(m, 2, dtype=torch.float64, generator=g)
+    # the solves read the lower triangle only: the upper one still holds K
+    got = ntk.solve_factored(A, b, block=block)
+    torch.testing.assert_close(got, torch.linalg.solve(K, b), rtol=1e-9, atol=1e-10)
+    ntk.mirror_upper_(A, K.diagonal(), block=block)
+    assert torch.equal(A, K)
+
+
+def test_in_place_cholesky_names_a_matrix_that_is_not_positive_definite():
+    A = torch.eye(6, dtype=torch.float64)
+    A[4, 4] = -1.0
+    with pytest.raises(ValueError, match="not positive definite"):
+        ntk.cholesky_(A, block=2)

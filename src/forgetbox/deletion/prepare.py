@@ -87,7 +87,7 @@ def prepare(
         )
     K, J = prob.kernel_matrix()
     K.diagonal().add_(n * prob.lam)
-    L = ntk.cholesky(K)
+    L = ntk.cholesky_(K).tril_()  # factored in the kernel's own storage
     del K
     r, _ = ntk.kernel_rows(prob.r, prob.kernel)
     alpha = ntk.solve_factored(L, r)

@@ -46,7 +46,9 @@ from .solvers import (
     KernelOperator,
     NystromPreconditioner,
     cholesky,
+    cholesky_,
     conjugate_gradient,
+    mirror_upper_,
     solve_factored,
 )
 from .trapezium import Trapezium, trapezium
@@ -68,6 +70,8 @@ __all__ = [
     "apply_retain_projector",
     "build_problem",
     "cholesky",
+    "cholesky_",
+    "mirror_upper_",
     "solve_factored",
     "choose_solver",
     "conjugate_gradient",

@@ -21,7 +21,15 @@ from .options import Form, Kernel, Loss, NTKOptions, Solver, resolve_options
 from .param_space import param_memory_estimate, param_space_step
 from .precision import full_precision
 from .problem import Problem, problem_for
-from .solvers import KernelOperator, NystromPreconditioner, cholesky_solve, conjugate_gradient
+from .solvers import (
+    KernelOperator,
+    NystromPreconditioner,
+    cholesky_,
+    cholesky_solve,
+    conjugate_gradient,
+    mirror_upper_,
+    solve_factored,
+)
 
 
 @dataclass(frozen=True)
@@ -107,13 +115,8 @@ def dense_coefficients(
     K, J = prob.kernel_matrix()
     r, rows = kernel_rows(prob.r, prob.kernel)
     m_r = nr * rows
-    if form is Form.SCHUR:
-        alpha_r = cholesky_solve(shifted(K[:m_r, :m_r], nr * prob.lam), r[:m_r])
-        delta_coef = schur_coefficients(K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam)
-    else:
-        delta_coef, alpha_r = difference_coefficients(
-            K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam
-        )
+    solve = schur_coefficients if form is Form.SCHUR else difference_coefficients
+    delta_coef, alpha_r = solve(K, r, m_r, n_total=n, n_retain=nr, lam=prob.lam)
     del K
     report = SolveReport(
         "dense",
@@ -129,40 +132,48 @@ def difference_coefficients(
     """``(coef, alpha_r)`` with ``alpha_r = (K_rr + |D_r| lambda I)^{-1} r_r`` and ``coef =
     (K + |D| lambda I)^{-1} r`` less ``alpha_r`` on the retain rows (``delta_w = J_D^T coef``).
 
-    ``K`` (float64, retain rows first, ``ncr`` of them) is consumed: its diagonal is shifted in
-    place, so at most one factor-sized matrix lives beside it (the memory model's two kernel
-    copies, :mod:`forgetbox.ntk.memory`)."""
-    K.diagonal().add_(n_retain * lam)
-    alpha_r = cholesky_solve(K[:ncr, :ncr], r[:ncr])
-    K.diagonal().add_((n_total - n_retain) * lam)
-    coef = cholesky_solve(K, r)
+    ``K`` (float64, retain rows first, ``ncr`` of them) is consumed: both systems are factored
+    in its own storage (:func:`~forgetbox.ntk.solvers.cholesky_`; the retain block is rebuilt
+    from the upper triangle in between), so no second kernel-sized matrix is allocated."""
+    diagonal = K.diagonal().clone()
+    retain = K[:ncr, :ncr]
+    retain.diagonal().add_(n_retain * lam)
+    alpha_r = solve_factored(cholesky_(retain), r[:ncr])
+    mirror_upper_(retain, diagonal[:ncr])
+    K.diagonal().add_(n_total * lam)
+    coef = solve_factored(cholesky_(K), r)
     coef[:ncr] -= alpha_r
     return coef, alpha_r
 
 
 def schur_coefficients(
     K: Tensor, r: Tensor, ncr: int, *, n_total: int, n_retain: int, lam: float
-) -> Tensor:
-    """Coefficients of eq. 10 (Schur-complement form) so that ``delta_w = J_D^T coef``.
+) -> tuple[Tensor, Tensor]:
+    """Coefficients of eq. 10 (Schur-complement form) so that ``delta_w = J_D^T coef``, and
+    ``alpha_r`` as in :func:`difference_coefficients`.
 
-    ``K`` is ``J_D J_D^T`` (retain rows first, ``ncr`` of them), ``r`` the stacked residuals
-    (one or more columns). Only solves with the retain block ``B_rr = K_rr + |D| lambda I`` (and
-    ``A = K_rr + |D_r| lambda I``) and the small ``|D_f| c`` system ``M^{-1} = B_ff - K_fr
-    B_rr^{-1} K_rf`` are used: ``coef_f = M V`` with ``V = r_f - K_fr B_rr^{-1} r_r`` and
-    ``coef_r = -B_rr^{-1} K_rf M V + (B_rr^{-1} - A^{-1}) r_r``.
+    ``K`` is ``J_D J_D^T`` (float64, retain rows first, ``ncr`` of them; consumed as in
+    :func:`difference_coefficients`), ``r`` the stacked residuals (one or more columns). Only
+    solves with the retain block ``B_rr = K_rr + |D| lambda I`` (and ``A = K_rr + |D_r| lambda
+    I``) and the small ``|D_f| c`` system ``M^{-1} = B_ff - K_fr B_rr^{-1} K_rf`` are used:
+    ``coef_f = M V`` with ``V = r_f - K_fr B_rr^{-1} r_r`` and ``coef_r = -B_rr^{-1} K_rf M V +
+    (B_rr^{-1} - A^{-1}) r_r``.
     """
-    K = K.double()
     r = r.double()
     k = r.shape[1]
     Krr, Krf, Kff = K[:ncr, :ncr], K[:ncr, ncr:], K[ncr:, ncr:]
     rr, rf = r[:ncr], r[ncr:]
-    sol = cholesky_solve(shifted(Krr, n_total * lam), torch.cat([rr, Krf], dim=1))
+    diagonal = Krr.diagonal().clone()
+    Krr.diagonal().add_(n_total * lam)
+    sol = solve_factored(cholesky_(Krr), torch.cat([rr, Krf], dim=1))
     Binv_rr, Binv_Krf = sol[:, :k], sol[:, k:]
     S = shifted(Kff, n_total * lam) - Krf.T @ Binv_Krf
     V = rf - Krf.T @ Binv_rr
     MV = cholesky_solve(0.5 * (S + S.T), V)
-    coef_r = -Binv_Krf @ MV + Binv_rr - cholesky_solve(shifted(Krr, n_retain * lam), rr)
-    return torch.cat([coef_r, MV])
+    mirror_upper_(Krr, diagonal + n_retain * lam)
+    alpha_r = solve_factored(cholesky_(Krr), rr)
+    coef_r = -Binv_Krf @ MV + Binv_rr - alpha_r
+    return torch.cat([coef_r, MV]), alpha_r
 
 
 def cg_coefficients(

@@ -1,7 +1,7 @@
 """The engine's memory model: one budget, and what each path needs of it.
 
-Dense path (kernel built, then Cholesky): two kernel-sized float64 matrices of ``m = n rows``
-rows (the kernel and its factor) plus the Jacobian of one parameter group over all n samples;
+Dense path (kernel built, then factored in its own storage): one kernel-sized float64 matrix
+of ``m = n rows`` rows plus the Jacobian of one parameter group over all n samples;
 a quarter of the budget is left for one sample chunk's Jacobian and its autograd intermediates.
 The group width follows from what is left, and at most :data:`MAX_GROUPS` groups are allowed
 (beyond that the matrix-free solver is the better choice), which gives the least budget.
@@ -22,7 +22,7 @@ class MemoryBudgetError(MemoryError):
 
 
 MAX_GROUPS = 64  # more Jacobian recomputations than this: use the matrix-free solver
-KERNEL_COPIES = 2  # the dense path holds the kernel and its Cholesky factor
+KERNEL_COPIES = 1  # the dense path factors the kernel in place (solvers.cholesky_)
 
 
 def default_memory_budget(device: torch.device | str | None = None) -> int:

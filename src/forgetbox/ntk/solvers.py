@@ -25,14 +25,88 @@ def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
     return L
 
 
-def solve_factored(L: Tensor, b: Tensor) -> Tensor:
-    """``(L L^T)^{-1} b`` from a lower Cholesky factor ``L`` ``(m, m)``, ``b`` ``(m, k)``.
+CHOLESKY_BLOCK = 256  # columns per panel of the in-place factorization
 
-    Two triangular solves, which read ``L`` where it lies: ``torch.cholesky_solve`` first
-    copies ``L`` into a column-major work matrix, one more kernel-sized matrix at the dense
-    path's peak (measured: ``benchmarks/dense_memory.py``)."""
-    y = torch.linalg.solve_triangular(L, b, upper=False)
-    return torch.linalg.solve_triangular(L.mT, y, upper=True)
+
+def cholesky_(A: Tensor, what: str = "kernel matrix", block: int = CHOLESKY_BLOCK) -> Tensor:
+    """Factor ``A`` ``(m, m)`` in place: its lower triangle becomes the lower Cholesky factor
+    of the symmetric matrix held in that lower triangle; the strict upper triangle is neither
+    read nor written (so it can keep the matrix for :func:`mirror_upper_`).
+
+    Right-looking blocked Cholesky: each ``block``-column panel is factored, the rows below it
+    solved against it, and the trailing lower triangle updated by matrix products. Beyond
+    panel-sized scratch no second ``(m, m)`` matrix is allocated, where
+    ``torch.linalg.cholesky`` returns a new one (measured: as fast as LAPACK's at m = 4,000,
+    ``benchmarks/dense_memory.py``)."""
+    m = A.shape[0]
+    for k in range(0, m, block):
+        e = min(k + block, m)
+        diag = A[k:e, k:e]
+        L, info = torch.linalg.cholesky_ex(diag)  # reads the lower triangle only
+        if info.item() != 0:
+            raise ValueError(
+                f"{what} is not positive definite (ill-conditioned); increase weight_decay "
+                "or use float64"
+            )
+        _set_lower_(diag, L)
+        if e == m:
+            break
+        panel = A[e:, k:e]
+        panel.copy_(torch.linalg.solve_triangular(L.mT, panel, upper=True, left=False))
+        for j in range(e, m, block):  # trailing update, lower triangle only
+            je = min(j + block, m)
+            rows = panel[j - e : je - e]
+            _set_lower_(A[j:je, j:je], A[j:je, j:je] - rows @ rows.mT)
+            if je < m:
+                A[je:, j:je].addmm_(panel[je - e :], rows.mT, alpha=-1)
+    return A
+
+
+def _set_lower_(dst: Tensor, src: Tensor) -> None:
+    """Copy ``src``'s lower triangle (diagonal included) into ``dst``; ``dst``'s strict upper
+    triangle is kept."""
+    dst.copy_(torch.where(torch.ones_like(dst, dtype=torch.bool).tril(), src, dst))
+
+
+def mirror_upper_(A: Tensor, diagonal: Tensor, block: int = CHOLESKY_BLOCK) -> Tensor:
+    """Rebuild the symmetric ``A`` in place from its strict upper triangle and ``diagonal``
+    (undoing :func:`cholesky_`, which leaves the upper triangle alone)."""
+    m = A.shape[0]
+    for i in range(0, m, block):
+        e = min(i + block, m)
+        A[i:e, :i].copy_(A[:i, i:e].mT)
+        d = A[i:e, i:e]
+        upper = d.triu(1)
+        d.copy_(upper + upper.mT)
+        d.diagonal().copy_(diagonal[i:e])
+    return A
+
+
+def solve_factored(L: Tensor, b: Tensor, block: int = CHOLESKY_BLOCK) -> Tensor:
+    """``(L L^T)^{-1} b`` from a lower Cholesky factor ``L`` ``(m, m)``, ``b`` ``(m, k)``; only
+    ``L``'s lower triangle is read.
+
+    Two triangular solves that read ``L`` where it lies (``torch.cholesky_solve`` first copies
+    its factor, one more kernel-sized matrix). A factor that is a strided view (the retain block
+    of a kernel) is solved by blocks, since ``torch.linalg.solve_triangular`` would copy it
+    whole (measured: ``benchmarks/dense_memory.py``)."""
+    if L.is_contiguous():
+        y = torch.linalg.solve_triangular(L, b, upper=False)
+        return torch.linalg.solve_triangular(L.mT, y, upper=True)
+    m = L.shape[0]
+    x = b.clone()
+    starts = range(0, m, block)
+    for i in starts:  # forward: L y = b
+        e = min(i + block, m)
+        if i:
+            x[i:e] -= L[i:e, :i] @ x[:i]
+        x[i:e] = torch.linalg.solve_triangular(L[i:e, i:e], x[i:e], upper=False)
+    for i in reversed(starts):  # backward: L^T x = y
+        e = min(i + block, m)
+        if e < m:
+            x[i:e] -= L[e:, i:e].mT @ x[e:]
+        x[i:e] = torch.linalg.solve_triangular(L[i:e, i:e].mT, x[i:e], upper=True)
+    return x
 
 
 def cholesky_solve(A: Tensor, b: Tensor) -> Tensor:
