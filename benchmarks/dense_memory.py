@@ -6,7 +6,7 @@
 A linear model (64 inputs, 10 outputs, 650 parameters) on random data, so the kernel matrices
 are all that is large: at m = n c kernel rows one float64 kernel is 8 m^2 bytes, and the peak
 resident memory the step adds, divided by that, counts the kernel-sized matrices alive at once.
-The memory model budgets two (the kernel and its Cholesky factor). Each size runs in its own
+The memory model budgets one (the kernel, factored in its own storage). Each size runs in its own
 process; the peak is sampled every 2 ms from /proc/self/statm (Linux), over the baseline taken
 after the data and model are built.
 """

@@ -42,12 +42,7 @@ def cholesky_(A: Tensor, what: str = "kernel matrix", block: int = CHOLESKY_BLOC
     for k in range(0, m, block):
         e = min(k + block, m)
         diag = A[k:e, k:e]
-        L, info = torch.linalg.cholesky_ex(diag)  # reads the lower triangle only
-        if info.item() != 0:
-            raise ValueError(
-                f"{what} is not positive definite (ill-conditioned); increase weight_decay "
-                "or use float64"
-            )
+        L = cholesky(diag, what)  # reads the lower triangle only
         _set_lower_(diag, L)
         if e == m:
             break
