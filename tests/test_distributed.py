@@ -67,6 +67,7 @@ def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
         results = compute()
         if rank == 0:
             torch.save(results, out_file)
+        dist.barrier()  # no rank tears gloo down while the other still has work in flight
     finally:
         dist.destroy_process_group()
 
