@@ -3,6 +3,8 @@ files (verdicts, headline numbers, hardware, compute).
 
     .venv/bin/python benchmarks/results_overview.py                  # prints the Markdown table
     .venv/bin/python benchmarks/results_overview.py claims FOLDER    # one run's claim table
+    .venv/bin/python benchmarks/results_overview.py path             # where the NTK path is
+                                                                     # closest to retraining
 """
 
 from __future__ import annotations
@@ -69,10 +71,38 @@ def claim_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def path_rows(folder: Path) -> list[str]:
+    """Per seed: the trapezium scale, and where along the NTK path (Fig. 4's alpha grid, in units
+    of the scaled step) the D_f outputs come closest to the retrained model's (mean L1)."""
+    r = json.loads((folder / "results.json").read_text())
+    scales = {p["seed"]: p.get("trapezium_scale") for p in r["methods"]["ntk"]["per_seed"]}
+    path = [p for p in r.get("activation_path", []) if p["method"] == "ntk"]
+    lines = []
+    for seed in sorted({p["seed"] for p in path}):
+        pts = sorted((p["alpha"], p["forget"]) for p in path if p["seed"] == seed)
+        best_a, best_l1 = min(pts, key=lambda t: t[1])
+        at_one = dict(pts).get(1.0, float("nan"))
+        scale = scales.get(seed) or 1.0
+        lines.append(
+            f"| {folder.name} | {seed} | {scale:.2f} | {best_a:g} | {best_a * scale:.2f} "
+            f"| {at_one:.3f} | {best_l1:.3f} |"
+        )
+    return lines
+
+
 def main() -> None:
     if sys.argv[1:2] == ["claims"]:
         for name in sys.argv[2:]:
             print(claim_table(RESULTS / name))
+        return
+    if sys.argv[1:2] == ["path"]:
+        print(
+            "| run | seed | trapezium scale | closest alpha | × unscaled step "
+            "| L1 on D_f at alpha = 1 | L1 at the closest |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for folder in sorted(p.parent for p in RESULTS.glob("*/results.json")):
+            print("\n".join(path_rows(folder)))
         return
     print("| run | data, model, profile | seeds | hardware | compute | claims 1-9 | NTK (mean) |")
     print("|---|---|---|---|---|---|---|")

@@ -198,6 +198,21 @@ def test_scrub_accepts_datasets_and_loaders(trained):
         )
 
 
+def test_step_scale_reaches_the_step_and_the_certificate(trained, tmp_path):
+    root, model, w0, split = trained
+    retain, forget = (split.x_train[4:], split.y_train[4:]), (split.x_train[:4], split.y_train[:4])
+    kw = dict(pretrained=w0, retain=retain, forget=forget, method="ntk", seed=0)
+    trap = forgetbox.scrub(model, **kw)
+    fixed = forgetbox.scrub(model, step_scale=1.5, **kw)
+    assert fixed.scale == 1.5 and trap.scale != pytest.approx(1.5)
+    assert torch.allclose(fixed.delta, trap.delta * (1.5 / trap.scale), rtol=1e-4, atol=1e-7)
+    assert fixed.certificate["config"]["step_scale"] == 1.5
+    assert trap.certificate["config"]["step_scale"] is None
+    assert _cli(root, tmp_path / "o", "--step-scale", "1.5", method="ntk") == 0
+    cert = json.loads((tmp_path / "o" / "certificate.json").read_text())
+    assert (cert["config"]["step_scale"], cert["config"]["trapezium_scale"]) == (1.5, 1.5)
+
+
 def test_guide_example_runs_and_cli_matches_it(tmp_path):
     """docs/guide-scrub.md: the example script, then the CLI on its files, same weights."""
     import runpy

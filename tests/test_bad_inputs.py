@@ -404,6 +404,7 @@ CLI_CASES = {
     "weight decay negative": (_flags("--weight-decay", "-0.1"), "weight_decay must be >="),
     "alpha NaN": (_flags("--alpha", "nan"), "alpha is nan"),
     "alpha negative": (_flags("--alpha", "-1"), "alpha must be >="),
+    "step scale zero": (_flags("--step-scale", "0"), "step_scale must be > 0"),
     "cg tolerance out of range": (_flags("--cg-tol", "2"), "cg_tol"),
     "nystrom rank negative": (_flags("--nystrom-rank", "-3"), "nystrom_rank"),
     "threshold NaN": (_flags("--retrain-threshold-nats", "nan"), "--retrain-threshold-nats"),
@@ -494,6 +495,7 @@ CLI_CASES = {
     "run num-to-forget too many": (_run("--num-to-forget", "500"), "cannot forget 500"),
     "run num-to-forget text": (_run("--num-to-forget", "some"), "--num-to-forget"),
     "run trapezium leg unknown": (_run("--trapezium-leg", "side"), "trapezium_leg"),
+    "run step scale negative": (_run("--step-scale", "-1"), "step_scale must be >"),
     "run dataset unknown": (_run("--dataset", "imagenet"), "dataset must be one of"),
     "run data file absent": (
         _run("--dataset", "npz:/nonexistent/data.npz"),

@@ -99,6 +99,41 @@ def test_ntk_method_on_linear_mse_is_ridge_retrain(gen):
     assert res.scale == 1.0
 
 
+def test_authors_leg_triples_a_converged_step_and_fig5_leg_keeps_it(gen):
+    # At a stationary w(D) the anchored linearization at w(D) has u_D = 0, so the authors' leg
+    # m = w(D) - w_lin(D_r) = -delta: the isosceles trapezium predicts ||delta|| + 2 ||delta||.
+    # On a linear MSE model the unscaled step is the exact retrain, so the default scrub lands at
+    # w(D) + 3 (w(D_r) - w(D)); Fig. 5's leg (m = w(D) - w_lin(D) = 0) leaves the step as it is.
+    w0, trained, retain, forget, target = _linear_problem(gen)
+    w_d = flatten(parameters_of(trained))
+    for leg, want in (("retain", 3.0), ("full", 1.0)):
+        cfg = ForgetConfig(loss="mse", trapezium_leg=leg, dtype=torch.float64)
+        res = methods.forget("ntk", trained, w0, retain, forget, cfg)
+        assert res.scale == pytest.approx(want, rel=1e-9), leg
+        got = flatten(parameters_of(res.model))
+        assert (got - (w_d + want * (target - w_d))).norm() / target.norm() < 1e-8
+
+
+def test_step_scale_replaces_the_trapezium(gen):
+    w0, trained, retain, forget, target = _linear_problem(gen)
+    w_d = flatten(parameters_of(trained))
+    base = ForgetConfig(loss="mse", dtype=torch.float64)
+    for cfg, want in (
+        (replace(base, step_scale=1.5), 1.5),
+        (replace(base, step_scale=2.0, use_trapezium=False), 2.0),
+        (replace(base, use_trapezium=False), 1.0),
+    ):
+        res = methods.forget("ntk", trained, w0, retain, forget, cfg)
+        assert res.scale == want
+        got = flatten(parameters_of(res.model))
+        assert (got - (w_d + want * (target - w_d))).norm() / target.norm() < 1e-8
+    assert "step_scale" not in base.key()  # the keys of earlier runs stay valid
+    assert replace(base, step_scale=1.5).key()["step_scale"] == 1.5
+    for bad, msg in ((0.0, "must be > 0"), (float("nan"), "is nan"), ("2", "must be a number")):
+        with pytest.raises(ValueError, match=msg):
+            ForgetConfig(step_scale=bad)
+
+
 def test_finetune_and_retrain_never_see_the_forget_set(gen, monkeypatch):
     torch.manual_seed(0)
     w0 = MLP(3, 4, width=0.1)

@@ -40,6 +40,11 @@ def add_parser(sub) -> None:
     p.add_argument("--method", default="ntk_fisher", choices=METHODS)
     p.add_argument("--alpha", type=float, help="noise scale (default: the method's)")
     p.add_argument(
+        "--step-scale",
+        type=float,
+        help="a fixed multiplier of the NTK step instead of the trapezium's (docs/deviations.md)",
+    )
+    p.add_argument(
         "--preset",
         default="forgetbox",
         choices=PRESETS,
@@ -110,6 +115,7 @@ def command(args: argparse.Namespace) -> int:
         num_to_forget=args.num_to_forget,
         method=args.method,
         alpha=args.alpha,
+        step_scale=args.step_scale,
         preset=args.preset,
         weight_decay=args.weight_decay,
         loss=args.loss,

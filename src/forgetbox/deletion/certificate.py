@@ -59,6 +59,7 @@ def certificate(
             "linearized_at": config.around,
             "trapezium": config.use_trapezium,
             "trapezium_leg": config.trapezium_leg,
+            "step_scale": config.step_scale,
             "seed": seed,
             "trapezium_scale": res.scale,
         },

@@ -23,6 +23,7 @@ class ScrubRequest:
     num_to_forget: int | None = None
     method: str = "ntk_fisher"
     alpha: float | None = None
+    step_scale: float | None = None
     preset: str = "forgetbox"
     weight_decay: float = 0.1
     loss: str = "ce"
@@ -53,6 +54,7 @@ class ScrubRequest:
         return {
             "weight_decay": self.weight_decay,
             "alpha": self.alpha,
+            "step_scale": self.step_scale,
             "preset": self.preset,
             "loss": self.loss,
             "solver": self.solver,

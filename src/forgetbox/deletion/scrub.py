@@ -143,7 +143,7 @@ def scrub(
     )
 
 
-CONFIG_SETTINGS = ("weight_decay", "alpha", "loss", "dtype")
+CONFIG_SETTINGS = ("weight_decay", "alpha", "loss", "dtype", "step_scale")
 PRESET_SETTING = "preset"
 NTK_SETTINGS = (
     "solver",

@@ -55,6 +55,7 @@ class ExperimentConfig:
     preset: str = "forgetbox"
     anchored: bool | None = None  # keep the weight-decay anchor in the NTK linearization
     trapezium_leg: str | None = None  # retain (the authors' code) | full (Fig. 5's drawing)
+    step_scale: float | None = None  # a fixed multiplier of the NTK step instead of the trapezium
     noise_average: str | None = None  # fan_in | input_channels (authors) | none
     finetune_anchor: str | None = None  # the fine-tune baseline's pull: pretrained | start
     relearn_weight_decay: float | None = None  # re-learn pull toward its start (authors 0.1)

@@ -132,6 +132,7 @@ SPECS: dict[str, Spec] = {
         "bool", "keep the weight-decay anchor in the NTK linearization", nullable=True
     ),
     "trapezium_leg": Spec("str", "side of the trapezium", _choice(TRAPEZIUM_LEGS), nullable=True),
+    "step_scale": Spec("float", "fixed NTK step multiplier", POSITIVE, nullable=True),
     "noise_average": Spec(
         "str", "how the Fisher noise is averaged", _choice(NOISE_AVERAGES), nullable=True
     ),

@@ -186,6 +186,7 @@ class Stages:
             around=c.around,
             anchored=c.anchored,
             trapezium_leg=c.trapezium_leg,
+            step_scale=c.step_scale,
             finetune_anchor=c.finetune_anchor,
             noise=NoiseConfig(average=c.noise_average),
             train=self.finetune_config(False),

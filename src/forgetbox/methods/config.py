@@ -80,6 +80,9 @@ class ForgetConfig:
     # "retain" from w_lin(D_r) to w(D), as the authors' code; "full" from w_lin(D) to w(D), as
     # Fig. 5 draws it
     trapezium_leg: str = "retain"
+    # a fixed multiplier of delta_w in place of the trapezium's (None: the trapezium decides).
+    # On a converged w(D) the default trapezium is a fixed 3 (docs/deviations.md, item 1)
+    step_scale: float | None = None
     finetune_epochs: int = 10
     finetune_lr: float = 0.01
     # the fine-tune baseline's weight decay pulls toward w0 ("pretrained", the paper's
@@ -109,6 +112,8 @@ class ForgetConfig:
             raise ValueError(
                 f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {self.trapezium_leg!r}"
             )
+        if self.step_scale is not None:
+            _number(self.step_scale, "step_scale", low=0.0, strict=True)
         if self.dtype is not None and not (
             isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
         ):
@@ -146,8 +151,12 @@ class ForgetConfig:
         return cls.authors(**changes) if preset == "authors" else cls(**changes)
 
     def key(self) -> dict:
-        """Every field as plain data (cache keys, certificates)."""
-        return asdict(self)
+        """Every field as plain data (cache keys, certificates). ``step_scale`` appears only when
+        set, so the keys of runs made before it existed still match."""
+        out = asdict(self)
+        if out["step_scale"] is None:
+            del out["step_scale"]
+        return out
 
 
 def _number(value, name: str, *, low: float, strict: bool = False) -> None:

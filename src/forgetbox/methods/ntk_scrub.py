@@ -47,7 +47,8 @@ def ntk_point(
     seed: int = 0,
     direction: ntk.NTKDirection | None = None,
 ) -> tuple[Tensor, Tensor, float, dict]:
-    """h_NTK(w) of eq. 10: ``w(D) + scale * delta_w`` with the trapezium ``scale``.
+    """h_NTK(w) of eq. 10: ``w(D) + scale * delta_w`` with the trapezium ``scale`` (or
+    ``config.step_scale`` where set; 1 without the trapezium).
 
     Returns ``(mean, shift, scale, info)`` with flat tensors in the model's dtype, on its
     device. ``direction`` skips the NTK solve (a precomputed step for this cohort, which may
@@ -69,10 +70,10 @@ def ntk_point(
         leg_from = leg_from - direction.delta
     info: dict = {}
     scale = 1.0
-    if config.use_trapezium:
+    if config.use_trapezium or config.step_scale is not None:
         trap = ntk.trapezium(direction.delta, w_full=w_d, w_lin=leg_from)
-        scale = trap.scale
-        info["trapezium"] = trap.__dict__
+        info["trapezium"] = trap.__dict__  # what the trapezium measures, used or not
+        scale = trap.scale if config.step_scale is None else float(config.step_scale)
     shift = (scale * direction.delta).to(dtype)
     info["ntk"] = {
         "solver": direction.extras.get("solver"),
