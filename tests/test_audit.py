@@ -232,6 +232,43 @@ def test_population_attack_scores_are_the_loss_and_the_confidence():
     assert res.roc.auc == 1.0
 
 
+def test_same_class_negatives_remove_the_class_effect():
+    # D_f is class 0, which is hard for the model whether trained on or not; the other test
+    # classes are easy. Against every test example the attack reads difficulty (AUC far below
+    # 0.5); against class-0 test examples, drawn from D_f's own distribution, it reads nothing.
+    gen = torch.Generator().manual_seed(0)
+    n = 400
+
+    def logits(true, n):
+        z = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        z[:, 0] += 0.3 if true == 0 else 0.0
+        z[torch.arange(n), true] += 0.0 if true == 0 else 4.0
+        return z
+
+    zf, yf = logits(0, n), torch.zeros(n, dtype=torch.long)
+    zt = torch.cat([logits(0, n), logits(1, n), logits(2, n)])
+    yt = torch.cat([torch.full((n,), k) for k in range(3)])
+    pooled = audit.threshold_attack(zf, yf, zt, yt, "loss").roc.auc
+    zs, ys = audit.same_class_negatives(zt, yt, yf)
+    assert torch.equal(ys, torch.zeros(n, dtype=torch.long)) and torch.equal(zs, zt[:n])
+    matched = audit.threshold_attack(zf, yf, zs, ys, "loss").roc.auc
+    assert pooled < 0.3
+    assert abs(matched - 0.5) < 0.06  # two samples of 400 from one law: AUC sd about 0.02
+    lo, hi = audit.auc_interval(zf, yf, zs, ys, "loss", draws=400)
+    assert lo < matched < hi and lo < 0.5 < hi and hi - lo < 0.15
+    lo, hi = audit.auc_interval(zf, yf, zt, yt, "loss", draws=400)
+    assert lo < pooled < hi < 0.5
+    # pooling copies of one model adds scores, not examples: the interval must not narrow
+    twice = audit.auc_interval(
+        torch.stack([zf, zf]), yf, torch.stack([zs, zs]), ys, "loss", draws=400
+    )
+    assert twice == pytest.approx(audit.auc_interval(zf, yf, zs, ys, "loss", draws=400))
+    batched, _ = audit.same_class_negatives(torch.stack([zt, zt]), yt, yf)
+    assert batched.shape == (2, n, 3)
+    with pytest.raises(ValueError, match="shares a class"):
+        audit.same_class_negatives(zt[n:], yt[n:], yf)
+
+
 def test_margin_and_challenge_confidence_agree_until_underflow():
     logits = torch.tensor([[1.0, 0.5, -2.0], [0.0, 0.0, 0.0], [200.0, 0.0, 0.0]])
     y = torch.tensor([0, 1, 0])

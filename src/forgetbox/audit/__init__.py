@@ -21,7 +21,7 @@ from .band import Band, band_of, side_of
 from .challenge import ChallengeScore, challenge_score, example_epsilons, forget_quality
 from .confidence import challenge_confidence, margin
 from .klom import binned_kl, klom
-from .population import PopulationAttack, threshold_attack
+from .population import PopulationAttack, auc_interval, same_class_negatives, threshold_attack
 from .roc import Roc, roc
 from .ulira import ULiRA, ulira
 
@@ -31,6 +31,7 @@ __all__ = [
     "PopulationAttack",
     "Roc",
     "ULiRA",
+    "auc_interval",
     "band_of",
     "binned_kl",
     "challenge_confidence",
@@ -40,6 +41,7 @@ __all__ = [
     "klom",
     "margin",
     "roc",
+    "same_class_negatives",
     "side_of",
     "threshold_attack",
     "ulira",

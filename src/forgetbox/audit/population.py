@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy.stats import rankdata
 from torch import Tensor
 
 from .roc import Roc, roc
@@ -43,3 +45,45 @@ def threshold_attack(
     pos = member_score(forget_logits, forget_labels, statistic).reshape(-1).numpy()
     neg = member_score(test_logits, test_labels, statistic).reshape(-1).numpy()
     return PopulationAttack(statistic, roc(pos, neg))
+
+
+def same_class_negatives(
+    test_logits: Tensor, test_labels: Tensor, forget_labels: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The test examples whose label occurs in D_f, logits ``(..., n', c)`` and labels
+    ``(n',)``: negatives that share D_f's classes, so that a threshold attack measures
+    membership rather than how hard D_f's classes are. Exact for a one-class cohort (the paper's
+    protocol); for a cohort of several classes it drops the other classes without reweighting.
+    """
+    keep = torch.isin(test_labels, forget_labels.unique())
+    if not bool(keep.any()):
+        raise ValueError("no test example shares a class with the forget set")
+    return test_logits[..., keep, :], test_labels[keep]
+
+
+def auc_interval(
+    forget_logits: Tensor,
+    forget_labels: Tensor,
+    test_logits: Tensor,
+    test_labels: Tensor,
+    statistic: str,
+    *,
+    draws: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A 95 % percentile interval of :func:`threshold_attack`'s AUC from ``draws`` bootstrap
+    resamples of the *examples* (D_f and test each, every model's score of an example kept
+    together): pooling K models multiplies the scores, not the distinct examples, and the
+    interval says how much a cohort of |D_f| examples can tell."""
+    pos = member_score(forget_logits, forget_labels, statistic).reshape(-1, len(forget_labels))
+    neg = member_score(test_logits, test_labels, statistic).reshape(-1, len(test_labels))
+    pos, neg = pos.numpy(), neg.numpy()
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(draws)
+    for i in range(draws):  # bootstrap draws, not examples: each draw is one batched rank
+        p = pos[:, rng.integers(0, pos.shape[1], pos.shape[1])].ravel()
+        n = neg[:, rng.integers(0, neg.shape[1], neg.shape[1])].ravel()
+        ranks = rankdata(np.concatenate([p, n]))
+        aucs[i] = (ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n))
+    lo, hi = np.quantile(aucs, (0.025, 0.975))
+    return float(lo), float(hi)

@@ -11,6 +11,10 @@ from ..experiment.report_html import STYLE, cell, esc, figure_blocks, short, tab
 from .figures import CAPTIONS, draw_all
 
 
+def _auc(roc: dict | None) -> str:
+    return f"{roc['auc']:.3f}" if roc else "—"  # absent in evaluations made before it existed
+
+
 def _ci(row: dict | None) -> str:
     if not row:
         return "—"
@@ -35,6 +39,7 @@ def _attacks(results: dict) -> str:
         "KLoM val",
         "vs retrain (KLoM D_f)",
         "loss attack AUC",
+        "same class",
         "seconds (median)",
     ]
     rows = []
@@ -56,6 +61,7 @@ def _attacks(results: dict) -> str:
                 cell(short(b["klom"]["val"]["median"])),
                 cell(_ci(vs.get("klom_forget"))),
                 cell(f"{b['population']['loss']['auc']:.3f}"),
+                cell(_auc(b["population"].get("loss_same_class"))),
                 cell(short(secs[len(secs) // 2]) if secs else "—"),
             ]
         )

@@ -85,13 +85,18 @@ def _roc_dict(r: audit.Roc, points: int = 200) -> dict:
 
 def population(task: Task, members: list[Member]) -> dict:
     """Loss and confidence threshold attacks, D_f (positives) against test (negatives), the
-    examples of all K models pooled; and the entropy SVC's member rate (median over models)."""
+    examples of all K models pooled, once against every test example and once against those of
+    D_f's classes (``*_same_class``), each AUC with a 95 % interval from resampling examples;
+    and the entropy SVC's member rate (median over models)."""
     out = {}
     zf = torch.stack([subset(task, m.logits, "forget")[0] for m in members])
     zt = torch.stack([subset(task, m.logits, "test")[0] for m in members])
     yf, yt = subset(task, members[0].logits, "forget")[1], task.split.y_test
+    zs, ys = audit.same_class_negatives(zt, yt, yf)
     for stat in ("loss", "confidence"):
-        out[stat] = _roc_dict(audit.threshold_attack(zf, yf, zt, yt, stat).roc)
+        for name, neg, yn in ((stat, zt, yt), (f"{stat}_same_class", zs, ys)):
+            out[name] = _roc_dict(audit.threshold_attack(zf, yf, neg, yn, stat).roc)
+            out[name]["auc_ci95"] = list(audit.auc_interval(zf, yf, neg, yn, stat))
     rates = [m.readouts["mia_forget_member_rate"] for m in members]
     out["entropy_svc_member_rate"] = float(np.median(rates))
     return out
