@@ -12,7 +12,11 @@ from .figures import CAPTIONS, draw_all
 
 
 def _auc(roc: dict | None) -> str:
-    return f"{roc['auc']:.3f}" if roc else "—"  # absent in evaluations made before it existed
+    """An AUC with its example-bootstrap interval (either absent in older evaluations)."""
+    if not roc:
+        return "—"
+    ci = roc.get("auc_ci95")
+    return f"{roc['auc']:.3f}" + (f" <small>[{ci[0]:.2f}, {ci[1]:.2f}]</small>" if ci else "")
 
 
 def _ci(row: dict | None) -> str:
@@ -38,8 +42,8 @@ def _attacks(results: dict) -> str:
         "KLoM D_r",
         "KLoM val",
         "vs retrain (KLoM D_f)",
-        "loss attack AUC",
-        "same class",
+        "loss attack AUC, all test",
+        "loss attack AUC, same class",
         "seconds (median)",
     ]
     rows = []
@@ -60,7 +64,7 @@ def _attacks(results: dict) -> str:
                 cell(short(b["klom"]["retain"]["median"])),
                 cell(short(b["klom"]["val"]["median"])),
                 cell(_ci(vs.get("klom_forget"))),
-                cell(f"{b['population']['loss']['auc']:.3f}"),
+                cell(_auc(b["population"]["loss"])),
                 cell(_auc(b["population"].get("loss_same_class"))),
                 cell(short(secs[len(secs) // 2]) if secs else "—"),
             ]
@@ -110,7 +114,10 @@ def page(results: dict, figures: dict) -> str:
 <h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
-bootstrap interval over examples; ≠ marks an interval that excludes 0.</p>
+bootstrap interval over examples; ≠ marks an interval that excludes 0. Loss attack: a threshold
+on the loss, D_f against all test images or against those of D_f's classes (so that a class's
+difficulty does not pass for membership), all K models pooled, with a 95 % interval from
+resampling examples.</p>
 <h2 id="attacks">Per-example attacks and scores</h2>{_attacks(results)}
 <h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
 <p class="note">Median over the method's models; "leaks": on the side where the model still holds
