@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import Tensor
 
-from .roc import Roc, roc
+from .roc import Roc, rank_auc, roc
 
 STATISTICS = ("loss", "confidence")
 
@@ -83,7 +82,6 @@ def auc_interval(
     for i in range(draws):  # bootstrap draws, not examples: each draw is one batched rank
         p = pos[:, rng.integers(0, pos.shape[1], pos.shape[1])].ravel()
         n = neg[:, rng.integers(0, neg.shape[1], neg.shape[1])].ravel()
-        ranks = rankdata(np.concatenate([p, n]))
-        aucs[i] = (ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(n))
+        aucs[i] = rank_auc(p, n)
     lo, hi = np.quantile(aucs, (0.025, 0.975))
     return float(lo), float(hi)

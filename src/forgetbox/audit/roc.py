@@ -27,6 +27,12 @@ class Roc:
         return float(self.tpr[ok].max()) if ok.any() else 0.0
 
 
+def rank_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """AUC = P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney), exact with ties; 1-d arrays."""
+    ranks = rankdata(np.concatenate([pos, neg]), method="average")
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
 def roc(positive: np.ndarray, negative: np.ndarray) -> Roc:
     """The ROC of scores ``positive`` (should be high) against ``negative``."""
     pos = np.asarray(positive, dtype=float).ravel()
@@ -39,8 +45,6 @@ def roc(positive: np.ndarray, negative: np.ndarray) -> Roc:
     fp = len(neg) - np.searchsorted(np.sort(neg), thresholds, side="left")
     tpr = np.concatenate([[0.0], tp / len(pos)])
     fpr = np.concatenate([[0.0], fp / len(neg)])
-    # AUC = P(pos > neg) + P(pos = neg) / 2 (Mann-Whitney), exact with ties
-    ranks = rankdata(np.concatenate([pos, neg]), method="average")
-    auc = (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    auc = rank_auc(pos, neg)
     out = Roc(fpr, tpr, float(auc), 0.0, 0.0, len(pos), len(neg))
     return Roc(fpr, tpr, float(auc), out.tpr_at(0.01), out.tpr_at(0.001), len(pos), len(neg))
