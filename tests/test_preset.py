@@ -233,3 +233,20 @@ def test_the_preset_reaches_the_methods_config():
         want.finetune_anchor,
         want.noise,
     )
+
+
+def test_step_scale_reaches_only_the_ntk_methods():
+    # a fixed NTK step multiplier must not change (and so invalidate) the other methods' keys
+    split = data.digits_split(seed=0, train_per_class=4, val_per_class=2)
+    task = Task(split, torch.tensor([0]))
+    plain = Stages(ExperimentConfig(profile="quick").resolved(), cache=None, log=lambda s: 0)
+    fixed = Stages(
+        ExperimentConfig(profile="quick", step_scale=2.0).resolved(), cache=None, log=lambda s: 0
+    )
+    for method in ("ntk", "ntk_fisher"):
+        assert fixed.method_config(task, method).step_scale == 2.0
+        assert plain.method_config(task, method).step_scale is None
+    for method in ("original", "retrain", "finetune", "fisher", "newton"):
+        want = plain.method_config(task, method).key()
+        assert fixed.method_config(task, method).key() == want
+        assert "step_scale" not in want

@@ -186,7 +186,6 @@ class Stages:
             around=c.around,
             anchored=c.anchored,
             trapezium_leg=c.trapezium_leg,
-            step_scale=c.step_scale,
             finetune_anchor=c.finetune_anchor,
             noise=NoiseConfig(average=c.noise_average),
             train=self.finetune_config(False),
@@ -202,6 +201,8 @@ class Stages:
         """The configuration ``method`` runs with (its noise scale; the fine-tune baseline's
         learning rate); part of the method's and its readouts' cache keys."""
         fcfg = replace(self.forget_config(task), alpha=self.alpha_for(method))
+        if method in NTK_METHODS:  # the other methods' keys do not depend on it
+            fcfg = replace(fcfg, step_scale=self.cfg.step_scale)
         if method == "finetune":
             fcfg = replace(fcfg, finetune_lr=self.cfg.finetune_baseline_lr)
         return fcfg
