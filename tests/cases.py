@@ -127,6 +127,7 @@ BUILDERS = {"linear": _linear, "ridge": _ridge, "mlp": _mlp, "smallcnn": _smallc
 NAMES = tuple(BUILDERS)
 
 
-def make(name: str, seed: int = 0) -> Case:
-    """The problem ``name`` (one of :data:`NAMES`), built from ``seed``."""
-    return BUILDERS[name](seed)
+def make(name: str, seed: int = 0, **sizes) -> Case:
+    """The problem ``name`` (one of :data:`NAMES`), built from ``seed`` (``sizes``: the
+    builder's ``n``, ``c``, ...)."""
+    return BUILDERS[name](seed, **sizes)

@@ -21,6 +21,8 @@ LAYERS = {
     "devices": 0,
     "paths": 0,
     "parallel": 0,
+    "settings": 0,
+    "cohort": 0,
     "atomic": 1,
     "checkpoints": 2,
     "models": 3,
@@ -104,6 +106,49 @@ def test_the_engine_does_not_import_data_loading():
     for name, path in _modules().items():
         if _component(name) == "ntk":
             assert not {t for t in _imports(name, path) if _component(t) == "data"}, name
+
+
+def _engine_names_used(path: Path) -> tuple[set[str], set[str]]:
+    """``(submodules of forgetbox.ntk imported, names taken from the engine)`` by a module
+    outside it: ``from ..ntk import a, b``, ``from forgetbox.ntk.x import y``, ``ntk.name``."""
+    submodules, names = set(), set()
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = ("." * node.level) + (node.module or "")
+            tail = mod.lstrip(".").removeprefix("forgetbox.")
+            if tail == "ntk":
+                names |= {a.name for a in node.names}
+            elif tail.startswith("ntk."):
+                submodules.add(tail)
+            elif tail in ("", "forgetbox") and any(a.name == "ntk" for a in node.names):
+                pass  # `from .. import ntk`: its attributes are checked below
+        elif isinstance(node, ast.Import):
+            submodules |= {a.name for a in node.names if a.name.startswith("forgetbox.ntk.")}
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "ntk"
+        ):
+            names.add(node.attr)
+    return submodules, names
+
+
+def test_the_layers_above_use_the_engine_through_its_public_interface_only():
+    """Methods, bounds, deletion, the experiment and the CLI take from ``forgetbox.ntk`` only
+    the names of its ``__all__``: the numerics of prepared state, Cholesky in place, kernel
+    rows and the held Jacobian stay inside the engine."""
+    from forgetbox import ntk
+
+    public = set(ntk.__all__)
+    bad = []
+    for name, path in _modules().items():
+        if _component(name) in ("ntk", ""):
+            continue
+        submodules, names = _engine_names_used(path)
+        bad += [f"{name} imports {s}" for s in sorted(submodules)]
+        bad += [f"{name} uses ntk.{n} (not public)" for n in sorted(names - public)]
+    assert not bad, "\n".join(bad)
 
 
 def test_no_import_cycles():

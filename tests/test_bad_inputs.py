@@ -23,6 +23,7 @@ import forgetbox
 from forgetbox import checkpoints, cli, models
 from forgetbox.checkpoints import save_state
 from forgetbox.methods import ForgetConfig
+from forgetbox.ntk import Linearization
 from tests.conftest import argv as base_argv
 
 
@@ -586,11 +587,11 @@ def _api_cases(w: World):
                 w.model,
                 retain=half[1],
                 forget=half[0],
-                config=ForgetConfig(weight_decay=0.05),
+                config=ForgetConfig(linearization=Linearization(weight_decay=0.05)),
                 weight_decay=0.1,
                 **kw,
             ),
-            "weight_decay=0.1 conflicts with config.weight_decay=0.05",
+            "weight_decay=0.1 conflicts with config.linearization.weight_decay=0.05",
         ),  # noqa: E501
         "shuffling loader": (
             lambda: forgetbox.scrub(
@@ -632,7 +633,7 @@ def _api_cases(w: World):
         ),  # noqa: E501
         "unknown setting": (
             lambda: forgetbox.scrub(w.model, retain=half[1], forget=half[0], turbo=True, **kw),
-            "unknown settings",
+            "unexpected keyword argument 'turbo'",
         ),  # noqa: E501
         "integer weights": (
             lambda: forgetbox.scrub(_int_model(w.model), retain=half[1], forget=half[0], **kw),
@@ -679,7 +680,8 @@ def test_config_given_once_is_used(world):
     s = world.split
     retain, forget = (s.x_train[4:], s.y_train[4:]), (s.x_train[:4], s.y_train[:4])
     kw = dict(pretrained=world.w0, retain=retain, forget=forget, method="ntk")
-    a = forgetbox.scrub(world.model, config=ForgetConfig(weight_decay=0.05), **kw)
+    config = ForgetConfig(linearization=Linearization(weight_decay=0.05))
+    a = forgetbox.scrub(world.model, config=config, **kw)
     b = forgetbox.scrub(world.model, weight_decay=0.05, **kw)
     assert a.certificate["config"]["weight_decay"] == 0.05
     assert torch.equal(a.delta, b.delta)

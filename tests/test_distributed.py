@@ -36,14 +36,15 @@ def compute() -> dict[str, torch.Tensor]:
     model, w0, retain, forget, full = _problem()
     out = {}
     for solver in ("dense", "cg"):
-        d = ntk.ntk_direction(model, retain, forget, weight_decay=0.1, pretrained=w0, solver=solver)
+        opts = ntk.NTKOptions(solver=solver)
+        d = ntk.ntk_direction(model, retain, forget, pretrained=w0, options=opts)
         out[f"delta_{solver}"] = d.delta
         out[f"u_retain_{solver}"] = d.u_retain
     sub, sub_w0 = copy.deepcopy(model), copy.deepcopy(w0)
     names = select_trainable(sub, "classifier.*,features.2.1.*")
     select_trainable(sub_w0, names)
     out["delta_param"] = ntk.ntk_direction(
-        sub, retain, forget, weight_decay=0.1, pretrained=sub_w0, solver="param"
+        sub, retain, forget, pretrained=sub_w0, options=ntk.NTKOptions(solver="param")
     ).delta
     out["fisher"] = methods.fisher_diagonal(model, retain[0])
     res = forgetbox.scrub(model, pretrained=w0, retain=retain, forget=forget, seed=3)

@@ -11,7 +11,7 @@ from torch import nn
 import forgetbox
 from forgetbox import checkpoints, cli, models, training
 from forgetbox.checkpoints import CheckpointError
-from forgetbox.deletion import LedgerError, load_prepared, prepare, verify_ledger
+from forgetbox.deletion import LedgerError, load_prepared, prepare, save_prepared, verify_ledger
 from forgetbox.deletion.ledger import ledger_document, new_entry
 from forgetbox.functional import flatten, parameters_of
 from forgetbox.hashing import sha256_indices
@@ -119,25 +119,25 @@ def _problem():
 def test_a_failed_request_leaves_the_cohort_unclaimed(monkeypatch):
     model, w0, x, y = _problem()
     prep = prepare(model, (x, y), weight_decay=0.1, pretrained=w0)
-    prep.request(model, (x, y), [1])
+    prep.request(model, x, prep.cohort([1]))
 
     def fail(*a, **k):
         raise ValueError("the downdate failed")
 
     monkeypatch.setattr(type(prep), "_solve_retain", fail)
     with pytest.raises(ValueError, match="downdate"):
-        prep.request(model, (x, y), [2, 3])
+        prep.request(model, x, prep.cohort([2, 3]))
     assert prep.forgotten.tolist() == [1] and prep.columns.shape[1] == 3
     monkeypatch.undo()
-    prep.request(model, (x, y), [2, 3])
+    prep.request(model, x, prep.cohort([2, 3]))
     assert prep.forgotten.tolist() == [1, 2, 3]
 
 
 def test_prepared_files_are_verified_on_load(tmp_path):
     model, w0, x, y = _problem()
     prep = prepare(model, (x, y), weight_decay=0.1, pretrained=w0)
-    prep.request(model, (x, y), [4])
-    prep.save(tmp_path / "p")
+    prep.request(model, x, prep.cohort([4]))
+    save_prepared(prep, tmp_path / "p")
     again = load_prepared(tmp_path / "p")
     assert again.forgotten.tolist() == [4]
     path = tmp_path / "p" / "cohort.safetensors"

@@ -5,12 +5,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from forgetbox import methods
-from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
+from forgetbox import methods, training
+from forgetbox.functional import flatten, model_function, parameters_of
 from forgetbox.methods import ForgetConfig, NoiseConfig, registry
-from forgetbox.models import MLP, LinearModel
-from forgetbox.reference import ridge_solution as ridge_on
+from forgetbox.models import MLP
+from forgetbox.ntk import Linearization as Lin
 from forgetbox.training import FinetuneConfig
+
+from . import cases
+
+F64 = torch.float64
 
 
 @pytest.fixture
@@ -72,19 +76,19 @@ def test_noise_draws_have_the_requested_variance(gen):
     assert (draws.mean(0) - mean).abs().max() < 6 * (var.max() / 3000) ** 0.5
 
 
-def _linear_problem(gen, n=30, nf=5, c=3, lam=0.1):
-    x = torch.randn(n, 1, 2, 2, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, c, (n,), generator=gen)
-    torch.manual_seed(2)
-    w0 = LinearModel(c, 4).double()
-    trained = LinearModel(c, 4).double()
-    load_flat_(trained, ridge_on(x, y, w0, lam))
-    return w0, trained, (x[nf:], y[nf:]), (x[:nf], y[:nf]), ridge_on(x[nf:], y[nf:], w0, lam)
+def _linear_problem(gen=None):
+    """w0, w(D) at the exact ridge solution on D, D_r, D_f and the ridge solution on D_r."""
+    c = cases.make("ridge")
+    return c.w0, c.model, c.retain, c.forget, c.target
+
+
+def _mse(**lin) -> Lin:
+    return Lin(loss="mse", dtype=F64, **lin)
 
 
 def test_newton_on_linear_mse_is_ridge_retrain(gen):
     w0, trained, retain, forget, target = _linear_problem(gen)
-    cfg = ForgetConfig(loss="mse", newton_tol=1e-13, newton_max_iter=500)
+    cfg = ForgetConfig(linearization=Lin(loss="mse"), newton_tol=1e-13, newton_max_iter=500)
     res = methods.forget("newton", trained, w0, retain, forget, cfg)
     got = flatten(parameters_of(res.model))
     assert (got - target).norm() / target.norm() < 1e-8
@@ -92,7 +96,7 @@ def test_newton_on_linear_mse_is_ridge_retrain(gen):
 
 def test_ntk_method_on_linear_mse_is_ridge_retrain(gen):
     w0, trained, retain, forget, target = _linear_problem(gen)
-    cfg = ForgetConfig(loss="mse", around="pretrained", use_trapezium=False, dtype=torch.float64)
+    cfg = ForgetConfig(linearization=_mse(around="pretrained"), use_trapezium=False)
     res = methods.forget("ntk", trained, w0, retain, forget, cfg)
     got = flatten(parameters_of(res.model))
     assert (got - target).norm() / target.norm() < 1e-8
@@ -107,7 +111,7 @@ def test_authors_leg_triples_a_converged_step_and_fig5_leg_keeps_it(gen):
     w0, trained, retain, forget, target = _linear_problem(gen)
     w_d = flatten(parameters_of(trained))
     for leg, want in (("retain", 3.0), ("full", 1.0)):
-        cfg = ForgetConfig(loss="mse", trapezium_leg=leg, dtype=torch.float64)
+        cfg = ForgetConfig(linearization=_mse(), trapezium_leg=leg)
         res = methods.forget("ntk", trained, w0, retain, forget, cfg)
         assert res.scale == pytest.approx(want, rel=1e-9), leg
         got = flatten(parameters_of(res.model))
@@ -117,7 +121,7 @@ def test_authors_leg_triples_a_converged_step_and_fig5_leg_keeps_it(gen):
 def test_step_scale_replaces_the_trapezium(gen):
     w0, trained, retain, forget, target = _linear_problem(gen)
     w_d = flatten(parameters_of(trained))
-    base = ForgetConfig(loss="mse", dtype=torch.float64)
+    base = ForgetConfig(linearization=_mse())
     for cfg, want in (
         (replace(base, step_scale=1.5), 1.5),
         (replace(base, step_scale=2.0, use_trapezium=False), 2.0),
@@ -127,7 +131,7 @@ def test_step_scale_replaces_the_trapezium(gen):
         assert res.scale == want
         got = flatten(parameters_of(res.model))
         assert (got - (w_d + want * (target - w_d))).norm() / target.norm() < 1e-8
-    assert "step_scale" not in base.key()  # the keys of earlier runs stay valid
+    assert base.key()["step_scale"] is None
     assert replace(base, step_scale=1.5).key()["step_scale"] == 1.5
     for bad, msg in ((0.0, "must be > 0"), (float("nan"), "is nan"), ("2", "must be a number")):
         with pytest.raises(ValueError, match=msg):
@@ -217,7 +221,7 @@ def test_trapezium_leg_choices():
     model, w0 = MLP(3, 4, width=0.2).double(), MLP(3, 4, width=0.2).double()
     x, y = torch.randn(10, 4, dtype=torch.float64), torch.randint(0, 3, (10,))
     retain, forget = (x[2:], y[2:]), (x[:2], y[:2])
-    cfg = ForgetConfig(dtype=torch.float64)
+    cfg = ForgetConfig(linearization=Lin(dtype=F64))
     step = methods.ntk_step(model, w0, retain, forget, cfg)
     w_d = flatten(parameters_of(model))
     w_lin_r = step.around + step.u_retain
@@ -237,3 +241,30 @@ def test_trapezium_leg_choices():
         methods.ntk_point(
             model, w0, retain, forget, replace(cfg, trapezium_leg="side"), direction=step
         )
+
+
+def test_retraining_uses_the_linearizations_weight_decay(gen, monkeypatch):
+    """Regression (issue 28): ``ForgetConfig`` held two weight decays, so ``retrain`` with a
+    linearization at 0.05 trained at 0.1. The recipe now derives its lambda: the retrained
+    model equals fine-tuning at 0.05 bit for bit, and differs from fine-tuning at 0.1."""
+    torch.manual_seed(0)
+    w0 = MLP(3, 4, width=0.1)
+    x, y = torch.randn(20, 4, generator=gen), torch.randint(0, 3, (20,), generator=gen)
+    retain, forget_set = (x[5:], y[5:]), (x[:5], y[:5])
+    recipe = FinetuneConfig(max_epochs=3)
+    cfg = ForgetConfig(linearization=Lin(weight_decay=0.05), train=recipe)
+    assert cfg.train.weight_decay == 0.05
+    got = flatten(parameters_of(methods.forget("retrain", w0, w0, retain, forget_set, cfg).model))
+
+    def trained_at(lam):
+        model = training.finetune(
+            w0, *retain, replace(recipe, weight_decay=lam), seed=0, anchor=w0, desc="x"
+        ).model
+        return flatten(parameters_of(model))
+
+    assert torch.equal(got, trained_at(0.05))
+    assert not torch.equal(got, trained_at(0.1))
+    with pytest.raises(ValueError, match="train.weight_decay=0.2 conflicts with linearization"):
+        ForgetConfig(linearization=Lin(weight_decay=0.05), train=FinetuneConfig(weight_decay=0.2))
+    moved = cfg.replace(linearization=Lin(weight_decay=0.2))
+    assert moved.train.weight_decay == 0.2 and moved.train.max_epochs == 3

@@ -4,23 +4,26 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from forgetbox import ntk, reference
 from forgetbox.functional import flatten, load_flat_, model_function, parameters_of
 from forgetbox.models import MLP, LinearModel, SmallCNN
+from forgetbox.ntk import Linearization as Lin
+from forgetbox.ntk import NTKOptions as Opts
 from forgetbox.ntk import kernel as ntk_kernel
+from forgetbox.ntk.kernel import kernel_and_jacobian
 from forgetbox.ntk.memory import KERNEL_COPIES as COPIES
+from forgetbox.ntk.solvers import (
+    KernelOperator,
+    NystromPreconditioner,
+    cholesky_,
+    mirror_upper_,
+    solve_factored,
+)
 
+from .cases import randomize_batchnorm
 
-def _randomize_bn(model, gen):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            with torch.no_grad():
-                m.weight.copy_(1 + 0.2 * torch.randn(m.num_features, generator=gen))
-                m.bias.copy_(0.2 * torch.randn(m.num_features, generator=gen))
+F64 = torch.float64
 
 
 @pytest.fixture
@@ -44,12 +47,9 @@ def test_linear_mse_around_w0_is_exact_ridge_retrain(gen):
             trained,
             (xr, yr),
             (xf, yf),
-            weight_decay=lam,
-            loss="mse",
-            around=w0,
-            solver=solver,
-            dtype=torch.float64,
-            form=form,
+            Lin(weight_decay=lam, loss="mse", around="pretrained", anchored=False, dtype=F64),
+            pretrained=w0,
+            options=Opts(solver=solver, form=form),
         )
         err = ((w_d + delta) - target).norm() / target.norm()
         assert err < 1e-8, (solver, form, err.item())
@@ -60,7 +60,7 @@ def test_engine_matches_brute_force(arch, gen):
     torch.manual_seed(3)
     if arch == "smallcnn":
         model = SmallCNN(3, 1, width=0.25).double()
-        _randomize_bn(model, gen)
+        randomize_batchnorm(model, gen)
         x = torch.randn(9, 1, 6, 6, generator=gen, dtype=torch.float64)
     else:
         model = MLP(3, 5, width=0.2).double()
@@ -70,20 +70,22 @@ def test_engine_matches_brute_force(arch, gen):
     lam = 0.1
     params = parameters_of(model, torch.float64)
     ref, ref_retain = reference.dense_delta(model, params, (xr, yr), (xf, yf), lam)
-    kw = dict(weight_decay=lam, dtype=torch.float64)
-    full = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
+    lin = Lin(weight_decay=lam, anchored=False, dtype=F64)
+    full = ntk.ntk_direction(model, (xr, yr), (xf, yf), lin, options=Opts(solver="dense"))
     # u_{D_r} (the linearized retrain, used by the trapezium) comes from the same vjp pass
     assert (full.u_retain - ref_retain).norm() / ref_retain.norm() < 1e-8
-    dense = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", **kw)
+    dense = ntk.scrub_direction(model, (xr, yr), (xf, yf), lin, options=Opts(solver="dense"))
     # a budget that splits the Jacobian into column groups: delta_w then comes from a vjp pass
     # instead of the held Jacobian
     rows, p = 9 * 3, sum(t.numel() for t in params.values())
     budget = (COPIES * rows * rows * 8 + rows * 8 * (p // 2)) * 4 // 3 + 8
-    split = ntk.ntk_direction(model, (xr, yr), (xf, yf), solver="dense", memory_budget=budget, **kw)
+    opts = Opts(solver="dense", memory_budget=budget)
+    split = ntk.ntk_direction(model, (xr, yr), (xf, yf), lin, options=opts)
     assert (split.delta - ref).norm() / ref.norm() < 1e-8
     assert (split.u_retain - ref_retain).norm() / ref_retain.norm() < 1e-8
-    schur = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="dense", form="schur", **kw)
-    cg = ntk.scrub_direction(model, (xr, yr), (xf, yf), solver="cg", **kw)
+    opts = Opts(solver="dense", form="schur")
+    schur = ntk.scrub_direction(model, (xr, yr), (xf, yf), lin, options=opts)
+    cg = ntk.scrub_direction(model, (xr, yr), (xf, yf), lin, options=Opts(solver="cg"))
     scale = ref.norm()
     assert scale > 1e-6
     assert (dense - ref).norm() / scale < 1e-8
@@ -98,20 +100,11 @@ def test_mse_matches_brute_force_and_around_changes_result(gen):
     y = torch.randint(0, 2, (6,), generator=gen)
     params = parameters_of(model, torch.float64)
     ref = reference.dense_delta(model, params, (x[:4], y[:4]), (x[4:], y[4:]), 0.05, loss="mse")[0]
-    got = ntk.scrub_direction(
-        model, (x[:4], y[:4]), (x[4:], y[4:]), weight_decay=0.05, loss="mse", dtype=torch.float64
-    )
+    lin = Lin(weight_decay=0.05, loss="mse", anchored=False, dtype=F64)
+    got = ntk.scrub_direction(model, (x[:4], y[:4]), (x[4:], y[4:]), lin)
     assert (got - ref).norm() / ref.norm() < 1e-8
     other = {k: v + 0.1 for k, v in params.items()}
-    moved = ntk.scrub_direction(
-        model,
-        (x[:4], y[:4]),
-        (x[4:], y[4:]),
-        weight_decay=0.05,
-        loss="mse",
-        dtype=torch.float64,
-        around=other,
-    )
+    moved = ntk.scrub_direction(model, (x[:4], y[:4]), (x[4:], y[4:]), lin, point=other)
     assert (moved - got).norm() / got.norm() > 1e-3
 
 
@@ -137,7 +130,7 @@ def test_kernel_matrix_param_groups_equal_full(gen, fraction):
     flat = [(k, i) for g in groups for k, lo, hi in g for i in range(lo, hi)]
     assert sorted(flat) == sorted((k, i) for k, t in params.items() for i in range(t.numel()))
     assert groups[0][0] == (next(iter(params)), 0, min(group, params[next(iter(params))].numel()))
-    K, held = ntk.kernel_and_jacobian(f, params, x, memory_budget=budget, chunk=2)
+    K, held = kernel_and_jacobian(f, params, x, memory_budget=budget, chunk=2)
     assert torch.allclose(K, J @ J.T, rtol=1e-12, atol=1e-12)
     # the group left in memory is the one holding the first parameter, column for column
     sizes = [t.numel() for t in params.values()]
@@ -157,16 +150,7 @@ def test_pullback_mixes_held_columns_and_a_vjp_pass_exactly(gen):
     y = torch.randint(0, 3, (6,), generator=gen)
     around = {k: v + 0.1 for k, v in parameters_of(model, torch.float64).items()}
     prob = ntk.build_problem(
-        model,
-        x,
-        y,
-        4,
-        weight_decay=0.1,
-        loss="ce",
-        around=around,
-        dtype=None,
-        memory_budget=None,
-        chunk=4,
+        model, x, y, 4, Lin(weight_decay=0.1, anchored=False), point=around, options=Opts(chunk=4)
     )
     J = ntk.jacobian(prob.f, prob.params, x).reshape(18, -1)
     coef = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
@@ -175,7 +159,7 @@ def test_pullback_mixes_held_columns_and_a_vjp_pass_exactly(gen):
     for fraction in (1, 2, 5):
         group = -(-p // fraction)
         budget = (COPIES * (18 * 18 * 8) + 18 * 8 * group) * 4 // 3 + 4
-        _, held = ntk.kernel_and_jacobian(prob.f, prob.params, x, memory_budget=budget)
+        _, held = kernel_and_jacobian(prob.f, prob.params, x, memory_budget=budget)
         got = prob.pullback(coef, held)
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-12), fraction
     assert torch.allclose(prob.pullback(coef, None), want, rtol=1e-12, atol=1e-12)
@@ -222,9 +206,9 @@ def test_nystrom_preconditioner_cuts_iterations(gen):
     params = parameters_of(model, torch.float64)
     x = torch.randn(60, 6, generator=gen, dtype=torch.float64)
     b = torch.randn(60, 3, generator=gen, dtype=torch.float64)
-    op = ntk.KernelOperator(f, params, x, shift=60 * 1e-3, chunk=16)
+    op = KernelOperator(f, params, x, shift=60 * 1e-3, chunk=16)
     plain = ntk.conjugate_gradient(op, b, tol=1e-10, max_iter=2000)
-    pre = ntk.NystromPreconditioner.build(f, params, x, 60 * 1e-3, m=20, chunk=16, seed=0)
+    pre = NystromPreconditioner.build(f, params, x, 60 * 1e-3, m=20, chunk=16, seed=0)
     fast = ntk.conjugate_gradient(op, b, precond=pre, tol=1e-10, max_iter=2000)
     assert fast[1] < plain[1]
     assert (fast[0] - plain[0]).norm() / plain[0].norm() < 1e-7
@@ -234,22 +218,27 @@ def test_bad_inputs_give_clear_errors(gen):
     model = MLP(3, 4, width=0.1).double()
     x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1])
-    kw = dict(weight_decay=0.1, dtype=torch.float64)
+    lin = Lin(anchored=False, dtype=F64)
     with pytest.raises(ValueError, match="forget set is empty"):
-        ntk.scrub_direction(model, (x, y), (x[:0], y[:0]), **kw)
+        ntk.scrub_direction(model, (x, y), (x[:0], y[:0]), lin)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
-        ntk.scrub_direction(model, (x, y), (x[:1], torch.tensor([5])), **kw)
+        ntk.scrub_direction(model, (x, y), (x[:1], torch.tensor([5])), lin)
     with pytest.raises(ValueError, match="rejects inputs"):
-        ntk.scrub_direction(model, (x[:, :3], y), (x[:1, :3], y[:1]), **kw)
+        ntk.scrub_direction(model, (x[:, :3], y), (x[:1, :3], y[:1]), lin)
     with pytest.raises(ntk.MemoryBudgetError, match="no solver fits"):
-        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), memory_budget=100, **kw)
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), lin, options=Opts(memory_budget=100))
     with pytest.raises(ntk.MemoryBudgetError, match="solver='cg'"):
-        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), solver="dense", memory_budget=2000, **kw)
+        opts = Opts(solver="dense", memory_budget=2000)
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), lin, options=opts)
+    with pytest.raises(ValueError, match="anchored linearization needs the pre-trained"):
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), Lin(dtype=F64))
+    with pytest.raises(ValueError, match="around='pretrained'"):
+        ntk.scrub_direction(model, (x, y), (x[:1], y[:1]), lin.replace(around="pretrained"))
     bad = MLP(3, 4, width=0.1).double()
     with torch.no_grad():
         bad.classifier.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        ntk.scrub_direction(bad, (x, y), (x[:1], y[:1]), **kw)
+        ntk.scrub_direction(bad, (x, y), (x[:1], y[:1]), lin)
 
 
 def test_anchored_linearization_away_from_w0_is_exact_on_a_linear_mse_model(gen):
@@ -266,9 +255,9 @@ def test_anchored_linearization_away_from_w0_is_exact_on_a_linear_mse_model(gen)
     assert (w_bar - flatten(parameters_of(w0))).norm() > 0.5  # far from w0
     ridge_d = reference.ridge_solution(x, y, w0, lam)
     ridge_r = reference.ridge_solution(*retain, w0, lam)
-    kw = dict(weight_decay=lam, loss="mse", dtype=torch.float64, pretrained=w0)
+    lin = Lin(weight_decay=lam, loss="mse", dtype=F64)
     for solver in ("dense", "cg"):
-        step = ntk.ntk_direction(model, retain, forget, solver=solver, **kw)
+        step = ntk.ntk_direction(model, retain, forget, lin, pretrained=w0, options=Opts(solver))
         assert ((step.around + step.u_retain) - ridge_r).norm() / ridge_r.norm() < 1e-8
         want = ridge_r - ridge_d
         assert (step.delta - want).norm() / want.norm() < 1e-8, solver
@@ -276,7 +265,7 @@ def test_anchored_linearization_away_from_w0_is_exact_on_a_linear_mse_model(gen)
     u_ref = reference.linearized_update(model, params, *retain, lam, "mse", parameters_of(w0))
     assert ((w_bar + u_ref) - ridge_r).norm() / ridge_r.norm() < 1e-8
     unanchored = ntk.ntk_direction(
-        model, retain, forget, solver="dense", **{**kw, "pretrained": None}
+        model, retain, forget, lin.replace(anchored=False), options=Opts(solver="dense")
     )
     assert (unanchored.delta - (ridge_r - ridge_d)).norm() / (ridge_r - ridge_d).norm() > 1e-3
 
@@ -293,8 +282,8 @@ def test_conjugate_gradients_iterate_to_the_direct_solution(gen):
     shift = 40 * 1e-3
     J = reference.per_sample_jacobian(model, params, x)
     want = torch.linalg.solve(J @ J.T + shift * torch.eye(120, dtype=torch.float64), b.reshape(-1))
-    op = ntk.KernelOperator(f, params, x, shift=shift, chunk=16)
-    pre = ntk.NystromPreconditioner.build(f, params, x, shift, m=4, chunk=16, seed=0)
+    op = KernelOperator(f, params, x, shift=shift, chunk=16)
+    pre = NystromPreconditioner.build(f, params, x, shift, m=4, chunk=16, seed=0)
     got, iters, rel = ntk.conjugate_gradient(op, b, precond=pre, tol=1e-12, max_iter=2000)
     assert iters > 10 and rel <= 1e-12
     assert (got.reshape(-1) - want).norm() / want.norm() < 1e-9
@@ -302,8 +291,9 @@ def test_conjugate_gradients_iterate_to_the_direct_solution(gen):
     y = torch.randint(0, 3, (40,), generator=gen)
     retain, forget = (x[:34], y[:34]), (x[34:], y[34:])
     ref, _ = reference.dense_delta(model, params, retain, forget, 0.01)
-    kw = dict(weight_decay=0.01, dtype=torch.float64, solver="cg", nystrom_rank=4, cg_tol=1e-12)
-    step = ntk.ntk_direction(model, retain, forget, **kw)
+    lin = Lin(weight_decay=0.01, anchored=False, dtype=F64)
+    opts = Opts(solver="cg", nystrom_rank=4, cg_tol=1e-12)
+    step = ntk.ntk_direction(model, retain, forget, lin, options=opts)
     assert all(r.iterations > 10 and r.converged for r in step.reports)
     assert (step.delta - ref).norm() / ref.norm() < 1e-8
 
@@ -326,7 +316,7 @@ def test_difference_coefficients_match_explicit_solves():
     torch.testing.assert_close(coef, want, rtol=1e-10, atol=1e-12)
     L = torch.linalg.cholesky(K + eye)
     torch.testing.assert_close(
-        ntk.solve_factored(L, r), torch.linalg.solve(K + eye, r), rtol=1e-10, atol=1e-12
+        solve_factored(L, r), torch.linalg.solve(K + eye, r), rtol=1e-10, atol=1e-12
     )
 
 
@@ -343,15 +333,15 @@ def test_in_place_cholesky_matches_lapack_and_keeps_the_upper_triangle(m, block,
     big[:m, :m] = K
     A = big[:m, :m] if strided else K.clone()
     assert A.is_contiguous() != strided or m == 1
-    ntk.cholesky_(A, block=block)
+    cholesky_(A, block=block)
     torch.testing.assert_close(A.tril(), torch.linalg.cholesky(K), rtol=1e-10, atol=1e-12)
     assert torch.equal(A.triu(1), K.triu(1))
     assert big[m:].isnan().all() and big[:, m:].isnan().all()
     b = torch.randn(m, 2, dtype=torch.float64, generator=g)
     # the solves read the lower triangle only: the upper one still holds K
-    got = ntk.solve_factored(A, b, block=block)
+    got = solve_factored(A, b, block=block)
     torch.testing.assert_close(got, torch.linalg.solve(K, b), rtol=1e-9, atol=1e-10)
-    ntk.mirror_upper_(A, K.diagonal(), block=block)
+    mirror_upper_(A, K.diagonal(), block=block)
     assert torch.equal(A, K)
 
 
@@ -359,4 +349,4 @@ def test_in_place_cholesky_names_a_matrix_that_is_not_positive_definite():
     A = torch.eye(6, dtype=torch.float64)
     A[4, 4] = -1.0
     with pytest.raises(ValueError, match="not positive definite"):
-        ntk.cholesky_(A, block=2)
+        cholesky_(A, block=2)

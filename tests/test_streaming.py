@@ -56,7 +56,7 @@ y = np.load(root + "/y.npy")
 small = torch.from_numpy(np.array(x[:64])), torch.from_numpy(y[:64])
 for solver in ("param", "cg"):
     forgetbox.scrub(model, pretrained=w0, data=small, forget_indices=[0, 2], method="ntk",
-                    solver=solver)
+                    options=forgetbox.NTKOptions(solver=solver))
 del small
 
 def data_kb():
@@ -74,7 +74,8 @@ except MemoryError:
 out = {"whole_data_fits": whole, "bytes_on_disk": x.nbytes, "limit_mb": LIMIT_MB}
 for solver in ("param", "cg"):
     res = forgetbox.scrub(model, pretrained=w0, data=(x, y), forget_indices=FORGET,
-                          method="ntk", solver=solver, cg_tol=1e-6, seed=0)
+                          method="ntk", options=forgetbox.NTKOptions(solver=solver, cg_tol=1e-6),
+                          seed=0)
     out[solver] = res.delta.tolist()
 out["errors"] = res.certificate["errors"]
 print(json.dumps(out))
@@ -113,8 +114,7 @@ def test_a_memory_mapped_data_set_larger_than_the_process_memory_is_scrubbed(tmp
             data=(x, torch.from_numpy(y)),
             forget_indices=FORGET,
             method="ntk",
-            solver=solver,
-            cg_tol=1e-6,
+            options=forgetbox.NTKOptions(solver=solver, cg_tol=1e-6),
             seed=0,
         ).delta
         got = torch.tensor(streamed[solver], dtype=want.dtype)

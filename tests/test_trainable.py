@@ -10,6 +10,8 @@ import torch
 import forgetbox
 from forgetbox import data, models, ntk, reference
 from forgetbox.functional import flatten, parameters_of, select_trainable
+from forgetbox.ntk import Linearization as Lin
+from forgetbox.ntk import NTKOptions as Opts
 
 HEAD_AND_LAST = "classifier.*,features.2.1.*"
 
@@ -36,9 +38,9 @@ def test_parameter_space_equals_the_kernel_solvers_and_the_brute_force(problem, 
     sub, w0 = _subset(m64), _subset(w64)
     p = sum(t.numel() for t in parameters_of(sub).values())
     assert p < (len(retain[0]) + len(forget[0])) * 5  # fewer parameters than kernel rows
-    kw = dict(weight_decay=0.1, pretrained=w0 if anchored else None)
+    lin = Lin(anchored=anchored)
     by = {
-        s: ntk.ntk_direction(sub, retain, forget, solver=s, **kw)
+        s: ntk.ntk_direction(sub, retain, forget, lin, pretrained=w0, options=Opts(solver=s))
         for s in ("param", "dense", "cg", "auto")
     }
     assert by["auto"].extras["solver"] == "param" and by["param"].reports[0].solver == "param"
@@ -114,10 +116,11 @@ def test_a_mlp_with_fewer_parameters_than_rows_uses_the_parameter_space_by_defau
     model = models.build_model("mlp", num_classes=3, input_shape=(4,), width=0.1).double()
     x = torch.randn(60, 4, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 3, (60,), generator=gen)
-    d = ntk.ntk_direction(model, (x[:50], y[:50]), (x[50:], y[50:]), weight_decay=0.05)
+    lin = Lin(weight_decay=0.05, anchored=False)
+    d = ntk.ntk_direction(model, (x[:50], y[:50]), (x[50:], y[50:]), lin)
     assert d.extras["solver"] == "param"
     dense = ntk.ntk_direction(
-        model, (x[:50], y[:50]), (x[50:], y[50:]), weight_decay=0.05, solver="dense"
+        model, (x[:50], y[:50]), (x[50:], y[50:]), lin, options=Opts(solver="dense")
     )
     assert ((d.delta - dense.delta).norm() / dense.delta.norm()).item() < 1e-8
 
@@ -128,7 +131,8 @@ def test_frozen_weights_follow_the_computation_dtype(trained, problem):
     model = trained[1]
     m64, _, retain, forget = problem
     sub32 = _subset(model)
-    got = ntk.ntk_direction(sub32, retain, forget, weight_decay=0.1, dtype=torch.float64)
-    want = ntk.ntk_direction(_subset(m64), retain, forget, weight_decay=0.1)
+    lin = Lin(anchored=False)
+    got = ntk.ntk_direction(sub32, retain, forget, lin.replace(dtype=torch.float64))
+    want = ntk.ntk_direction(_subset(m64), retain, forget, lin)
     assert got.delta.dtype == torch.float64
     assert ((got.delta - want.delta).norm() / want.delta.norm()).item() < 1e-10

@@ -22,7 +22,8 @@ _PUBLIC = {
     "ScrubResult": "deletion.scrub",
     "prepare": "deletion.prepare",
     "load_prepared": "deletion.prepared_files",
-    "PreparedKernel": "deletion.prepared",
+    "PreparedKernel": "ntk.prepared",
+    "Cohort": "cohort",
     # the methods
     "forget": "methods.registry",
     "ForgetConfig": "methods.config",
@@ -30,6 +31,7 @@ _PUBLIC = {
     "NoiseConfig": "methods.config",
     "Method": "methods.config",
     "NTKOptions": "ntk.options",
+    "Linearization": "ntk.options",
     "ntk_direction": "ntk.direction",
     # the bounds (eq. 6, 7)
     "white_box": "bounds",

@@ -22,6 +22,29 @@ from torch import Tensor, nn
 
 from .functional import eval_mode, flatten, parameters_of
 from .progress import progress
+from .settings import Choice
+
+# lambda of fine-tuning's (lambda/2)||w - w0||^2 (the paper's 0.1): the one place it is written;
+# forgetbox.ntk.Linearization, the experiment and the command line take it from here
+DEFAULT_WEIGHT_DECAY = 0.1
+
+
+class PretrainSchedule(Choice):
+    """The pre-training learning rate schedule."""
+
+    CONSTANT = "constant", "the rate throughout"
+    ONECYCLE = "onecycle", "one cycle up to the rate and down (converges in fewer epochs)"
+
+
+class LRSchedule(Choice):
+    """The fine-tuning learning rate schedule."""
+
+    CONSTANT = "constant", "the rate throughout (the paper's recipe)"
+    COSINE = (
+        "cosine",
+        "lr (1 + cos(pi epoch / E)) / 2 over the epoch limit E: converges where a constant "
+        "rate oscillates (real CIFAR-5, docs/deviations.md)",
+    )
 
 
 @dataclass(frozen=True)
@@ -31,28 +54,39 @@ class PretrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 128
-    schedule: str = "onecycle"  # "constant" or "onecycle"
+    schedule: PretrainSchedule = PretrainSchedule.ONECYCLE
     flip: bool = False  # random horizontal flips (images)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", PretrainSchedule.parse(self.schedule, "schedule"))
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     lr: float = 0.01
     momentum: float = 0.9
-    weight_decay: float = 0.1  # lambda of (lambda/2)||w - w0||^2
+    # lambda of (lambda/2)||w - w0||^2; None: DEFAULT_WEIGHT_DECAY, or inside a
+    # forgetbox.methods.ForgetConfig the lambda of its linearization
+    weight_decay: float | None = None
     batch_size: int = 128
     extra_epochs: int = 5  # after zero training error
     max_epochs: int = 100
     min_epochs: int = 0
     record_every: int = 0  # record the weights every k epochs (0: never)
-    # "constant", or "cosine": lr * (1 + cos(pi * epoch / E)) / 2 over E = the epoch limit
-    lr_schedule: str = "constant"
+    lr_schedule: LRSchedule = LRSchedule.CONSTANT
     # a run that reached zero training error and ends above this error has diverged: it returns
     # its last zero-error weights instead (small end-of-run drift, a few images, is kept)
     diverged_error: float = 0.05
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_schedule", LRSchedule.parse(self.lr_schedule, "lr_schedule"))
 
-LR_SCHEDULES = ("constant", "cosine")
+    @property
+    def lam(self) -> float:
+        """The weight decay this recipe trains with."""
+        return DEFAULT_WEIGHT_DECAY if self.weight_decay is None else self.weight_decay
+
+
 # bumped when fine-tuning's result changes for the same configuration (part of the experiment's
 # cache keys): 2 = a run that diverges after zero training error keeps its zero-error weights
 # (FinetuneConfig.diverged_error)
@@ -123,7 +157,7 @@ def pretrain(
     )
     steps = config.epochs * ((len(x) + config.batch_size - 1) // config.batch_size)
     sched = None
-    if config.schedule == "onecycle" and steps > 0:
+    if config.schedule is PretrainSchedule.ONECYCLE and steps > 0:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     for _ in progress(range(config.epochs), desc=desc):
         for idx in _batches(len(x), config.batch_size, gen):
@@ -150,7 +184,7 @@ def _epoch(model, x, y, params, anchor_params, opt, config, gen, device) -> None
     for idx in _batches(len(x), config.batch_size, gen):
         logits = model(x[idx].to(device))
         loss = F.cross_entropy(logits, y[idx].to(device))
-        loss = loss + weight_decay_toward(params, anchor_params, config.weight_decay)
+        loss = loss + weight_decay_toward(params, anchor_params, config.lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -208,8 +242,6 @@ def finetune(
         for p in (anchor.parameters() if anchor is not None else params)
         if p.requires_grad
     ]
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     trajectory = [flatten(parameters_of(model)).cpu()] if config.record_every else []
     zero_at, epoch, err = None, 0, 1.0
@@ -217,7 +249,7 @@ def finetune(
     limit = epochs if epochs is not None else config.max_epochs
     bar = progress(range(limit), desc=desc)
     for epoch in bar:  # noqa: B007
-        if config.lr_schedule == "cosine":
+        if config.lr_schedule is LRSchedule.COSINE:
             for group in opt.param_groups:
                 group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / limit))
         _epoch(model, x, y, params, anchor_params, opt, config, gen, device)

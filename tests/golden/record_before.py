@@ -113,9 +113,7 @@ def scrub_certificates(t: dict, n: dict) -> None:
 def prepared(t: dict) -> None:
     for name, kw in (("smallcnn", {}), ("linear", {"solver": "param"})):
         c = cases.make(name)
-        prep = prepare(
-            c.model, c.data, weight_decay=c.lam, pretrained=c.w0, dtype=F64, **kw
-        )
+        prep = prepare(c.model, c.data, weight_decay=c.lam, pretrained=c.w0, dtype=F64, **kw)
         first = prep.request(c.model, c.data, c.forget_idx[:2])
         second = prep.request(c.model, c.data, c.forget_idx[2:])
         t[f"prepared/{name}/first"] = first.delta

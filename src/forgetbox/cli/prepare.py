@@ -7,49 +7,37 @@ from pathlib import Path
 
 from ..deletion.requests import PrepareRequest
 from ..deletion.serve import serve_prepare
+from ..methods import ForgetConfig
+from ..ntk import Linearization, NTKOptions
 from .scrub import add_model_args, add_model_options, model_files
+from .settings_flags import add_settings_flags, stated_settings
 
 HELP = "factor the kernel of a trained model's data once, for fast requests"
 
 
 def add_parser(sub) -> None:
+    """``forgetbox prepare``: the model, the data, and the flags of the linearization and the
+    NTK options (generated from their classes; a prepared state linearizes at w(D))."""
     p = sub.add_parser("prepare", help=HELP)
     add_model_args(p)
-    p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
-    p.add_argument(
-        "--solver",
-        default="auto",
-        choices=["auto", "dense", "param"],
-        help="kernel space (dense) or parameter space (param; auto: the smaller)",
-    )
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--loss", default="ce", choices=["ce", "mse"])
-    p.add_argument("--memory-budget-gb", type=float, help="memory budget of the kernel")
+    add_settings_flags(p, Linearization, exclude=("around",))
+    add_settings_flags(p, NTKOptions)
     add_model_options(p)
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument(
-        "--trainable", help="parameters fine-tuning trained, names or patterns (default: all)"
-    )
-    p.add_argument(
-        "--dtype", choices=["float32", "float64"], help="precision (default: the weights')"
-    )
     p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
+    """Prepare the state and write it to ``--out``."""
+    lin = Linearization(**stated_settings(args, Linearization))
+    opts = NTKOptions(**stated_settings(args, NTKOptions))
     req = PrepareRequest(
         files=model_files(args),
         data=args.data,
         out=args.out,
-        kernel=args.kernel,
-        solver=args.solver,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
-        memory_budget_gb=args.memory_budget_gb,
+        config=ForgetConfig(linearization=lin, ntk=opts),
         device=args.device,
         trainable=args.trainable,
-        dtype=args.dtype,
     )
     serve_prepare(req)
     return 0

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..deletion.files import ModelFiles
 from ..deletion.requests import ScrubRequest
 from ..deletion.serve import serve_scrub
-from ..methods import METHODS, PRESETS
-from ..ntk import Solver
+from ..methods import Method
+from .settings_flags import add_forget_flags, forget_config
 
 HELP = "scrub a cohort from your own trained model"
 
@@ -23,49 +23,37 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
+    """``--num-classes``, ``--width``, ``--device`` and ``--trainable`` (shared with
+    ``prepare``)."""
     p.add_argument("--num-classes", type=int, help="model outputs (default: from the weights)")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier (built-in models)")
-
-
-def model_files(args: argparse.Namespace) -> ModelFiles:
-    return ModelFiles(args.model, args.weights, args.pretrained, args.num_classes, args.width)
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("scrub", help=HELP)
-    add_model_args(p)
-    p.add_argument("--forget", type=Path, help="text file of training-set indices to forget")
-    p.add_argument("--forget-class", type=int, help="forget random samples of this class")
-    p.add_argument("--num-to-forget", type=int, help="with --forget-class (default: whole class)")
-    p.add_argument("--method", default="ntk_fisher", choices=METHODS)
-    p.add_argument("--alpha", type=float, help="noise scale (default: the method's)")
-    p.add_argument(
-        "--step-scale",
-        type=float,
-        help="a fixed multiplier of the NTK step instead of the trapezium's (docs/deviations.md)",
-    )
-    p.add_argument(
-        "--preset",
-        default="forgetbox",
-        choices=PRESETS,
-        help="forgetbox's choices or the authors' notebook's (docs/deviations.md)",
-    )
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--loss", default="ce", choices=["ce", "mse"])
-    p.add_argument("--solver", default="auto", choices=[s.value for s in Solver])
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N] (the data stays on the host)")
-    p.add_argument(
-        "--dtype", choices=["float32", "float64"], help="precision (default: the weights')"
-    )
     p.add_argument(
         "--trainable",
         help="parameters fine-tuning trained, names or patterns (e.g. 'layer4.*,fc.*'); "
         "default: all",
     )
-    p.add_argument("--memory-budget-gb", type=float, help="memory budget of the NTK solver")
-    p.add_argument("--nystrom-rank", type=int, help="samples of the CG preconditioner (64)")
-    p.add_argument("--cg-tol", type=float, help="CG relative residual (1e-5 float32)")
-    p.add_argument("--cg-max-iter", type=int, help="CG iteration cap (500)")
+
+
+def model_files(args: argparse.Namespace) -> ModelFiles:
+    """Where the trained model, w0 and the architecture come from."""
+    return ModelFiles(args.model, args.weights, args.pretrained, args.num_classes, args.width)
+
+
+def add_parser(sub) -> None:
+    """``forgetbox scrub`` and its flags (the settings' flags generated from their classes)."""
+    p = sub.add_parser("scrub", help=HELP)
+    add_model_args(p)
+    p.add_argument("--forget", type=Path, help="text file of training-set indices to forget")
+    p.add_argument("--forget-class", type=int, help="forget random samples of this class")
+    p.add_argument("--num-to-forget", type=int, help="with --forget-class (default: whole class)")
+    p.add_argument(
+        "--method",
+        default=Method.NTK_FISHER.value,
+        choices=Method.values(),
+        help=Method.help_text(),
+    )
+    add_forget_flags(p)
     add_model_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", type=Path, help="weights of a model trained on D_r alone")
@@ -85,7 +73,6 @@ def add_parser(sub) -> None:
         help="folder written by `forgetbox prepare` for these --weights and --data: the NTK "
         "step is answered from it (every request from the original weights)",
     )
-    p.add_argument("--kernel", default="exact", choices=["exact", "pseudo"])
     p.add_argument(
         "--restart-from-original",
         action="store_true",
@@ -106,25 +93,18 @@ def add_parser(sub) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Serve one deletion request (nothing is written unless it succeeds)."""
+    config, stated = forget_config(args)
     req = ScrubRequest(
         files=model_files(args),
         data=args.data,
         out=args.out,
+        config=config,
+        stated=stated,
         forget=args.forget,
         forget_class=args.forget_class,
         num_to_forget=args.num_to_forget,
-        method=args.method,
-        alpha=args.alpha,
-        step_scale=args.step_scale,
-        preset=args.preset,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
-        solver=args.solver,
-        kernel=args.kernel,
-        memory_budget_gb=args.memory_budget_gb,
-        nystrom_rank=args.nystrom_rank,
-        cg_tol=args.cg_tol,
-        cg_max_iter=args.cg_max_iter,
+        method=Method(args.method),
         seed=args.seed,
         reference=args.reference,
         verify_retrain=args.verify_retrain,
@@ -134,7 +114,6 @@ def command(args: argparse.Namespace) -> int:
         recompute_batchnorm=args.recompute_batchnorm,
         trainable=args.trainable,
         device=args.device,
-        dtype=args.dtype,
         ledger_key_file=args.ledger_key_file,
     )
     serve_scrub(req)

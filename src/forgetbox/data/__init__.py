@@ -18,7 +18,7 @@ from .arrays import (
     normalize,
 )
 from .cifar import CIFAR_ARCHIVES, load_cifar, safe_unpickle
-from .cohorts import read_index_file, retain_mask, select_forget
+from .cohorts import parse_index_file, read_cohort, read_index_file, retain_mask, select_forget
 from .digits import digits_pretrain, digits_split, load_digits_arrays
 from .files import (
     IMAGE_SUFFIXES,
@@ -65,6 +65,8 @@ __all__ = [
     "load_tiny_imagenet",
     "load_tinyimagenet_npz",
     "normalize",
+    "parse_index_file",
+    "read_cohort",
     "read_index_file",
     "resolve_data_file",
     "retain_mask",

@@ -1,41 +1,43 @@
 """Deletion: scrub a user's own model, certify it, keep a ledger, and answer many requests
-from a prepared kernel.
+from a prepared state.
 
 :mod:`.scrub` (:func:`scrub`), :mod:`.certificate` (the certificate), :mod:`.ledger` (the
-request ledger), :mod:`.prepared` / :mod:`.prepared_params` / :mod:`.prepare` /
-:mod:`.prepared_files` (the prepared state in kernel or parameter space, its construction and
-reading it back), :mod:`.files` (a request's inputs on disk), :mod:`.requests` (requests as
-the commands state them), :mod:`.serve` (requests served from files, as the ``scrub`` and
-``prepare`` commands do).
+request ledger), :mod:`.prepare` (:func:`prepare`: the engine's prepared state bound to its
+weights, data and w0, and the settings it fixes), :mod:`.prepared_files` (a prepared state on
+disk, every file verified), :mod:`.files` (a request's inputs on disk), :mod:`.requests`
+(requests as the commands state them), :mod:`.serve` (requests served from files, as the
+``scrub`` and ``prepare`` commands do). The numerics of a prepared state are the engine's
+(:class:`forgetbox.ntk.PreparedKernel`).
 """
 
 from .certificate import CERTIFICATE_FORMAT, certificate
 from .files import ModelFiles
 from .ledger import LedgerError, read_ledger, verify_ledger
-from .prepare import prepare
-from .prepared import PreparedKernel
-from .prepared_files import load_prepared
-from .prepared_params import PreparedParams
+from .prepare import adopt_prepared, check_binding, check_pretrained, prepare
+from .prepared_files import load_prepared, save_cohort, save_prepared
 from .requests import PrepareRequest, ScrubRequest
 from .scrub import ScrubResult, scrub
 from .serve import plan_scrub, serve_prepare, serve_scrub
 
 __all__ = [
     "CERTIFICATE_FORMAT",
+    "LedgerError",
     "ModelFiles",
     "PrepareRequest",
-    "PreparedKernel",
-    "PreparedParams",
     "ScrubRequest",
     "ScrubResult",
+    "adopt_prepared",
     "certificate",
-    "LedgerError",
+    "check_binding",
+    "check_pretrained",
     "load_prepared",
+    "plan_scrub",
     "prepare",
     "read_ledger",
-    "verify_ledger",
+    "save_cohort",
+    "save_prepared",
     "scrub",
-    "plan_scrub",
     "serve_prepare",
     "serve_scrub",
+    "verify_ledger",
 ]

@@ -53,10 +53,10 @@ def certificate(
         "method": res.method,
         "config": {
             "alpha": alpha,
-            "weight_decay": config.weight_decay,
-            "loss": config.loss,
+            "weight_decay": config.linearization.weight_decay,
+            "loss": config.linearization.loss.value,
             "solver": config.ntk.solver.value,
-            "linearized_at": config.around,
+            "linearized_at": config.linearization.around.value,
             "trapezium": config.use_trapezium,
             "trapezium_leg": config.trapezium_leg,
             "step_scale": config.step_scale,

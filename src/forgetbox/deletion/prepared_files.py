@@ -1,19 +1,52 @@
-"""Reading a prepared state back: safetensors only (nothing in it can execute code), every file
-checked against the SHA-256 recorded when it was written."""
+"""A prepared state on disk: safetensors only (nothing in it can execute code), every file
+checked against the SHA-256 recorded when it was written.
+
+``kernel.safetensors`` holds the immutable factor (written once), ``cohort.safetensors`` (or a
+request's ``cohort-NNNN.safetensors``) the requests answered so far, and ``prepared.json`` the
+manifest with every file's SHA-256.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .. import ntk
-from ..checkpoints import CheckpointError, load_state, read_metadata
+from ..atomic import atomic_write_json
+from ..checkpoints import CheckpointError, load_state, read_metadata, save_large
 from ..hashing import sha256_file
-from .prepared import COHORT_FILE, FORMAT, KERNEL_FILE, MANIFEST_FILE, PreparedKernel
-from .prepared_params import SPACE, PreparedParams
+
+FORMAT = "forgetbox-prepared/2"
+KERNEL_FILE = "kernel.safetensors"
+COHORT_FILE = "cohort.safetensors"
+MANIFEST_FILE = "prepared.json"
+
+
+def save_prepared(state: ntk.PreparedKernel, folder: str | Path, extra: dict | None = None) -> None:
+    """Write ``kernel.safetensors`` (immutable), ``cohort.safetensors`` (the requests
+    answered so far) and the manifest ``prepared.json`` with every file's SHA-256, each
+    atomically, the manifest last (``extra``: more fields for the manifest)."""
+    folder = Path(folder)
+    kpath = folder / KERNEL_FILE
+    if kpath.exists():
+        if read_metadata(kpath).get("hashes") != state.hashes:
+            raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
+    else:
+        save_large(kpath, state.kernel_tensors(), {"format": FORMAT, **state.describe()})
+    files = {KERNEL_FILE: sha256_file(kpath), COHORT_FILE: save_cohort(state, folder)}
+    manifest = {"format": FORMAT, "files": files, "hashes": state.hashes, **(extra or {})}
+    atomic_write_json(folder / MANIFEST_FILE, manifest)
+
+
+def save_cohort(state: ntk.PreparedKernel, folder: str | Path, name: str = COHORT_FILE) -> str:
+    """Write the requests ``state`` answered so far to ``folder/name``, atomically; its
+    SHA-256."""
+    path = Path(folder) / name
+    meta = {"format": FORMAT, "kernel_hashes": state.hashes, "space": state.space}
+    save_large(path, state.cohort_tensors(), meta)
+    return sha256_file(path)
 
 
 def read_manifest(folder: Path) -> dict:
@@ -51,9 +84,9 @@ def load_prepared(
     device: str | torch.device = "cpu",
     *,
     cohort: tuple[str, str] | None = None,
-) -> PreparedKernel:
-    """Read a prepared state written by :meth:`PreparedKernel.save`; every file is checked
-    against its recorded SHA-256, and shapes and hashes against each other. ``cohort``:
+) -> ntk.PreparedKernel:
+    """Read a prepared state written by :func:`save_prepared`; every file is checked against
+    its recorded SHA-256, and shapes and hashes against each other. ``cohort``:
     ``(file name, SHA-256)`` of the cohort to load (the deletion ledger records one per
     request); default: the one the manifest lists."""
     folder = Path(folder)
@@ -65,71 +98,28 @@ def load_prepared(
         raise CheckpointError(f"{kpath}: not a forgetbox prepared kernel ({meta.get('format')})")
     manifest = read_manifest(folder)
     verify_file(kpath, manifest["files"].get(KERNEL_FILE))
-    prep = _kernel(kpath, meta, device)
+    cls = (
+        ntk.PreparedParams if meta.get("space") == ntk.PreparedParams.space else ntk.PreparedKernel
+    )
+    try:
+        state = cls.from_tensors(meta, load_state(kpath), device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{kpath}: {exc}") from exc
     name, want = cohort if cohort is not None else (COHORT_FILE, manifest["files"].get(COHORT_FILE))
     cpath = folder / name
     if cohort is not None or cpath.exists():
         verify_file(cpath, want)
-        prep = _with_cohort(prep, cpath, device)
-    return prep
+        state = _with_cohort(state, cpath, device)
+    return state
 
 
-def _kernel(kpath: Path, meta: dict, device) -> PreparedKernel:
-    t = load_state(kpath)
-    n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
-    params = meta.get("space") == SPACE
-    if params:
-        p = len(t["around"]) if "around" in t else -1
-        m, k = p, 1
-    else:
-        m = n * (1 if kernel == ntk.Kernel.PSEUDO else c)
-        k = c if kernel == ntk.Kernel.PSEUDO else 1
-    expect = {"chol": (m, m), "alpha": (m, k), "residuals": (n, c)}
-    for name, shape in expect.items():
-        if name not in t or tuple(t[name].shape) != shape:
-            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    for name in ("jt_alpha", "around"):
-        if name not in t or t[name].ndim != 1 or len(t[name]) != len(t["around"]):
-            raise CheckpointError(f"{kpath}: {name!r} missing or of the wrong shape")
-    cls = PreparedParams if params else PreparedKernel
-    return cls(
-        kernel=kernel,
-        loss=str(meta["loss"]),
-        weight_decay=float(meta["weight_decay"]),
-        n=n,
-        c=c,
-        chol=t["chol"].to(device),
-        alpha=t["alpha"].to(device),
-        residuals=t["residuals"].to(device),
-        jt_alpha=t["jt_alpha"].to(device),
-        around=t["around"].to(device),
-        anchor=t["anchor"].to(device) if "anchor" in t else None,
-        hashes=dict(meta["hashes"]),
-        seconds=float(meta.get("seconds", 0.0)),
-    )
-
-
-def _with_cohort(prep: PreparedKernel, cpath: Path, device) -> PreparedKernel:
+def _with_cohort(state: ntk.PreparedKernel, cpath: Path, device) -> ntk.PreparedKernel:
     cmeta = read_metadata(cpath)
-    if cmeta.get("kernel_hashes") != prep.hashes:
+    if cmeta.get("kernel_hashes") != state.hashes:
         raise CheckpointError(f"{cpath}: belongs to another prepared kernel")
-    ct = load_state(cpath)
-    forgotten = ct["forgotten"].long()
-    cols = ct["columns"]
-    m = prep.chol.shape[0]
-    if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * prep.rows):
-        raise CheckpointError(f"{cpath}: columns of the wrong shape")
-    if len(forgotten) and (forgotten.min() < 0 or forgotten.max() >= prep.n):
-        raise CheckpointError(f"{cpath}: forgotten indices outside the prepared data")
-    if len(forgotten) and len(forgotten.unique()) != len(forgotten):
-        raise CheckpointError(f"{cpath}: forgotten indices repeat")
-    columns = cols.to(device) if len(forgotten) else None
-    if not isinstance(prep, PreparedParams):
-        return replace(prep, forgotten=forgotten, columns=columns)
-    if (cmeta.get("space") != SPACE) or "jacobian" not in ct:
-        raise CheckpointError(f"{cpath}: not the cohort of a parameter-space prepared state")
-    jac = ct["jacobian"]
-    if len(forgotten) and tuple(jac.shape) != (len(forgotten) * prep.rows, m):
-        raise CheckpointError(f"{cpath}: jacobian of the wrong shape")
-    jacobian = jac.to(device) if len(forgotten) else None
-    return replace(prep, forgotten=forgotten, columns=columns, jacobian=jacobian)
+    if cmeta.get("space", ntk.PreparedKernel.space) != state.space:
+        raise CheckpointError(f"{cpath}: the cohort of a state in another space")
+    try:
+        return state.with_cohort(load_state(cpath), device)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{cpath}: {exc}") from exc

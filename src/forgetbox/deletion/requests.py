@@ -3,36 +3,31 @@ and the summary a served request prints."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
+from ..methods import ForgetConfig, Method
 from .files import ModelFiles
 
 
 @dataclass(frozen=True)
 class ScrubRequest:
-    """One ``forgetbox scrub`` request (the command's flags, see ``forgetbox scrub --help``)."""
+    """One ``forgetbox scrub`` request (the command's flags, see ``forgetbox scrub --help``).
+
+    ``config``: every setting of the methods, whole (:class:`~forgetbox.methods.ForgetConfig`);
+    ``stated``: the names of the settings the command line gave (a prepared state supplies the
+    linearization and kernel settings left unstated, and refuses stated ones that differ).
+    """
 
     files: ModelFiles
     data: Path
     out: Path
+    config: ForgetConfig = field(default_factory=ForgetConfig)
+    stated: frozenset[str] = frozenset()
     forget: Path | None = None
     forget_class: int | None = None
     num_to_forget: int | None = None
-    method: str = "ntk_fisher"
-    alpha: float | None = None
-    step_scale: float | None = None
-    preset: str = "forgetbox"
-    weight_decay: float = 0.1
-    loss: str = "ce"
-    solver: str = "auto"
-    kernel: str = "exact"
-    memory_budget_gb: float | None = None
-    nystrom_rank: int | None = None
-    cg_tol: float | None = None
-    cg_max_iter: int | None = None
+    method: Method = Method.NTK_FISHER
     seed: int = 0
     reference: Path | None = None
     verify_retrain: bool = False
@@ -42,57 +37,19 @@ class ScrubRequest:
     recompute_batchnorm: bool = False
     trainable: str | None = None
     device: str = "cpu"
-    dtype: str | None = None  # float32 | float64 (default: the weights')
     ledger_key_file: Path | None = None
-
-    @property
-    def memory_budget(self) -> int | None:
-        return gib_to_bytes(self.memory_budget_gb)
-
-    def settings(self) -> dict:
-        """The scrub settings of :func:`forgetbox.deletion.scrub`."""
-        return {
-            "weight_decay": self.weight_decay,
-            "alpha": self.alpha,
-            "step_scale": self.step_scale,
-            "preset": self.preset,
-            "loss": self.loss,
-            "solver": self.solver,
-            "kernel": self.kernel,
-            "memory_budget": self.memory_budget,
-            "nystrom_rank": self.nystrom_rank,
-            "cg_tol": self.cg_tol,
-            "cg_max_iter": self.cg_max_iter,
-            "dtype": DTYPES[self.dtype] if self.dtype else None,
-        }
 
 
 @dataclass(frozen=True)
 class PrepareRequest:
-    """One ``forgetbox prepare`` request."""
+    """One ``forgetbox prepare`` request (its linearization and NTK options in ``config``)."""
 
     files: ModelFiles
     data: Path
     out: Path
-    kernel: str = "exact"
-    weight_decay: float = 0.1
-    loss: str = "ce"
-    memory_budget_gb: float | None = None
+    config: ForgetConfig = field(default_factory=ForgetConfig)
     device: str = "cpu"
     trainable: str | None = None
-    dtype: str | None = None
-    solver: str = "auto"
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def gib_to_bytes(gib: float | None) -> int | None:
-    if gib is None:
-        return None
-    if not gib > 0 or gib == float("inf"):
-        raise ValueError(f"--memory-budget-gb must be a positive number; got {gib}")
-    return max(1, int(gib * 2**30))
 
 
 def summary_text(cert: dict, entry: dict) -> str:

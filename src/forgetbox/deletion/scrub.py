@@ -12,22 +12,21 @@ from __future__ import annotations
 import copy
 import resource
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from .. import methods
+from .. import methods, ntk
 from ..checkpoints import CheckpointError
-from ..data.arrays import DataError
-from ..data.cohorts import retain_mask, select_forget
+from ..cohort import Cohort
 from ..functional import assert_finite, flatten, parameters_of, select_trainable
 from ..inputs import Rows, as_rows, check_indexable
-from ..methods import ForgetConfig, Method
+from ..methods import ForgetConfig, Method, resolve_config
 from ..training import predict
 from ..training import recompute_batchnorm as recompute_bn
 from .certificate import certificate
-from .prepared import PreparedKernel
+from .prepare import FIXED, adopt_prepared, check_binding, check_pretrained
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,15 @@ def scrub(
     forget=None,
     data=None,
     forget_indices=None,
-    prepared: PreparedKernel | None = None,
+    prepared: ntk.PreparedKernel | None = None,
     method: Method | str = Method.NTK_FISHER,
     config: ForgetConfig | None = None,
+    weight_decay: float | None = None,
+    loss: ntk.Loss | str | None = None,
+    dtype: torch.dtype | None = None,
+    alpha: float | None = None,
+    step_scale: float | None = None,
+    options: ntk.NTKOptions | None = None,
     reference: nn.Module | None = None,
     generator: torch.Generator | None = None,
     seed: int = 0,
@@ -61,24 +66,24 @@ def scrub(
     queries_per_subset: int = 25,
     recompute_batchnorm: bool = False,
     trainable=None,
-    **settings,
 ) -> ScrubResult:
     """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0).
 
     ``retain``/``forget``/``test``: ``(inputs, labels)`` tensors, datasets or data loaders.
-    Or ``data`` (the whole training set D, in a fixed order) with ``forget_indices``: then D_r
-    is D without them (indices are checked as the command line checks them).
-    ``prepared``: a :class:`~forgetbox.deletion.PreparedKernel` of this model and ``data``; the
-    NTK step is then answered from it (fast), for the cohort ``prepared.forgotten`` plus
-    ``forget_indices`` (earlier requests stay forgotten; the state is updated in place).
+    Or ``data`` (the whole training set D, in a fixed order) with ``forget_indices`` (or a
+    checked :class:`~forgetbox.cohort.Cohort`): then D_r is D without them.
+    ``prepared``: a :class:`~forgetbox.ntk.PreparedKernel` of this model and ``data``
+    (:func:`forgetbox.prepare`); the NTK step is then answered from it (fast), for the cohort
+    ``prepared.forgotten`` plus ``forget_indices`` (earlier requests stay forgotten; the state
+    is updated in place). Its linearization and kernel apply (a setting stated otherwise is
+    refused).
     ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11).
-    ``config``: a :class:`~forgetbox.methods.ForgetConfig`; ``settings`` set single fields
-    instead, one source of truth either way (a setting given both ways and differently is an
-    error): ``weight_decay`` (the lambda of fine-tuning's (lambda/2)||w - w0||^2, default 0.1),
-    ``alpha`` (noise scale, default the method's), ``loss``, ``dtype``, and the NTK options
-    ``solver``, ``kernel``, ``memory_budget`` (bytes), ``chunk``, ``nystrom_rank``, ``cg_tol``,
-    ``cg_max_iter`` (:class:`~forgetbox.ntk.NTKOptions`); ``preset`` ("forgetbox" or "authors":
-    the authors' notebook choices, :meth:`ForgetConfig.authors`) instead of ``config``.
+    ``config``: a :class:`~forgetbox.methods.ForgetConfig` (``ForgetConfig.authors()`` for the
+    authors' notebook choices); or, instead, the explicit settings ``weight_decay`` (the lambda
+    of fine-tuning's (lambda/2)||w - w0||^2, default 0.1), ``loss``, ``dtype``, ``alpha`` (noise
+    scale, default the method's), ``step_scale`` and ``options``
+    (:class:`~forgetbox.ntk.NTKOptions`: solver, kernel, memory budget, CG knobs). A setting
+    given both ways with different values is refused.
     ``reference``: a model trained on D_r alone; without it the bounds are labelled with what
     they were measured against (an estimate, or for the NTK methods their own prediction).
     ``generator``/``seed``: the noise draw (a generator, when given, supplies the seed).
@@ -89,13 +94,24 @@ def scrub(
     The input model is not modified. BatchNorm is used in eval mode.
     """
     t_start = time.perf_counter()
-    method = Method(method)
-    cfg = settings_config(config, settings, prepared)
+    method = Method.parse(method, "method")
+    explicit = dict(
+        weight_decay=weight_decay, loss=loss, dtype=dtype, alpha=alpha, step_scale=step_scale
+    )
+    cfg = resolve_config(config, options=options, **explicit)
+    if prepared is not None:
+        cfg = adopt_prepared(cfg, prepared, method, _stated(config, options, explicit))
     model, pretrained, reference, notes = _full_precision_models(model, pretrained, reference)
     model, pretrained, reference, trained = _trainable_copies(
         model, pretrained, reference, trainable
     )
-    retain, forget = _sets(data, forget_indices, prepared, retain, forget)
+    cohort = None
+    if data is not None:
+        retain, forget, cohort = _cohort_sets(data, forget_indices, prepared, retain, forget)
+    elif prepared is not None:
+        raise ValueError("a prepared kernel needs `data` (the training set it was prepared on)")
+    elif retain is None or forget is None:
+        raise ValueError("give `retain` and `forget` (or `data` with `forget_indices`)")
     xr, yr = as_rows(retain, "retain")
     xf, yf = as_rows(forget, "forget")
     if len(xf) == 0:
@@ -107,8 +123,9 @@ def scrub(
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     direction = None
     if prepared is not None:
-        _check_prepared(prepared, cfg, method, pretrained)
-        direction = prepared.request(model, data, forget_indices)
+        x, _ = check_binding(prepared, model, data)
+        check_pretrained(prepared, pretrained)
+        direction = prepared.request(model, x, cohort)
     model = copy.deepcopy(model).eval()
     res = _forget(method, model, pretrained, (xr, yr), (xf, yf), cfg, seed, direction)
     if recompute_batchnorm:
@@ -116,6 +133,7 @@ def scrub(
         notes.append("BatchNorm running statistics of the scrubbed model recomputed on D_r")
     t_method = time.perf_counter() - t_start
     t_cert = time.perf_counter()
+    labels = cohort.new if cohort is not None else forget_indices
     cert = certificate(
         model,
         res.model,
@@ -127,7 +145,7 @@ def scrub(
         reference=reference,
         config=cfg,
         seed=seed,
-        forget_indices=forget_indices,
+        forget_indices=None if labels is None else _index_list(labels),
         queries_per_subset=queries_per_subset,
     )
     now = time.perf_counter()
@@ -143,51 +161,13 @@ def scrub(
     )
 
 
-CONFIG_SETTINGS = ("weight_decay", "alpha", "loss", "dtype", "step_scale")
-PRESET_SETTING = "preset"
-NTK_SETTINGS = (
-    "solver",
-    "kernel",
-    "memory_budget",
-    "chunk",
-    "nystrom_rank",
-    "cg_tol",
-    "cg_max_iter",
-)
-
-
-def settings_config(
-    config: ForgetConfig | None, settings: dict, prepared: PreparedKernel | None = None
-) -> ForgetConfig:
-    """The methods' configuration from ``config`` and single ``settings`` (one source of
-    truth: a setting given both ways with different values is refused)."""
-    unknown = set(settings) - set(CONFIG_SETTINGS) - set(NTK_SETTINGS) - {PRESET_SETTING}
-    if unknown:
-        raise TypeError(f"scrub() got unknown settings {sorted(unknown)}")
-    given = {k: v for k, v in settings.items() if v is not None}
-    preset = given.pop(PRESET_SETTING, None)
-    if preset is not None and config is not None:
-        raise ValueError("give `preset` or `config`, not both (ForgetConfig.from_preset)")
-    if prepared is not None:
-        if given.get("kernel", prepared.kernel) != prepared.kernel:
-            raise ValueError(
-                f"kernel={given['kernel']!r} conflicts with the prepared state's "
-                f"{prepared.kernel!r} kernel"
-            )
-        given["kernel"] = prepared.kernel
-    base = config or ForgetConfig.from_preset(preset or "forgetbox")
+def _stated(config: ForgetConfig | None, options, explicit: dict) -> frozenset[str]:
+    """The settings a prepared state fixes that the caller stated: all of them with a
+    ``config``, else the explicit arguments given (``options`` states the kernel)."""
     if config is not None:
-        for name, value in given.items():
-            have = getattr(config.ntk if name in NTK_SETTINGS else config, name)
-            if have != value and not (name == "kernel" and prepared is not None):
-                raise ValueError(
-                    f"{name}={value!r} conflicts with config.{name}={have!r}: give it once"
-                )
-    top = {k: v for k, v in given.items() if k in CONFIG_SETTINGS}
-    ntk_options = base.ntk.replace(**{k: v for k, v in given.items() if k in NTK_SETTINGS})
-    cfg = replace(base, **top, ntk=ntk_options)
-    # retraining (--verify-retrain, the retrain method) uses the same weight decay
-    return replace(cfg, train=replace(cfg.train, weight_decay=cfg.weight_decay))
+        return frozenset(FIXED)
+    named = {k for k, v in explicit.items() if v is not None} & set(FIXED)
+    return frozenset(named | ({"kernel"} if options is not None else set()))
 
 
 def _full_precision_models(model, pretrained, reference):
@@ -245,19 +225,24 @@ def _forget(method, model, pretrained, retain, forget, cfg, seed, direction):
     return res
 
 
-def _sets(data, forget_indices, prepared, retain, forget):
-    """``(retain, forget)`` from what the caller gave: the two sets, or D with indices."""
-    if data is not None:
-        if forget_indices is None:
-            raise ValueError("with `data`, give `forget_indices` (indices into data)")
-        if retain is not None or forget is not None:
-            raise ValueError("give either `data` with `forget_indices`, or `retain` and `forget`")
-        return split_cohort(data, forget_indices, prepared)
-    if prepared is not None:
-        raise ValueError("a prepared kernel needs `data` (the training set it was prepared on)")
-    if retain is None or forget is None:
-        raise ValueError("give `retain` and `forget` (or `data` with `forget_indices`)")
-    return retain, forget
+def _cohort_sets(data, forget_indices, prepared, retain, forget):
+    """``(retain, forget, cohort)`` of D for ``forget_indices``: the cohort checked once
+    (against a prepared state's earlier requests), D_r without every cohort so far, D_f in index
+    order (with a prepared state, every cohort so far in request order: it answers from the
+    original weights)."""
+    if forget_indices is None:
+        raise ValueError("with `data`, give `forget_indices` (indices into data)")
+    if retain is not None or forget is not None:
+        raise ValueError("give either `data` with `forget_indices`, or `retain` and `forget`")
+    check_indexable(data, "data")
+    x, y = as_rows(data, "data")
+    earlier = prepared.forgotten if prepared is not None else None
+    cohort = Cohort.check(forget_indices, len(y), earlier)
+    keep = cohort.retained()
+    idx = cohort.all if prepared is not None else cohort.new.sort().values
+    if isinstance(x, Rows):  # read from disk a batch at a time: views, nothing read here
+        return (x.view(keep.nonzero().squeeze(1)), y[keep]), (x.view(idx), y[idx]), cohort
+    return (x[keep], y[keep]), (x[idx], y[idx]), cohort
 
 
 def _check_models(model: nn.Module, pretrained: nn.Module, sets: dict) -> None:
@@ -283,48 +268,9 @@ def check_model_accepts(model: nn.Module, x: Tensor, y: Tensor, name: str) -> in
     return c
 
 
-def split_cohort(data, forget_indices, prepared: PreparedKernel | None):
-    """``(retain, forget)`` of D for the cohort (plus a prepared state's earlier cohorts),
-    with the same checks as the command line's (:func:`forgetbox.data.select_forget`)."""
-    check_indexable(data, "data")
-    x, y = as_rows(data, "data")
-    indices = _index_list(forget_indices)
-    idx = select_forget(y, indices=indices)
-    if prepared is not None:
-        again = sorted(set(indices) & set(prepared.forgotten.tolist()))
-        if again:
-            raise DataError(f"forget indices {again[:5]} were already forgotten")
-        idx = torch.cat([prepared.forgotten, torch.as_tensor(indices, dtype=torch.long)])
-        if len(idx) >= len(y):
-            raise DataError("the forget cohorts cover the whole training set")
-    keep = retain_mask(len(x), idx)
-    if isinstance(x, Rows):  # read from disk a batch at a time: views, nothing read here
-        return (x.view(keep.nonzero().squeeze(1)), y[keep]), (x.view(idx), y[idx])
-    return (x[keep], y[keep]), (x[idx], y[idx])
-
-
-def _index_list(forget_indices) -> list[int]:
-    idx = torch.as_tensor(forget_indices)
-    if idx.is_floating_point() or idx.dtype == torch.bool:
-        raise DataError(f"forget_indices must be integers, got {idx.dtype}")
-    return [int(i) for i in idx.reshape(-1).tolist()]
-
-
-def _check_prepared(prep: PreparedKernel, cfg: ForgetConfig, method: Method, pretrained) -> None:
-    if method not in (Method.NTK, Method.NTK_FISHER):
-        raise ValueError(f"a prepared kernel answers the NTK methods, not {method.value!r}")
-    mismatch = []
-    if abs(prep.weight_decay - cfg.weight_decay) > 1e-12 * max(1.0, cfg.weight_decay):
-        mismatch.append(f"weight_decay {prep.weight_decay} (asked {cfg.weight_decay})")
-    if prep.loss != cfg.loss:
-        mismatch.append(f"loss {prep.loss} (asked {cfg.loss})")
-    if prep.anchored != cfg.anchored:
-        mismatch.append(f"anchored={prep.anchored} (asked {cfg.anchored})")
-    if cfg.around != "trained":
-        mismatch.append("linearization at w(D) (asked w0)")
-    if mismatch:
-        raise ValueError("the prepared kernel was made with " + ", ".join(mismatch))
-    prep.check_pretrained(pretrained)
+def _index_list(indices) -> list[int]:
+    """Indices as plain integers (for the certificate's hash)."""
+    return [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
 
 
 def same_architecture(model: nn.Module, pretrained: nn.Module) -> None:

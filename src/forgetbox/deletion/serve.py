@@ -20,14 +20,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import data, parallel
+from .. import data, ntk, parallel
 from .. import paths as preflight
 from ..atomic import atomic_path, atomic_write_json, atomic_write_text, strict_json
 from ..checkpoints import CheckpointError, load_into, load_state, save_state
+from ..cohort import Cohort
 from ..devices import check_device
 from ..hashing import sha256_file, state_sha256
 from ..inputs import as_tensors
-from ..training import FinetuneConfig, finetune
+from ..methods import ForgetConfig
+from ..training import finetune
 from ..versions import versions
 from .files import load_data, load_models
 from .ledger import (
@@ -38,11 +40,16 @@ from .ledger import (
     read_key,
     read_ledger,
 )
-from .prepare import prepare
-from .prepared import KERNEL_FILE, MANIFEST_FILE, PreparedKernel
-from .prepared_files import load_prepared, read_manifest
-from .prepared_params import SPACE
-from .requests import DTYPES, PrepareRequest, ScrubRequest, gib_to_bytes, summary_text
+from .prepare import adopt_prepared, check_binding, prepare
+from .prepared_files import (
+    KERNEL_FILE,
+    MANIFEST_FILE,
+    load_prepared,
+    read_manifest,
+    save_cohort,
+    save_prepared,
+)
+from .requests import PrepareRequest, ScrubRequest, summary_text
 from .scrub import scrub
 
 LEDGER = "ledger.json"
@@ -53,18 +60,18 @@ class _Plan:
     """A checked request: everything it needs, nothing written yet."""
 
     req: ScrubRequest
+    config: ForgetConfig
     key: bytes | None
     entries: list[dict]
     x: torch.Tensor
     y: torch.Tensor
     test: tuple | None
-    cohort: torch.Tensor
-    already: list[int]
+    cohort: Cohort
     model: nn.Module
     w0: nn.Module
     build: Callable[[], nn.Module]
     input_weights: str
-    prepared: PreparedKernel | None
+    prepared: ntk.PreparedKernel | None
 
     @property
     def number(self) -> int:
@@ -107,24 +114,19 @@ def _check_paths(req: ScrubRequest) -> None:
         raise ValueError("give either --forget FILE or --forget-class K, not both")
 
 
-def _cohort(req: ScrubRequest, y: torch.Tensor, already: list[int]) -> torch.Tensor:
-    """The request's new cohort (indices into D), refusing indices forgotten before."""
+def _cohort(req: ScrubRequest, y: torch.Tensor, entries: list[dict]) -> Cohort:
+    """The request's new cohort (indices into D), checked once against the ledger's earlier
+    cohorts (:meth:`Cohort.check`), in index order."""
+    already = forgotten_in_order(entries)
     if req.forget is not None:
-        idx = data.select_forget(y, indices=data.read_index_file(req.forget, n=len(y)))
-    else:
-        pool_mask = torch.ones(len(y), dtype=torch.bool)
-        pool_mask[already] = False
-        masked = torch.where(pool_mask, y, torch.full_like(y, -1))
-        idx = data.select_forget(
-            masked, forget_class=req.forget_class, num_to_forget=req.num_to_forget, seed=req.seed
-        )
-    overlap = sorted(set(idx.tolist()) & set(already))
-    if overlap:
-        ledger = Path(req.out) / LEDGER
-        raise ValueError(f"indices {overlap[:5]} were already forgotten (see {ledger})")
-    if len(idx) + len(already) >= len(y):
-        raise data.DataError("the forget cohorts cover the whole training set")
-    return idx
+        return data.read_cohort(req.forget, len(y), already).sorted()
+    pool_mask = torch.ones(len(y), dtype=torch.bool)
+    pool_mask[already] = False
+    masked = torch.where(pool_mask, y, torch.full_like(y, -1))
+    idx = data.select_forget(
+        masked, forget_class=req.forget_class, num_to_forget=req.num_to_forget, seed=req.seed
+    )
+    return Cohort.check(idx, len(y), already, what=f"--forget-class {req.forget_class}")
 
 
 def _input_weights(req: ScrubRequest, model: nn.Module, entries: list[dict]) -> str:
@@ -153,7 +155,7 @@ def _input_weights(req: ScrubRequest, model: nn.Module, entries: list[dict]) -> 
     return "previous"
 
 
-def _prepared(req: ScrubRequest, entries: list[dict], model, xy) -> PreparedKernel | None:
+def _prepared(req: ScrubRequest, entries: list[dict], model, xy) -> ntk.PreparedKernel | None:
     if req.prepared is None:
         return None
     folder = Path(req.prepared)
@@ -165,7 +167,7 @@ def _prepared(req: ScrubRequest, entries: list[dict], model, xy) -> PreparedKern
     last = entries[-1] if entries else None
     cohort = (last["prepared_cohort_file"], last["prepared_cohort_sha256"]) if last else None
     prep = load_prepared(folder, cohort=cohort)  # every file checked against its SHA-256
-    prep.check(model, xy)  # the prepared weights and data
+    check_binding(prep, model, xy)  # the prepared weights and data
     manifest = read_manifest(folder)
     if last and last["prepared_kernel_sha256"] != manifest["files"].get(KERNEL_FILE):
         raise CheckpointError(
@@ -202,14 +204,16 @@ def plan_scrub(req: ScrubRequest) -> _Plan:
         "--ledger-key-file": req.ledger_key_file,
     }
     preflight.not_overwritten(_outputs(req, len(entries) + 1), inputs)
-    already = forgotten_so_far(entries)
-    cohort = _cohort(req, y, already)
+    cohort = _cohort(req, y, entries)
     model, w0, build = load_models(req.files, x, y)
     input_weights = _input_weights(req, model, entries)
     prep = _prepared(req, entries, model, (x, y))
+    config = req.config
+    if prep is not None:  # its linearization and kernel, unless stated otherwise (refused)
+        config = adopt_prepared(config, prep, req.method, req.stated)
     test = (xt, yt) if xt is not None else None
     return _Plan(
-        req, key, entries, x, y, test, cohort, already, model, w0, build, input_weights, prep
+        req, config, key, entries, x, y, test, cohort, model, w0, build, input_weights, prep
     )
 
 
@@ -219,34 +223,32 @@ def _reference(plan: _Plan, retain):
         reference = plan.build()
         load_into(reference, load_state(req.reference), f"--reference {req.reference}")
         return reference
-    if req.verify_retrain:
-        recipe = FinetuneConfig(weight_decay=req.weight_decay)
-        w0 = plan.w0
+    if req.verify_retrain:  # the retraining recipe of the configuration (its lambda)
+        w0, recipe = plan.w0, plan.config.train
         return finetune(w0, *retain, recipe, seed=req.seed, anchor=w0, desc="verify: retrain").model
     return None
 
 
 def _scrub(plan: _Plan):
-    req, x, y = plan.req, plan.x, plan.y
-    removed = torch.tensor(plan.already, dtype=torch.long)
-    keep = data.retain_mask(len(y), torch.cat([plan.cohort, removed]))
+    req, x, y, cohort = plan.req, plan.x, plan.y, plan.cohort
+    keep = cohort.retained()
     retain = (x[keep], y[keep])
     if plan.prepared is not None:
-        split = dict(data=(x, y), prepared=plan.prepared, forget_indices=plan.cohort.tolist())
+        split = dict(data=(x, y), prepared=plan.prepared, forget_indices=cohort)
     else:
         # from the original weights the scrub forgets every cohort so far; from the previous
         # request's weights, the new one (the earlier ones are already gone from D_r)
-        union = torch.cat([removed, plan.cohort]) if plan.input_weights == "original" else None
-        forgotten = plan.cohort if union is None else union.sort().values
+        every = plan.input_weights == "original"
+        forgotten = cohort.all.sort().values if every else cohort.new
         split = dict(retain=retain, forget=(x[forgotten], y[forgotten]))
-        split["forget_indices"] = plan.cohort.tolist()
+        split["forget_indices"] = cohort.new
     device = torch.device(req.device)
     return scrub(
         plan.model.to(device),
         pretrained=plan.w0.to(device),
         **split,
         method=req.method,
-        **req.settings(),
+        config=plan.config,
         reference=_reference(plan, retain),
         seed=req.seed,
         test=plan.test,
@@ -286,7 +288,7 @@ def _write(plan: _Plan, result, log: Callable[[str], None]) -> dict:
         "weights": str(req.files.weights),
         "pretrained": str(req.files.pretrained),
         "data": str(req.data),
-        "previously_forgotten": len(plan.already),
+        "previously_forgotten": len(plan.cohort.earlier),
         "input_weights": plan.input_weights,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -305,13 +307,13 @@ def _write(plan: _Plan, result, log: Callable[[str], None]) -> dict:
         _claim(Path(req.prepared), out)
         name = f"cohort-{plan.number:04d}.safetensors"
         files["prepared_cohort_file"] = name
-        files["prepared_cohort_sha256"] = plan.prepared.save_cohort(req.prepared, name)
+        files["prepared_cohort_sha256"] = save_cohort(plan.prepared, req.prepared, name)
         kernel = read_manifest(Path(req.prepared))["files"][KERNEL_FILE]
         files["prepared_kernel_sha256"] = kernel
     entry = new_entry(
         plan.entries,
         cert,
-        plan.cohort.tolist(),
+        plan.cohort.new.tolist(),
         input_weights=plan.input_weights,
         files=files,
         threshold_nats=req.retrain_threshold_nats,
@@ -341,7 +343,8 @@ def serve_scrub(req: ScrubRequest, log: Callable[[str], None] = print) -> dict:
 def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> dict:
     """Factor the kernel of the training set once, for later requests; returns the manifest
     written to ``prepared.json``."""
-    if req.solver == "param" and req.kernel == "pseudo":
+    opts = req.config.ntk
+    if opts.solver is ntk.Solver.PARAM and opts.kernel is ntk.Kernel.PSEUDO:
         raise ValueError("--solver param works with the exact kernel's J^T J; drop --kernel pseudo")
     out = preflight.output_dir(req.out)
     if (out / KERNEL_FILE).exists() or (out / MANIFEST_FILE).exists():
@@ -350,7 +353,6 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         preflight.input_file(path, flag)
     preflight.data_path(req.data)
     device = check_device(req.device)
-    budget = gib_to_bytes(req.memory_budget_gb)
     x, y, _, _ = load_data(req.data)
     x, y = as_tensors((x, y), "data")
     model, w0, _ = load_models(req.files, x, y)
@@ -358,14 +360,9 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
     prep = prepare(
         model.to(device),
         (x, y),
-        weight_decay=req.weight_decay,
         pretrained=w0.to(device),
-        loss=req.loss,
-        kernel=req.kernel,
-        solver=req.solver,
-        memory_budget=budget,
+        config=req.config,
         trainable=req.trainable,
-        dtype=DTYPES[req.dtype] if req.dtype else None,
     )
     seconds = time.perf_counter() - t
     parallel.barrier()
@@ -383,10 +380,10 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
         "inputs": {"weights": str(req.files.weights), "data": str(req.data)},
         "versions": versions(),
     }
-    prep.save(out, extra=summary)
+    save_prepared(prep, out, extra=summary)
     what = (
         f"parameter-space system of {prep.chol.shape[0]} trained parameters"
-        if prep.space == SPACE
+        if prep.space == ntk.PreparedParams.space
         else f"{prep.kernel} kernel ({prep.chol.shape[0]} rows)"
     )
     log(

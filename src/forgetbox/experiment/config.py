@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from .. import training
 from ..devices import check_device
-from ..methods import METHODS, check_trapezium_leg
+from ..methods import METHODS
+from ..training import DEFAULT_WEIGHT_DECAY
 from .profiles import PRESETS, PROFILES
 from .schema import coerce
 
@@ -31,7 +31,7 @@ class ExperimentConfig:
     train_per_class: int | None = None  # None: 20 for digits, 100 (the paper's) otherwise
     val_per_class: int = 25
     test_per_class: int | None = None  # None: 25 for tinyimagenet32 (50 per class), else 100
-    weight_decay: float = 0.1
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
     alpha: float | None = None  # overrides both noise scales below
     alpha_fisher: float = 1e-6
     alpha_ntk_fisher: float = 1e-9
@@ -106,12 +106,6 @@ class ExperimentConfig:
     def _validate(self) -> None:
         if not self.seeds:
             raise ValueError("at least one seed is needed")
-        if self.finetune_schedule not in training.LR_SCHEDULES:
-            raise ValueError(
-                f"finetune_schedule must be one of {training.LR_SCHEDULES}, "
-                f"got {self.finetune_schedule!r}"
-            )
-        check_trapezium_leg(self.trapezium_leg)
         if not self.finetune_baseline_lr > 0:
             raise ValueError(f"finetune_baseline_lr must be > 0, got {self.finetune_baseline_lr}")
         check_device(self.device)

@@ -9,10 +9,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import training
-from ..methods import FINETUNE_ANCHORS, METHODS, NOISE_AVERAGES, TRAPEZIUM_LEGS
+from ..methods import METHODS, FinetuneAnchor, NoiseAverage, TrapeziumLeg
 from ..models import MODEL_NAMES
-from ..ntk import Solver
+from ..ntk import Around, Solver
+from ..training import LRSchedule
 from .profiles import PRESETS, PROFILES
 
 DATASETS = ("digits", "cifar10", "cifar10-npz", "tinyimagenet32", "tinyimagenet", "lacuna")
@@ -109,8 +109,8 @@ SPECS: dict[str, Spec] = {
     "alpha": Spec("float", "noise scale of fisher and ntk_fisher", NONNEGATIVE, nullable=True),
     "alpha_fisher": Spec("float", "noise scale of fisher", NONNEGATIVE),
     "alpha_ntk_fisher": Spec("float", "noise scale of ntk_fisher", NONNEGATIVE),
-    "solver": Spec("str", "NTK solver", _choice(tuple(s.value for s in Solver))),
-    "around": Spec("str", "NTK linearization point", _choice(("trained", "pretrained"))),
+    "solver": Spec("str", "NTK solver", _choice(Solver.values())),
+    "around": Spec("str", "NTK linearization point", _choice(Around.values())),
     "finetune_lr": Spec("float", "fine-tuning learning rate", POSITIVE),
     "pretrain_lr": Spec("float", "pre-training learning rate", POSITIVE),
     "pretrain_seed": Spec("int", "seed of pre-training", NONNEGATIVE),
@@ -118,7 +118,7 @@ SPECS: dict[str, Spec] = {
     "pretrain_epochs": Spec("int", "pre-training epochs", NONNEGATIVE, nullable=True),
     "finetune_max_epochs": Spec("int", "fine-tuning epoch cap", POSITIVE, nullable=True),
     "finetune_schedule": Spec(
-        "str", "fine-tuning learning rate schedule", _choice(training.LR_SCHEDULES), nullable=True
+        "str", "fine-tuning learning rate schedule", _choice(LRSchedule.values()), nullable=True
     ),
     "finetune_baseline_lr": Spec("float", "fine-tune baseline's rate", POSITIVE, nullable=True),
     "relearn_max_epochs": Spec("int", "re-learn time cap", POSITIVE, nullable=True),
@@ -131,13 +131,15 @@ SPECS: dict[str, Spec] = {
     "anchored": Spec(
         "bool", "keep the weight-decay anchor in the NTK linearization", nullable=True
     ),
-    "trapezium_leg": Spec("str", "side of the trapezium", _choice(TRAPEZIUM_LEGS), nullable=True),
+    "trapezium_leg": Spec(
+        "str", "side of the trapezium", _choice(TrapeziumLeg.values()), nullable=True
+    ),
     "step_scale": Spec("float", "fixed NTK step multiplier", POSITIVE, nullable=True),
     "noise_average": Spec(
-        "str", "how the Fisher noise is averaged", _choice(NOISE_AVERAGES), nullable=True
+        "str", "how the Fisher noise is averaged", _choice(NoiseAverage.values()), nullable=True
     ),
     "finetune_anchor": Spec(
-        "str", "the fine-tune baseline's pull", _choice(FINETUNE_ANCHORS), nullable=True
+        "str", "the fine-tune baseline's pull", _choice(FinetuneAnchor.values()), nullable=True
     ),
     "relearn_weight_decay": Spec(
         "float", "re-learn time's pull toward its start", NONNEGATIVE, nullable=True

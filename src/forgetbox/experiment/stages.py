@@ -17,6 +17,7 @@ from .. import methods, models, ntk, training
 from ..functional import num_parameters
 from ..hashing import config_hash
 from ..methods import NTK_METHODS, ForgetConfig, NoiseConfig
+from ..ntk import Linearization
 from ..training import FinetuneConfig, PretrainConfig
 from .cache import Cache
 from .config import ExperimentConfig
@@ -181,10 +182,9 @@ class Stages:
     def forget_config(self, task: Task) -> ForgetConfig:
         c = self.cfg
         whole = c.num_to_forget is None
+        lin = Linearization(weight_decay=c.weight_decay, around=c.around, anchored=c.anchored)
         return ForgetConfig(
-            weight_decay=c.weight_decay,
-            around=c.around,
-            anchored=c.anchored,
+            linearization=lin,
             trapezium_leg=c.trapezium_leg,
             finetune_anchor=c.finetune_anchor,
             noise=NoiseConfig(average=c.noise_average),

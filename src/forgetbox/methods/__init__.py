@@ -7,18 +7,20 @@ point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :fun
 
 from .config import (
     DEFAULT_ALPHA,
-    FINETUNE_ANCHORS,
     METHODS,
-    NOISE_AVERAGES,
     NOISY,
     NTK_METHODS,
     PRESETS,
-    TRAPEZIUM_LEGS,
     VERSION,
+    FinetuneAnchor,
     ForgetConfig,
     ForgetResult,
     Method,
+    NoiseAverage,
     NoiseConfig,
+    Preset,
+    TrapeziumLeg,
+    resolve_config,
 )
 from .fisher import (
     FisherMemo,
@@ -30,26 +32,26 @@ from .fisher import (
 )
 from .fisher_diag import fisher_diagonal
 from .newton import newton_step
-from .ntk_scrub import check_trapezium_leg, ntk_point, ntk_step
+from .ntk_scrub import ntk_point, ntk_step
 from .registry import METHOD_TABLE, forget
 
 __all__ = [
     "DEFAULT_ALPHA",
-    "FINETUNE_ANCHORS",
     "METHODS",
-    "NOISE_AVERAGES",
     "METHOD_TABLE",
     "NOISY",
     "NTK_METHODS",
     "PRESETS",
-    "TRAPEZIUM_LEGS",
     "VERSION",
+    "FinetuneAnchor",
     "ForgetConfig",
     "FisherMemo",
     "ForgetResult",
     "Method",
+    "NoiseAverage",
     "NoiseConfig",
-    "check_trapezium_leg",
+    "Preset",
+    "TrapeziumLeg",
     "fisher_diagonal",
     "fisher_of",
     "forget",
@@ -59,5 +61,6 @@ __all__ = [
     "noisy_weights",
     "ntk_point",
     "ntk_step",
+    "resolve_config",
     "variance_at",
 ]

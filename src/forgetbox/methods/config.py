@@ -2,132 +2,175 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 
-import torch
 from torch import Tensor, nn
 
-from ..ntk import NTKOptions
+from ..ntk import Linearization, NTKOptions
+from ..settings import Choice, Settings, check_bool, check_int, check_number
 from ..training import FinetuneConfig
 
 
-class Method(StrEnum):
-    ORIGINAL = "original"
-    RETRAIN = "retrain"
-    FINETUNE = "finetune"
-    FISHER = "fisher"
-    NTK = "ntk"
-    NTK_FISHER = "ntk_fisher"
-    NEWTON = "newton"
+class Method(Choice):
+    """The forgetting methods behind :func:`~forgetbox.methods.forget`."""
+
+    ORIGINAL = "original", "w(D) unchanged: the reference for 'nothing was forgotten'"
+    RETRAIN = "retrain", "fine-tune w0 on D_r alone: the gold standard, at full cost"
+    FINETUNE = "finetune", "continue training w(D) on D_r (the paper's weak baseline)"
+    FISHER = "fisher", "w(D) plus Fisher-shaped noise [16]: no deterministic step"
+    NTK = "ntk", "the NTK scrubbing step of eq. 10 (with the trapezium): no noise"
+    NTK_FISHER = "ntk_fisher", "the NTK step plus Fisher noise at the scrubbed point (eq. 11)"
+    NEWTON = "newton", "one Newton step on the D_r loss (eq. 12), matrix-free"
 
 
-METHODS = tuple(m.value for m in Method)
+class TrapeziumLeg(Choice):
+    """Which side of the trapezium measures the NTK step's rescaling (docs/deviations.md 1)."""
+
+    RETAIN = "retain", "from w_lin(D_r) to w(D), as the authors' code"
+    FULL = "full", "from w_lin(D) to w(D), as the paper's Fig. 5 draws it"
+
+
+class FinetuneAnchor(Choice):
+    """What the fine-tune baseline's weight decay pulls toward."""
+
+    PRETRAINED = "pretrained", "w0, the paper's regulariser"
+    START = "start", "the weights it starts from, w(D) (the authors' code)"
+
+
+class NoiseAverage(Choice):
+    """How the Fisher noise variance of a weight tensor is averaged."""
+
+    FAN_IN = "fan_in", "over each output unit's incoming weights (forgetbox)"
+    INPUT_CHANNELS = (
+        "input_channels",
+        "over dimension 1 only, per output channel and kernel position (the authors' code)",
+    )
+    NONE = "none", "no averaging: one variance per weight"
+
+
+class Preset(Choice):
+    """Whose choices fill the settings left unset."""
+
+    FORGETBOX = "forgetbox", "forgetbox's: the anchored linearization, noise averaged by fan-in"
+    AUTHORS = "authors", "the authors' notebook's (docs/deviations.md): unanchored, and so on"
+
+
+METHODS = Method.values()
 NTK_METHODS = (Method.NTK, Method.NTK_FISHER)
 NOISY = (Method.FISHER, Method.NTK_FISHER)
-TRAPEZIUM_LEGS = ("retain", "full")  # see ForgetConfig.trapezium_leg
-NOISE_AVERAGES = ("fan_in", "input_channels", "none")  # see NoiseConfig.average
-FINETUNE_ANCHORS = ("pretrained", "start")  # see ForgetConfig.finetune_anchor
-PRESETS = ("forgetbox", "authors")  # see ForgetConfig.from_preset
+PRESETS = Preset.values()
 # bumped when a method's computation changes, so cached results are recomputed
 VERSION = {"ntk": 2, "ntk_fisher": 2}
 DEFAULT_ALPHA = {Method.FISHER: 1e-6, Method.NTK_FISHER: 1e-9}
 
 
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
-class NoiseConfig:
+class NoiseConfig(Settings):
     """Numerical safeguards of the Fisher noise (defaults follow the authors' code).
 
     variance = alpha * min(1 / (F + floor), cap), with ``head_cap`` for the classifier head;
-    for weight tensors with more than one dimension the variance is averaged (``average``):
-    ``"fan_in"`` over each output unit's incoming weights (forgetbox), ``"input_channels"`` over
-    dimension 1 only, per output channel and kernel position (the authors' code; a layer with
-    one input channel is not averaged), or ``"none"``. When a whole class is forgotten its head
-    row gets mean 0 and variance ``class_row_variance``; then the head and one-dimensional
-    parameters (biases, BatchNorm) are multiplied by ``boost`` (the forgotten row too, as in the
-    authors' code: effectively 1e-3).
+    for weight tensors with more than one dimension the variance is averaged (``average``,
+    :class:`NoiseAverage`). When a whole class is forgotten its head row gets mean 0 and
+    variance ``class_row_variance``; then the head and one-dimensional parameters (biases,
+    BatchNorm) are multiplied by ``boost`` (the forgotten row too, as in the authors' code:
+    effectively 1e-3).
     """
 
     floor: float = 1e-8
     cap: float = 1e3
     head_cap: float = 1e2
-    average: str = "fan_in"
+    average: NoiseAverage = NoiseAverage.FAN_IN
     boost: float = 10.0
     class_row_variance: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.average not in NOISE_AVERAGES:
-            raise ValueError(f"average must be one of {NOISE_AVERAGES}; got {self.average!r}")
+        object.__setattr__(self, "average", NoiseAverage.parse(self.average, "average"))
 
 
 @dataclass(frozen=True)
-class ForgetConfig:
-    """Options shared by the methods. ``alpha=None`` takes the method's default noise scale
-    (1e-6 for fisher, 1e-9 for ntk_fisher, the authors' values). ``ntk``: how the NTK step is
-    computed (:class:`forgetbox.ntk.NTKOptions`; its ``memory_budget`` and ``chunk`` also bound
-    the Fisher passes). ``dtype``: the precision of every method's computation (default: the
-    model's)."""
+class ForgetConfig(Settings):
+    """Everything the methods are configured by, held whole from the public API and the command
+    line to the solver.
 
-    weight_decay: float = 0.1
-    alpha: float | None = None
-    loss: str = "ce"
-    dtype: torch.dtype | None = None
-    around: str = "trained"  # linearization point: "trained" (w(D)) or "pretrained" (w0)
-    anchored: bool = True  # keep the weight-decay anchor in the linearization (see ntk)
-    use_trapezium: bool = True
-    # which side of the trapezium measures the rescaling (docs/deviations.md, item 1):
-    # "retain" from w_lin(D_r) to w(D), as the authors' code; "full" from w_lin(D) to w(D), as
-    # Fig. 5 draws it
-    trapezium_leg: str = "retain"
-    # a fixed multiplier of delta_w in place of the trapezium's (None: the trapezium decides).
-    # On a converged w(D) the default trapezium is a fixed 3 (docs/deviations.md, item 1)
-    step_scale: float | None = None
-    finetune_epochs: int = 10
-    finetune_lr: float = 0.01
-    # the fine-tune baseline's weight decay pulls toward w0 ("pretrained", the paper's
-    # regulariser) or toward the weights it starts from, w(D) ("start", the authors' code)
-    finetune_anchor: str = "pretrained"
-    newton_damping: float = 0.0
-    newton_max_iter: int = 200
-    newton_tol: float = 1e-6
+    ``linearization`` (:class:`~forgetbox.ntk.Linearization`): the objective and where it is
+    linearized (weight decay lambda, loss, point, anchor, precision); the retraining recipe
+    ``train`` trains with its lambda (derived: a recipe that states another is refused).
+    ``ntk`` (:class:`~forgetbox.ntk.NTKOptions`): how the NTK step is solved; its
+    ``memory_budget`` and ``chunk`` also bound the Fisher passes. ``alpha=None`` takes the
+    method's default noise scale (1e-6 for fisher, 1e-9 for ntk_fisher, the authors' values).
+    """
+
+    linearization: Linearization = field(default_factory=Linearization)
+    ntk: NTKOptions = field(default_factory=NTKOptions)
+    alpha: float | None = field(default=None, metadata=_help("noise scale (default: the method's)"))
+    use_trapezium: bool = field(
+        default=True, metadata=_help("rescale the NTK step with the trapezium of Fig. 5")
+    )
+    trapezium_leg: TrapeziumLeg = field(
+        default=TrapeziumLeg.RETAIN, metadata=_help("side of the trapezium")
+    )
+    # on a converged w(D) the default trapezium is a fixed 3 (docs/deviations.md, item 1)
+    step_scale: float | None = field(
+        default=None,
+        metadata=_help("a fixed multiplier of the NTK step instead of the trapezium's"),
+    )
+    finetune_epochs: int = field(default=10, metadata=_help("epochs of the fine-tune baseline"))
+    finetune_lr: float = field(default=0.01, metadata=_help("rate of the fine-tune baseline"))
+    finetune_anchor: FinetuneAnchor = field(
+        default=FinetuneAnchor.PRETRAINED, metadata=_help("the fine-tune baseline's pull")
+    )
+    newton_damping: float = field(default=0.0, metadata=_help("damping of Newton's H"))
+    newton_max_iter: int = field(default=200, metadata=_help("Newton CG iteration cap"))
+    newton_tol: float = field(default=1e-6, metadata=_help("Newton CG relative residual"))
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     train: FinetuneConfig = field(default_factory=FinetuneConfig)
     forgotten_class: int | None = None  # set when a whole class is forgotten
-    ntk: NTKOptions = field(default_factory=NTKOptions)
 
     def __post_init__(self) -> None:
-        _number(self.weight_decay, "weight_decay", low=0.0)
+        if not isinstance(self.linearization, Linearization):
+            raise TypeError("linearization must be a forgetbox.ntk.Linearization")
+        if not isinstance(self.ntk, NTKOptions):
+            raise TypeError("ntk must be a forgetbox.ntk.NTKOptions")
         if self.alpha is not None:
-            _number(self.alpha, "alpha", low=0.0)
-        if self.loss not in ("ce", "mse"):
-            raise ValueError(f"loss must be 'ce' or 'mse'; got {self.loss!r}")
-        if self.around not in ("trained", "pretrained"):
-            raise ValueError(f"around must be 'trained' or 'pretrained'; got {self.around!r}")
-        if self.finetune_anchor not in FINETUNE_ANCHORS:
-            raise ValueError(
-                f"finetune_anchor must be one of {FINETUNE_ANCHORS}; got {self.finetune_anchor!r}"
-            )
-        if self.trapezium_leg not in TRAPEZIUM_LEGS:
-            raise ValueError(
-                f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {self.trapezium_leg!r}"
-            )
+            check_number(self.alpha, "alpha", low=0.0)
+        check_bool(self.use_trapezium, "use_trapezium")
+        object.__setattr__(
+            self, "trapezium_leg", TrapeziumLeg.parse(self.trapezium_leg, "trapezium_leg")
+        )
+        object.__setattr__(
+            self, "finetune_anchor", FinetuneAnchor.parse(self.finetune_anchor, "finetune_anchor")
+        )
         if self.step_scale is not None:
-            _number(self.step_scale, "step_scale", low=0.0, strict=True)
-        if self.dtype is not None and not (
-            isinstance(self.dtype, torch.dtype) and self.dtype.is_floating_point
-        ):
-            raise ValueError(f"dtype must be a floating torch.dtype; got {self.dtype!r}")
-        _number(self.finetune_lr, "finetune_lr", low=0.0, strict=True)
-        _number(self.newton_damping, "newton_damping", low=0.0)
-        _number(self.newton_tol, "newton_tol", low=0.0, strict=True)
-        for name in ("finetune_epochs", "newton_max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-        fc = self.forgotten_class
-        if fc is not None and (isinstance(fc, bool) or not isinstance(fc, int) or fc < 0):
-            raise ValueError(f"forgotten_class must be an integer >= 0; got {fc!r}")
+            check_number(self.step_scale, "step_scale", low=0.0, strict=True)
+        check_number(self.finetune_lr, "finetune_lr", low=0.0, strict=True)
+        check_number(self.newton_damping, "newton_damping", low=0.0)
+        check_number(self.newton_tol, "newton_tol", low=0.0, strict=True)
+        check_int(self.finetune_epochs, "finetune_epochs", low=0)
+        check_int(self.newton_max_iter, "newton_max_iter", low=0)
+        check_int(self.forgotten_class, "forgotten_class", low=0, allow_none=True)
+        object.__setattr__(self, "train", self._derived_recipe())
+
+    def _derived_recipe(self) -> FinetuneConfig:
+        """``train`` with the linearization's lambda; a recipe stating another is refused."""
+        lam = self.linearization.weight_decay
+        given = self.train.weight_decay
+        if given is not None and given != lam:
+            raise ValueError(
+                f"train.weight_decay={given} conflicts with linearization.weight_decay={lam}: "
+                "retraining uses the linearization's lambda (leave train.weight_decay unset)"
+            )
+        return replace(self.train, weight_decay=lam)
+
+    def replace(self, **changes) -> ForgetConfig:
+        """A copy with ``changes``; a new ``linearization`` carries its lambda into ``train``
+        unless ``train`` is given too."""
+        if "linearization" in changes and "train" not in changes:
+            changes["train"] = replace(self.train, weight_decay=None)
+        return super().replace(**changes)
 
     @classmethod
     def authors(cls, **changes) -> ForgetConfig:
@@ -135,38 +178,76 @@ class ForgetConfig:
         linearization at w(D) with the trapezium on the retain side, noise averaged over input
         channels, the fine-tune baseline pulled toward its start (docs/deviations.md)."""
         base = cls(
-            anchored=False,
-            around="trained",
-            trapezium_leg="retain",
-            finetune_anchor="start",
-            noise=NoiseConfig(average="input_channels"),
+            linearization=Linearization(anchored=False),
+            trapezium_leg=TrapeziumLeg.RETAIN,
+            finetune_anchor=FinetuneAnchor.START,
+            noise=NoiseConfig(average=NoiseAverage.INPUT_CHANNELS),
         )
-        return replace(base, **changes)
+        return base.replace(**changes)
 
     @classmethod
-    def from_preset(cls, preset: str, **changes) -> ForgetConfig:
+    def from_preset(cls, preset: Preset | str, **changes) -> ForgetConfig:
         """``"forgetbox"`` (the defaults) or ``"authors"`` (:meth:`authors`), with ``changes``."""
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}; got {preset!r}")
-        return cls.authors(**changes) if preset == "authors" else cls(**changes)
+        if Preset.parse(preset, "preset") is Preset.AUTHORS:
+            return cls.authors(**changes)
+        return cls(**changes)
 
     def key(self) -> dict:
-        """Every field as plain data (cache keys, certificates). ``step_scale`` appears only when
-        set, so the keys of runs made before it existed still match."""
-        out = asdict(self)
-        if out["step_scale"] is None:
-            del out["step_scale"]
-        return out
+        """Every field as plain data (cache keys, certificates)."""
+        return asdict(self)
 
 
-def _number(value, name: str, *, low: float, strict: bool = False) -> None:
-    """Refuse a non-number, NaN, an infinity or a value below ``low`` (or at it, ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number; got {value!r}")
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} is {value}: give a finite number")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}; got {value}")
+# explicit arguments of scrub() and prepare() -> where they live in a ForgetConfig
+LINEARIZATION_ARGUMENTS = ("weight_decay", "loss", "dtype")
+CONFIG_ARGUMENTS = ("alpha", "step_scale")
+
+
+def resolve_config(
+    config: ForgetConfig | None,
+    *,
+    weight_decay: float | None = None,
+    loss=None,
+    dtype=None,
+    alpha: float | None = None,
+    step_scale: float | None = None,
+    options: NTKOptions | None = None,
+) -> ForgetConfig:
+    """``config`` (default :class:`ForgetConfig`) with the explicit arguments that are not None:
+    ``weight_decay``, ``loss``, ``dtype`` (the linearization's), ``alpha``, ``step_scale`` and
+    ``options`` (the NTK options, whole). With a ``config``, an argument that contradicts it is
+    refused naming both (give each setting once)."""
+    given = {
+        "weight_decay": weight_decay,
+        "loss": loss,
+        "dtype": dtype,
+        "alpha": alpha,
+        "step_scale": step_scale,
+        "options": options,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    base = config or ForgetConfig()
+    if config is not None:
+        for name, value in given.items():
+            have, where = _setting(config, name)
+            if value != have:
+                raise ValueError(f"{name}={value!r} conflicts with {where}={have!r}: give it once")
+        return config
+    lin = {k: v for k, v in given.items() if k in LINEARIZATION_ARGUMENTS}
+    top = {k: v for k, v in given.items() if k in CONFIG_ARGUMENTS}
+    if "options" in given:
+        top["ntk"] = given["options"]
+    if lin:
+        top["linearization"] = base.linearization.replace(**lin)
+    return base.replace(**top)
+
+
+def _setting(config: ForgetConfig, name: str) -> tuple[object, str]:
+    """The value of an explicit argument's setting in ``config``, and where it lives."""
+    if name == "options":
+        return config.ntk, "config.ntk"
+    if name in LINEARIZATION_ARGUMENTS:
+        return getattr(config.linearization, name), f"config.linearization.{name}"
+    return getattr(config, name), f"config.{name}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..functional import flatten, load_flat_, parameters_of, unflatten
 from ..hashing import tensors_sha256
 from ..models import head_name
-from .config import ForgetConfig, NoiseConfig
+from .config import ForgetConfig, NoiseAverage, NoiseConfig
 from .fisher_diag import fisher_diagonal
 
 
@@ -39,9 +39,9 @@ def noise_variance(
         is_head = name.startswith(head + ".")
         cap = config.head_cap if is_head else config.cap
         var = alpha * torch.clamp(1.0 / (F_t + config.floor), max=cap)
-        if var.ndim > 1 and config.average == "fan_in":
+        if var.ndim > 1 and config.average is NoiseAverage.FAN_IN:
             var = var.mean(dim=tuple(range(1, var.ndim)), keepdim=True).expand_as(var)
-        elif var.ndim > 1 and config.average == "input_channels":
+        elif var.ndim > 1 and config.average is NoiseAverage.INPUT_CHANNELS:
             var = var.mean(dim=1, keepdim=True).expand_as(var)
         if is_head and forgotten_class is not None:
             var = var.clone()

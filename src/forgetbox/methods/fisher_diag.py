@@ -27,8 +27,7 @@ from torch import Tensor, nn
 
 from .. import parallel
 from ..functional import flatten, model_function, parameters_of
-from ..ntk.jacobian import jacobian_blocks
-from ..ntk.memory import default_memory_budget, itemsize
+from ..ntk import default_memory_budget, itemsize, jacobian_blocks
 
 _LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 

@@ -7,29 +7,29 @@ from torch import Tensor, nn
 from torch.func import jvp, vjp
 
 from ..functional import flatten, model_function, parameters_of, unflatten
-from ..ntk import conjugate_gradient, residuals
+from ..ntk import Linearization, Loss, conjugate_gradient, residuals
 
 
 def newton_step(
     model: nn.Module,
     w0: nn.Module,
     retain: tuple[Tensor, Tensor],
+    linearization: Linearization,
     *,
-    weight_decay: float,
-    loss: str = "ce",
     damping: float = 0.0,
     max_iter: int = 200,
     tol: float = 1e-6,
-    dtype: torch.dtype | None = None,
     chunk: int = 256,
 ) -> tuple[Tensor, dict]:
-    """Newton shift of eq. 12: ``-H^{-1} grad L_{D_r}(w)`` (flat), matrix-free.
+    """Newton shift of eq. 12: ``-H^{-1} grad L_{D_r}(w)`` (flat), matrix-free, for the loss
+    and weight decay of ``linearization`` (in its precision).
 
     ``L_{D_r}(w) = (1/N_r) sum_i l_i + (lambda/2)||w - w0||^2``; H is its Gauss-Newton matrix
     ``(1/N_r) J^T H_out J + (lambda + damping) I`` (H_out = diag(p) - p p^T for CE, I for MSE),
     which for MSE on a linear model is the exact Hessian.
     """
-    dtype = dtype or next(model.parameters()).dtype
+    weight_decay, loss = linearization.weight_decay, linearization.loss
+    dtype = linearization.dtype or next(model.parameters()).dtype
     f = model_function(model, dtype)
     params = parameters_of(model, dtype)
     device = next(iter(params.values())).device
@@ -46,7 +46,7 @@ def newton_step(
     cache = []
     for xb, _ in chunks:
         with torch.no_grad():
-            cache.append(torch.softmax(f(params, xb), -1) if loss == "ce" else None)
+            cache.append(torch.softmax(f(params, xb), -1) if loss is Loss.CE else None)
 
     def hvp(v: Tensor) -> Tensor:
         tangent = unflatten(v, params)

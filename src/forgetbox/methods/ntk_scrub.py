@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from .. import ntk
 from ..functional import flatten, parameters_of
-from .config import TRAPEZIUM_LEGS, ForgetConfig
+from .config import ForgetConfig, TrapeziumLeg
 
 
 def ntk_step(
@@ -23,19 +23,11 @@ def ntk_step(
         model,
         retain,
         forget_set,
-        weight_decay=config.weight_decay,
-        loss=config.loss,
-        around=w0 if config.around == "pretrained" else None,
-        pretrained=w0 if config.anchored else None,
-        dtype=config.dtype,
+        config.linearization,
+        pretrained=w0,
         seed=seed,
         options=config.ntk,
     )
-
-
-def check_trapezium_leg(leg: str) -> None:
-    if leg not in TRAPEZIUM_LEGS:
-        raise ValueError(f"trapezium_leg must be one of {TRAPEZIUM_LEGS}, got {leg!r}")
 
 
 def ntk_point(
@@ -61,12 +53,12 @@ def ntk_point(
     direction = direction or ntk_step(model, w0, retain, forget_set, config, seed)
     w_d = w_d.to(direction.delta.device)
     w0_flat = w0_flat.to(direction.delta.device)
-    check_trapezium_leg(config.trapezium_leg)
+    anchored = config.linearization.anchored
     # w_lin(D_r): the anchored linearization holds it as around + u_retain; the authors'
     # unanchored one as w0 + u_{D_r}. w_lin(D) = w_lin(D_r) - delta.
-    base = direction.around if config.anchored else w0_flat.to(direction.around.dtype)
+    base = direction.around if anchored else w0_flat.to(direction.around.dtype)
     leg_from = base + direction.u_retain
-    if config.trapezium_leg == "full":
+    if config.trapezium_leg is TrapeziumLeg.FULL:
         leg_from = leg_from - direction.delta
     info: dict = {}
     scale = 1.0
@@ -81,6 +73,6 @@ def ntk_point(
         "seconds": direction.seconds,
         "reports": [r.__dict__ for r in direction.reports],
         "delta_norm": direction.delta.norm().item(),
-        "anchored": config.anchored,
+        "anchored": anchored,
     }
     return (w_d + shift).to(device), shift.to(device), scale, info

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from .. import ntk
 from ..functional import flatten, load_flat_, parameters_of
-from ..training import finetune
-from .config import DEFAULT_ALPHA, ForgetConfig, ForgetResult, Method
+from ..training import LRSchedule, finetune
+from .config import DEFAULT_ALPHA, FinetuneAnchor, ForgetConfig, ForgetResult, Method
 from .fisher import fisher_of, method_variance, noisy_weights
 from .newton import newton_step
 from .ntk_scrub import ntk_point
@@ -96,14 +96,18 @@ def _retrain(call: MethodCall) -> MethodOutput:
 def _finetune(call: MethodCall) -> MethodOutput:
     cfg = call.config
     recipe = replace(
-        cfg.train, lr=cfg.finetune_lr, momentum=0.0, record_every=0, lr_schedule="constant"
+        cfg.train,
+        lr=cfg.finetune_lr,
+        momentum=0.0,
+        record_every=0,
+        lr_schedule=LRSchedule.CONSTANT,
     )
     res = finetune(
         call.model,
         *call.retain,
         recipe,
         seed=call.seed,
-        anchor=call.w0 if cfg.finetune_anchor == "pretrained" else call.model,
+        anchor=call.w0 if cfg.finetune_anchor is FinetuneAnchor.PRETRAINED else call.model,
         device=call.device,
         epochs=cfg.finetune_epochs,
         desc="finetune baseline",
@@ -148,12 +152,10 @@ def _newton(call: MethodCall) -> MethodOutput:
         call.model,
         call.w0,
         call.retain,
-        weight_decay=cfg.weight_decay,
-        loss=cfg.loss,
+        cfg.linearization,
         damping=cfg.newton_damping,
         max_iter=cfg.newton_max_iter,
         tol=cfg.newton_tol,
-        dtype=cfg.dtype,
     )
     delta = step.to(next(call.model.parameters()).dtype)
     mean = call.w_d + delta
@@ -191,7 +193,7 @@ def forget(
     ``retrain`` (it must have been trained on D_r alone). ``direction``: an NTK step already
     computed for this cohort (e.g. by a prepared kernel, :mod:`forgetbox.deletion.prepared`).
     """
-    method = Method(method)
+    method = Method.parse(method, "method")
     config = config or ForgetConfig()
     start = time.perf_counter()
     alpha = config.alpha if config.alpha is not None else DEFAULT_ALPHA.get(method, 0.0)

@@ -14,11 +14,17 @@ Definitions (all shapes for a set S of |S| samples and c classes, p parameters):
 - Scrubbing direction ``delta_w = u_{D_r} - u_D``. With a linear model, MSE and ``w_bar = w0``,
   ``w0 + u_S`` is the exact ridge solution on S, so ``w(D) + delta_w = w(D_r)`` exactly.
 
-Modules, one concept each: :mod:`.options` (solver, kernel, form, numerical knobs),
-:mod:`.memory` (the budget and what each path needs), :mod:`.jacobian` (Jacobians, vjp, jvp),
-:mod:`.kernel` (the blocked kernel build), :mod:`.solvers` (Cholesky, Nystrom-preconditioned
-CG), :mod:`.problem` (the linearization data), :mod:`.direction` (delta_w in difference and
-Schur form), :mod:`.projector` (the P of eq. 10), :mod:`.trapezium` (Fig. 5).
+Modules, one concept each: :mod:`.options` (the :class:`Linearization` and the numerical
+:class:`NTKOptions`), :mod:`.memory` (the budget and what each path needs), :mod:`.jacobian`
+(Jacobians, vjp, jvp), :mod:`.kernel` (the blocked kernel build), :mod:`.solvers` (Cholesky,
+Nystrom-preconditioned CG), :mod:`.problem` (the linearization data), :mod:`.direction`
+(delta_w in difference and Schur form), :mod:`.param_space` (the p x p solve), :mod:`.prepared`
+and :mod:`.prepared_params` (a factored state answering many requests), :mod:`.preparation`
+(building it), :mod:`.projector` (the P of eq. 10), :mod:`.trapezium` (Fig. 5).
+
+The engine's public interface is ``__all__``: the layers above it (methods, bounds, deletion,
+the experiment) use only those names (``tests/test_architecture.py``); the rest (Cholesky in
+place, blocked solves, kernel rows, the held Jacobian) is internal.
 
 Note on signs: the paper writes ``w_lin(D) = grad f0^T Theta^{-1} (f0 - Y) + w0``, whereas
 gradient flow gives ``-grad f0^T Theta^{-1} (f0 - Y)``; its V is therefore minus ours: here
@@ -27,66 +33,47 @@ A^{-1}) r_r``, where the second term corrects for the different weight-decay sca
 and |D_r| lambda of the two kernels (zero when lambda=0).
 """
 
-from .direction import (
-    NTKDirection,
-    SolveReport,
-    choose_solver,
-    ntk_direction,
-    schur_coefficients,
-    scrub_direction,
-)
-from .jacobian import jacobian, jvp_all, vjp_sum
-from .kernel import HeldJacobian, kernel_and_jacobian, kernel_matrix, kernel_rows, shifted
-from .memory import MemoryBudgetError, default_memory_budget
-from .options import Form, Kernel, Loss, NTKOptions, Solver
+from .direction import NTKDirection, SolveReport, ntk_direction, scrub_direction
+from .jacobian import jacobian, jacobian_blocks
+from .kernel import kernel_matrix
+from .memory import MemoryBudgetError, default_memory_budget, itemsize
+from .options import Around, Form, Kernel, Linearization, Loss, NTKOptions, Solver
 from .precision import full_precision
+from .preparation import prepare_state
+from .prepared import PreparedKernel
+from .prepared_params import PreparedParams
 from .problem import Problem, build_problem, residuals
 from .projector import apply_retain_projector
-from .solvers import (
-    KernelOperator,
-    NystromPreconditioner,
-    cholesky,
-    cholesky_,
-    conjugate_gradient,
-    mirror_upper_,
-    solve_factored,
-)
+from .solvers import conjugate_gradient
 from .trapezium import Trapezium, trapezium
 
 __all__ = [
+    "Around",
     "Form",
-    "HeldJacobian",
     "Kernel",
-    "KernelOperator",
+    "Linearization",
     "Loss",
     "MemoryBudgetError",
     "NTKDirection",
     "NTKOptions",
-    "NystromPreconditioner",
+    "PreparedKernel",
+    "PreparedParams",
     "Problem",
     "SolveReport",
     "Solver",
     "Trapezium",
     "apply_retain_projector",
     "build_problem",
-    "cholesky",
-    "cholesky_",
-    "choose_solver",
     "conjugate_gradient",
     "default_memory_budget",
     "full_precision",
+    "itemsize",
     "jacobian",
-    "jvp_all",
-    "kernel_and_jacobian",
+    "jacobian_blocks",
     "kernel_matrix",
-    "kernel_rows",
-    "mirror_upper_",
     "ntk_direction",
+    "prepare_state",
     "residuals",
-    "schur_coefficients",
     "scrub_direction",
-    "shifted",
-    "solve_factored",
     "trapezium",
-    "vjp_sum",
 ]

@@ -17,7 +17,7 @@ from ..functional import flatten
 from ..inputs import head
 from .kernel import HeldJacobian, kernel_rows, shifted
 from .memory import MemoryBudgetError, cg_memory_estimate, dense_memory_estimate, itemsize
-from .options import Form, Kernel, Loss, NTKOptions, Solver, resolve_options
+from .options import Form, Kernel, Linearization, NTKOptions, Solver
 from .param_space import param_memory_estimate, param_space_step
 from .precision import full_precision
 from .problem import Problem, problem_for
@@ -222,40 +222,34 @@ def ntk_direction(
     model: nn.Module,
     retain,
     forget,
+    linearization: Linearization | None = None,
     *,
-    weight_decay: float,
-    loss: Loss | str = Loss.CE,
-    around=None,
     pretrained=None,
-    dtype: torch.dtype | None = None,
+    point=None,
     seed: int = 0,
     options: NTKOptions | None = None,
-    **overrides,
 ) -> NTKDirection:
     """The NTK scrubbing step with everything it used (see :mod:`forgetbox.ntk`).
 
-    ``retain``/``forget``: ``(inputs, labels)`` pairs or datasets. ``around``: the linearization
-    point (module, parameter dict or flat vector; default the model's current weights).
-    ``pretrained`` (w0; module, dict or flat vector): when given, the linearization keeps the
-    weight-decay anchor, i.e. it solves the stated objective exactly for the model linearized
-    at w_bar: ``u_S = -(w_bar - w0) - J^T Theta_S^{-1} (r_S - J_S (w_bar - w0))``. This only
-    replaces r by ``r - J (w_bar - w0)`` (one jvp pass); at ``w_bar = w0`` it changes nothing.
-    Without it (the authors' code) the anchor term is dropped. ``dtype``: the precision of the
-    whole computation (default: the model's). ``seed``: the Nystrom sample.
-    ``options``: :class:`NTKOptions` (solver, kernel, form, budget, CG knobs); keyword
-    ``overrides`` replace its fields, e.g. ``solver="cg"``.
+    ``retain``/``forget``: ``(inputs, labels)`` pairs or datasets. ``linearization``
+    (:class:`Linearization`, default its defaults): the weight decay, loss, point, anchor and
+    precision. ``pretrained``: w0 (module, dict or flat vector), needed when the linearization
+    is anchored or taken at w0. Anchored, the step solves the stated objective exactly for the
+    model linearized at w_bar: ``u_S = -(w_bar - w0) - J^T Theta_S^{-1} (r_S - J_S (w_bar -
+    w0))``, which only replaces r by ``r - J (w_bar - w0)`` (one jvp pass); unanchored (the
+    authors' code) the anchor term is dropped. ``point``: an explicit linearization point
+    instead of ``linearization.around`` (module, dict or flat vector). ``seed``: the Nystrom
+    sample. ``options``: :class:`NTKOptions` (solver, kernel, form, budget, CG knobs).
     """
     start = time.perf_counter()
-    opts = resolve_options(options, overrides)
+    opts = options or NTKOptions()
     prob = problem_for(
         model,
         retain,
         forget,
-        weight_decay=weight_decay,
-        loss=loss,
-        around=around,
-        dtype=dtype,
+        linearization or Linearization(),
         pretrained=pretrained,
+        point=point,
         options=opts,
     )
     nr = prob.n_retain
@@ -295,10 +289,29 @@ def ntk_direction(
     )
 
 
-def scrub_direction(model: nn.Module, retain, forget, **kwargs) -> Tensor:
+def scrub_direction(
+    model: nn.Module,
+    retain,
+    forget,
+    linearization: Linearization | None = None,
+    *,
+    pretrained=None,
+    point=None,
+    seed: int = 0,
+    options: NTKOptions | None = None,
+) -> Tensor:
     """The flat scrubbing direction ``delta_w = u_{D_r} - u_D`` (before trapezium rescaling).
 
     Shapes: ``retain = (x_r, y_r)`` with ``x_r`` ``(N_r, ...)``, ``forget`` likewise; the result
-    has length p in ``model.parameters()`` order. Keywords: :func:`ntk_direction`.
+    has length p in ``model.parameters()`` order. Arguments: :func:`ntk_direction`.
     """
-    return ntk_direction(model, retain, forget, **kwargs).delta
+    return ntk_direction(
+        model,
+        retain,
+        forget,
+        linearization,
+        pretrained=pretrained,
+        point=point,
+        seed=seed,
+        options=options,
+    ).delta

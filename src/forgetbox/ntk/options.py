@@ -1,73 +1,102 @@
-"""How the NTK step is computed: the solver, the kernel, the form of eq. 10 and the numerical
-knobs, as one frozen :class:`NTKOptions` passed whole from the public API to the engine."""
+"""What the NTK step computes and how: the linearization (:class:`Linearization`: weight decay,
+loss, point, anchor, precision) and the numerical options (:class:`NTKOptions`: solver, kernel,
+form, memory), each one frozen dataclass passed whole from the public API and the command line
+to the engine. Every string option is a :class:`~forgetbox.choices.Choice`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from enum import StrEnum
+from dataclasses import dataclass, field
+
+import torch
+
+from ..settings import Choice, Settings, check_bool, check_dtype, check_int, check_number
+from ..training import DEFAULT_WEIGHT_DECAY
 
 
-class Solver(StrEnum):
-    """How the kernel systems are solved.
+class Solver(Choice):
+    """How the kernel systems are solved."""
 
-    AUTO picks PARAM when the trained parameters are fewer than the kernel's rows and fit the
-    budget, else DENSE when the kernel fits, else CG.
-    DENSE: exact (Cholesky), cost p (Nc)^2 to build the kernel; best for |D| c up to ~10^4.
-    CG: matrix-free, memory O(p + Nc), cost (iterations) x (vjp + jvp) over the data.
-    PARAM: exact, in parameter space (p x p systems), memory O(p^2) whatever |D|; for a
-    trained subset of the weights (:mod:`forgetbox.ntk.param_space`).
-    """
-
-    AUTO = "auto"
-    DENSE = "dense"
-    CG = "cg"
-    PARAM = "param"
+    AUTO = "auto", "param when the trained parameters are fewer than the kernel's rows, else dense"
+    DENSE = "dense", "exact Cholesky of the (|D| c)^2 kernel; best up to |D| c of about 10^4"
+    CG = "cg", "matrix-free conjugate gradients, memory O(p + |D| c); for kernels too large"
+    PARAM = "param", "exact, in parameter space (p x p); for a trained subset of the weights"
 
 
-class Loss(StrEnum):
-    """The fine-tuning loss: cross-entropy or mean squared error on one-hot targets."""
+class Loss(Choice):
+    """The fine-tuning loss."""
 
-    CE = "ce"
-    MSE = "mse"
+    CE = "ce", "cross-entropy (the paper's classifiers)"
+    MSE = "mse", "mean squared error on one-hot targets (exact for a linear model)"
 
 
-class Kernel(StrEnum):
+class Kernel(Choice):
     """Which kernel the solves use.
 
-    EXACT: the empirical NTK ``J J^T``, ``(n c, n c)``.
-    PSEUDO: the pseudo-NTK of Mohamadi & Sutherland (2022): ``g g^T / c`` with ``g`` the
-    gradient of the sum of the c logits, ``(n, n)``, used as that kernel times the identity over
-    classes. It costs c times fewer Jacobian rows and c^2 less kernel work and memory; it is
-    exact when the NTK is the identity over classes (a linear model, the last layer's share).
-    The direction is still assembled with the full ``J^T`` (one vjp pass).
+    The pseudo-NTK (Mohamadi & Sutherland, 2022) is ``g g^T / c`` with ``g`` the gradient of the
+    sum of the c logits, ``(n, n)``, used as that kernel times the identity over classes; the
+    direction is still assembled with the full ``J^T`` (one vjp pass).
     """
 
-    EXACT = "exact"
-    PSEUDO = "pseudo"
+    EXACT = "exact", "the empirical NTK J J^T, (n c, n c): the paper's step"
+    PSEUDO = "pseudo", "c^2 less kernel work, exact only when the NTK is the identity over classes"
 
 
-class Form(StrEnum):
-    """The algebraic form of delta_w: ``u_{D_r} - u_D`` (difference) or eq. 10 (Schur)."""
+class Form(Choice):
+    """The algebraic form of delta_w (both give the same step)."""
 
-    DIFFERENCE = "difference"
-    SCHUR = "schur"
+    DIFFERENCE = "difference", "u_{D_r} - u_D: two Cholesky factors of the kernel"
+    SCHUR = "schur", "eq. 10 through the Schur complement of the retain block (dense only)"
 
 
-def enum_value(enum: type[StrEnum], value, what: str) -> StrEnum:
-    """``enum(value)`` with an error that lists the choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in enum)
-        raise ValueError(f"{what} must be one of {choices}; got {value!r}") from None
+class Around(Choice):
+    """Where the network is linearized."""
+
+    TRAINED = "trained", "at w(D), the weights being scrubbed (the supplement's better choice)"
+    PRETRAINED = "pretrained", "at w0 (the paper's main text); needs the pre-trained weights"
+
+
+def _help(text: str, **more) -> dict:
+    """Field metadata: the help of its command-line flag (and the flag's name or unit)."""
+    return {"help": text, **more}
 
 
 @dataclass(frozen=True)
-class NTKOptions:
-    """Numerical options of the NTK step (what it computes is set by the loss, the weight
-    decay and the linearization point, which are not options).
+class Linearization(Settings):
+    """What the NTK step linearizes: fine-tuning's objective
+    ``(1/|S|) sum_i loss_i + (lambda/2) ||w - w0||^2`` with the network linearized at a point.
 
-    ``solver``/``kernel``/``form``: see :class:`Solver`, :class:`Kernel`, :class:`Form` (plain
+    ``weight_decay``: lambda. ``loss``: :class:`Loss`. ``around``: the point (:class:`Around`).
+    ``anchored``: keep the weight-decay anchor, i.e. solve the stated objective exactly for the
+    linearized model (forgetbox); False drops the anchor term as the authors' code does (it
+    changes nothing at ``around = pretrained``). ``dtype``: the precision of every method's
+    computation (default: the model's).
+    """
+
+    weight_decay: float = field(
+        default=DEFAULT_WEIGHT_DECAY, metadata=_help("lambda of (lambda/2)||w - w0||^2")
+    )
+    loss: Loss = field(default=Loss.CE, metadata=_help("fine-tuning loss"))
+    around: Around = field(default=Around.TRAINED, metadata=_help("linearization point"))
+    anchored: bool = field(
+        default=True, metadata=_help("keep the weight-decay anchor in the linearization")
+    )
+    dtype: torch.dtype | None = field(
+        default=None, metadata=_help("precision of the computation (default: the weights')")
+    )
+
+    def __post_init__(self) -> None:
+        check_number(self.weight_decay, "weight_decay", low=0.0)
+        object.__setattr__(self, "loss", Loss.parse(self.loss, "loss"))
+        object.__setattr__(self, "around", Around.parse(self.around, "around"))
+        check_bool(self.anchored, "anchored")
+        check_dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class NTKOptions(Settings):
+    """Numerical options of the NTK step (what it computes is the :class:`Linearization`).
+
+    ``solver``/``kernel``/``form``: :class:`Solver`, :class:`Kernel`, :class:`Form` (plain
     strings are accepted). ``memory_budget``: bytes the solver may use (default: half of the
     machine's memory or of the GPU's free memory). ``chunk``: samples per Jacobian chunk
     (default: from the budget). ``nystrom_rank``: samples whose kernel columns build the CG
@@ -75,44 +104,34 @@ class NTKOptions:
     float64, 1e-5 in float32). ``cg_max_iter``: CG iteration cap.
     """
 
-    solver: Solver = Solver.AUTO
-    kernel: Kernel = Kernel.EXACT
-    form: Form = Form.DIFFERENCE
-    memory_budget: int | None = None
-    chunk: int | None = None
-    nystrom_rank: int = 64
-    cg_tol: float | None = None
-    cg_max_iter: int = 500
+    solver: Solver = field(default=Solver.AUTO, metadata=_help("NTK solver"))
+    kernel: Kernel = field(default=Kernel.EXACT, metadata=_help("NTK kernel"))
+    form: Form = field(default=Form.DIFFERENCE, metadata=_help("algebraic form of the step"))
+    memory_budget: int | None = field(
+        default=None,
+        metadata=_help(
+            "memory budget of the NTK solver (default: half the memory)",
+            flag="memory-budget-gb",
+            scale=2**30,
+        ),
+    )
+    chunk: int | None = field(
+        default=None, metadata=_help("samples per Jacobian chunk (default: from the budget)")
+    )
+    nystrom_rank: int = field(default=64, metadata=_help("samples of the CG preconditioner"))
+    cg_tol: float | None = field(
+        default=None, metadata=_help("CG relative residual (default 1e-5 float32, 1e-10 float64)")
+    )
+    cg_max_iter: int = field(default=500, metadata=_help("CG iteration cap"))
 
     def __post_init__(self) -> None:
         for name, enum in (("solver", Solver), ("kernel", Kernel), ("form", Form)):
-            object.__setattr__(self, name, enum_value(enum, getattr(self, name), name))
-        _positive_int(self.memory_budget, "memory_budget", allow_none=True)
-        _positive_int(self.chunk, "chunk", allow_none=True)
-        _positive_int(self.cg_max_iter, "cg_max_iter")
-        if isinstance(self.nystrom_rank, bool) or not isinstance(self.nystrom_rank, int):
-            raise ValueError(f"nystrom_rank must be an integer >= 0; got {self.nystrom_rank!r}")
-        if self.nystrom_rank < 0:
-            raise ValueError(f"nystrom_rank must be >= 0; got {self.nystrom_rank}")
-        if self.cg_tol is not None and not (0 < float(self.cg_tol) < 1):
-            raise ValueError(f"cg_tol must lie in (0, 1); got {self.cg_tol!r}")
-
-    def replace(self, **changes) -> NTKOptions:
-        """A copy with ``changes`` (field names of this class only)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise TypeError(f"unknown NTK options: {sorted(unknown)}")
-        return NTKOptions(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
-
-
-def _positive_int(value, name: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-
-
-def resolve_options(options: NTKOptions | None, overrides: dict) -> NTKOptions:
-    """``options`` (default :class:`NTKOptions`) with keyword ``overrides`` applied."""
-    base = options if options is not None else NTKOptions()
-    return base.replace(**overrides) if overrides else base
+            object.__setattr__(self, name, enum.parse(getattr(self, name), name))
+        check_int(self.memory_budget, "memory_budget", allow_none=True)
+        check_int(self.chunk, "chunk", allow_none=True)
+        check_int(self.cg_max_iter, "cg_max_iter")
+        check_int(self.nystrom_rank, "nystrom_rank", low=0)
+        if self.cg_tol is not None:
+            check_number(self.cg_tol, "cg_tol", low=0.0, strict=True)
+            if not self.cg_tol < 1:
+                raise ValueError(f"cg_tol must lie in (0, 1); got {self.cg_tol!r}")

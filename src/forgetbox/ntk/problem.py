@@ -24,13 +24,13 @@ from ..inputs import Rows, as_rows, concat
 from .jacobian import jvp_all, vjp_sum
 from .kernel import HeldJacobian, kernel_and_jacobian
 from .memory import default_chunk, default_memory_budget
-from .options import Kernel, Loss, NTKOptions, enum_value, resolve_options
+from .options import Around, Kernel, Linearization, Loss, NTKOptions
 
 
 def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Tensor:
     """Residual ``(n, c)``: softmax(logits) - onehot(y) for CE, logits - onehot(y) for MSE."""
     onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-    if Loss(loss) is Loss.CE:
+    if Loss.parse(loss, "loss") is Loss.CE:
         return torch.softmax(logits, -1) - onehot
     return logits - onehot
 
@@ -41,10 +41,11 @@ class Problem:
 
     ``f``/``params``: the model function and w_bar; ``x``: inputs of D (a tensor, or
     :class:`~forgetbox.inputs.Rows` read a batch at a time); ``r``: residuals on D
-    ``(n, c)`` (anchored when ``anchor`` = flat w0 is set); ``n_retain``: rows of D_r; ``lam``:
-    the weight decay; ``chunk``: samples per vjp/jvp chunk; ``budget``: memory budget (bytes);
-    ``kernel``: exact or pseudo; ``chunk_option``: the caller's chunk (None lets the kernel
-    build choose per parameter group).
+    ``(n, c)`` (anchored when ``anchor`` = flat w0 is set); ``n_retain``: rows of D_r;
+    ``linearization``: what was linearized (its weight decay is ``lam``); ``chunk``: samples per
+    vjp/jvp chunk; ``budget``: memory budget (bytes); ``kernel``: exact or pseudo;
+    ``chunk_option``: the caller's chunk (None lets the kernel build choose per parameter
+    group).
     """
 
     f: ModelFn
@@ -52,12 +53,17 @@ class Problem:
     x: Tensor | Rows
     r: Tensor
     n_retain: int
-    lam: float
+    linearization: Linearization
     chunk: int
     budget: int
     anchor: Tensor | None = None
     kernel: Kernel = Kernel.EXACT
     chunk_option: int | None = None
+
+    @property
+    def lam(self) -> float:
+        """The weight decay lambda."""
+        return self.linearization.weight_decay
 
     @property
     def rows(self) -> int:
@@ -118,11 +124,25 @@ def around_params(model: nn.Module, around, dtype: torch.dtype) -> Params:
     elif isinstance(around, Mapping):
         missing = set(base) - set(around)
         if missing:
-            raise ValueError(f"`around` lacks parameters {sorted(missing)[:5]}")
+            raise ValueError(f"the linearization point lacks parameters {sorted(missing)[:5]}")
         given = {k: around[k].detach() for k in base}
     else:
-        raise TypeError("`around` must be a module, a parameter dict or a flat vector")
+        raise TypeError("a linearization point is a module, a parameter dict or a flat vector")
     return {k: given[k].to(device, dtype) for k in base}
+
+
+def linearization_point(
+    model: nn.Module, linearization: Linearization, pretrained, point, dtype: torch.dtype
+) -> Params:
+    """w_bar: ``point`` when given (a module, parameter dict or flat vector), else the model's
+    own weights or w0 as ``linearization.around`` says."""
+    if point is not None:
+        return around_params(model, point, dtype)
+    if linearization.around is Around.PRETRAINED:
+        if pretrained is None:
+            raise ValueError("around='pretrained' linearizes at w0: give pretrained= (w0)")
+        return around_params(model, pretrained, dtype)
+    return parameters_of(model, dtype)
 
 
 def build_problem(
@@ -130,25 +150,28 @@ def build_problem(
     x: Tensor,
     y: Tensor,
     n_retain: int,
+    linearization: Linearization,
     *,
-    weight_decay: float,
-    loss: Loss | str = Loss.CE,
-    around=None,
-    dtype: torch.dtype | None = None,
     pretrained=None,
+    point=None,
     options: NTKOptions | None = None,
-    **overrides,
 ) -> Problem:
-    """Validated linearization data for D = (x, y), whose first ``n_retain`` rows are D_r:
-    parameters at w_bar (``around``, default the model's weights), residuals (anchored when
-    ``pretrained`` = w0 is given), chunk and budget (from ``options``; keyword ``overrides``
-    replace its fields). Everything lives on the model's device."""
-    opts = resolve_options(options, overrides)
-    loss = enum_value(Loss, loss, "loss")
-    dtype = dtype or next(model.parameters()).dtype
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    params = around_params(model, around, dtype)
+    """Validated linearization data for D = (x, y), whose first ``n_retain`` rows are D_r.
+
+    ``linearization``: the objective and the point (:class:`Linearization`); ``pretrained``: w0
+    (a module, parameter dict or flat vector), needed when the linearization is anchored or
+    taken at w0; ``point``: an explicit linearization point instead (studies, tests);
+    ``options``: chunk and memory budget (:class:`NTKOptions`). Residuals are anchored (one
+    jvp pass) when ``linearization.anchored``. Everything lives on the model's device.
+    """
+    opts = options or NTKOptions()
+    if linearization.anchored and pretrained is None:
+        raise ValueError(
+            "an anchored linearization needs the pre-trained weights: give pretrained= (w0), "
+            "or Linearization(anchored=False) for the authors' unanchored step"
+        )
+    dtype = linearization.dtype or next(model.parameters()).dtype
+    params = linearization_point(model, linearization, pretrained, point, dtype)
     assert_finite(params, "model parameters")
     device = next(iter(params.values())).device
     f = model_function(model, dtype)
@@ -168,9 +191,9 @@ def build_problem(
     p = sum(t.numel() for t in params.values())
     rows = 1 if opts.kernel is Kernel.PSEUDO else c
     chunk = opts.chunk or default_chunk(p, rows, dtype, budget, device)
-    r = residuals(logits, y, loss)
+    r = residuals(logits, y, linearization.loss)
     anchor = None
-    if pretrained is not None:
+    if linearization.anchored:
         anchor = flatten(around_params(model, pretrained, dtype)).to(device)
         d = unflatten(flatten(params) - anchor, params)
         r = r - jvp_all(f, params, x, d, chunk).detach()
@@ -180,7 +203,7 @@ def build_problem(
         x=x,
         r=r,
         n_retain=n_retain,
-        lam=float(weight_decay),
+        linearization=linearization,
         chunk=chunk,
         budget=budget,
         anchor=anchor,
@@ -189,7 +212,16 @@ def build_problem(
     )
 
 
-def problem_for(model: nn.Module, retain, forget, **options) -> Problem:
+def problem_for(
+    model: nn.Module,
+    retain,
+    forget,
+    linearization: Linearization,
+    *,
+    pretrained=None,
+    point=None,
+    options: NTKOptions | None = None,
+) -> Problem:
     """:func:`build_problem` for D = retain then forget (both non-empty)."""
     xr, yr = as_rows(retain, "retain")
     xf, yf = as_rows(forget, "forget")
@@ -197,4 +229,7 @@ def problem_for(model: nn.Module, retain, forget, **options) -> Problem:
         raise ValueError("the forget set is empty: nothing to scrub")
     if len(xr) == 0:
         raise ValueError("the retain set is empty")
-    return build_problem(model, concat(xr, xf), torch.cat([yr, yf]), len(xr), **options)
+    x, y = concat(xr, xf), torch.cat([yr, yf])
+    return build_problem(
+        model, x, y, len(xr), linearization, pretrained=pretrained, point=point, options=options
+    )

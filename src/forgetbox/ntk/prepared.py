@@ -1,8 +1,8 @@
 """Prepared deletion: pay for the kernel once per trained model, answer each request cheaply.
 
-:func:`~forgetbox.deletion.prepare.prepare` factors, once, the kernel of the whole training set
-D at the linearization point w_bar: ``Theta_D = K + |D| lambda I = L L^T`` (K the exact NTK
-``(n c, n c)`` or the pseudo-NTK ``(n, n)``), with ``alpha_D = Theta_D^{-1} r`` and
+:func:`~forgetbox.ntk.preparation.prepare_state` factors, once, the kernel of the whole
+training set D at the linearization point w_bar: ``Theta_D = K + |D| lambda I = L L^T`` (K the
+exact NTK ``(n c, n c)`` or the pseudo-NTK ``(n, n)``), with ``alpha_D = Theta_D^{-1} r`` and
 ``J^T alpha_D`` (so ``u_D = -J^T alpha_D``).
 
 A request for a cohort U (indices into D; with earlier requests, U is the union of every cohort
@@ -19,30 +19,31 @@ so far, all answered from the same w(D)) then needs ``u_{D_r} = -J_r^T A^{-1} r_
 - ``delta_w = J^T alpha_D - J_r^T beta`` takes one vector-Jacobian pass over D_r.
 
 The result equals the from-scratch :func:`forgetbox.ntk.ntk_direction` (tested to 1e-8 in
-float64). A prepared state is tied to the model's weights, the data and w0 by SHA-256 hashes and
-refuses anything else.
+float64). This module holds the numerics only: what a state is bound to (weights, data, w0) and
+how it is stored are the deletion service's (:mod:`forgetbox.deletion.prepare`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from .. import ntk
-from ..atomic import atomic_write_json
-from ..checkpoints import CheckpointError, read_metadata, save_large
+from ..checkpoints import CheckpointError
+from ..cohort import Cohort
 from ..functional import model_function, unflatten
-from ..hashing import sha256_file, state_sha256, tensors_sha256
-from ..inputs import as_tensors
+from .direction import NTKDirection, SolveReport
+from .jacobian import vjp_sum
+from .kernel import kernel_rows
+from .options import Around, Kernel, Linearization, Loss
+from .precision import full_precision
+from .solvers import cholesky, conjugate_gradient, solve_factored
 
-FORMAT = "forgetbox-prepared/2"
-KERNEL_FILE = "kernel.safetensors"
-COHORT_FILE = "cohort.safetensors"
-MANIFEST_FILE = "prepared.json"
+
+def _no_columns() -> Tensor:
+    return torch.zeros(0, dtype=torch.long)
 
 
 @dataclass
@@ -54,7 +55,8 @@ class PreparedKernel:
     the kernel layout ``(m, k)``; ``residuals`` ``(n, c)``; ``jt_alpha``: ``J^T alpha_D`` ``(p,)``;
     ``around``: flat w_bar; ``anchor``: flat w0 when the linearization keeps the weight-decay
     anchor; ``forgotten``: the cohort answered so far (request order) with ``columns`` =
-    ``Theta_D^{-1}[:, rows(forgotten)]``.
+    ``Theta_D^{-1}[:, rows(forgotten)]``. ``hashes``: what the state is bound to (opaque to the
+    engine; the deletion service writes and checks them).
     """
 
     kernel: str
@@ -69,7 +71,7 @@ class PreparedKernel:
     around: Tensor
     anchor: Tensor | None
     hashes: dict
-    forgotten: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    forgotten: Tensor = field(default_factory=_no_columns)
     columns: Tensor | None = None
     seconds: float = 0.0
 
@@ -78,34 +80,50 @@ class PreparedKernel:
 
     @property
     def rows(self) -> int:
-        return 1 if self.kernel == ntk.Kernel.PSEUDO else self.c
+        return 1 if self.kernel == Kernel.PSEUDO else self.c
 
     @property
     def anchored(self) -> bool:
         return self.anchor is not None
 
+    @property
+    def linearization(self) -> Linearization:
+        """What was linearized (always at the trained weights w(D))."""
+        return Linearization(
+            weight_decay=self.weight_decay,
+            loss=Loss(self.loss),
+            around=Around.TRAINED,
+            anchored=self.anchored,
+        )
+
     def nbytes(self) -> int:
         cols = 0 if self.columns is None else self.columns.numel() * 8
         return self.chol.numel() * 8 + cols + self.jt_alpha.numel() * 3 * 4
 
+    def cohort(self, indices) -> Cohort:
+        """``indices`` checked as the next request's cohort (:meth:`Cohort.check`)."""
+        return Cohort.check(indices, self.n, self.forgotten)
+
     # ------------------------------------------------------------------------- requests
 
-    @ntk.full_precision()
+    @full_precision()
     def request(
         self,
         model: nn.Module,
-        data,
-        forget_indices,
+        x: Tensor,
+        cohort: Cohort,
         *,
         tol: float = 1e-13,
         max_iter: int = 200,
         chunk: int = 128,
-    ) -> ntk.NTKDirection:
-        """The NTK direction for the cohort ``forgotten + forget_indices`` (updates the state).
+    ) -> NTKDirection:
+        """The NTK direction for the cohort ``forgotten + cohort.new`` (updates the state).
 
-        ``model`` must be the prepared model and ``data`` the prepared ``(inputs, labels)``
-        (both are checked by hash). Returns the same :class:`~forgetbox.ntk.NTKDirection` as
-        :func:`forgetbox.ntk.ntk_direction` with ``retain`` = D minus the cohort.
+        ``model``: the prepared model (trained parameters marked as at preparation); ``x``: the
+        prepared inputs ``(n, ...)``; ``cohort``: the request's indices, checked against this
+        state (:meth:`cohort`). Returns the same :class:`~forgetbox.ntk.NTKDirection` as
+        :func:`forgetbox.ntk.ntk_direction` with ``retain`` = D minus the cohort. A request that
+        fails leaves the state as it was.
         """
         start = time.perf_counter()
         marks = {}
@@ -115,12 +133,9 @@ class PreparedKernel:
                 torch.cuda.synchronize(self.chol.device)
             marks[name] = time.perf_counter() - start - sum(marks.values())
 
-        x, y = self.check(model, data)
-        self._check_trained(model)
-        new = self._new_indices(forget_indices)
+        self._check_request(model, x, cohort)
+        new = cohort.new
         mark("check_seconds")
-        # the state changes only when the request has succeeded (a failed solve leaves the
-        # cohort unclaimed)
         solution, iters, rel, state = self._retain_solution(
             model, x, new, tol, max_iter, chunk, mark
         )
@@ -132,7 +147,7 @@ class PreparedKernel:
             raise ValueError("the prepared NTK direction is not finite (ill-conditioned kernel)")
         self._commit(state)
         seconds = time.perf_counter() - start
-        report = ntk.SolveReport(
+        report = SolveReport(
             "prepared",
             iterations=iters,
             relative_residual=rel,
@@ -150,9 +165,31 @@ class PreparedKernel:
             "n_forget_request": len(new),
             "timings": marks,
         }
-        return ntk.NTKDirection(
+        return NTKDirection(
             delta.detach(), u_retain.detach(), self.around, (report,), seconds, extras
         )
+
+    def _check_request(self, model: nn.Module, x: Tensor, cohort: Cohort) -> None:
+        """The model, inputs and cohort fit this state (the cohort was checked against it)."""
+        where = next(model.parameters()).device
+        if where != self.chol.device:
+            raise ValueError(
+                f"the model is on {where} but the prepared state on {self.chol.device}: "
+                "move the model (or load the state with device=...)"
+            )
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if trained != len(self.around):
+            raise ValueError(
+                f"the prepared state covers {len(self.around)} trained parameters but the model "
+                f"marks {trained} as trained: name the same trainable subset as at prepare time "
+                "(--trainable / trainable=)"
+            )
+        if len(x) != self.n:
+            raise ValueError(f"the prepared state has {self.n} samples; got {len(x)} inputs")
+        if not isinstance(cohort, Cohort):
+            raise TypeError("request() takes a Cohort: build it with state.cohort(indices)")
+        if cohort.n != self.n or not torch.equal(cohort.earlier, self.forgotten.cpu()):
+            raise ValueError("the cohort was checked against another prepared state or request")
 
     def _retain_solution(self, model, x, new: Tensor, tol: float, max_iter: int, chunk: int, mark):
         """``(J_r^T beta, CG iterations, relative residual, new state)`` for the cohort
@@ -169,43 +206,19 @@ class PreparedKernel:
         mark("solve_seconds")
         f, params = self._linearization(model, dtype)
         coef = beta.reshape(len(retained), self.c).to(dtype)
-        jr_beta = ntk.vjp_sum(f, params, x.to(device, dtype)[retained], coef, chunk)
+        jr_beta = vjp_sum(f, params, x.to(device, dtype)[retained], coef, chunk)
         mark("vjp_seconds")
         return jr_beta, iters, rel, {"columns": columns, "forgotten": forgotten}
 
     def _linearization(self, model: nn.Module, dtype: torch.dtype):
         """``(f, params)``: the model function and its trained parameters at w_bar."""
-        named = _named(model, dtype)
+        named = {n: p.detach().to(dtype) for n, p in model.named_parameters() if p.requires_grad}
         params = {k: v.to(self.chol.device) for k, v in unflatten(self.around, named).items()}
         return model_function(model, dtype), params
 
     def _commit(self, state: dict) -> None:
         for name, value in state.items():
             setattr(self, name, value)
-
-    def _check_trained(self, model: nn.Module) -> None:
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        if trained != len(self.around):
-            raise ValueError(
-                f"the prepared state covers {len(self.around)} trained parameters but the model "
-                f"marks {trained} as trained: name the same trainable subset as at prepare time "
-                "(--trainable / trainable=)"
-            )
-
-    def _new_indices(self, forget_indices) -> Tensor:
-        idx = torch.as_tensor(forget_indices, dtype=torch.long).reshape(-1).cpu()
-        if len(idx) == 0:
-            raise ValueError("the forget cohort is empty: nothing to scrub")
-        if idx.min() < 0 or idx.max() >= self.n:
-            raise ValueError(f"forget indices must lie in [0, {self.n})")
-        if len(idx.unique()) != len(idx):
-            raise ValueError("forget indices contain duplicates")
-        overlap = set(idx.tolist()) & set(self.forgotten.tolist())
-        if overlap:
-            raise ValueError(f"indices {sorted(overlap)[:5]} were already forgotten")
-        if len(idx) + len(self.forgotten) >= self.n:
-            raise ValueError("the cohorts would cover the whole training set")
-        return idx
 
     def _rows(self, samples: Tensor) -> Tensor:
         r = self.rows
@@ -220,11 +233,11 @@ class PreparedKernel:
         m = self.chol.shape[0]
         unit = torch.zeros(m, len(rows_new), dtype=torch.float64, device=device)
         unit[rows_new, torch.arange(len(rows_new), device=device)] = 1.0
-        cols = ntk.solve_factored(self.chol, unit)
+        cols = solve_factored(self.chol, unit)
         del unit
         old = self.columns
         columns = cols if old is None or old.numel() == 0 else torch.cat([old, cols], 1)
-        return columns, torch.cat([self.forgotten, new])
+        return columns, torch.cat([self.forgotten, new.to(self.forgotten.device)])
 
     def _solve_retain(
         self, G: Tensor, rows_f: Tensor, rows_r: Tensor, n_forget: int, tol: float, max_iter: int
@@ -234,7 +247,7 @@ class PreparedKernel:
         L = self.chol
         m = L.shape[0]
         g_ff = G[rows_f]
-        l_ff = ntk.cholesky(0.5 * (g_ff + g_ff.T), "the downdate")
+        l_ff = cholesky(0.5 * (g_ff + g_ff.T), "the downdate")
         g_rf = G[rows_r]
         eps = n_forget * self.weight_decay
 
@@ -244,65 +257,19 @@ class PreparedKernel:
             return out
 
         def precond(v: Tensor) -> Tensor:
-            w = ntk.solve_factored(L, pad(v))
-            return w[rows_r] - g_rf @ ntk.solve_factored(l_ff, w[rows_f])
+            w = solve_factored(L, pad(v))
+            return w[rows_r] - g_rf @ solve_factored(l_ff, w[rows_f])
 
         def op(v: Tensor) -> Tensor:
             return (L @ (L.T @ pad(v)))[rows_r] - eps * v
 
-        rhs = self.kernel_residuals()[rows_r]
-        return ntk.conjugate_gradient(op, rhs, precond=precond, tol=tol, max_iter=max_iter)
+        rhs = kernel_rows(self.residuals.to(L.device), self.kernel)[0][rows_r]
+        return conjugate_gradient(op, rhs, precond=precond, tol=tol, max_iter=max_iter)
 
-    def kernel_residuals(self) -> Tensor:
-        return ntk.kernel_rows(self.residuals.to(self.chol.device), self.kernel)[0]
+    # ------------------------------------------------------------------------- storage
 
-    # ------------------------------------------------------------------------- checks
-
-    def check(self, model: nn.Module, data) -> tuple[Tensor, Tensor]:
-        """Refuse a model or data other than the prepared ones; returns the data tensors."""
-        where = next(model.parameters()).device
-        if where != self.chol.device:
-            raise ValueError(
-                f"the model is on {where} but the prepared state on {self.chol.device}: "
-                "move the model (or load the state with device=...)"
-            )
-        if state_sha256(model) != self.hashes["weights_sha256"]:
-            raise CheckpointError(
-                "the prepared kernel belongs to other weights (SHA-256 mismatch); a prepared "
-                "state answers requests for the model it was prepared for: pass those original "
-                "weights (every request is answered from them) or prepare again"
-            )
-        x, y = as_tensors(data, "data")
-        if tensors_sha256(x, y) != self.hashes["data_sha256"]:
-            raise CheckpointError(
-                "the prepared kernel belongs to other data (SHA-256 mismatch of inputs and "
-                "labels): pass the same training set, in the same order"
-            )
-        return x, y
-
-    def check_pretrained(self, pretrained: nn.Module | None) -> None:
-        want = self.hashes.get("pretrained_sha256")
-        if want is not None and (pretrained is None or state_sha256(pretrained) != want):
-            raise CheckpointError("the prepared kernel was anchored at other pre-trained weights")
-
-    # ------------------------------------------------------------------------- files
-
-    def save(self, folder: str | Path, extra: dict | None = None) -> None:
-        """Write ``kernel.safetensors`` (immutable), ``cohort.safetensors`` (the requests
-        answered so far) and the manifest ``prepared.json`` with every file's SHA-256, each
-        atomically, the manifest last (``extra``: more fields for the manifest)."""
-        folder = Path(folder)
-        kpath = folder / KERNEL_FILE
-        if kpath.exists():
-            if read_metadata(kpath).get("hashes") != self.hashes:
-                raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
-        else:
-            save_large(kpath, self._kernel_tensors(), self._kernel_meta())
-        files = {KERNEL_FILE: sha256_file(kpath), COHORT_FILE: self.save_cohort(folder)}
-        manifest = {"format": FORMAT, "files": files, "hashes": self.hashes, **(extra or {})}
-        atomic_write_json(folder / MANIFEST_FILE, manifest)
-
-    def _kernel_tensors(self) -> dict[str, Tensor]:
+    def kernel_tensors(self) -> dict[str, Tensor]:
+        """The immutable part of the state (written once, beside :meth:`describe`)."""
         tensors = {
             "chol": self.chol,
             "alpha": self.alpha,
@@ -314,12 +281,12 @@ class PreparedKernel:
             tensors["anchor"] = self.anchor
         return tensors
 
-    def _kernel_meta(self) -> dict:
+    def describe(self) -> dict:
+        """The state's scalars as plain data (stored beside :meth:`kernel_tensors`)."""
         return {
-            "format": FORMAT,
             "space": self.space,
-            "kernel": self.kernel,
-            "loss": self.loss,
+            "kernel": str(self.kernel),
+            "loss": str(self.loss),
             "weight_decay": self.weight_decay,
             "n": self.n,
             "c": self.c,
@@ -327,17 +294,57 @@ class PreparedKernel:
             "seconds": self.seconds,
         }
 
-    def save_cohort(self, folder: str | Path, name: str = COHORT_FILE) -> str:
-        """Write the cohort answered so far to ``folder/name``, atomically; its SHA-256."""
-        path = Path(folder) / name
-        meta = {"format": FORMAT, "kernel_hashes": self.hashes, "space": self.space}
-        save_large(path, self._cohort_tensors(), meta)
-        return sha256_file(path)
-
-    def _cohort_tensors(self) -> dict[str, Tensor]:
+    def cohort_tensors(self) -> dict[str, Tensor]:
+        """The requests answered so far: indices and the columns kept for them."""
         cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)
         return {"forgotten": self.forgotten, "columns": cols}
 
+    @classmethod
+    def expected_shapes(cls, n: int, c: int, kernel: str, p: int) -> dict[str, tuple[int, int]]:
+        """Shapes of the kernel tensors of a state of ``n`` samples, ``c`` classes."""
+        m = n * (1 if kernel == Kernel.PSEUDO else c)
+        k = c if kernel == Kernel.PSEUDO else 1
+        return {"chol": (m, m), "alpha": (m, k), "residuals": (n, c)}
 
-def _named(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
-    return {n: p.detach().to(dtype) for n, p in model.named_parameters() if p.requires_grad}
+    @classmethod
+    def from_tensors(cls, meta: dict, t: dict[str, Tensor], device) -> PreparedKernel:
+        """A state from :meth:`describe` and :meth:`kernel_tensors` (shapes checked;
+        :class:`~forgetbox.checkpoints.CheckpointError` names what is wrong)."""
+        n, c, kernel = int(meta["n"]), int(meta["c"]), str(meta["kernel"])
+        p = len(t["around"]) if "around" in t and t["around"].ndim == 1 else -1
+        for name, shape in cls.expected_shapes(n, c, kernel, p).items():
+            if name not in t or tuple(t[name].shape) != shape:
+                raise CheckpointError(f"{name!r} missing or of the wrong shape")
+        for name in ("jt_alpha", "around"):
+            if name not in t or t[name].ndim != 1 or len(t[name]) != p:
+                raise CheckpointError(f"{name!r} missing or of the wrong shape")
+        return cls(
+            kernel=kernel,
+            loss=str(meta["loss"]),
+            weight_decay=float(meta["weight_decay"]),
+            n=n,
+            c=c,
+            chol=t["chol"].to(device),
+            alpha=t["alpha"].to(device),
+            residuals=t["residuals"].to(device),
+            jt_alpha=t["jt_alpha"].to(device),
+            around=t["around"].to(device),
+            anchor=t["anchor"].to(device) if "anchor" in t else None,
+            hashes=dict(meta["hashes"]),
+            seconds=float(meta.get("seconds", 0.0)),
+        )
+
+    def with_cohort(self, t: dict[str, Tensor], device) -> PreparedKernel:
+        """This state with the requests of :meth:`cohort_tensors` ``t`` answered (checked)."""
+        forgotten = t["forgotten"].long()
+        cols = t["columns"]
+        m = self.chol.shape[0]
+        if len(forgotten) and tuple(cols.shape) != (m, len(forgotten) * self.rows):
+            raise CheckpointError("columns of the wrong shape")
+        if len(forgotten) and (forgotten.min() < 0 or forgotten.max() >= self.n):
+            raise CheckpointError("forgotten indices outside the prepared data")
+        if len(forgotten) and len(forgotten.unique()) != len(forgotten):
+            raise CheckpointError("forgotten indices repeat")
+        self.forgotten = forgotten
+        self.columns = cols.to(device) if len(forgotten) else None
+        return self

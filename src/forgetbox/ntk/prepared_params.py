@@ -1,7 +1,7 @@
 """Prepared deletion in parameter space, for models whose trained parameters are fewer than the
 kernel's rows (a head, a last block, adapters; see :mod:`forgetbox.ntk.param_space`).
 
-:func:`~forgetbox.deletion.prepare.prepare` accumulates, once, ``G_D = J^T J`` and
+:func:`~forgetbox.ntk.preparation.prepare_state` accumulates, once, ``G_D = J^T J`` and
 ``b_D = J^T r`` over the whole training set at w_bar and factors
 ``M = G_D + |D| lambda I = L L^T`` (p x p), with ``u_D = -M^{-1} b_D``.
 
@@ -28,8 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .. import ntk
+from ..checkpoints import CheckpointError
+from .jacobian import jacobian
 from .prepared import PreparedKernel
+from .solvers import cholesky, conjugate_gradient, solve_factored
 
 SPACE = "param"
 
@@ -62,7 +64,7 @@ class PreparedParams(PreparedKernel):
         ``x_r = (G_r + |D_r| lambda I)^{-1} b_r`` (so ``u_{D_r} = -x_r`` before the anchor)."""
         device, dtype = self.chol.device, self.jt_alpha.dtype
         J_new = self._cohort_jacobian(model, x, new, dtype, chunk)
-        cols_new = ntk.solve_factored(self.chol, J_new.T.contiguous())
+        cols_new = solve_factored(self.chol, J_new.T.contiguous())
         J_U = J_new if self.jacobian is None else torch.cat([self.jacobian, J_new])
         C = cols_new if self.columns is None else torch.cat([self.columns, cols_new], 1)
         forgotten = torch.cat([self.forgotten, new])
@@ -70,18 +72,16 @@ class PreparedParams(PreparedKernel):
         r_U = self.residuals.to(device)[forgotten.to(device)].reshape(-1).double()
         rhs = (self.alpha[:, 0] - J_U.T @ r_U)[:, None]
         S = torch.eye(len(J_U), dtype=torch.float64, device=device) - J_U @ C
-        l_s = ntk.cholesky(0.5 * (S + S.T), "the downdate")
+        l_s = cholesky(0.5 * (S + S.T), "the downdate")
         shift = len(forgotten) * self.weight_decay
 
         def op(v: Tensor) -> Tensor:
             return self.chol @ (self.chol.T @ v) - J_U.T @ (J_U @ v) - shift * v
 
         def precond(v: Tensor) -> Tensor:
-            return ntk.solve_factored(self.chol, v) + C @ ntk.solve_factored(l_s, C.T @ v)
+            return solve_factored(self.chol, v) + C @ solve_factored(l_s, C.T @ v)
 
-        sol, iters, rel = ntk.conjugate_gradient(
-            op, rhs, precond=precond, tol=tol, max_iter=max_iter
-        )
+        sol, iters, rel = conjugate_gradient(op, rhs, precond=precond, tol=tol, max_iter=max_iter)
         mark("solve_seconds")
         state = {"columns": C, "jacobian": J_U, "forgotten": forgotten}
         return sol[:, 0].to(dtype), iters, rel, state
@@ -92,17 +92,31 @@ class PreparedParams(PreparedKernel):
         xs = x[idx.to(x.device)].to(self.chol.device, dtype)
         blocks = []
         for i in range(0, len(xs), chunk):
-            J = ntk.jacobian(f, params, xs[i : i + chunk]).detach()
+            J = jacobian(f, params, xs[i : i + chunk]).detach()
             blocks.append(J.reshape(-1, J.shape[-1]).double())
         return torch.cat(blocks)
 
-    # ------------------------------------------------------------------------- files
+    # ------------------------------------------------------------------------- storage
 
-    def _cohort_tensors(self) -> dict[str, Tensor]:
+    def cohort_tensors(self) -> dict[str, Tensor]:
         """The cohort answered so far: indices, ``M^{-1} J_U^T`` and ``J_U``."""
         empty = torch.zeros(0, dtype=torch.float64)
         jacobian = self.jacobian if self.jacobian is not None else empty
-        return {**super()._cohort_tensors(), "jacobian": jacobian}
+        return {**super().cohort_tensors(), "jacobian": jacobian}
+
+    @classmethod
+    def expected_shapes(cls, n: int, c: int, kernel: str, p: int) -> dict[str, tuple[int, int]]:
+        return {"chol": (p, p), "alpha": (p, 1), "residuals": (n, c)}
+
+    def with_cohort(self, t: dict[str, Tensor], device) -> PreparedParams:
+        super().with_cohort(t, device)
+        if "jacobian" not in t:
+            raise CheckpointError("not the cohort of a parameter-space prepared state")
+        jac, m = t["jacobian"], self.chol.shape[0]
+        if len(self.forgotten) and tuple(jac.shape) != (len(self.forgotten) * self.rows, m):
+            raise CheckpointError("jacobian of the wrong shape")
+        self.jacobian = jac.to(device) if len(self.forgotten) else None
+        return self
 
 
 __all__ = ["SPACE", "PreparedParams"]
