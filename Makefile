@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup browser run test test-all lint bench
+.PHONY: setup browser run test lint
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,9 +27,6 @@ run: setup
 test: setup browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	FORGETBOX_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q
-
-test-all: setup browser
-	FORGETBOX_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q -m ""
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -99,12 +99,16 @@ def readouts_of(model, retrained, parts: dict) -> dict:
 def cg_compare(model, w0, retain, forget, device: str) -> dict:
     """Matrix-free CG on the real fine-tuned model: plain vs Nystrom-preconditioned, against the
     dense solve (iterations to a 1e-5 relative residual, seconds, agreement)."""
-    kw = dict(weight_decay=LAM, pretrained=w0, cg_tol=1e-5, cg_max_iter=400)
-    dense, t_dense = timed(device, ntk.ntk_direction, model, retain, forget, solver="dense", **kw)
+    lin = ntk.Linearization(weight_decay=LAM)
+    opts = ntk.NTKOptions(solver="dense", cg_tol=1e-5, cg_max_iter=400)
+    dense, t_dense = timed(
+        device, ntk.ntk_direction, model, retain, forget, lin, pretrained=w0, options=opts
+    )
     out = {"dense_seconds": t_dense}
     for name, rank in (("plain", 0), ("nystrom64", 64), ("nystrom128", 128)):
+        cg = opts.replace(solver="cg", nystrom_rank=rank)
         d, secs = timed(
-            device, ntk.ntk_direction, model, retain, forget, solver="cg", nystrom_rank=rank, **kw
+            device, ntk.ntk_direction, model, retain, forget, lin, pretrained=w0, options=cg
         )
         out[name] = {
             "seconds": secs,
@@ -143,16 +147,15 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
     if args.cg_compare:
         row["cg_compare"] = cg_compare(model.to(device), w0.to(device), retain, forget, device)
     dev_model, dev_w0 = model.to(device), w0.to(device)
-    anchor = None if args.unanchored else dev_w0
+    lin = ntk.Linearization(weight_decay=LAM, anchored=not args.unanchored)
     row["anchored"] = not args.unanchored
     directions = {}
     for kernel in args.kernels:
         if kernel == "exact" and n > args.max_exact:
             continue
-        prep, t_prep = timed(
-            device, prepare, dev_model, (x, y), weight_decay=LAM, pretrained=anchor, kernel=kernel
-        )
-        direction, t_req = timed(device, prep.request, dev_model, (x, y), fidx)
+        cfg = ForgetConfig(linearization=lin, ntk=ntk.NTKOptions(kernel=kernel))
+        prep, t_prep = timed(device, prepare, dev_model, (x, y), pretrained=dev_w0, config=cfg)
+        direction, t_req = timed(device, prep.request, dev_model, x, prep.cohort(fidx))
         directions[kernel] = direction
         row[kernel] = {
             "prepare_seconds": t_prep,
@@ -174,9 +177,9 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
             dev_model,
             retain,
             forget,
-            weight_decay=LAM,
-            pretrained=anchor,
-            solver="dense",
+            lin,
+            pretrained=dev_w0,
+            options=ntk.NTKOptions(solver="dense"),
         )
         a, b = directions["exact"].delta.double(), scratch.delta.double()
         row["exact"]["from_scratch_seconds"] = t_scratch
@@ -195,7 +198,7 @@ def one(spec: str, n: int, device: str, d: data.ArrayData, args) -> dict:
             w0,
             retain,
             forget,
-            ForgetConfig(weight_decay=LAM, anchored=not args.unanchored),
+            ForgetConfig(linearization=lin),
             direction=cpu_dir,
         )
         scrubbed = load_flat_(copy.deepcopy(model), mean)

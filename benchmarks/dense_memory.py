@@ -53,7 +53,7 @@ class PeakSampler:
 def measure(n: int) -> dict:
     import torch
 
-    from forgetbox.ntk import ntk_direction
+    from forgetbox.ntk import Linearization, NTKOptions, ntk_direction
     from forgetbox.ntk.memory import dense_memory_estimate, kernel_bytes
 
     torch.manual_seed(0)
@@ -61,12 +61,13 @@ def measure(n: int) -> dict:
     x = torch.randn(n, INPUTS, dtype=torch.float64)
     y = torch.randint(0, CLASSES, (n,))
     retain, forget = (x[FORGET:], y[FORGET:]), (x[:FORGET], y[:FORGET])
-    ntk_direction(model, (x[:40], y[:40]), (x[:5], y[:5]), weight_decay=0.1, solver="dense")
+    lin, dense = Linearization(anchored=False), NTKOptions(solver="dense")
+    ntk_direction(model, (x[:40], y[:40]), (x[:5], y[:5]), lin, options=dense)
     m = n * CLASSES
     base = resident_bytes()
     sampler = PeakSampler()
     t = time.perf_counter()
-    ntk_direction(model, retain, forget, weight_decay=0.1, solver="dense")
+    ntk_direction(model, retain, forget, lin, options=dense)
     seconds = time.perf_counter() - t
     added = sampler.stop() - base
     p = sum(q.numel() for q in model.parameters())

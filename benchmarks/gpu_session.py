@@ -70,13 +70,13 @@ def sanity() -> dict:
     res = {}
     for dev in dict.fromkeys(("cpu", DEV)):
         m, w = model.to(dev), w0.to(dev)
-        kw = dict(weight_decay=0.1, dtype=torch.float64, pretrained=w)
-        dense = ntk.ntk_direction(
-            m, (x[keep], y[keep]), (x[cohort], y[cohort]), solver="dense", **kw
-        )
-        cg = ntk.ntk_direction(m, (x[keep], y[keep]), (x[cohort], y[cohort]), solver="cg", **kw)
-        prep = prepare(m, (x, y), weight_decay=0.1, pretrained=w)
-        req = prep.request(m, (x, y), cohort)
+        kw = dict(pretrained=w)
+        lin = ntk.Linearization(dtype=torch.float64)
+        retain, forget = (x[keep], y[keep]), (x[cohort], y[cohort])
+        dense = ntk.ntk_direction(m, retain, forget, lin, options=ntk.NTKOptions("dense"), **kw)
+        cg = ntk.ntk_direction(m, retain, forget, lin, options=ntk.NTKOptions("cg"), **kw)
+        prep = prepare(m, (x, y), pretrained=w)
+        req = prep.request(m, x, prep.cohort(cohort))
         res[dev] = (dense.delta.cpu(), cg.delta.cpu(), req.delta.cpu())
 
     def rel(a, b):
@@ -148,10 +148,8 @@ def engine(args) -> list[dict]:
                         model,
                         retain,
                         forget,
-                        weight_decay=ntk_engine.LAM,
-                        solver=approach,
-                        cg_tol=1e-5,
-                        cg_max_iter=150,
+                        ntk.Linearization(weight_decay=ntk_engine.LAM, anchored=False),
+                        options=ntk.NTKOptions(solver=approach, cg_tol=1e-5, cg_max_iter=150),
                     )
                     deltas[approach] = d.delta
                     info = {"reports": [r.__dict__ for r in d.reports]}
@@ -271,15 +269,15 @@ def scale50k(args) -> dict:
         prepare,
         model,
         (x, y),
-        weight_decay=0.1,
         pretrained=w0d,
-        kernel="pseudo",
-        memory_budget=int(free * 0.92),
+        options=ntk.NTKOptions(kernel="pseudo", memory_budget=int(free * 0.92)),
     )
     out["prepare_peak_gpu_gib"] = peak_gib()
     out["kernel_gib"] = prep.chol.numel() * 8 / 2**30
     dump(args, "gpu_scale50k.json", out)
-    direction, out["request_seconds"] = deletion.timed(DEV, prep.request, model, (x, y), fidx)
+    direction, out["request_seconds"] = deletion.timed(
+        DEV, prep.request, model, x, prep.cohort(fidx)
+    )
     out["request_iterations"] = direction.reports[0].iterations
     out["request_timings"] = direction.extras["timings"]
     out["request_relative_residual"] = direction.reports[0].relative_residual

@@ -31,6 +31,7 @@ import torch
 
 from forgetbox import models, ntk
 from forgetbox.functional import model_function, parameters_of
+from forgetbox.ntk.solvers import KernelOperator, NystromPreconditioner
 
 OUT = Path(__file__).with_name("results") / "ntk_engine.json"
 MODELS = {
@@ -103,9 +104,9 @@ def run_one(spec: dict) -> dict:
         params = parameters_of(model, dtype)
         x = torch.cat([retain[0], forget[0]])
         chunk = spec.get("chunk", 32)
-        op = ntk.KernelOperator(f, params, x, len(x) * LAM, chunk)
+        op = KernelOperator(f, params, x, len(x) * LAM, chunk)
         t_pre = time.perf_counter()
-        pre = ntk.NystromPreconditioner.build(f, params, x, len(x) * LAM, spec["rank"], chunk, 0)
+        pre = NystromPreconditioner.build(f, params, x, len(x) * LAM, spec["rank"], chunk, 0)
         out["preconditioner_seconds"] = time.perf_counter() - t_pre
         b = torch.randn(len(x), C, generator=torch.Generator().manual_seed(0), dtype=dtype)
         t_cg = time.perf_counter()
@@ -119,19 +120,16 @@ def run_one(spec: dict) -> dict:
         )
         delta = None
     else:
-        d = ntk.ntk_direction(
-            model,
-            retain,
-            forget,
-            weight_decay=LAM,
+        opts = ntk.NTKOptions(
             solver=spec["approach"],
-            dtype=dtype,
             nystrom_rank=spec.get("rank", 64),
             memory_budget=spec.get("budget"),
             chunk=spec.get("chunk"),
             cg_max_iter=spec.get("max_iter", 100),
             cg_tol=spec.get("tol"),
         )
+        lin = ntk.Linearization(weight_decay=LAM, anchored=False, dtype=dtype)
+        d = ntk.ntk_direction(model, retain, forget, lin, options=opts)
         delta = d.delta
         out["reports"] = [r.__dict__ for r in d.reports]
     out["seconds"] = time.perf_counter() - t

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from forgetbox.experiment import claims
-from forgetbox.experiment.headline import compute_summary, headline_rows
+from forgetbox.report.headline import compute_summary, headline_rows
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}

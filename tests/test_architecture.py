@@ -35,6 +35,7 @@ LAYERS = {
     "data": 5,
     "audit": 5,
     "deletion": 6,
+    "report": 6,
     "experiment": 7,
     "evaluation": 8,
     "cli": 9,

@@ -6,10 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from forgetbox import cli, experiment
+from forgetbox import cli, experiment, report
 from forgetbox.cli.experiment_args import experiment_config
-from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims, figures, headline, report
+from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims
 from forgetbox.experiment import run as experiment_run
+from forgetbox.report import figures, headline
 
 TINY = dict(profile="quick", seeds=(0, 1), train_per_class=10, num_to_forget=5)
 
@@ -280,10 +281,11 @@ def test_a_diverged_or_unconverged_finetuning_is_flagged_in_the_outputs(run):
     kept = dict(ok, restored_from_epoch=61)
     (note,) = claims.training_warnings(dict(res, training=[{"seed": 2, "retrain": kept}]))
     assert "seed 2: the retrain" in note and "after epoch 61" in note
+    flagged["warnings"] = warned  # as the pipeline records them in results.json
     assert "warning: seed 1: the retrain" in report.summary_table(flagged)
     page = report.html_report(flagged, {})
     assert 'class="warnings"' in page and "64.0%" in page
-    assert 'class="warnings"' not in report.html_report(dict(flagged, training=[]), {})
+    assert 'class="warnings"' not in report.html_report(dict(flagged, warnings=[]), {})
 
 
 def test_the_report_counts_the_compute_of_cached_stages(run):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetbox.experiment.report import rerender
+from forgetbox.experiment.rerender import rerender
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 COMMITTED = sorted(DOCS.glob("*/report.html"))

@@ -31,6 +31,8 @@ from .functional import ModelFn, model_function, parameters_of, unflatten
 
 @dataclass(frozen=True)
 class WhiteBoxBound:
+    """The white-box bound of eq. 6 in nats, in total and per parameter tensor."""
+
     nats: float
     per_tensor: dict[str, float] = field(default_factory=dict)
 
@@ -45,10 +47,12 @@ class BlackBoxBound:
 
     @property
     def mean(self) -> float:
+        """Mean per-query bound (nats), full covariance."""
         return self.per_query.mean().item()
 
     @property
     def mean_diagonal(self) -> float:
+        """Mean per-query bound (nats), diagonal covariance approximation."""
         return self.per_query_diagonal.mean().item()
 
 

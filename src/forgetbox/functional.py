@@ -56,6 +56,7 @@ def unflatten(vector: Tensor, like: Mapping[str, Tensor]) -> Params:
 
 
 def num_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (all, trained or not)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

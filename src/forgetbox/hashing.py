@@ -24,6 +24,7 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
 
 
 def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
     return file_digest(path, "sha256")
 
 
@@ -58,6 +59,7 @@ def sha256_indices(indices: Iterable[int]) -> str:
 
 
 def sha256_text(text: str) -> str:
+    """SHA-256 of ``text`` (UTF-8, hex)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 

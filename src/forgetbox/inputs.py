@@ -84,9 +84,11 @@ class Rows:
         return Rows(self.source, base, device=self._device, dtype=self._dtype, name=self.name)
 
     def head(self, n: int) -> Rows:
+        """The first ``n`` rows, not read."""
         return self.view(torch.arange(n))
 
     def to(self, device=None, dtype=None) -> Rows:
+        """The same rows returned on ``device`` and in ``dtype``."""
         out = Rows(
             self.source,
             self.index,
@@ -99,20 +101,24 @@ class Rows:
 
     @property
     def device(self) -> torch.device:
+        """Where rows are returned."""
         return self._device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype rows are returned in (their own when unset)."""
         return self._dtype or self[:1].dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """``(rows, *input shape)``."""
         if self._item_shape is None:
             self._item_shape = tuple(self[:1].shape[1:])
         return (len(self), *self._item_shape)
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions of :attr:`shape`."""
         return len(self.shape)
 
 

@@ -49,6 +49,7 @@ class AllCNN(nn.Module):
         self.classifier = nn.Linear(n2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)``."""
         return self.classifier(self.features(x))
 
 
@@ -89,6 +90,7 @@ class ResNet18(nn.Module):
         self.classifier = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)``."""
         out = torch.relu(self.bn1(self.conv1(x)))
         return self.classifier(self.pool(self.layers(out)))
 
@@ -109,6 +111,7 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Linear(n2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)``."""
         return self.classifier(self.features(x))
 
 
@@ -124,6 +127,7 @@ class MLP(nn.Module):
         self.classifier = nn.Linear(h, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)``."""
         return self.classifier(self.features(x))
 
 
@@ -136,6 +140,7 @@ class LinearModel(nn.Module):
         self.classifier = nn.Linear(in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)``."""
         return self.classifier(self.flatten(x))
 
 

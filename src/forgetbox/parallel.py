@@ -17,18 +17,22 @@ from torch import Tensor
 
 
 def active() -> bool:
+    """Whether a ``torch.distributed`` process group is running."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
+    """This process's rank (0 without a group)."""
     return dist.get_rank() if active() else 0
 
 
 def world_size() -> int:
+    """Number of processes (1 without a group)."""
     return dist.get_world_size() if active() else 1
 
 
 def is_main() -> bool:
+    """Whether this process writes outputs (rank 0)."""
     return rank() == 0
 
 
@@ -48,6 +52,7 @@ def all_sum(t: Tensor) -> Tensor:
 
 
 def barrier() -> None:
+    """Wait for every rank (nothing without a group)."""
     if active():
         dist.barrier()
 

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 
 def enabled() -> bool:
+    """Whether progress bars are shown (standard error is a terminal)."""
     flag = os.environ.get("FORGETBOX_PROGRESS")
     if flag is not None:
         return flag not in ("0", "", "false", "no")

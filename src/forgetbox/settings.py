@@ -24,6 +24,7 @@ class Choice(StrEnum):
     second string becomes the member's ``__doc__``. Members equal their values."""
 
     def __new__(cls, value: str, doc: str = "") -> Self:
+        """A member with value ``value`` and docstring ``doc``."""
         member = str.__new__(cls, value)
         member._value_ = value
         member.__doc__ = doc
@@ -44,6 +45,7 @@ class Choice(StrEnum):
 
     @classmethod
     def values_text(cls) -> str:
+        """The values, comma-separated (error messages)."""
         return ", ".join(cls.values())
 
     @classmethod
@@ -82,6 +84,7 @@ def check_int(value, name: str, *, low: int = 1, allow_none: bool = False) -> No
 
 
 def check_bool(value, name: str) -> None:
+    """Refuse anything but True or False."""
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False; got {value!r}")
 

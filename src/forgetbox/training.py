@@ -49,6 +49,8 @@ class LRSchedule(Choice):
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """Pre-training recipe (section 5.2): SGD with weight decay toward zero."""
+
     epochs: int = 30
     lr: float = 0.1
     momentum: float = 0.9
@@ -63,6 +65,8 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Fine-tuning recipe: SGD on CE + (lambda/2)||w - w0||^2, BatchNorm frozen."""
+
     lr: float = 0.01
     momentum: float = 0.9
     # lambda of (lambda/2)||w - w0||^2; None: DEFAULT_WEIGHT_DECAY, or inside a
@@ -95,6 +99,8 @@ VERSION = 2
 
 @dataclass(frozen=True)
 class FinetuneResult:
+    """A fine-tuned model and how training went."""
+
     model: nn.Module
     epochs: int
     train_error: float

@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 
 def package_version() -> str:
+    """forgetbox's version (installed metadata, or the source's pyproject)."""
     try:
         return version("forgetbox")
     except PackageNotFoundError:  # running from a source tree
@@ -15,6 +16,7 @@ def package_version() -> str:
 
 
 def versions() -> dict:
+    """Versions of forgetbox and the libraries its numbers depend on."""
     import torch
 
     return {

@@ -24,6 +24,8 @@ class Band:
 
 
 def band_of(values, quantiles: tuple[float, float] = QUANTILES) -> Band:
+    """The retrain band of ``values`` (one per model): the given quantiles, the median and the
+    number of finite values; refuses an empty set."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:

@@ -23,6 +23,7 @@ class Roc:
     negatives: int
 
     def tpr_at(self, fpr: float) -> float:
+        """The true-positive rate at false-positive rate ``fpr`` (the ROC interpolated)."""
         ok = self.fpr <= fpr + 1e-12
         return float(self.tpr[ok].max()) if ok.any() else 0.0
 

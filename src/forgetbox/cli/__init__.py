@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``forgetbox`` parser with one subcommand per module of :data:`COMMANDS`."""
     parser = _Parser(
         prog="forgetbox",
         description="One-shot forgetting for deep networks (NTK scrubbing, Fisher noise, "

@@ -26,6 +26,7 @@ FLAGS = {
 
 
 def add_parser(sub) -> None:
+    """``forgetbox evaluate``: the experiment's flags and the evaluation's own."""
     p = sub.add_parser("evaluate", help=HELP)
     add_experiment_args(p)
     for flag, (_, kind, text) in FLAGS.items():
@@ -53,6 +54,7 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run the evaluation and print one line per method."""
     exp = experiment_config(args)
     cfg = evaluate_config(args)
     results = evaluate(exp, cfg, log=lambda s: print(s, file=sys.stderr))

@@ -16,6 +16,7 @@ _HINT = {"ints": "e.g. 0,1,2", "floats": "e.g. 1e-9,1e-6", "strs": "comma-separa
 
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:
+    """``--config`` and one flag per :class:`ExperimentConfig` field (from its schema)."""
     p.add_argument("--config", type=Path, help="TOML file of experiment settings (flags override)")
     defaults = ExperimentConfig()
     for f in fields(ExperimentConfig):

@@ -12,12 +12,14 @@ HELP = "pre-train, fine-tune on D and D_r, print their errors"
 
 
 def add_parser(sub) -> None:
+    """``forgetbox train`` and the experiment's flags."""
     p = sub.add_parser("train", help=HELP)
     add_experiment_args(p)
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
+    """Pre-train and fine-tune (cached) and print the three models' errors per seed."""
     rows = train_only(experiment_config(args), log=lambda s: print(s, file=sys.stderr))
     print(f"{'seed':<5}{'model':<10}{'err D_r':>9}{'err D_f':>9}{'err test':>9}{'epochs':>8}")
     for r in rows:

@@ -29,6 +29,7 @@ class ArrayData:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (largest training label + 1)."""
         return int(max(self.y_train.max(), self.y_test.max())) + 1 if len(self.y_train) else 0
 
 
@@ -48,6 +49,7 @@ class Split:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(3, 32, 32)``."""
         return tuple(self.x_train.shape[1:])
 
 

@@ -57,6 +57,7 @@ def safe_unpickle(data: bytes) -> object:
 
 
 def md5_of(path: Path) -> str:
+    """MD5 of a file's bytes (hex), to check a downloaded archive."""
     return file_digest(path, "md5")
 
 

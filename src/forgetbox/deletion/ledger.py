@@ -108,6 +108,7 @@ def new_entry(
 
 
 def ledger_document(entries: list[dict], key: bytes | None) -> dict:
+    """The ``ledger.json`` document of ``entries`` (authenticated when a key is given)."""
     return {"format": LEDGER_FORMAT, "authenticated": key is not None, "entries": entries}
 
 

@@ -61,6 +61,7 @@ class EvaluateConfig:
         return self.ulira_methods if self.ulira_methods is not None else self.methods
 
     def as_dict(self) -> dict:
+        """Every field as plain data (JSON, cache keys)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 

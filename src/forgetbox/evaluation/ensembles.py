@@ -38,6 +38,7 @@ class Member:
 
 
 def logits_of(model: nn.Module, task: Task) -> dict[str, Tensor]:
+    """Float64 logits of ``model`` on the task's training, validation and test inputs."""
     sp = task.split
     return {
         "train": predict(model, sp.x_train).double(),

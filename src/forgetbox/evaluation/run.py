@@ -16,11 +16,11 @@ from pathlib import Path
 from ..atomic import atomic_write_json, atomic_write_text
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
+from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
 from . import scores
 from .config import EvaluateConfig
 from .ensembles import build_ensembles
-from .report import write_report
 from .shadows import shadow_confidences
 
 PROTOCOL = (

@@ -158,6 +158,7 @@ def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> 
 
 
 def ulira_part(conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor) -> dict:
+    """U-LiRA's balanced accuracy, per-example results and ROC for one attacked method."""
     res = ulira(conf, status, folds)
     return {
         "balanced_accuracy": res.balanced_accuracy,

@@ -1,9 +1,12 @@
 """The paper's experiment: pre-train -> fine-tune -> forget -> read out, over seeds.
 
-:mod:`.config` and :mod:`.profiles` (what a run depends on), :mod:`.cache` (the stage
-cache), :mod:`.tasks` (data and cohorts per seed), :mod:`.stages` (training and methods, cached),
-:mod:`.rows` (readouts of one scrubbed model, the trade-off grid), :mod:`.run` (the per-seed run,
-aggregation, publishing), :mod:`.claims` (verdicts), :mod:`.figures` and :mod:`.report`.
+:mod:`.config`, :mod:`.schema` and :mod:`.profiles` (what a run depends on), :mod:`.cache` (the
+stage cache), :mod:`.tasks` (data and cohorts per seed), :mod:`.stages` (training and methods,
+cached), :mod:`.seed_run` (one seed's models, shared NTK step and readout keys), :mod:`.rows`
+(readouts of one scrubbed model, the trade-off grid), :mod:`.run` (the per-seed run,
+aggregation, publishing), :mod:`.claims` and :mod:`.claim_checks` (the verdicts),
+:mod:`.rerender` (a run folder judged and rendered again). Pages and figures:
+:mod:`forgetbox.report`.
 """
 
 from .cache import Cache
@@ -11,6 +14,7 @@ from .config import ExperimentConfig, config_from_dict
 from .profiles import PROFILES, Profile
 from .rows import READOUT_KEYS, readout_row, tradeoff_rows
 from .run import aggregate, publish, run_experiment, run_seed
+from .seed_run import SeedRun
 from .stages import TRAJECTORY_BYTES, Stages, record_stride
 from .tasks import Task, build_task, load_pretrain_set
 
@@ -21,6 +25,7 @@ __all__ = [
     "Cache",
     "ExperimentConfig",
     "Profile",
+    "SeedRun",
     "Stages",
     "Task",
     "aggregate",

@@ -55,6 +55,7 @@ class Cache:
         return out, seconds
 
     def state(self, key: str, compute: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The stage ``key``'s tensors: read from the cache, or computed and stored."""
         path = self.root / f"{key}.safetensors"
         if path.exists():
             self._hit(key, read_metadata(path).get("seconds"))
@@ -64,6 +65,7 @@ class Cache:
         return out
 
     def json(self, key: str, compute: Callable[[], object]) -> object:
+        """The stage ``key``'s JSON value: read from the cache, or computed and stored."""
         path = self.root / f"{key}.stage.json"
         if path.exists():
             doc = json.loads(path.read_text())

@@ -17,6 +17,7 @@ TOL = {
 
 
 def get(results: dict, method: str, key: str, stat: str = "mean") -> float | None:
+    """A readout's mean (or ``stat``) over seeds for a method, or None."""
     m = results["methods"].get(method)
     if m is None:
         return None
@@ -35,6 +36,7 @@ def per_seed(results: dict, method: str, key: str) -> dict[int, float]:
 
 
 def band(results: dict, key: str) -> tuple[float, float] | None:
+    """The retrain band of a readout: ``mean +- max(std, tolerance)``, or None."""
     mu, sd = get(results, "retrain", key), get(results, "retrain", key, "std")
     if mu is None:
         return None
@@ -43,6 +45,7 @@ def band(results: dict, key: str) -> tuple[float, float] | None:
 
 
 def distinguishable(results: dict, key: str) -> bool:
+    """Whether original and retrain differ on a readout by more than their spread."""
     o, r = get(results, "original", key), get(results, "retrain", key)
     if o is None or r is None:
         return False
@@ -67,6 +70,7 @@ def _per_seed_verdict(passes: list[bool], opposite: list[bool]) -> bool | None:
 
 
 def c1(r: dict):
+    """Claim 1 (``(holds, evidence)``): the NTK methods' D_f error in the retrain band."""
     key = "error_forget"
     ntks = [m for m in ("ntk", "ntk_fisher") if m in r["methods"]]
     if not ntks:
@@ -80,6 +84,7 @@ def c1(r: dict):
 
 
 def c2(r: dict):
+    """Claim 2: fine-tuning's D_f error stays near the original's."""
     key = "error_forget"
     if "finetune" not in r["methods"]:
         return _missing("finetune")
@@ -91,6 +96,7 @@ def c2(r: dict):
 
 
 def c3(r: dict):
+    """Claim 3: Fisher costs more D_r + test error than NTK + Fisher."""
     if not {"fisher", "ntk_fisher"} <= set(r["methods"]):
         return _missing("fisher or ntk_fisher")
     cost, spread = {}, 0.0
@@ -108,6 +114,7 @@ def c3(r: dict):
 
 
 def c4(r: dict):
+    """Claim 4: the attack's member rate in the band for NTK, above it for original and finetune."""
     key = "mia_forget_member_rate"
     ntks = [m for m in ("ntk", "ntk_fisher") if m in r["methods"]]
     if not ntks or "finetune" not in r["methods"]:
@@ -122,6 +129,7 @@ def c4(r: dict):
 
 
 def c5(r: dict):
+    """Claim 5: NTK's re-learn time is closest to retrain's."""
     key = "relearn_epochs"
     if "ntk" not in r["methods"] or "finetune" not in r["methods"]:
         return _missing("ntk or finetune")
@@ -144,6 +152,7 @@ def c5(r: dict):
 
 
 def c6(r: dict):
+    """Claim 6: the black-box bound per D_f query at least 10x below the white-box bound."""
     if "ntk_fisher" not in r["methods"]:
         return _missing("ntk_fisher")
     w = per_seed(r, "ntk_fisher", "info_weights_nats")
@@ -159,6 +168,7 @@ def c6(r: dict):
 
 
 def c7(r: dict):
+    """Claim 7: D_f queries leak more than D_r and test queries."""
     if "ntk_fisher" not in r["methods"]:
         return _missing("ntk_fisher")
     v = {
@@ -176,6 +186,7 @@ def c7(r: dict):
 
 
 def c8(r: dict):
+    """Claim 8: the L1 path to retrain on D_f reaches near its minimum at the scrubbed point."""
     rows = [p for p in r.get("activation_path", []) if p["method"] == "ntk"]
     if not rows:
         return _missing("ntk activation path")
@@ -214,6 +225,7 @@ def common_alpha_information(r: dict) -> dict[float, dict[str, dict[int, float]]
 
 
 def c9(r: dict):
+    """Claim 9: NTK + Fisher leaves less white-box information than Fisher at the same noise."""
     grid = common_alpha_information(r)
     alphas = [a for a in sorted(grid) if {"fisher", "ntk_fisher"} <= set(grid[a])]
     if not alphas:

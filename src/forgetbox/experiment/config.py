@@ -111,6 +111,7 @@ class ExperimentConfig:
         check_device(self.device)
 
     def as_dict(self) -> dict:
+        """Every field as plain data (``results.json``, ``config.toml``)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 

@@ -23,6 +23,7 @@ class Profile:
     newton_max_iter: int
 
     def fields(self) -> dict:
+        """The profile's settings as a dict (filled into a run's unset fields)."""
         return asdict(self)
 
 

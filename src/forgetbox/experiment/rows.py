@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from .. import bounds, methods, models, readouts
 from ..functional import flatten, load_flat_, parameters_of
-from .stages import Stages, clone_like, extras_of, model_from
-from .tasks import Task
+from .stages import clone_like, extras_of, model_from
+
+if TYPE_CHECKING:
+    from .seed_run import SeedRun
 
 READOUT_KEYS = (
     "error_forget",
@@ -39,8 +43,9 @@ def subsample(x: Tensor, n: int, seed: int) -> Tensor:
     return x[idx.sort().values]
 
 
-def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed) -> dict:
+def _behaviour(run: SeedRun, model: nn.Module) -> dict:
     """Errors and losses, re-learn time, the membership attack and L1 distances."""
+    stages, task, retrained, seed = run.stages, run.task, run.retrained, run.seed
     row: dict = {}
     sp = task.split
     for name, (x, y) in {
@@ -56,7 +61,7 @@ def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
         model,
         *task.full,
         *task.forget,
-        threshold=orig_loss_forget,
+        threshold=run.original_loss_forget,
         max_epochs=stages.cfg.relearn_max_epochs,
         seed=seed,
         weight_decay=stages.cfg.relearn_weight_decay,
@@ -71,10 +76,16 @@ def _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
     return row
 
 
-def _information(stages, method, state, model, task, retrained, seed, fishers) -> dict:
+def _information(run: SeedRun, method: str, state: dict, model: nn.Module) -> dict:
     """The white-box and black-box bounds, at the method's own noise or, if it has none,
-    ntk_fisher's alpha; ``fishers`` (a :class:`~forgetbox.methods.FisherMemo` on D_r) gives the
-    Fisher at each point once."""
+    ntk_fisher's alpha; the seed's Fisher memo gives the Fisher at each point once."""
+    stages, task, retrained, seed, fishers = (
+        run.stages,
+        run.task,
+        run.retrained,
+        run.seed,
+        run.fishers,
+    )
     cfg = stages.cfg
     alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
     mean = state["__mean__"].to(stages.device)
@@ -92,42 +103,25 @@ def _information(stages, method, state, model, task, retrained, seed, fishers) -
     return row
 
 
-def readout_row(
-    stages: Stages,
-    method: str,
-    state: dict,
-    task: Task,
-    original: nn.Module,
-    retrained: nn.Module,
-    orig_loss_forget: float,
-    seed: int,
-    fishers: methods.FisherMemo,
-) -> dict:
-    """All readouts of one scrubbed model (one row of ``per_seed``)."""
-    model = model_from(original, state).eval()
+def readout_row(run: SeedRun, method: str, state: dict) -> dict:
+    """All readouts of one scrubbed model (``state``: its cached stage) of a seed (one row of
+    ``per_seed``)."""
+    model = model_from(run.original, state).eval()
     ex = extras_of(state)
-    row: dict = {"seed": seed}
-    row |= _behaviour(stages, model, task, original, retrained, orig_loss_forget, seed)
-    row |= _information(stages, method, state, model, task, retrained, seed, fishers)
+    row: dict = {"seed": run.seed}
+    row |= _behaviour(run, model)
+    row |= _information(run, method, state, model)
     row["seconds"] = ex["seconds"]
     if ex.get("scale") is not None:
         row["trapezium_scale"] = ex["scale"]
     return row
 
 
-def tradeoff_rows(
-    stages: Stages,
-    method: str,
-    state: dict,
-    task: Task,
-    original: nn.Module,
-    retrained: nn.Module,
-    seed: int,
-    fishers: methods.FisherMemo,
-) -> list[dict]:
+def tradeoff_rows(run: SeedRun, method: str, state: dict) -> list[dict]:
     """Fig. 3: test error and remaining information over a grid of noise scales and draws."""
-    cfg = stages.cfg
-    fcfg = stages.forget_config(task)
+    stages, task, seed, fishers = run.stages, run.task, run.seed, run.fishers
+    original, retrained = run.original, run.retrained
+    cfg, fcfg = stages.cfg, run.fcfg
     mean = state["__mean__"].to(stages.device)
     probe = load_flat_(clone_like(original), mean)
     F = fishers(mean)

@@ -13,24 +13,24 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .. import methods, models, ntk, paths, readouts
+from .. import models, paths, readouts
 from ..atomic import atomic_write_json, atomic_write_text
 from ..functional import flatten, num_parameters, parameters_of
-from ..hashing import config_hash
 from ..progress import progress
+from ..report.outputs import config_toml, write_all
 from ..versions import hardware, source_commit, versions
-from . import claims, report
+from . import claims
 from .cache import Cache
 from .config import ExperimentConfig
 from .rows import readout_row, tradeoff_rows
+from .seed_run import SeedRun
 from .stages import Stages, model_from
 from .tasks import Task, build_task
 
@@ -38,59 +38,8 @@ NOISY_METHODS = ("ntk_fisher", "fisher")  # the trade-off sweep (Fig. 3)
 PATH_METHODS = ("ntk", "ntk_fisher", "fisher", "newton")  # the L1 path (Fig. 4)
 
 
-@dataclass
-class SeedRun:
-    """One seed's models and the helpers its readouts share."""
-
-    stages: Stages
-    seed: int
-    task: Task
-    w0: nn.Module
-    original: nn.Module
-    retrained: nn.Module
-    orig_info: dict
-    retr_info: dict
-    key_base: str
-
-    def __post_init__(self) -> None:
-        self._step: ntk.NTKDirection | None = None
-        self.fcfg = self.stages.forget_config(self.task)
-        # Fisher diagonals on D_r, each point's computed once (the retrained model's for every
-        # bound's baseline, a method's mean for its readouts and trade-off sweep)
-        self.fishers = methods.FisherMemo(self.retrained, self.task.retain[0], self.fcfg)
-
-    def known_fisher(self, state: dict) -> None:
-        """Record the Fisher a method computed at its mean (``__fisher__`` of its state)."""
-        if "__fisher__" in state:
-            self.fishers.add(state["__mean__"].to(self.stages.device), state["__fisher__"])
-
-    def direction(self) -> ntk.NTKDirection:
-        """The NTK step of this seed, solved at most once, on first use."""
-        if self._step is None:
-            t = self.task
-            self._step = methods.ntk_step(
-                self.original, self.w0, t.retain, t.forget, self.fcfg, self.seed
-            )
-        return self._step
-
-    def key(self, kind: str, method: str, *parts) -> str:
-        return f"{kind}-{method}-" + config_hash([self.key_base, method, *parts])
-
-
-def _seed_models(stages: Stages, seed: int, task: Task) -> SeedRun:
-    pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
-    w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
-    original, orig_info = stages.trained(task, w0, seed, "original")
-    retrained, retr_info = stages.trained(task, w0, seed, "retrain")
-    key_base = stages.seed_key(task, seed, w0)
-    # methods and readouts run where --device says; the data stays on the CPU (moved per batch)
-    w0, original, retrained = (m.to(stages.device) for m in (w0, original, retrained))
-    return SeedRun(stages, seed, task, w0, original, retrained, orig_info, retr_info, key_base)
-
-
 def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
     stages, cfg, task = run.stages, run.stages.cfg, run.task
-    orig_loss_forget = readouts.error_and_loss(run.original, *task.forget)[1]
     rows, states = {}, {}
     for method in progress(cfg.methods, desc=f"methods (seed {run.seed})"):
         state = stages.scrubbed(
@@ -105,71 +54,31 @@ def _methods_and_rows(run: SeedRun) -> tuple[dict, dict]:
         )
         states[method] = state
         run.known_fisher(state)
-        rkey = run.key(
-            "readout",
-            method,
-            stages.method_config(task, method).key(),
-            cfg.relearn_max_epochs,
-            [cfg.relearn_weight_decay, cfg.relearn_check_before],
-            cfg.queries_per_subset,
-            cfg.alpha_ntk_fisher,
-            methods.VERSION.get(method),
-        )
         rows[method] = stages.cache.json(
-            rkey,
-            lambda m=method, s=state: readout_row(
-                stages,
-                m,
-                s,
-                task,
-                run.original,
-                run.retrained,
-                orig_loss_forget,
-                run.seed,
-                run.fishers,
-            ),
+            run.readout_key(method), lambda m=method, s=state: readout_row(run, m, s)
         )
     return rows, states
 
 
 def _tradeoff(run: SeedRun, states: dict) -> list[dict]:
-    stages, cfg = run.stages, run.stages.cfg
     out = []
     for method in (m for m in NOISY_METHODS if m in states):
-        tkey = run.key(
-            "tradeoff",
-            method,
-            cfg.tradeoff_alphas,
-            cfg.tradeoff_draws,
-            cfg.queries_per_subset,
-            methods.VERSION.get(method),
-            stages.method_config(run.task, method).key(),
-        )
-        out += stages.cache.json(
-            tkey,
-            lambda m=method: tradeoff_rows(
-                stages, m, states[m], run.task, run.original, run.retrained, run.seed, run.fishers
-            ),
+        out += run.stages.cache.json(
+            run.tradeoff_key(method), lambda m=method: tradeoff_rows(run, m, states[m])
         )
     return out
 
 
 def _activation_path(run: SeedRun, states: dict) -> list[dict]:
-    stages, cfg, task = run.stages, run.stages.cfg, run.task
+    task = run.task
     subsets = {"forget": task.forget[0], "retain": task.retain[0], "test": task.test[0]}
+    alphas = tuple(run.stages.cfg.path_alphas)
     out = []
     for method in (m for m in PATH_METHODS if m in states):
-        pkey = run.key(
-            "path",
-            method,
-            cfg.path_alphas,
-            methods.VERSION.get(method),
-            stages.method_config(task, method).key(),  # the state it starts from
-        )
-        rows = stages.cache.json(
-            pkey,
+        rows = run.stages.cache.json(
+            run.path_key(method),
             lambda m=method: readouts.activation_path(
-                run.original, states[m]["__mean__"], run.retrained, subsets, tuple(cfg.path_alphas)
+                run.original, states[m]["__mean__"], run.retrained, subsets, alphas
             ),
         )
         out += [{"method": method, "seed": run.seed, **r} for r in rows]
@@ -230,7 +139,7 @@ def _task_info(run: SeedRun) -> dict:
 def run_seed(stages: Stages, seed: int, task: Task | None = None) -> dict:
     """Every stage of one seed; the seed's rows, trade-off, path, PCA, split and training."""
     task = task or build_task(stages.cfg, seed, stages.stats())
-    run = _seed_models(stages, seed, task)
+    run = SeedRun.build(stages, seed, task)
     rows, states = _methods_and_rows(run)
     tradeoff = _tradeoff(run, states)
     path = _activation_path(run, states)
@@ -332,8 +241,8 @@ def publish(out: Path, results: dict, splits: list) -> None:
     stage = Path(tempfile.mkdtemp(dir=out, prefix=".outputs-"))
     try:
         atomic_write_json(stage / "splits.json", splits)
-        report.write_all(results, stage)
-        atomic_write_text(stage / "config.toml", report.config_toml(results))
+        write_all(results, stage)
+        atomic_write_text(stage / "config.toml", config_toml(results))
         files = sorted(stage.iterdir(), key=lambda f: f.name == "results.json")
         for f in files:
             os.replace(f, out / f.name)

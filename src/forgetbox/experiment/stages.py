@@ -35,6 +35,7 @@ def record_stride(max_epochs: int, num_params: int) -> int:
 
 
 def clone_like(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model``."""
     return copy.deepcopy(model)
 
 
@@ -67,6 +68,7 @@ class Stages:
 
     # -- pre-training
     def pretrain_key(self) -> str:
+        """Cache key of pre-training (data, architecture, recipe, seed)."""
         c = self.cfg
         return "pretrain-" + config_hash(
             [
@@ -82,6 +84,7 @@ class Stages:
         )
 
     def pretrained(self, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+        """The pre-trained backbone (cached; trained once per run), in eval mode on the CPU."""
         if self._pretrained is not None:
             return self._pretrained
         c = self.cfg
@@ -113,6 +116,7 @@ class Stages:
         return self._pretrained
 
     def stats(self) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and standard deviation of the pre-training images."""
         if self._stats is None:
             x, _ = load_pretrain_set(self.cfg)
             self._stats = channel_stats(x)
@@ -121,6 +125,7 @@ class Stages:
     # -- fine-tuning
     @property
     def device(self) -> torch.device:
+        """The device the methods and readouts run on."""
         return torch.device(self.cfg.device)
 
     def finetune_config(self, record: bool, num_params: int = 0) -> FinetuneConfig:
@@ -180,6 +185,7 @@ class Stages:
         )
 
     def forget_config(self, task: Task) -> ForgetConfig:
+        """The methods' shared configuration (linearization, preset choices, retrain recipe)."""
         c = self.cfg
         whole = c.num_to_forget is None
         lin = Linearization(weight_decay=c.weight_decay, around=c.around, anchored=c.anchored)
@@ -195,6 +201,7 @@ class Stages:
         )
 
     def alpha_for(self, method: str) -> float:
+        """The noise scale of a noisy method."""
         return self.cfg.alpha_fisher if method == "fisher" else self.cfg.alpha_ntk_fisher
 
     def method_config(self, task: Task, method: str) -> ForgetConfig:

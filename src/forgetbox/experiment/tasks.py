@@ -21,11 +21,13 @@ class Task:
 
     @property
     def retain(self) -> tuple[Tensor, Tensor]:
+        """D_r: the training set without the cohort."""
         m = data.retain_mask(len(self.split.y_train), self.forget_idx)
         return self.split.x_train[m], self.split.y_train[m]
 
     @property
     def forget(self) -> tuple[Tensor, Tensor]:
+        """D_f: the cohort."""
         return self.split.x_train[self.forget_idx], self.split.y_train[self.forget_idx]
 
     def retain_with_duplicates(self, seed: int) -> tuple[Tensor, Tensor]:
@@ -38,10 +40,12 @@ class Task:
 
     @property
     def full(self) -> tuple[Tensor, Tensor]:
+        """D: the whole training set."""
         return self.split.x_train, self.split.y_train
 
     @property
     def test(self) -> tuple[Tensor, Tensor]:
+        """The test set."""
         return self.split.x_test, self.split.y_test
 
 

@@ -106,6 +106,7 @@ class FisherMemo:
     computed: int = 0
 
     def add(self, weights: Tensor, fisher: Tensor) -> None:
+        """Record a Fisher already computed at ``weights``."""
         device = next(self.model.parameters()).device
         self.known[tensors_sha256(weights)] = fisher.to(device)
 

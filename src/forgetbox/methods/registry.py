@@ -50,10 +50,12 @@ class MethodCall:
 
     @property
     def device(self) -> torch.device:
+        """Where w(D) lives."""
         return next(self.model.parameters()).device
 
     @property
     def w_d(self) -> Tensor:
+        """The flat weights of w(D)."""
         return flatten(parameters_of(self.model))
 
     def noise(self, model: nn.Module, mean: Tensor, var: Tensor) -> nn.Module:
@@ -65,6 +67,8 @@ class MethodCall:
 
 @dataclass
 class MethodOutput:
+    """What a method returns: the scrubbed model and what produced it."""
+
     model: nn.Module
     delta: Tensor | None = None
     var: Tensor | None = None

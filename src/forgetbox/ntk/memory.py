@@ -40,6 +40,7 @@ def default_memory_budget(device: torch.device | str | None = None) -> int:
 
 
 def itemsize(dtype: torch.dtype) -> int:
+    """Bytes per element of ``dtype``."""
     return torch.finfo(dtype).bits // 8
 
 
@@ -66,6 +67,7 @@ def dense_group_columns(m: int, item: int, budget: int) -> int:
 
 
 def least_group_columns(p: int) -> int:
+    """Columns per parameter group at :data:`MAX_GROUPS` groups."""
     return -(-p // MAX_GROUPS)
 
 

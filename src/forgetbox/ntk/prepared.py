@@ -80,10 +80,12 @@ class PreparedKernel:
 
     @property
     def rows(self) -> int:
+        """Kernel rows per sample: c (exact) or 1 (pseudo-NTK)."""
         return 1 if self.kernel == Kernel.PSEUDO else self.c
 
     @property
     def anchored(self) -> bool:
+        """Whether the linearization keeps the weight-decay anchor w0."""
         return self.anchor is not None
 
     @property
@@ -97,6 +99,7 @@ class PreparedKernel:
         )
 
     def nbytes(self) -> int:
+        """Bytes the state holds (factor, cohort columns, vectors)."""
         cols = 0 if self.columns is None else self.columns.numel() * 8
         return self.chol.numel() * 8 + cols + self.jt_alpha.numel() * 3 * 4
 

@@ -53,9 +53,11 @@ class PreparedParams(PreparedKernel):
 
     @property
     def rows(self) -> int:
+        """Jacobian rows per sample: c."""
         return self.c
 
     def nbytes(self) -> int:
+        """Bytes the state holds (factor, cohort columns and Jacobian, vectors)."""
         cohort = 0 if self.columns is None else 2 * self.columns.numel() * 8
         return self.chol.numel() * 8 + cohort + self.jt_alpha.numel() * 3 * 4
 
@@ -106,9 +108,11 @@ class PreparedParams(PreparedKernel):
 
     @classmethod
     def expected_shapes(cls, n: int, c: int, kernel: str, p: int) -> dict[str, tuple[int, int]]:
+        """Shapes of the kernel tensors of a state with ``p`` trained parameters."""
         return {"chol": (p, p), "alpha": (p, 1), "residuals": (n, c)}
 
     def with_cohort(self, t: dict[str, Tensor], device) -> PreparedParams:
+        """This state with the requests of ``t`` answered (the cohort's Jacobian too)."""
         super().with_cohort(t, device)
         if "jacobian" not in t:
             raise CheckpointError("not the cohort of a parameter-space prepared state")

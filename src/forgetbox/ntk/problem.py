@@ -72,6 +72,7 @@ class Problem:
 
     @property
     def num_params(self) -> int:
+        """Number of trained parameters p."""
         return sum(t.numel() for t in self.params.values())
 
     def kernel_matrix(self) -> tuple[Tensor, HeldJacobian | None]:

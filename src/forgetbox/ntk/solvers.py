@@ -120,6 +120,7 @@ class KernelOperator:
     chunk: int
 
     def __call__(self, v: Tensor) -> Tensor:
+        """``(K + shift I) v`` for ``v`` ``(n, c)`` or ``(n, c, k)``: one jvp and one vjp pass."""
         g = vjp_sum(self.f, self.params, self.x, v, self.chunk)
         tangent = unflatten(g, self.params)
         return jvp_all(self.f, self.params, self.x, tangent, self.chunk) + self.shift * v
@@ -142,6 +143,7 @@ class NystromPreconditioner:
     def build(
         cls, f: ModelFn, params: Params, x: Tensor, shift: float, m: int, chunk: int, seed: int
     ) -> NystromPreconditioner:
+        """The preconditioner from the kernel columns of ``m`` samples drawn with ``seed``."""
         n = len(x)
         gen = torch.Generator().manual_seed(seed)
         # with m c rows above the p parameters, W and C^T C are singular: at most p / c samples
@@ -167,6 +169,7 @@ class NystromPreconditioner:
         return cls(C, cholesky(inner, "the Nystrom preconditioner"), shift)
 
     def __call__(self, v: Tensor) -> Tensor:
+        """The preconditioner applied to ``v`` (the Nystrom approximation's inverse, Woodbury)."""
         flat = v.reshape(-1, 1).double()
         inner = solve_factored(self.chol, self.C.T @ flat)
         return ((flat - self.C @ inner) / self.shift).reshape(v.shape).to(v.dtype)

@@ -36,6 +36,8 @@ def attack_feature(logits: Tensor, labels: Tensor, kind: AttackFeature | str) ->
 
 @dataclass(frozen=True)
 class AttackResult:
+    """The membership attack's result on D_f."""
+
     member_rate: float  # fraction of D_f the attack calls "member"
     auc: float  # ROC AUC of the attack score, D_f (positive) vs held-out test (negative)
     feature: str

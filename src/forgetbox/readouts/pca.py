@@ -11,6 +11,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class PCAResult:
+    """Training paths and points projected on the paths' first two principal components."""
+
     paths: dict[str, np.ndarray]  # name -> (T, k)
     points: dict[str, np.ndarray]  # name -> (k,)
     explained: np.ndarray  # fraction of variance of the fitted rows per component

@@ -14,6 +14,8 @@ from ..training import evaluate
 
 @dataclass(frozen=True)
 class RelearnResult:
+    """Epochs of fine-tuning on D until the D_f loss reaches the threshold (capped)."""
+
     epochs: int  # first epoch (0 = before any training) with D_f loss <= threshold; cap if never
     threshold: float
     losses: tuple[float, ...]

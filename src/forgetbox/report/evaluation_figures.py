@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..experiment.fig_style import COLORS, Figure, save
+from .style import COLORS, Figure, save
 
 CAPTIONS = {
     "eval_epsilons": (
@@ -49,6 +49,7 @@ def _methods(results: dict) -> list[str]:
 
 
 def epsilons(results: dict, out: Path) -> Figure:
+    """The challenge score's per-example epsilons of every method."""
     methods = _methods(results)
     fig, axes = plt.subplots(
         1, len(methods), figsize=(2.6 * len(methods), 3), sharey=True, squeeze=False
@@ -71,6 +72,7 @@ def epsilons(results: dict, out: Path) -> Figure:
 
 
 def ulira_roc(results: dict, out: Path) -> Figure | None:
+    """U-LiRA's ROC curve of every attacked method (None without U-LiRA)."""
     methods = [m for m in _methods(results) if "ulira" in results["methods"][m]]
     if not methods:
         return None
@@ -94,6 +96,7 @@ def ulira_roc(results: dict, out: Path) -> Figure | None:
 
 
 def klom_panels(results: dict, out: Path) -> Figure:
+    """KLoM on D_f, D_r and validation examples of every method."""
     methods = _methods(results)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), squeeze=False)
     names = {"forget": "D_f", "retain": "D_r", "val": "validation"}
@@ -116,6 +119,7 @@ def klom_panels(results: dict, out: Path) -> Figure:
 
 
 def band_panels(results: dict, out: Path) -> Figure:
+    """Every readout of every method against its retrain band."""
     methods = _methods(results)
     keys = [(k, t) for k, t in BAND_KEYS if k in results["bands"]]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.8), squeeze=False)
@@ -137,6 +141,7 @@ def band_panels(results: dict, out: Path) -> Figure:
 
 
 def draw_all(results: dict, out: Path) -> dict[str, Figure | None]:
+    """Every evaluation figure, by name (None where it has no data)."""
     return {
         "eval_epsilons": epsilons(results, out),
         "eval_ulira_roc": ulira_roc(results, out),

@@ -42,6 +42,7 @@ class Figure:
 
 
 def save(fig, out: Path, name: str) -> Figure:
+    """Save ``fig`` as PNG and SVG under ``out`` (atomically); its :class:`Figure` record."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     svg = io.BytesIO()

@@ -3,23 +3,21 @@
 The report (:func:`html_report`) is one self-contained page: what was run, the headline table
 (errors, attack, L1, seconds and speed-up over retraining), the claims with their rules, the
 bounds with their noise scale and context, the figures with captions, the full table, the
-compute, and the configuration. It renders from ``results.json`` alone, so committed reports
-can be re-rendered (:func:`rerender`).
+compute, and the configuration. It renders from the results (``results.json``) alone, so
+committed reports can be re-rendered (:func:`forgetbox.experiment.rerender.rerender`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import tomli_w
 
 from ..atomic import atomic_write_json, atomic_write_text
-from . import claims
 from .figures import CAPTIONS, draw_all
-from .report_html import page, short
+from .page import page, short
 
 SUMMARY_KEYS = [
     ("error_forget", "err D_f"),
@@ -35,6 +33,7 @@ SUMMARY_KEYS = [
 
 
 def tidy_rows(results: dict) -> list[tuple]:
+    """``(method, seed, readout, value)`` rows of every per-seed readout (results.csv)."""
     rows = []
     for method, block in results["methods"].items():
         for r in block["per_seed"]:
@@ -45,6 +44,7 @@ def tidy_rows(results: dict) -> list[tuple]:
 
 
 def summary_table(results: dict) -> str:
+    """The plain-text summary: mean +- sd per method, the claims' verdicts, warnings."""
     head = f"{'method':<11}" + "".join(f" {h:>16}" for _, h in SUMMARY_KEYS)
     lines = [head, "-" * len(head)]
     for method, block in results["methods"].items():
@@ -58,20 +58,21 @@ def summary_table(results: dict) -> str:
     lines.append("")
     for c in results.get("claims", []):
         lines.append(f"claim {c['id']}: {c['verdict'].upper():<12} {c['text']}")
-    warnings = claims.training_warnings(results)
+    warnings = results.get("warnings", [])
     if warnings:
         lines += [""] + [f"warning: {w}" for w in warnings]
     return "\n".join(lines)
 
 
 def config_toml(results: dict) -> str:
+    """The run's configuration and versions as TOML (``config.toml``)."""
     cfg = {k: v for k, v in results["config"].items() if v is not None}
     return tomli_w.dumps({"experiment": cfg, "versions": results["versions"]})
 
 
 def html_report(results: dict, figures: dict) -> str:
     """The report page; ``figures`` maps a figure's name to its drawn
-    :class:`~forgetbox.experiment.figures.Figure` (or None)."""
+    :class:`~forgetbox.report.style.Figure` (or None)."""
     return page(results, figures, CAPTIONS, config_toml(results))
 
 
@@ -87,22 +88,3 @@ def write_all(results: dict, out: Path) -> None:
     figures = draw_all(results, out)
     atomic_write_text(out / "report.html", html_report(results, figures))
     atomic_write_text(out / "summary.txt", summary_table(results) + "\n")
-
-
-def rerender(folder: Path) -> None:
-    """Re-render a run folder's figures, report and summary from its ``results.json`` (the
-    claims are evaluated again with the current criteria; the numbers are not touched)."""
-    folder = Path(folder)
-    path = folder / "results.json"
-    if not path.is_file():
-        raise ValueError(f"{folder}: no results.json (a folder written by `forgetbox run`)")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    missing = {"config", "methods", "seeds"} - set(results if isinstance(results, dict) else ())
-    if missing:
-        raise ValueError(f"{path}: not a forgetbox results file (missing {sorted(missing)})")
-    results["claims"] = claims.evaluate(results)
-    results["warnings"] = claims.training_warnings(results)
-    write_all(results, folder)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import fig_path, fig_pca, fig_readouts, fig_tradeoff
-from .fig_style import Figure
+from .style import Figure
 
 CAPTIONS = {
     "fig1_pca": (

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .fig_style import SUBSET_COLORS, SUBSET_NAMES, Figure, save
+from .style import SUBSET_COLORS, SUBSET_NAMES, Figure, save
 
 
 def _flat(sub: list[tuple]) -> bool:
@@ -44,6 +44,7 @@ def _same_path(rows: list[dict], a: str, b: str) -> bool:
 
 
 def fig4(results: dict, out: Path) -> Figure | None:
+    """Fig. 4: L1 distance to retrain along the scrubbing direction (None without a path)."""
     rows = results.get("activation_path") or []
     methods = moving_methods(rows)
     if not methods:

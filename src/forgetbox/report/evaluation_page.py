@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiment.headline import READOUT_NAMES
-from ..experiment.report_html import STYLE, cell, esc, figure_blocks, short, table
-from .figures import CAPTIONS, draw_all
+from .evaluation_figures import CAPTIONS, draw_all
+from .headline import READOUT_NAMES
+from .page import STYLE, cell, esc, figure_blocks, short, table
 
 
 def _auc(roc: dict | None) -> str:
@@ -93,6 +93,7 @@ def _readouts(results: dict) -> str:
 
 
 def page(results: dict, figures: dict) -> str:
+    """The evaluation's HTML page (``evaluation.html``)."""
     cfg = results["config"]
     e, x = cfg["evaluate"], cfg["experiment"]
     title = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .fig_style import COLORS, Figure, save
+from .style import COLORS, Figure, save
 
 PANELS = (("fisher", "Fisher forgetting"), ("ntk_fisher", "NTK + Fisher (proposed)"))
 
@@ -68,6 +68,7 @@ def _inset(ax, pca: dict, method: str, focus: np.ndarray) -> None:
 
 
 def fig1(results: dict, out: Path) -> Figure | None:
+    """Fig. 1: training paths and scrubbed points in PCA coordinates (None without them)."""
     pca = results.get("pca")
     if not pca:
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .fig_style import COLORS, Figure, save
+from .style import COLORS, Figure, save
 
 # key, title, y label, (lowest, highest) possible value
 PANELS = [
@@ -80,6 +80,7 @@ def _panel(ax, results: dict, methods: list[str], key: str, bounds) -> None:
 
 
 def fig2(results: dict, out: Path) -> Figure:
+    """Fig. 2: the readouts of every method against the retrain band."""
     methods = list(results["methods"])
     fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
     for ax, (key, title, ylabel, bounds) in zip(axes.flat, PANELS, strict=True):

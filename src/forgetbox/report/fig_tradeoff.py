@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .fig_style import COLORS, SUBSET_COLORS, SUBSET_NAMES, Figure, save
+from .style import COLORS, SUBSET_COLORS, SUBSET_NAMES, Figure, save
 
 INFO = (
     ("info_weights_nats", "information left in the weights (nats, white box)"),
@@ -60,6 +60,7 @@ def _subset_panel(ax, results: dict) -> None:
 
 
 def fig3(results: dict, out: Path) -> Figure | None:
+    """Fig. 3: test error against remaining information over the noise grid."""
     rows = results.get("tradeoff") or []
     if not rows:
         return None

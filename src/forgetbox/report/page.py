@@ -7,7 +7,7 @@ import base64
 import html
 import math
 
-from . import claims, headline, provenance
+from . import headline, provenance
 
 STYLE = """
 *{box-sizing:border-box}
@@ -32,6 +32,7 @@ dl.run dt{font-weight:600}dl.run dd{margin:0;overflow-wrap:anywhere}
 
 
 def esc(x) -> str:
+    """``x`` as HTML-escaped text."""
     return html.escape(str(x))
 
 
@@ -53,12 +54,14 @@ def _num(x: float | None, pct: bool = False) -> str:
 
 
 def table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table of ``head`` and ``rows`` (cells already rendered)."""
     th = "".join(f"<th>{h}</th>" for h in head)
     body = "".join("<tr>" + "".join(rows_) + "</tr>" for rows_ in rows)
     return f'<div class="scroll"><table class="{cls}"><tr>{th}</tr>{body}</table></div>'
 
 
 def cell(text: str, num: bool = True) -> str:
+    """One HTML table cell (numbers right-aligned)."""
     return f'<td class="num">{text}</td>' if num else f"<td>{text}</td>"
 
 
@@ -160,6 +163,7 @@ def _full_table(results: dict) -> str:
 
 
 def figure_blocks(figures: dict, captions: dict) -> str:
+    """The figures as embedded images with their captions."""
     out = []
     for name, fig in figures.items():
         if fig is None:
@@ -192,6 +196,7 @@ def _what_was_run(results: dict) -> str:
 
 
 def title_of(results: dict) -> str:
+    """The page title: data set, model and profile of the run."""
     cfg = results["config"]
     return (
         f"forgetbox report: {cfg['model']} x{cfg.get('width', 1.0)} on {cfg['dataset']}, "
@@ -200,7 +205,8 @@ def title_of(results: dict) -> str:
 
 
 def page(results: dict, figures: dict, captions: dict, config_text: str) -> str:
-    warned = claims.training_warnings(results)
+    """The run's self-contained HTML report."""
+    warned = results.get("warnings", [])
     warnings = (
         '<ul class="warnings">' + "".join(f"<li>{esc(w)}</li>" for w in warned) + "</ul>"
         if warned
