@@ -22,6 +22,7 @@ _PUBLIC = {
     "ScrubResult": "deletion.scrub",
     "prepare": "deletion.prepare",
     "load_prepared": "deletion.prepared_files",
+    "save_prepared": "deletion.prepared_files",
     "PreparedKernel": "ntk.prepared",
     "Cohort": "cohort",
     # the methods
