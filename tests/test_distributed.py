@@ -79,7 +79,12 @@ def both(tmp_path_factory):
     out_file = str(tmp / "two.pt")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(_worker, args=(2, str(tmp / "init"), out_file), nprocs=2, join=True)
-    return compute(), torch.load(out_file, weights_only=True)
+    threads = torch.get_num_threads()
+    try:
+        one = compute()  # sets one thread, as each worker has: restored for the tests after
+    finally:
+        torch.set_num_threads(threads)
+    return one, torch.load(out_file, weights_only=True)
 
 
 @pytest.mark.parametrize(
