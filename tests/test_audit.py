@@ -232,6 +232,19 @@ def test_klom_is_zero_for_identical_samples_and_tends_to_the_gaussian_kl():
     assert errors[1] < errors[0] and errors[1] < 0.08 * true
 
 
+def test_klom_cannot_be_computed_when_every_unlearned_margin_is_at_the_top():
+    gen = np.random.default_rng(8)
+    r = gen.normal(0, 3, (8, 3))
+    u = np.empty((8, 3))
+    u[:, 0] = 250.0 + gen.uniform(0, 50, 8)  # clipped to 100, above every retrained margin
+    u[:, 1] = r[:, 1].max()  # at the top of the joint range
+    u[:, 2] = np.r_[np.full(4, r[:, 2].max()), gen.normal(0, 1, 4)]  # half of them at the top
+    got = audit.klom(torch.tensor(u), torch.tensor(r)).numpy()
+    want = np.array([reference_klom(u[:, i], r[:, i]) for i in range(3)])
+    assert np.isnan(got[:2]).all() and np.isnan(want[:2]).all()  # NaN, never 0 (perfect)
+    assert np.isfinite(got[2]) and got[2] == pytest.approx(want[2], rel=1e-12)
+
+
 def test_roc_auc_and_low_fpr_against_scikit_learn_and_counting():
     gen = np.random.default_rng(6)
     pos = np.round(gen.normal(1, 1, 300), 1)  # ties
