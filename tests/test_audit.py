@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from forgetbox import audit
 from forgetbox.audit import challenge
 from forgetbox.audit.ulira import log_ratios, ulira
+from forgetbox.evaluation import report, scores
+from forgetbox.evaluation.ensembles import Member
 from tests.official_scores import official_epsilon, reference_klom
 
 
@@ -328,3 +330,21 @@ def test_the_band_is_the_quantiles_of_the_ensemble():
     b = audit.band_of(v)
     assert (b.low, b.high, b.median, b.models) == (1.0, 19.0, 10.0, 21)
     assert [audit.side_of(x, b) for x in (0.5, 10, 19.5)] == ["below", "inside", "above"]
+
+
+def test_scores_that_cannot_be_computed_never_read_as_the_best():
+    b = audit.band_of([0.1, 0.2, 0.3])
+    assert audit.side_of(float("nan"), b) == audit.side_of(None, b) == "not computable"
+    nan = float("nan")
+    members = {
+        m: [Member(m, i, i, {}, {"error_forget": v}) for i, v in enumerate(vals)]
+        for m, vals in {"a": [nan, 0.2, 0.25], "b": [nan, nan, nan]}.items()
+    }
+    summary = scores.readout_summary(members, {"error_forget": b})
+    a, none = summary["a"]["error_forget"], summary["b"]["error_forget"]
+    assert a["median"] == pytest.approx(0.225) and a["not_computable"] == 1
+    assert none["median"] is None and none["side"] == none["meaning"] == "not computable"
+    d = scores.bootstrap_difference([nan, 1, 2, 3, 4, 5, None], [0, 0, 0, 0, 0, 0, 0])
+    assert (d["examples"], d["not_computable"], d["difference"]) == (5, 2, 3.0)
+    cell = report._klom({"median": None, "not_computable": 4})
+    assert "n/a" in cell and "4 not computable" in cell
