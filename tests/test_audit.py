@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from forgetbox import audit
 from forgetbox.audit import challenge
-from forgetbox.audit.ulira import log_ratios, ulira
+from forgetbox.audit.ulira import EXCLUDED, IN, OUT, log_ratios, one_row_per_shadow, ulira
 from forgetbox.evaluation import report, scores
 from forgetbox.evaluation.ensembles import Member
 from tests.official_scores import official_epsilon, reference_klom
@@ -207,6 +207,53 @@ def test_ulira_keeps_fitting_and_target_models_apart():
     # model 0 (in, 1.0) and model 3 (out, 0.0) each fitted on the four others
     assert lr[0, 0] > 0 and lr[3, 0] < 0
     assert torch.isnan(log_ratios(conf, status, torch.arange(6) % 6)).sum() == 0
+
+
+def _cohort_rows(v_in, v_out, cohorts):
+    """One example, 8 shadow models (fold ``s % 2``), ``cohorts`` unlearned models each: shadow
+    s < 4 forgot the example in its last cohort (confidence ``v_in[s]``, kept elsewhere), shadow
+    s >= 4 never saw it (``v_out[s - 4]`` under every cohort, up to 1e-9: near-duplicates)."""
+    conf, status, shadows = [], [], []
+    for s in range(8):
+        for j in range(cohorts):
+            if s < 4:
+                st, v = (IN, v_in[s]) if j == cohorts - 1 else (EXCLUDED, 5.0)
+            else:
+                st, v = OUT, v_out[s - 4] + 1e-9 * j
+            conf.append([v])
+            status.append([st])
+            shadows.append(s)
+    shadows = torch.tensor(shadows)
+    return torch.tensor(conf, dtype=torch.float64), torch.tensor(status), shadows % 2, shadows
+
+
+def test_ulira_counts_each_shadow_model_once_per_example_and_side():
+    v_in, v_out = [1.0, 1.6, 0.7, 2.4], [0.1, -0.9, 0.5, 0.4]
+
+    def closed_form(s):  # the Gaussians of the other fold's shadow models, one value each
+        fit = [t for t in range(8) if t % 2 != s % 2]
+        a = [v_in[t] for t in fit if t < 4]
+        b = [v_out[t - 4] for t in fit if t >= 4]
+        c = v_in[s] if s < 4 else v_out[s - 4]
+        return stats.norm.logpdf(c, np.mean(a), np.std(a, ddof=1)) - stats.norm.logpdf(
+            c, np.mean(b), np.std(b, ddof=1)
+        )
+
+    want = [closed_form(s) for s in range(8)]
+    for cohorts in (1, 3):
+        conf, status, folds, shadows = _cohort_rows(v_in, v_out, cohorts)
+        kept = one_row_per_shadow(status, shadows)
+        lr = log_ratios(conf, kept, folds)[:, 0]
+        for s in range(8):
+            rows = torch.nonzero((shadows == s) & (kept[:, 0] != EXCLUDED)).flatten()
+            assert len(rows) == 1 and lr[rows].item() == pytest.approx(want[s], abs=1e-6)
+        res = ulira(conf, status, folds, shadows)
+        assert (res.pairs_in, res.pairs_out) == (4, 4)
+        if cohorts == 3:  # taken as 3 models each, the near-duplicates shrink the "out" spread
+            naive = log_ratios(conf, status, folds)[:, 0]
+            assert abs(naive[12].item() - want[4]) > 0.05
+            with pytest.raises(ValueError, match="several folds"):
+                ulira(conf, status, torch.arange(len(folds)) % 2, shadows)
 
 
 def test_klom_equals_the_reference_procedure():

@@ -130,7 +130,8 @@ KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"][
 bootstrap interval over examples; ≠ marks an interval that excludes 0. A score that cannot be
 computed for an example (KLoM with every unlearned margin at the top of the joint range; a
 challenge epsilon with no usable rule) is left out of medians and differences and counted
-("not computable"); in the challenge it earns no points. Loss attack: a threshold
+("not computable"); in the challenge it earns no points. U-LiRA takes one unlearned model per
+shadow model, example and side. Loss attack: a threshold
 on the loss, D_f against all test images or against those of D_f's classes (so that a class's
 difficulty does not pass for membership), all K models pooled, with a 95 % interval from
 resampling examples.</p>

@@ -169,8 +169,11 @@ def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> 
     return out
 
 
-def ulira_part(conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor) -> dict:
-    res = ulira(conf, status, folds)
+def ulira_part(
+    conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor, shadows: torch.Tensor
+) -> dict:
+    """U-LiRA with one unlearned model per shadow model, example and side."""
+    res = ulira(conf, status, folds, shadows)
     return {
         "balanced_accuracy": res.balanced_accuracy,
         "per_example": {str(k): v for k, v in res.per_example.items()},
