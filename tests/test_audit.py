@@ -1,7 +1,9 @@
-"""The ensemble attacks and scores against independent references: the challenge's epsilon by a
-direct evaluation of its definition, U-LiRA on Gaussians where the optimal test is known, KLoM
-against the closed-form KL of two Gaussians and a loop over the reference procedure, ROC
-against scikit-learn."""
+"""The ensemble attacks and scores against independent references (tests/official_scores.py):
+the challenge's epsilon by a direct evaluation of its official definition, on continuous,
+tied, lattice-valued and float32-rounded confidences; U-LiRA on Gaussians where the optimal
+test is known and in closed form on shadow models with several cohorts; KLoM against the
+closed-form KL of two Gaussians and a loop over the reference procedure; ROC against
+scikit-learn; and every score that cannot be computed reading as such, never as the best."""
 
 import math
 
@@ -13,44 +15,10 @@ from sklearn.metrics import roc_auc_score
 
 from forgetbox import audit
 from forgetbox.audit import challenge
-from forgetbox.audit.ulira import log_ratios, ulira
-
-
-def _direct_epsilon(u: np.ndarray, r: np.ndarray, delta: float = 1e-5) -> float:
-    """The challenge's per-example epsilon written out from its definition: loops over every
-    single and double threshold of the official grids, rates by counting."""
-    pos, neg = (r, u) if np.median(r) > np.median(u) else (u, r)
-    pr, nr = np.ptp(pos), np.ptp(neg)
-    if max(pr, nr) > 0 and min(pr, nr) / max(pr, nr) < 0.01:
-        return 50.0
-    rules = []  # (tpr, fnr, fpr, tnr)
-    # double thresholds around the peakier sample
-    p2, n2 = (neg, pos) if pr >= nr else (pos, neg)
-    width = min(pr, nr)
-    lo, hi = p2.min() + width - 2.0, p2.max() + 2.0
-    for right in np.linspace(lo, hi, int(np.ceil((hi - lo) * 100))):
-        for left in np.linspace(right - width - 2.0, right - width + 2.0, 400):
-            tpr = np.mean([(left <= c) and (c <= right) for c in p2])
-            fpr = np.mean([(left <= c) and (c <= right) for c in n2])
-            rules.append((tpr, 1 - tpr, fpr, 1 - fpr))
-    both = np.concatenate([pos, neg])
-    for t in np.linspace(both.min(), both.max(), int(np.ceil(np.ptp(both) * 100))):
-        tpr, fpr = np.mean(pos >= t), np.mean(neg >= t)
-        rules.append((tpr, 1 - tpr, fpr, 1 - fpr))
-    best = -1.0
-    for tpr, fnr, fpr, tnr in rules:
-        if fpr + fnr == 0 and tpr + tnr == 2:
-            return 50.0
-        if fpr * fnr == 0:
-            continue
-        cands = [
-            math.log(a) - math.log(b)
-            for a, b in ((1 - delta - fpr, fnr), (1 - delta - fnr, fpr))
-            if a > 0
-        ]
-        if cands:
-            best = max(best, max(0.0, max(cands)))
-    return max(best, 0.0)
+from forgetbox.audit.ulira import EXCLUDED, IN, OUT, log_ratios, one_row_per_shadow, ulira
+from forgetbox.evaluation import report, scores
+from forgetbox.evaluation.ensembles import Member
+from tests.official_scores import official_epsilon, reference_klom
 
 
 def test_challenge_epsilon_equals_its_definition_evaluated_directly():
@@ -65,8 +33,8 @@ def test_challenge_epsilon_equals_its_definition_evaluated_directly():
         1,
     )
     got = challenge.example_epsilons(torch.tensor(u), torch.tensor(r)).numpy()
-    want = np.array([_direct_epsilon(u[:, i], r[:, i]) for i in range(u.shape[1])])
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    want = np.array([official_epsilon(u[:, i], r[:, i]) for i in range(u.shape[1])])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert len(set(np.round(want, 6))) > 2  # the cases are not all alike
 
 
@@ -76,10 +44,10 @@ def test_only_a_double_threshold_separates_a_narrow_sample_inside_a_bimodal_one(
     u = np.stack([gen.normal(0, 0.3, K), gen.normal(0, 0.5, K)], 1)
     r = np.stack([np.r_[gen.normal(-3, 0.5, 4), gen.normal(3, 0.5, 4)], gen.normal(0, 4, K)], 1)
     got = challenge.example_epsilons(torch.tensor(u), torch.tensor(r)).numpy()
-    want = np.array([_direct_epsilon(u[:, i], r[:, i]) for i in range(2)])
-    np.testing.assert_allclose(got, want, rtol=1e-9)
+    want = np.array([official_epsilon(u[:, i], r[:, i]) for i in range(2)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
     assert got[0] == 50.0  # an interval around the narrow sample separates them perfectly
-    single = challenge._single_threshold_rates(torch.tensor(u[:, 0]), torch.tensor(r[:, 0]))
+    single = challenge._single_threshold_rates(u[:, 0], r[:, 0])
     assert challenge._epsilon_of_rates(single, 1e-5) < 50.0  # no single threshold does
 
 
@@ -110,6 +78,83 @@ def test_buckets_follow_the_number_of_models():
         (1 + 0.5 + 2**-7 + 0) / 4
     )
     assert len(challenge.bucket_points(8)) == 4  # ceil(ln 7) = 2
+
+
+def _cases(kind: str, count: int = 12, seed: int = 2):
+    """``(u, r)``: one example's confidences under K unlearned and K retrained models.
+    ``tied``: even K on a 0.25 lattice, ties within and across the samples; ``lattice``: K = 3
+    on a 0.01 lattice, the retrained values hugging the unlearned ones, so that whether an edge
+    lands on a data value decides; ``float32``: float32-rounded, half the values shared."""
+    gen = np.random.default_rng(seed)
+    for _ in range(count):
+        if kind == "tied":
+            K = int(gen.choice([4, 6]))
+            u = gen.integers(-6, 6, K) * 0.25
+            r = gen.integers(-6, 6, K) * 0.25 + gen.integers(-2, 3) * 0.25
+        elif kind == "lattice":
+            u = np.sort(gen.integers(-300, 300, 3)) * 0.01
+            r = np.array([u[0] - 0.01, u[2] + 0.01, u[2] + 0.05])
+        else:
+            K = int(gen.choice([5, 6]))
+            u = gen.normal(0, 1, K).astype(np.float32).astype(float)
+            r = gen.normal(0.5, 1.5, K).astype(np.float32).astype(float)
+            r[: K // 2] = u[: K // 2]
+        yield u, r
+
+
+def _lower_median(x: np.ndarray) -> float:
+    return torch.tensor(x).median().item()  # the lower of the two middle values
+
+
+@pytest.mark.parametrize("kind", ["tied", "lattice", "float32"])
+def test_challenge_epsilon_on_tied_lattice_and_float32_confidences(kind):
+    cases = list(_cases(kind))
+    got = [
+        challenge.example_epsilons(torch.tensor(u[:, None]), torch.tensor(r[:, None]))
+        for u, r in cases
+    ]
+    want = [official_epsilon(u, r) for u, r in cases]
+    np.testing.assert_allclose(torch.cat(got).numpy(), want, rtol=1e-12, atol=1e-12)
+    if kind == "tied":  # cases where the lower middle value would take the other side
+        assert any(
+            (np.median(r) > np.median(u)) != (_lower_median(r) > _lower_median(u)) for u, r in cases
+        )
+    if kind == "lattice":  # both separable and not: the edges matter
+        assert 50.0 in want and min(want) < 1
+
+
+def test_an_even_number_of_models_takes_the_mean_of_the_two_middle_values():
+    u, r = np.array([-1.0, -1.75, -1.0, -1.0]), np.array([-1.0, -0.25, -0.5, -1.0])
+    # medians -1 and -0.75: the retrained sample is positive (the lower middle values tie)
+    assert challenge.retrained_is_positive(u[:, None], r[:, None]).item()
+    got = challenge.example_epsilons(torch.tensor(u[:, None]), torch.tensor(r[:, None])).item()
+    # the best rule has FPR 1/2 and FNR 1/4
+    assert got == official_epsilon(u, r) == pytest.approx(math.log(2 - 4e-5), rel=1e-12)
+    assert official_epsilon(u, r, median=_lower_median) == 0.0  # torch.median's side
+
+
+def test_a_k3_lattice_example_hinges_on_an_edge_at_a_data_value():
+    """Three models per side on a 0.01 lattice: the only interval that holds the unlearned
+    confidences and none of the retrained ones has its left edge at -0.17 to within rounding,
+    on the right side of it as np.linspace computes it. 1e-15 higher (as forgetbox's earlier
+    arithmetic put it) the epsilon falls from the cap to log(2 - 3 delta)."""
+    u, r = np.array([-0.17, 0.07, 1.53]), np.array([-0.18, 1.54, 1.58])
+    got = challenge.example_epsilons(torch.tensor(u[:, None]), torch.tensor(r[:, None])).item()
+    assert got == official_epsilon(u, r) == 50.0
+    assert official_epsilon(u, r, nudge_left=1e-15) == pytest.approx(math.log(2 - 3e-5))
+
+
+def test_an_epsilon_that_cannot_be_computed_is_nan_and_earns_no_points():
+    """Both samples at one value: every rule calls all or none of both, so none is usable (the
+    official code stops with an error there). NaN and no points, never the best bucket."""
+    c = torch.full((4, 2), 3.0, dtype=torch.float64)
+    c[:, 1] = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    eps = challenge.example_epsilons(c, c.clone())
+    assert math.isnan(eps[0]) and eps[1] == 0.0
+    assert math.isnan(official_epsilon(c[:, 0].numpy(), c[:, 0].numpy()))
+    assert challenge.forget_quality(eps, 4) == 0.5  # (0 + 1) / 2
+    s = audit.challenge_score(c, c, retain_accuracy=(1.0, 1.0), test_accuracy=(1.0, 1.0))
+    assert s.score == 0.5 and math.isnan(s.epsilons[0])
 
 
 def _ulira_gaussians(mu_in, sd_in, mu_out, sd_out, models=400, examples=40, seed=0):
@@ -164,19 +209,51 @@ def test_ulira_keeps_fitting_and_target_models_apart():
     assert torch.isnan(log_ratios(conf, status, torch.arange(6) % 6)).sum() == 0
 
 
-def _reference_klom(u: np.ndarray, r: np.ndarray) -> float:
-    """The reference procedure (data-unlearning-bench), one example at a time."""
-    p_arr, q_arr = np.clip(u, -100, 100), np.clip(r, -100, 100)
-    start, end = min(p_arr.min(), q_arr.min()), max(p_arr.max(), q_arr.max())
-    if start >= end:
-        end = start + 1
-    bins = np.linspace(start, end, 21)
-    pc = np.array([np.sum(np.digitize(p_arr, bins) == i) for i in range(1, 21)])
-    qc = np.array([np.sum(np.digitize(q_arr, bins) == i) for i in range(1, 21)])
-    p = pc / pc.sum()
-    q = qc / qc.sum() if qc.sum() else np.zeros(20)
-    q = np.where(p > 0, np.maximum(q, 1e-5), q)
-    return float(stats.entropy(pk=p, qk=q))
+def _cohort_rows(v_in, v_out, cohorts):
+    """One example, 8 shadow models (fold ``s % 2``), ``cohorts`` unlearned models each: shadow
+    s < 4 forgot the example in its last cohort (confidence ``v_in[s]``, kept elsewhere), shadow
+    s >= 4 never saw it (``v_out[s - 4]`` under every cohort, up to 1e-9: near-duplicates)."""
+    conf, status, shadows = [], [], []
+    for s in range(8):
+        for j in range(cohorts):
+            if s < 4:
+                st, v = (IN, v_in[s]) if j == cohorts - 1 else (EXCLUDED, 5.0)
+            else:
+                st, v = OUT, v_out[s - 4] + 1e-9 * j
+            conf.append([v])
+            status.append([st])
+            shadows.append(s)
+    shadows = torch.tensor(shadows)
+    return torch.tensor(conf, dtype=torch.float64), torch.tensor(status), shadows % 2, shadows
+
+
+def test_ulira_counts_each_shadow_model_once_per_example_and_side():
+    v_in, v_out = [1.0, 1.6, 0.7, 2.4], [0.1, -0.9, 0.5, 0.4]
+
+    def closed_form(s):  # the Gaussians of the other fold's shadow models, one value each
+        fit = [t for t in range(8) if t % 2 != s % 2]
+        a = [v_in[t] for t in fit if t < 4]
+        b = [v_out[t - 4] for t in fit if t >= 4]
+        c = v_in[s] if s < 4 else v_out[s - 4]
+        return stats.norm.logpdf(c, np.mean(a), np.std(a, ddof=1)) - stats.norm.logpdf(
+            c, np.mean(b), np.std(b, ddof=1)
+        )
+
+    want = [closed_form(s) for s in range(8)]
+    for cohorts in (1, 3):
+        conf, status, folds, shadows = _cohort_rows(v_in, v_out, cohorts)
+        kept = one_row_per_shadow(status, shadows)
+        lr = log_ratios(conf, kept, folds)[:, 0]
+        for s in range(8):
+            rows = torch.nonzero((shadows == s) & (kept[:, 0] != EXCLUDED)).flatten()
+            assert len(rows) == 1 and lr[rows].item() == pytest.approx(want[s], abs=1e-6)
+        res = ulira(conf, status, folds, shadows)
+        assert (res.pairs_in, res.pairs_out) == (4, 4)
+        if cohorts == 3:  # taken as 3 models each, the near-duplicates shrink the "out" spread
+            naive = log_ratios(conf, status, folds)[:, 0]
+            assert abs(naive[12].item() - want[4]) > 0.05
+            with pytest.raises(ValueError, match="several folds"):
+                ulira(conf, status, torch.arange(len(folds)) % 2, shadows)
 
 
 def test_klom_equals_the_reference_procedure():
@@ -186,7 +263,7 @@ def test_klom_equals_the_reference_procedure():
     u[0, 1] = 250.0  # clipped
     r[:4, 2] = r[4, 2]  # ties
     got = audit.klom(torch.tensor(u), torch.tensor(r)).numpy()
-    want = np.array([_reference_klom(u[:, i], r[:, i]) for i in range(u.shape[1])])
+    want = np.array([reference_klom(u[:, i], r[:, i]) for i in range(u.shape[1])])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert got[-1] == 0.0  # all equal: one bin, no divergence
 
@@ -202,6 +279,19 @@ def test_klom_is_zero_for_identical_samples_and_tends_to_the_gaussian_kl():
         r = torch.randn(k, 8, generator=g, dtype=torch.float64)
         errors.append(abs(audit.klom(u, r).mean().item() - true))
     assert errors[1] < errors[0] and errors[1] < 0.08 * true
+
+
+def test_klom_cannot_be_computed_when_every_unlearned_margin_is_at_the_top():
+    gen = np.random.default_rng(8)
+    r = gen.normal(0, 3, (8, 3))
+    u = np.empty((8, 3))
+    u[:, 0] = 250.0 + gen.uniform(0, 50, 8)  # clipped to 100, above every retrained margin
+    u[:, 1] = r[:, 1].max()  # at the top of the joint range
+    u[:, 2] = np.r_[np.full(4, r[:, 2].max()), gen.normal(0, 1, 4)]  # half of them at the top
+    got = audit.klom(torch.tensor(u), torch.tensor(r)).numpy()
+    want = np.array([reference_klom(u[:, i], r[:, i]) for i in range(3)])
+    assert np.isnan(got[:2]).all() and np.isnan(want[:2]).all()  # NaN, never 0 (perfect)
+    assert np.isfinite(got[2]) and got[2] == pytest.approx(want[2], rel=1e-12)
 
 
 def test_roc_auc_and_low_fpr_against_scikit_learn_and_counting():
@@ -287,3 +377,21 @@ def test_the_band_is_the_quantiles_of_the_ensemble():
     b = audit.band_of(v)
     assert (b.low, b.high, b.median, b.models) == (1.0, 19.0, 10.0, 21)
     assert [audit.side_of(x, b) for x in (0.5, 10, 19.5)] == ["below", "inside", "above"]
+
+
+def test_scores_that_cannot_be_computed_never_read_as_the_best():
+    b = audit.band_of([0.1, 0.2, 0.3])
+    assert audit.side_of(float("nan"), b) == audit.side_of(None, b) == "not computable"
+    nan = float("nan")
+    members = {
+        m: [Member(m, i, i, {}, {"error_forget": v}) for i, v in enumerate(vals)]
+        for m, vals in {"a": [nan, 0.2, 0.25], "b": [nan, nan, nan]}.items()
+    }
+    summary = scores.readout_summary(members, {"error_forget": b})
+    a, none = summary["a"]["error_forget"], summary["b"]["error_forget"]
+    assert a["median"] == pytest.approx(0.225) and a["not_computable"] == 1
+    assert none["median"] is None and none["side"] == none["meaning"] == "not computable"
+    d = scores.bootstrap_difference([nan, 1, 2, 3, 4, 5, None], [0, 0, 0, 0, 0, 0, 0])
+    assert (d["examples"], d["not_computable"], d["difference"]) == (5, 2, 3.0)
+    cell = report._klom({"median": None, "not_computable": 4})
+    assert "n/a" in cell and "4 not computable" in cell

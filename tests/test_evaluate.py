@@ -32,11 +32,16 @@ def test_outputs_and_schema(evaluated):
         assert block["challenge"]["models_per_side"] == 6
         assert set(block["klom"]) == {"direction", "forget", "retain", "val"}
         assert block["klom"]["direction"] == "KL(unlearned || retrained)"
+        assert (
+            block["challenge"]["not_computable"] >= 0 and "not_computable" in block["klom"]["val"]
+        )
         assert {"loss", "confidence", "entropy_svc_member_rate"} <= set(block["population"])
         assert 0.0 <= block["ulira"]["balanced_accuracy"] <= 1.0
         assert len(block["readouts"]["error_forget"]["values"]) == 6
     assert doc["ulira_plan"]["unlearned_models"] == 24
     assert set(doc["against_retrain"]) == {"original", "ntk"}
+    for rows in doc["against_retrain"].values():
+        assert all("not_computable" in row for row in rows.values())
     html = (out / "evaluation.html").read_text()
     assert "<title>forgetbox evaluation" in html and html.count("<img") == 4
 

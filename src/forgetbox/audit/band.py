@@ -3,6 +3,7 @@ cohort, and which side of it a method's value falls on."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,14 @@ def band_of(values, quantiles: tuple[float, float] = QUANTILES) -> Band:
     return Band(float(lo), float(hi), float(np.median(v)), len(v), tuple(quantiles))
 
 
-def side_of(value: float, band: Band) -> str:
-    """``"inside"``, ``"above"`` or ``"below"`` the band."""
+NOT_COMPUTABLE = "not computable"
+
+
+def side_of(value: float | None, band: Band) -> str:
+    """``"inside"``, ``"above"`` or ``"below"`` the band; :data:`NOT_COMPUTABLE` for a missing
+    or NaN value (never "inside")."""
+    if value is None or math.isnan(value):
+        return NOT_COMPUTABLE
     if value > band.high:
         return "above"
     if value < band.low:

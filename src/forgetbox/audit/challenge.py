@@ -2,9 +2,11 @@
 it (google-deepmind/unlearning_evaluation, ``metric.py`` and ``main.py``).
 
 Per forget example, the confidences of the unlearned models and of the retrained models are
-two samples. Decision rules try to tell them apart: single thresholds (one side is "positive")
-and double thresholds (an interval around the peakier sample). Each rule's false positive and
-false negative rates give an epsilon of (epsilon, delta)-indistinguishability,
+two samples; the one with the larger median (``np.median``: for an even number of models the
+mean of the two middle values) is "positive". Decision rules try to tell them apart: single
+thresholds (a value ``>= t`` is positive) and double thresholds (an interval around the peakier
+sample). Each rule's false positive and false negative rates give an epsilon of
+(epsilon, delta)-indistinguishability,
 ``max(log(1 - delta - FPR) - log(FNR), log(1 - delta - FNR) - log(FPR))``; the example's
 epsilon is the largest over the rules (capped at 50). Epsilons fall in buckets of width 0.5
 worth 1, 1/2, 1/4, ... points up to ``ceil(ln(K - 1))`` for K models per side; the forget
@@ -12,8 +14,15 @@ quality F is the mean of the points over D_f, and the final score is
 ``F * (RA_U / RA_R) * (TA_U / TA_R)`` with the mean retain and test accuracies of the unlearned
 (U) and retrained (R) models.
 
-Rates are computed here as exact fractions in float64 (the official code takes their mean in
-float32), which can matter only for an epsilon exactly on a bucket edge.
+The thresholds are built as the official code builds them, so that each lands on the same
+side of every data value: single thresholds by ``torch.linspace`` in float32 (the default
+dtype; the confidences themselves are float64), double thresholds in float64 by
+``np.linspace``, the right edges over ``[min + width - 2, max + 2]`` of the peakier sample and,
+for each right edge ``r``, its left edges from ``r - width - 2`` to ``r - width + 2``. Rates are
+exact fractions in float64 (the official code takes their mean in float32, which can matter
+only for an epsilon within float32 rounding of a bucket edge). Where no rule is usable (every
+rule has FPR or FNR at 0 without separating the samples) the official code stops with an
+error; here the epsilon is NaN, "cannot be computed", and earns no points.
 """
 
 from __future__ import annotations
@@ -32,81 +41,113 @@ BUFFER = 2.0  # the double-threshold rule's search margin
 BUCKET = 0.5
 
 
-def _linspace(start: float, end: float, steps: int) -> Tensor:
-    return torch.linspace(start, end, max(int(steps), 0), dtype=torch.float64)
+def retrained_is_positive(unlearned: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+    """``(n,)``: whether the retrained sample is "positive" for each example, i.e. has the
+    larger ``np.median`` over the K models (rows) of ``(K, n)`` arrays; ties go to the
+    unlearned sample."""
+    return np.median(retrained, axis=0) > np.median(unlearned, axis=0)
 
 
-def _double_threshold_rates(pos: Tensor, neg: Tensor) -> Tensor:
-    """``(4, T)`` rates TPR, FNR, FPR, TNR of the intervals [left, right] that call a value in
-    them "positive", positive being the peakier (narrower) sample."""
+def double_threshold_grid(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(peaky, other, left, right)``: the peakier sample (the narrower; the second one on a
+    tie of ranges), the other, and the ``(T,)`` edges of every interval ``[left, right]``."""
     pos_range, neg_range = pos.max() - pos.min(), neg.max() - neg.min()
-    width = float(neg_range if pos_range > neg_range else pos_range)
+    width = neg_range if pos_range > neg_range else pos_range
     if pos_range >= neg_range:
         pos, neg = neg, pos
-    low, high = float(pos.min()) + width - BUFFER, float(pos.max()) + BUFFER
-    right = _linspace(low, high, math.ceil((high - low) * THRESHOLDS_PER_UNIT))
-    n_left = math.ceil(2 * BUFFER * THRESHOLDS_PER_UNIT)
-    # for each right edge tr, n_left left edges from tr - width - BUFFER to tr - width + BUFFER
-    frac = _linspace(0.0, 1.0, n_left)
-    left = (right[:, None] - width - BUFFER) + frac[None, :] * (2 * BUFFER)
-    left, right = left.reshape(-1), right.repeat_interleave(n_left)
-    return _interval_rates(pos, neg, left, right)
+    low = pos.min() + width - BUFFER
+    high = pos.max() + BUFFER
+    right = np.linspace(low, high, int(np.ceil((high - low) * THRESHOLDS_PER_UNIT)))
+    n_left = int(np.ceil(2 * BUFFER * THRESHOLDS_PER_UNIT))
+    shifted = right - width
+    # np.linspace row by row: i * ((stop - start) / (n - 1)) + start, the last one at stop
+    left = np.linspace(shifted - BUFFER, shifted + BUFFER, n_left, axis=1)
+    return pos, neg, left.reshape(-1), np.repeat(right, n_left)
 
 
-def _interval_rates(pos: Tensor, neg: Tensor, left: Tensor, right: Tensor) -> Tensor:
-    def inside(c: Tensor) -> Tensor:  # (T,) fraction of c in [left, right], by sorted counts
-        s = torch.sort(c).values
-        below_right = torch.searchsorted(s, right, right=True)  # count c <= right
-        below_left = torch.searchsorted(s, left, right=False)  # count c < left
-        return (below_right - below_left).clamp_min(0).double() / len(c)
+def _rates(pos_called: np.ndarray, n_pos: int, neg_called: np.ndarray, n_neg: int) -> np.ndarray:
+    """``(4, T)`` TPR, FNR, FPR, TNR as exact fractions from the counts called positive."""
+    return np.stack(
+        [
+            pos_called / n_pos,
+            (n_pos - pos_called) / n_pos,
+            neg_called / n_neg,
+            (n_neg - neg_called) / n_neg,
+        ]
+    )
 
-    tpr, fpr = inside(pos), inside(neg)
-    return torch.stack([tpr, 1 - tpr, fpr, 1 - fpr])
+
+def _count_inside(c: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``(T,)`` count of ``c`` in ``[left, right]``, by positions in the sorted sample."""
+    s = np.sort(c)
+    below_right = np.searchsorted(s, right, side="right")  # count c <= right
+    below_left = np.searchsorted(s, left, side="left")  # count c < left
+    return np.clip(below_right - below_left, 0, None)
 
 
-def _single_threshold_rates(pos: Tensor, neg: Tensor) -> Tensor:
-    """``(4, T)`` rates of the thresholds t that call a value ``>= t`` positive."""
-    both = torch.cat([pos, neg])
+def _double_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``(4, T)`` rates TPR, FNR, FPR, TNR of the intervals that call a value in them
+    "positive", positive being the peakier sample."""
+    peaky, other, left, right = double_threshold_grid(pos, neg)
+    tp, fp = _count_inside(peaky, left, right), _count_inside(other, left, right)
+    return _rates(tp, len(peaky), fp, len(other))
+
+
+def single_thresholds(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """The single thresholds, float32 values (as float64): ``ceil(100 * range)`` of them from
+    the smallest to the largest confidence of both samples."""
+    both = np.concatenate([pos, neg])
     lo, hi = float(both.min()), float(both.max())
-    t = _linspace(lo, hi, math.ceil((hi - lo) * THRESHOLDS_PER_UNIT))
-    ps, ns = torch.sort(pos).values, torch.sort(neg).values
-    tpr = (len(pos) - torch.searchsorted(ps, t, right=False)).double() / len(pos)
-    fpr = (len(neg) - torch.searchsorted(ns, t, right=False)).double() / len(neg)
-    return torch.stack([tpr, 1 - tpr, fpr, 1 - fpr])
+    n = math.ceil((hi - lo) * THRESHOLDS_PER_UNIT)
+    return torch.linspace(lo, hi, n, dtype=torch.float32).double().numpy()
 
 
-def _epsilon_of_rates(rates: Tensor, delta: float) -> float:
-    tpr, fnr, fpr, tnr = rates.numpy()
-    perfect = (fpr + fnr == 0) & (tpr + tnr == 2)
-    if perfect.any():
+def _single_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``(4, T)`` rates of the thresholds t that call a value ``>= t`` positive."""
+    t = single_thresholds(pos, neg)
+    tp = len(pos) - np.searchsorted(np.sort(pos), t, side="left")  # count pos >= t
+    fp = len(neg) - np.searchsorted(np.sort(neg), t, side="left")
+    return _rates(tp, len(pos), fp, len(neg))
+
+
+def _epsilon_of_rates(rates: np.ndarray, delta: float) -> float:
+    """The largest epsilon over the rules (columns) of ``(4, T)`` rates: inf for a rule that
+    separates the samples, NaN when no rule is usable."""
+    tpr, fnr, fpr, tnr = rates
+    if ((fpr + fnr == 0) & (tpr + tnr == 2)).any():
         return math.inf
     usable = fpr * fnr != 0  # a rule with one rate at 0 (not both) is discarded
-    if not usable.any():
-        return 0.0  # no usable rule (the official code stops with an error here)
     fpr, fnr = fpr[usable], fnr[usable]
     with np.errstate(divide="ignore", invalid="ignore"):
         # the larger of the two that is a number (a log of a negative is not)
         eps = np.fmax(np.log(1 - delta - fpr) - np.log(fnr), np.log(1 - delta - fnr) - np.log(fpr))
     eps = eps[~np.isnan(eps)]
-    return float(np.clip(eps.max(), 0, None)) if len(eps) else 0.0
+    return float(np.clip(eps.max(), 0, None)) if len(eps) else math.nan
+
+
+def _as_array(x: Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().double().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, float)
 
 
 def example_epsilons(unlearned: Tensor, retrained: Tensor, *, delta: float = DELTA) -> Tensor:
-    """Per example, the epsilon that the two samples of confidences allow, in [0, 50]:
-    ``unlearned`` and ``retrained`` are ``(K, n)`` (K models, n forget examples)."""
-    u, r = unlearned.double(), retrained.double()
+    """Per example, the epsilon that the two samples of confidences allow, in [0, 50] (NaN
+    where no rule is usable): ``unlearned`` and ``retrained`` are ``(K, n)`` (K models, n
+    forget examples)."""
+    u, r = _as_array(unlearned), _as_array(retrained)
     if u.ndim != 2 or r.ndim != 2 or u.shape[1] != r.shape[1]:
         raise ValueError(f"confidences must be (models, examples) alike; got {u.shape}, {r.shape}")
-    retrain_positive = r.median(0).values > u.median(0).values
+    retrain_positive = retrained_is_positive(u, r)
     out = []
     for i in range(u.shape[1]):
         pos, neg = (r[:, i], u[:, i]) if retrain_positive[i] else (u[:, i], r[:, i])
-        pr, nr = float(pos.max() - pos.min()), float(neg.max() - neg.min())
+        pr, nr = pos.max() - pos.min(), neg.max() - neg.min()
         largest, smallest = max(pr, nr), min(pr, nr)
         if largest > 0 and smallest / largest < 0.01:  # one sample is far peakier: the cap
             out.append(EPSILON_CAP)
             continue
-        rates = torch.cat([_double_threshold_rates(pos, neg), _single_threshold_rates(pos, neg)], 1)
+        rates = np.concatenate(
+            [_double_threshold_rates(pos, neg), _single_threshold_rates(pos, neg)], 1
+        )
         out.append(min(_epsilon_of_rates(rates, delta), EPSILON_CAP))
     return torch.tensor(out, dtype=torch.float64)
 
@@ -122,19 +163,21 @@ def bucket_points(num_models: int) -> list[tuple[float, float]]:
     return out
 
 
+def points_of(epsilon: float, buckets: list[tuple[float, float]]) -> float:
+    """The points of one epsilon: those of its bucket, 0 beyond the last or when NaN."""
+    return next((p for start, p in buckets if epsilon < start + BUCKET), 0.0)
+
+
 def forget_quality(epsilons: Tensor, num_models: int) -> float:
-    """F: the mean over examples of the points of each epsilon's bucket (0 beyond the last)."""
+    """F: the mean over examples of the points of each epsilon (0 for NaN, as for the cap)."""
     buckets = bucket_points(num_models)
-    total = 0.0
-    for e in epsilons.tolist():
-        total += next((p for start, p in buckets if e < start + BUCKET), 0.0)
-    return total / len(epsilons)
+    return sum(points_of(e, buckets) for e in epsilons.tolist()) / len(epsilons)
 
 
 @dataclass(frozen=True)
 class ChallengeScore:
-    """The score and its parts: per-example epsilons, F, the accuracy ratios, the final
-    score, and the number of models per side it was computed from."""
+    """The score and its parts: per-example epsilons (NaN: cannot be computed), F, the
+    accuracy ratios, the final score, and the number of models per side it was computed from."""
 
     epsilons: list[float]
     forget_quality: float

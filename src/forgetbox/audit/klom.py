@@ -10,6 +10,11 @@ become probabilities, the retrained probabilities are raised to 1e-5 wherever th
 ones are positive, both are normalised, and the result is ``KL(unlearned || retrained)`` in
 nats: 0 for identical samples, larger the more the unlearned models' margins differ from
 what retraining gives.
+
+When no unlearned margin is counted (all at the top edge of the joint range: e.g. every
+unlearned margin clipped at 100 while the retrained ones lie below), the divergence cannot be
+computed: NaN, as the reference code gives (``scipy.stats.entropy`` of an all-zero
+distribution), never 0, which would read as perfect forgetting.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ def _counts(values: Tensor, edges: Tensor) -> Tensor:
 
 def binned_kl(unlearned: Tensor, retrained: Tensor) -> Tensor:
     """Per example (column), the binned ``KL(unlearned || retrained)`` of two samples of
-    margins ``(K_u, n)`` and ``(K_r, n)``; ``(n,)`` nats (NaN when no unlearned value falls in
-    a bin, e.g. all at the top edge)."""
+    margins ``(K_u, n)`` and ``(K_r, n)``; ``(n,)`` nats, NaN where no unlearned value falls in
+    a bin (all at the top edge of the joint range): KLoM cannot be computed there."""
     p_arr = unlearned.double().clamp(-CLIP, CLIP).T  # (n, K_u)
     q_arr = retrained.double().clamp(-CLIP, CLIP).T
     start = torch.minimum(p_arr.min(1).values, q_arr.min(1).values)
@@ -46,17 +51,21 @@ def binned_kl(unlearned: Tensor, retrained: Tensor) -> Tensor:
     edges = torch.arange(BINS + 1, dtype=torch.float64)[None, :] * step[:, None] + start[:, None]
     edges[:, -1] = end
     p, q = _counts(p_arr, edges), _counts(q_arr, edges)
-    p = p / p.sum(1, keepdim=True)
-    q = q / q.sum(1, keepdim=True).clamp_min(1e-300)
+    counted = p.sum(1)  # unlearned margins in some bin; 0: no distribution to compare
+    p = p / counted[:, None].clamp_min(1)
+    q = q / q.sum(1, keepdim=True).clamp_min(1)
     q = torch.where(p > 0, q.clamp_min(EPS), q)
-    p, q = p / p.sum(1, keepdim=True), q / q.sum(1, keepdim=True)
+    # normalised again, as scipy.stats.entropy does (an uncounted row stays all zero)
+    p = p / p.sum(1, keepdim=True).clamp_min(1e-300)
+    q = q / q.sum(1, keepdim=True).clamp_min(1e-300)
     terms = torch.where(p > 0, p * torch.log(p / q), torch.zeros_like(p))
-    return terms.sum(1)
+    return torch.where(counted > 0, terms.sum(1), float("nan"))
 
 
 def klom(unlearned_margins: Tensor, retrained_margins: Tensor) -> Tensor:
     """KLoM per example: margins ``(K, n)`` of the unlearned and the retrained ensembles
-    (the same examples in the same order) -> ``(n,)`` nats, :data:`DIRECTION`."""
+    (the same examples in the same order) -> ``(n,)`` nats, :data:`DIRECTION`; NaN where it
+    cannot be computed (see :func:`binned_kl`)."""
     if unlearned_margins.ndim != 2 or unlearned_margins.shape[1] != retrained_margins.shape[1]:
         raise ValueError(
             "margins must be (models, examples) with the same examples; got "

@@ -12,6 +12,19 @@ same distribution, and the attack's balanced accuracy 50 %.
 Models are split into folds (all the forget sets of one shadow model in one fold): the
 Gaussians are fitted on the other folds and the test is applied to the fold's models, so every
 model is a held-out target once.
+
+One shadow model may unlearn several cohorts. Those unlearned models share one original (its
+half of the data, its seed), so for an example that none of them forgot their confidences are
+near-duplicates (exact duplicates for a method that changes nothing), and the same holds for
+an example in two of its cohorts. Counted as separate models they would shrink the fitted
+variances (by ``C (S - 1) / (C S - 1)`` for exact duplicates of S shadow models, C cohorts
+each) and inflate the pair counts. So each shadow model contributes, per example, at most one
+"in" row (its first cohort that contains the example) and one "out" row (its first cohort,
+when it never saw the example), to the fit and to the attacked pairs alike: the rows are
+then independent draws, one per shadow model, as in LiRA (Carlini et al. 2022) with one forget
+set per shadow model (the reproduction of U-LiRA in Georgiev et al.'s data-unlearning-bench,
+``unlearning/auditors/ulira/ulira.py``). The other cohorts add coverage: they make more
+examples forgotten by some model of each shadow model.
 """
 
 from __future__ import annotations
@@ -25,13 +38,13 @@ from torch import Tensor
 from .roc import Roc, roc
 
 IN, OUT, EXCLUDED = 1, 0, -1
-MIN_FIT = 2  # models needed on each side to fit an example's Gaussians
+MIN_FIT = 2  # shadow models needed on each side to fit an example's Gaussians
 MIN_STD = 1e-3
 
 
 @dataclass(frozen=True)
 class ULiRA:
-    """The attack on every held-out (model, example) pair: ``balanced_accuracy`` at the
+    """The attack on every held-out (shadow model, example) pair: ``balanced_accuracy`` at the
     likelihood-ratio threshold 1 (0.5 is ideal), the ROC of the log ratio, the balanced
     accuracy of each attacked example (``per_example``, by pool index), and the counts."""
 
@@ -57,9 +70,25 @@ def _fit(conf: Tensor, status: Tensor, side: int) -> tuple[Tensor, Tensor, Tenso
     return mu, var.sqrt().clamp_min(MIN_STD), n
 
 
+def one_row_per_shadow(status: Tensor, shadows: Tensor) -> Tensor:
+    """``status`` ``(M, n)`` with, for each shadow model (``shadows`` ``(M,)``: the shadow model
+    of each row) and example, only its first :data:`IN` row and its first :data:`OUT` row kept;
+    its other rows become :data:`EXCLUDED` for that example."""
+    status = status.long()
+    keep = torch.ones_like(status, dtype=torch.bool)
+    for s in shadows.unique().tolist():
+        rows = torch.nonzero(shadows == s).flatten()
+        block = status[rows]
+        for side in (IN, OUT):
+            on = block == side
+            keep[rows] &= ~on | (on.long().cumsum(0) == 1)
+    return torch.where(keep, status, EXCLUDED)
+
+
 def log_ratios(conf: Tensor, status: Tensor, folds: Tensor) -> Tensor:
     """``(M, n)`` log likelihood ratios of every model's confidences (NaN where the model's
-    fold left fewer than :data:`MIN_FIT` fitting models on a side, or the pair is excluded)."""
+    fold left fewer than :data:`MIN_FIT` fitting models on a side, or the pair is excluded).
+    Every row counts as an independent model: see :func:`one_row_per_shadow`."""
     conf, status = conf.double(), status.long()
     out = torch.full_like(conf, float("nan"))
     for f in folds.unique().tolist():
@@ -73,15 +102,22 @@ def log_ratios(conf: Tensor, status: Tensor, folds: Tensor) -> Tensor:
     return out
 
 
-def ulira(conf: Tensor, status: Tensor, folds: Tensor) -> ULiRA:
+def ulira(conf: Tensor, status: Tensor, folds: Tensor, shadows: Tensor | None = None) -> ULiRA:
     """U-LiRA on ``conf`` ``(M, n)`` (logit-scaled confidence of n pool examples under M
     unlearned models), ``status`` ``(M, n)`` (:data:`IN`: trained on and unlearned,
-    :data:`OUT`: never seen, :data:`EXCLUDED`: trained on and kept) and ``folds`` ``(M,)``."""
-    if conf.shape != status.shape or folds.shape != conf.shape[:1]:
+    :data:`OUT`: never seen, :data:`EXCLUDED`: trained on and kept), ``folds`` ``(M,)`` and
+    ``shadows`` ``(M,)``, the shadow model (original) each row was unlearned from (default:
+    every row its own); one row per shadow model and side enters (:func:`one_row_per_shadow`)."""
+    shadows = torch.arange(len(folds)) if shadows is None else shadows
+    if conf.shape != status.shape or folds.shape != conf.shape[:1] or shadows.shape != folds.shape:
         raise ValueError(
             f"shapes differ: conf {tuple(conf.shape)}, status {tuple(status.shape)}, "
-            f"folds {tuple(folds.shape)}"
+            f"folds {tuple(folds.shape)}, shadows {tuple(shadows.shape)}"
         )
+    for s in shadows.unique().tolist():
+        if len(folds[shadows == s].unique()) > 1:
+            raise ValueError(f"shadow model {s} has rows in several folds")
+    status = one_row_per_shadow(status, shadows)
     lr = log_ratios(conf, status, folds)
     attacked = ~torch.isnan(lr)
     is_in = attacked & (status == IN)

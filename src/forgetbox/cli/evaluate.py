@@ -53,6 +53,10 @@ def evaluate_config(args: argparse.Namespace) -> EvaluateConfig:
     return replace(cfg, **{k: v for k, v in updates.items() if k in known})
 
 
+def _g(x: float | None) -> str:
+    return "not computable" if x is None else f"{x:.3g}"
+
+
 def command(args: argparse.Namespace) -> int:
     """Run the evaluation and print one line per method."""
     exp = experiment_config(args)
@@ -62,7 +66,7 @@ def command(args: argparse.Namespace) -> int:
         u, c = b.get("ulira"), b["challenge"]
         print(
             f"{m:<11} challenge score {c['score']:.3f} (F {c['forget_quality']:.3f})"
-            f"  KLoM D_f median {b['klom']['forget']['median']:.3g}"
+            f"  KLoM D_f median {_g(b['klom']['forget']['median'])}"
             + (f"  U-LiRA balanced accuracy {u['balanced_accuracy']:.3f}" if u else "")
         )
     print(f"\nevaluation.json and evaluation.html in {exp.out}")

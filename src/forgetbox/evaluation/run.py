@@ -78,7 +78,9 @@ def _results(stages, task, config, members, references, shadows) -> dict:
             "seconds": [m.seconds for m in ms],
         }
         if shadows is not None and method in shadows.conf:
-            block["ulira"] = scores.ulira_part(shadows.conf[method], shadows.status, shadows.folds)
+            block["ulira"] = scores.ulira_part(
+                shadows.conf[method], shadows.status, shadows.folds, shadows.shadows
+            )
             block["ulira"]["seconds"] = shadows.seconds[method]
         by_method[method] = block
     return {

@@ -10,6 +10,7 @@ import torch
 
 from .. import audit
 from ..audit import challenge
+from ..audit.band import NOT_COMPUTABLE
 from ..audit.klom import DIRECTION as KLOM_DIRECTION
 from ..audit.ulira import ulira
 from ..experiment.tasks import Task
@@ -41,31 +42,38 @@ def bands(members: dict[str, list[Member]]) -> dict[str, audit.Band]:
 
 
 def _meaning(key: str, side: str) -> str:
-    if side == "inside":
-        return "inside"
+    if side in ("inside", NOT_COMPUTABLE):
+        return side
     leak = LEAK_SIDE.get(key)
     if leak is None:
         return side
     return "leaks" if side == leak else "Streisand"
 
 
+def _finite(values) -> np.ndarray:
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    return v[np.isfinite(v)]
+
+
 def readout_summary(members: dict[str, list[Member]], band: dict[str, audit.Band]) -> dict:
-    """Per method and readout: the K values, their median, where the median falls and how
-    many models fall outside the band."""
+    """Per method and readout: the K values, the median of those that could be computed
+    (None if none could), where it falls, how many models fall outside the band and how many
+    values could not be computed (NaN: never inside the band)."""
     out = {}
     for method, ms in members.items():
         out[method] = {}
         for key, b in band.items():
             values = [m.readouts[key] for m in ms]
-            med = float(np.median(values))
+            finite = _finite(values)
+            med = float(np.median(finite)) if len(finite) else None
             side = audit.side_of(med, b)
-            outside = sum(audit.side_of(v, b) != "inside" for v in values)
             out[method][key] = {
                 "values": values,
                 "median": med,
                 "side": side,
                 "meaning": _meaning(key, side),
-                "models_outside": outside,
+                "models_outside": sum(audit.side_of(v, b) in ("above", "below") for v in finite),
+                "not_computable": len(values) - len(finite),
             }
     return out
 
@@ -107,7 +115,8 @@ def _accuracy(task: Task, members: list[Member], name: str) -> float:
 
 
 def challenge_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
-    """The NeurIPS 2023 score of an unlearned ensemble against the references."""
+    """The NeurIPS 2023 score of an unlearned ensemble against the references; an epsilon
+    that cannot be computed (NaN, JSON null) earns no points and is counted."""
     yf = subset(task, unlearned[0].logits, "forget")[1]
     cu = torch.stack(
         [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in unlearned]
@@ -119,10 +128,10 @@ def challenge_part(task: Task, unlearned: list[Member], references: list[Member]
     ta = (_accuracy(task, unlearned, "test"), _ref_accuracy(task, references, "test"))
     s = audit.challenge_score(cu, cr, retain_accuracy=ra, test_accuracy=ta)
     buckets = challenge.bucket_points(s.models)
-    points = [next((p for b, p in buckets if e < b + challenge.BUCKET), 0.0) for e in s.epsilons]
     return {
         "epsilons": s.epsilons,
-        "points": points,
+        "points": [challenge.points_of(e, buckets) for e in s.epsilons],
+        "not_computable": int(np.isnan(s.epsilons).sum()),
         "forget_quality": s.forget_quality,
         "retain_accuracy_ratio": s.retain_ratio,
         "test_accuracy_ratio": s.test_ratio,
@@ -140,7 +149,9 @@ def _ref_accuracy(task: Task, references: list[Member], name: str) -> float:
 
 
 def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
-    """KLoM per example of D_f, D_r and the validation set, and its summary per subset."""
+    """KLoM per example of D_f, D_r and the validation set, and its summary per subset over
+    the examples where it could be computed, with the count of those where it could not (NaN:
+    every unlearned margin at the top of the joint range)."""
     out = {"direction": KLOM_DIRECTION}
     for name in KLOM_SUBSETS:
         y = subset(task, unlearned[0].logits, name)[1]
@@ -153,13 +164,16 @@ def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> 
             "mean": float(finite.mean()) if len(finite) else None,
             "median": float(np.median(finite)) if len(finite) else None,
             "q90": float(np.quantile(finite, 0.9)) if len(finite) else None,
+            "not_computable": int(len(values) - len(finite)),
         }
     return out
 
 
-def ulira_part(conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor) -> dict:
-    """U-LiRA's balanced accuracy, per-example results and ROC for one attacked method."""
-    res = ulira(conf, status, folds)
+def ulira_part(
+    conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor, shadows: torch.Tensor
+) -> dict:
+    """U-LiRA with one unlearned model per shadow model, example and side."""
+    res = ulira(conf, status, folds, shadows)
     return {
         "balanced_accuracy": res.balanced_accuracy,
         "per_example": {str(k): v for k, v in res.per_example.items()},
@@ -172,13 +186,16 @@ def ulira_part(conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor) ->
 
 def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
     """Mean of ``a`` minus mean of ``b`` (paired by example) with a 95 % percentile interval
-    from :data:`BOOTSTRAP` resamples of the examples."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    from :data:`BOOTSTRAP` resamples of the examples where both could be computed (NaN or
+    None: not; those are counted in ``not_computable``)."""
+    a = np.asarray([np.nan if x is None else x for x in a], float)
+    b = np.asarray([np.nan if x is None else x for x in b], float)
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
+    dropped = int((~keep).sum())
     if len(a) < MIN_EXAMPLES:
         diff = float(a.mean() - b.mean()) if len(a) else None
-        return {"difference": diff, "ci95": None, "examples": len(a)}
+        return {"difference": diff, "ci95": None, "examples": len(a), "not_computable": dropped}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), (BOOTSTRAP, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
@@ -187,6 +204,7 @@ def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
         "difference": float(a.mean() - b.mean()),
         "ci95": [float(lo), float(hi)],
         "examples": len(a),
+        "not_computable": dropped,
     }
 
 

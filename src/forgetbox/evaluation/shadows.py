@@ -75,12 +75,15 @@ def _sub_task(task: Task, half: np.ndarray, cohort: np.ndarray) -> Task:
 @dataclass
 class ShadowConfidences:
     """Per attacked method: ``conf`` ``(M, n)`` margins of every example of D under the M
-    unlearned shadow models, ``status`` ``(M, n)`` (IN / OUT / EXCLUDED), ``folds`` ``(M,)``."""
+    unlearned shadow models, ``status`` ``(M, n)`` (IN / OUT / EXCLUDED), ``folds`` ``(M,)``,
+    and ``shadows`` ``(M,)``, the shadow model each unlearned model comes from (its cohorts
+    share one original, so U-LiRA takes one row of each per example and side)."""
 
     conf: dict[str, Tensor]
     status: Tensor
     folds: Tensor
     seconds: dict[str, list[float]]
+    shadows: Tensor
 
 
 def shadow_confidences(
@@ -92,7 +95,7 @@ def shadow_confidences(
     x, y, n = task.split.x_train, task.split.y_train, len(task.split.y_train)
     conf = {m: [] for m in cfg.attacked_methods}
     seconds = {m: [] for m in cfg.attacked_methods}
-    status, folds = [], []
+    status, folds, shadows = [], [], []
     for s in progress(range(cfg.shadow_models), desc="U-LiRA shadow models"):
         t0 = time.perf_counter()
         seed = cfg.seed_base + SHADOW_SEED + s
@@ -107,6 +110,7 @@ def shadow_confidences(
             row[cohort] = IN
             status.append(row)
             folds.append(s % cfg.folds)
+            shadows.append(s)
             direction = _shared_step(stages, sub, original, w0, seed)
             for method in cfg.attacked_methods:
                 model, secs = _unlearned(stages, sub, original, w0, seed, method, direction)
@@ -118,6 +122,7 @@ def shadow_confidences(
         torch.as_tensor(np.stack(status)),
         torch.as_tensor(folds),
         seconds,
+        torch.as_tensor(shadows),
     )
 
 

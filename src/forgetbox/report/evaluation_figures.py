@@ -16,7 +16,7 @@ CAPTIONS = {
         "well the best threshold rule tells the method's K models from the K retrained ones "
         "on each D_f example (0: indistinguishable; 50: the cap, fully separable). Dashed "
         "lines: the bucket edges that earn points; the retrain row shows what sampling error "
-        "alone gives."
+        "alone gives. An epsilon that cannot be computed (no usable rule) is not drawn."
     ),
     "eval_ulira_roc": (
         "U-LiRA: ROC of the per-example likelihood-ratio attack on held-out shadow models, "
@@ -26,7 +26,8 @@ CAPTIONS = {
     "eval_klom": (
         "KLoM per example, KL(unlearned || retrained) of the margins, by subset (dots: examples; "
         "bar: median). 0 means the method's models look like retrained ones on that example; the "
-        "retrain row is the level of sampling noise."
+        "retrain row is the level of sampling noise. n/c: examples where KLoM cannot be computed "
+        "(every unlearned margin at the top of the joint range), not drawn."
     ),
     "eval_bands": (
         "Readouts of every model (dots) per method, with the retrain band (5-95 % quantiles of the "
@@ -58,7 +59,10 @@ def epsilons(results: dict, out: Path) -> Figure:
     top = np.ceil(np.log(k - 1))
     bins = np.arange(0, max(top, 1) + 0.5, 0.5).tolist() + [50.5]
     for ax, m in zip(axes[0], methods, strict=True):
-        eps = np.minimum(results["methods"][m]["challenge"]["epsilons"], top + 0.25)
+        eps = np.asarray(
+            [np.nan if e is None else e for e in results["methods"][m]["challenge"]["epsilons"]]
+        )
+        eps = np.minimum(eps[np.isfinite(eps)], top + 0.25)  # NaN: not computable, not drawn
         ax.hist(eps, bins=np.minimum(bins, top + 0.5), color=COLORS.get(m, "k"))
         for edge in np.arange(0.5, top + 0.01, 0.5):
             ax.axvline(edge, color="0.6", ls="--", lw=0.6)
@@ -102,15 +106,19 @@ def klom_panels(results: dict, out: Path) -> Figure:
     names = {"forget": "D_f", "retain": "D_r", "val": "validation"}
     gen = np.random.default_rng(0)
     for ax, subset in zip(axes[0], ("forget", "retain", "val"), strict=True):
+        labels = []
         for i, m in enumerate(methods):
-            v = np.asarray(results["methods"][m]["klom"][subset]["values"], float)
+            values = results["methods"][m]["klom"][subset]["values"]
+            v = np.asarray([np.nan if x is None else x for x in values], float)
             v = v[np.isfinite(v)]
+            missing = len(values) - len(v)
+            labels.append(f"{m} ({missing} n/c)" if missing else m)
             ax.scatter(
                 i + gen.uniform(-0.25, 0.25, len(v)), v, s=6, alpha=0.5, color=COLORS.get(m, "k")
             )
             if len(v):
                 ax.hlines(np.median(v), i - 0.35, i + 0.35, color="k", lw=2)
-        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
+        ax.set_xticks(range(len(methods)), labels, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"KLoM on {names[subset]}", fontsize=10)
         ax.set_ylim(bottom=0)
     axes[0][0].set_ylabel("nats, KL(unlearned || retrained)")

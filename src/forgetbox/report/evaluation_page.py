@@ -19,14 +19,24 @@ def _auc(roc: dict | None) -> str:
     return f"{roc['auc']:.3f}" + (f" <small>[{ci[0]:.2f}, {ci[1]:.2f}]</small>" if ci else "")
 
 
+def _na(block: dict) -> str:
+    """How many values could not be computed (absent in older evaluations)."""
+    k = block.get("not_computable") or 0
+    return f" <small>({k} not computable)</small>" if k else ""
+
+
 def _ci(row: dict | None) -> str:
     if not row:
         return "—"
     if row["ci95"] is None:
-        return f"too few examples ({row['examples']})"
+        return f"too few examples ({row['examples']}){_na(row)}"
     lo, hi = row["ci95"]
     mark = " <b>≠</b>" if row["distinguishable"] else ""
-    return f"{row['difference']:+.3f} <small>[{lo:+.3f}, {hi:+.3f}]</small>{mark}"
+    return f"{row['difference']:+.3f} <small>[{lo:+.3f}, {hi:+.3f}]</small>{mark}{_na(row)}"
+
+
+def _klom(block: dict) -> str:
+    return short(block["median"]) + _na(block)
 
 
 def _attacks(results: dict) -> str:
@@ -57,12 +67,12 @@ def _attacks(results: dict) -> str:
                 cell(f"{u['balanced_accuracy']:.3f}" if u else "—"),
                 cell(f"{u['tpr_at_1pct_fpr']:.3f}" if u else "—"),
                 cell(_ci(vs.get("ulira_balanced_accuracy"))),
-                cell(f"{b['challenge']['forget_quality']:.3f}"),
+                cell(f"{b['challenge']['forget_quality']:.3f}{_na(b['challenge'])}"),
                 cell(f"{b['challenge']['score']:.3f}"),
                 cell(_ci(vs.get("challenge_points"))),
-                cell(short(b["klom"]["forget"]["median"])),
-                cell(short(b["klom"]["retain"]["median"])),
-                cell(short(b["klom"]["val"]["median"])),
+                cell(_klom(b["klom"]["forget"])),
+                cell(_klom(b["klom"]["retain"])),
+                cell(_klom(b["klom"]["val"])),
                 cell(_ci(vs.get("klom_forget"))),
                 cell(_auc(b["population"]["loss"])),
                 cell(_auc(b["population"].get("loss_same_class"))),
@@ -82,7 +92,10 @@ def _readouts(results: dict) -> str:
             r = b["readouts"][k]
             flag = "" if r["meaning"] == "inside" else f" <b>{esc(r['meaning'])}</b>"
             cells.append(
-                cell(f"{short(r['median'])}{flag} <small>({r['models_outside']} out)</small>")
+                cell(
+                    f"{short(r['median'])}{flag} <small>({r['models_outside']} out)</small>"
+                    + _na(r)
+                )
             )
         rows.append(cells)
     band = ["<th>retrain band</th>"] + [
@@ -115,7 +128,11 @@ def page(results: dict, figures: dict) -> str:
 <h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
-bootstrap interval over examples; ≠ marks an interval that excludes 0. Loss attack: a threshold
+bootstrap interval over examples; ≠ marks an interval that excludes 0. A score that cannot be
+computed for an example (KLoM with every unlearned margin at the top of the joint range; a
+challenge epsilon with no usable rule) is left out of medians and differences and counted
+("not computable"); in the challenge it earns no points. U-LiRA takes one unlearned model per
+shadow model, example and side. Loss attack: a threshold
 on the loss, D_f against all test images or against those of D_f's classes (so that a class's
 difficulty does not pass for membership), all K models pooled, with a 95 % interval from
 resampling examples.</p>
