@@ -16,8 +16,9 @@ from sklearn.metrics import roc_auc_score
 from forgetbox import audit
 from forgetbox.audit import challenge
 from forgetbox.audit.ulira import EXCLUDED, IN, OUT, log_ratios, one_row_per_shadow, ulira
-from forgetbox.evaluation import report, scores
+from forgetbox.evaluation import scores
 from forgetbox.evaluation.ensembles import Member
+from forgetbox.report import evaluation_page as report
 from tests.official_scores import official_epsilon, reference_klom
 
 
