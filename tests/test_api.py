@@ -105,7 +105,8 @@ def test_sequential_requests_make_a_verified_chained_ledger(trained, tmp_path):
     assert cli.main(argv) == 0
     doc = json.loads((out / "ledger.json").read_text())
     ledger = doc["entries"]
-    assert doc["format"] == "forgetbox-ledger/2" and doc["authenticated"] is False
+    assert doc["format"] == "forgetbox-ledger/3" and doc["authenticated"] is False
+    assert doc["head"] == {"entries": 2, "entry_sha256": doc["entries"][1]["entry_sha256"]}
     assert [e["request"] for e in ledger] == [1, 2]
     assert [e["input"] for e in ledger] == ["original", "previous"]
     assert ledger[0]["forget_indices"] == [0, 3, 5, 8] and ledger[1]["forget_indices"] == [1, 2]

@@ -110,6 +110,7 @@ def world(trained, tmp_path_factory):
     assert cli.main(w.scrub(base / "keyed", "--ledger-key-file", str(key))) == 0
     assert cli.main(base_argv("prepare", root, base / "prep")) == 0
     assert cli.main(w.scrub(base / "pout", "--prepared", str(base / "prep"))) == 0
+    assert cli.main(base_argv("prepare", root, base / "prep-unused")) == 0  # serves no ledger
     return w
 
 
@@ -217,7 +218,14 @@ def _prepared_tamper(name, data=b"garbage"):
 
 def _overwrite_input(w, d):
     out = _copy(w.base / "good", d / "o")
-    planted = out / "scrubbed-0002.safetensors"  # where request 2 would write
+    planted = out / "summary.txt"  # where request 2 writes its summary
+    planted.write_text("1 2\n")
+    return w.swap(_second(w, out), "--forget", planted)
+
+
+def _numbered_beyond(w, d):
+    out = _copy(w.base / "good", d / "o")
+    planted = out / "scrubbed-0002.safetensors"  # a file of a request the ledger does not hold
     shutil.copy(out / "scrubbed-0001.safetensors", planted)
     return w.swap(_second(w, out), "--weights", planted)
 
@@ -414,6 +422,7 @@ CLI_CASES = {
     "out is a file": (_file_out, "an existing file, not a folder"),
     "out is a dangling link": (_dangling, "dangling"),
     "output would overwrite an input": (_overwrite_input, "would be overwritten"),
+    "a request's file beyond the ledger": (_numbered_beyond, "scrubbed-0002.safetensors"),
     # ledger and chain of weights
     "ledger not JSON": (_ledger_not_json, "not valid JSON"),
     "ledger of the old format": (_tamper(lambda doc: doc.clear()), "not a forgetbox ledger"),
@@ -453,7 +462,7 @@ CLI_CASES = {
     ),  # noqa: E501
     "prepared for other weights": (
         lambda w, d: w.swap(
-            w.scrub(d / "o", "--prepared", str(w.base / "prep")),
+            w.scrub(d / "o", "--prepared", str(w.base / "prep-unused")),
             "--weights",
             _weights(
                 w,
@@ -465,7 +474,7 @@ CLI_CASES = {
     ),  # noqa: E501
     "prepared state of another ledger": (
         lambda w, d: w.scrub(d / "o", "--prepared", str(w.base / "prep")),
-        "serves the ledger in",
+        "cohort-0001.safetensors",
     ),
     # prepare
     "prepare into a prepared folder": (

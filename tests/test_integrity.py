@@ -11,7 +11,14 @@ from torch import nn
 import forgetbox
 from forgetbox import checkpoints, cli, models, training
 from forgetbox.checkpoints import CheckpointError
-from forgetbox.deletion import LedgerError, load_prepared, prepare, save_prepared, verify_ledger
+from forgetbox.deletion import (
+    Ledger,
+    LedgerError,
+    load_prepared,
+    prepare,
+    save_prepared,
+    verify_ledger,
+)
 from forgetbox.deletion.ledger import ledger_document, new_entry
 from forgetbox.functional import flatten, parameters_of
 from forgetbox.hashing import sha256_indices
@@ -31,33 +38,34 @@ def _cert(k: int, white: float = 1.0, reference: str = "retrained") -> dict:
     }
 
 
+DEPLOYMENT = "0123456789abcdef" * 2
+DATA = {"data_sha256": "d" * 64, "data_set_sha256": "s" * 64, "n_train": 100}
+FILES = {"certificate_file": "certificate-0001.json", "certificate_sha256": "c" * 64}
+
+
+def _entry(ledger: Ledger, cert: dict, cohort: list[int], key=None, **kw) -> dict:
+    kw = {"input_weights": "original", "files": FILES, "data": DATA, "threshold_nats": 5.0, **kw}
+    return new_entry(ledger, cert, cohort, key=key, **kw)
+
+
 def _ledger(n: int, key=None) -> dict:
     entries = []
     for k in range(1, n + 1):
         cert = _cert(k, white=float(k))
         cert["hashes"]["weights_sha256"] = "w0" if k == 1 else f"w{k - 1}"
-        entries.append(
-            new_entry(
-                entries,
-                cert,
-                [10 * k, 10 * k + 1],
-                input_weights="original" if k == 1 else "previous",
-                files={},
-                threshold_nats=5.0,
-                key=key,
-            )
-        )
-    return json.loads(json.dumps(ledger_document(entries, key)))
+        inputs = "original" if k == 1 else "previous"
+        ledger = Ledger(DEPLOYMENT, entries)
+        entries.append(_entry(ledger, cert, [10 * k, 10 * k + 1], key, input_weights=inputs))
+    return json.loads(json.dumps(ledger_document(Ledger(DEPLOYMENT, entries), key)))
 
 
 def test_a_chained_ledger_verifies_and_sums_only_measured_bounds():
     doc = _ledger(3)
-    entries = verify_ledger(doc, n_train=100)
+    entries = verify_ledger(doc, n_train=100).entries
     assert [e["running_total_measured_nats"] for e in entries] == [1.0, 3.0, 6.0]
     assert [e["retrain_due"] for e in entries] == [False, False, True]
     assert entries[1]["previous_entry_sha256"] == entries[0]["entry_sha256"]
-    kw = dict(input_weights="original", files={}, threshold_nats=1.0, key=None)
-    estimated = new_entry([], _cert(1, 7.0, "estimate"), [1], **kw)
+    estimated = _entry(Ledger(DEPLOYMENT), _cert(1, 7.0, "estimate"), [1], threshold_nats=1.0)
     assert estimated["running_total_measured_nats"] == 0.0
     assert estimated["running_total_estimated_nats"] == 7.0 and not estimated["retrain_due"]
 
@@ -68,7 +76,10 @@ def test_a_chained_ledger_verifies_and_sums_only_measured_bounds():
         (lambda d: d["entries"][1].update(forget_indices=[20]), "entry 2"),
         (lambda d: d["entries"][1].update(method="retrain"), "entry 2, field 'entry_sha256'"),
         (lambda d: d["entries"].pop(0), "entry 1, field 'request'"),
+        (lambda d: d["entries"].pop(), "the head records 3 entries but the chain has 2"),
         (lambda d: d["entries"].reverse(), "entry 1, field 'request'"),
+        (lambda d: d.update(deployment="f" * 32), "entry 1, field 'previous_entry_sha256'"),
+        (lambda d: d["entries"][1].update(data_sha256="e" * 64), "entry 2"),
         (lambda d: d["entries"][2].update(previous_entry_sha256="0" * 64), "entry 3"),
         (lambda d: d["entries"][0].update(n_forget=3), "entry 1"),
     ],

@@ -105,3 +105,32 @@ def test_an_empty_cohort_is_refused_by_every_public_entry_point():
     prep = forgetbox.prepare(model, (x, y), config=methods.ForgetConfig(linearization=lin))
     with pytest.raises(CohortError, match="empty"):
         prep.cohort([])
+
+
+@given(
+    n=st.integers(1, 40),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+    integer=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_data_hash_is_the_same_streamed_or_in_memory_and_tells_order(n, shape, seed, integer):
+    from forgetbox.hashing import data_set_sha256, data_sha256
+    from forgetbox.inputs import Rows
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=gen)
+    if integer:
+        x = (x * 50).round().to(torch.int16)
+    y = torch.randint(0, 5, (n,), generator=gen)
+    digest = data_sha256(x, y, batch=7)
+    assert digest == data_sha256(Rows(x.numpy()), y, batch=3)  # streamed, other batches
+    perm = torch.randperm(n, generator=gen)
+    assert data_set_sha256(x[perm], y[perm]) == data_set_sha256(x, y)
+    if not torch.equal(perm, torch.arange(n)) and not torch.equal(x[perm], x):
+        assert data_sha256(x[perm], y[perm]) != digest
+    changed = x.clone().double() if not integer else x.clone()
+    changed.view(-1)[0] += 1
+    assert data_sha256(changed, y) != digest and data_set_sha256(changed, y) != data_set_sha256(
+        x, y
+    )

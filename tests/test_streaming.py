@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import forgetbox
+from forgetbox.hashing import data_sha256
 from forgetbox.inputs import Rows, as_rows
 
 N, SHAPE, CLASSES = 12000, (3, 32, 32), 2  # 147 MB of float32 inputs
@@ -78,6 +79,7 @@ for solver in ("param", "cg"):
                           seed=0)
     out[solver] = res.delta.tolist()
 out["errors"] = res.certificate["errors"]
+out["data_sha256"] = res.certificate["hashes"]["data_sha256"]
 print(json.dumps(out))
 """
 
@@ -108,7 +110,7 @@ def test_a_memory_mapped_data_set_larger_than_the_process_memory_is_scrubbed(tmp
     # the same scrub with the whole data set in memory
     x = torch.from_numpy(np.load(path))
     for solver in ("param", "cg"):
-        want = forgetbox.scrub(
+        res = forgetbox.scrub(
             model,
             pretrained=w0,
             data=(x, torch.from_numpy(y)),
@@ -116,9 +118,13 @@ def test_a_memory_mapped_data_set_larger_than_the_process_memory_is_scrubbed(tmp
             method="ntk",
             options=forgetbox.NTKOptions(solver=solver, cg_tol=1e-6),
             seed=0,
-        ).delta
+        )
+        want = res.delta
         got = torch.tensor(streamed[solver], dtype=want.dtype)
         assert ((got - want).norm() / want.norm()).item() < 1e-5, solver
+    # the data streamed from disk is recorded with the hash of the same data in memory
+    assert streamed["data_sha256"] == res.certificate["hashes"]["data_sha256"]
+    assert streamed["data_sha256"] == data_sha256(x, torch.from_numpy(y))
 
 
 def test_rows_read_only_what_is_asked_and_check_every_batch(tmp_path):

@@ -38,6 +38,44 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+DATA_FORMAT = b"forgetbox-data/1"
+
+
+def _canonical_rows(x, i: int, j: int) -> torch.Tensor:
+    """Rows ``i:j`` of ``x`` (a tensor, or rows read from disk) as forgetbox computes on them:
+    floating inputs as they are, integer inputs as float32; contiguous on the CPU."""
+    rows = torch.as_tensor(x[i:j]).detach().cpu()
+    return (rows if rows.is_floating_point() else rows.float()).contiguous()
+
+
+def data_sha256(x, y: torch.Tensor, batch: int = 1024) -> str:
+    """SHA-256 of a training set D = (inputs, labels) in its order: the input shape and dtype,
+    then every sample's bytes, then the labels (int64). ``x`` may be a tensor or
+    :class:`~forgetbox.inputs.Rows` read a batch at a time: the same data gives the same hash
+    whichever way it is held (a deletion ledger records it per request)."""
+    n = len(x)
+    first = _canonical_rows(x, 0, 1)
+    h = hashlib.sha256(DATA_FORMAT)
+    h.update(f"{n}|{tuple(first.shape[1:])}|{first.dtype}".encode())
+    for i in range(0, n, batch):
+        h.update(_canonical_rows(x, i, min(n, i + batch)).reshape(-1).view(torch.uint8).numpy())
+    h.update(torch.as_tensor(y).long().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_set_sha256(x, y: torch.Tensor, batch: int = 1024) -> str:
+    """SHA-256 of D as a set: the sorted digests of its samples (input bytes and label), so the
+    same samples in another order give the same value (tells a reordering from a change)."""
+    labels = torch.as_tensor(y).long().cpu()
+    digests = []
+    for i in range(0, len(x), batch):
+        part = labels[i : i + batch]
+        rows = _canonical_rows(x, i, i + len(part)).reshape(len(part), -1).view(torch.uint8)
+        for row, label in zip(rows.numpy(), part.tolist(), strict=True):
+            digests.append(hashlib.sha256(row.tobytes() + str(label).encode()).digest())
+    return hashlib.sha256(b"".join(sorted(digests))).hexdigest()
+
+
 def state_sha256(model: torch.nn.Module) -> str:
     """SHA-256 over the model's tensors (names, shapes, dtypes and bytes, in name order)."""
     return named_tensors_sha256(model.state_dict())

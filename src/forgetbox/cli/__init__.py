@@ -1,8 +1,8 @@
 """Command line: ``forgetbox run`` (the paper's experiment), ``forgetbox train`` (pre-train and
 fine-tune, print the three models' errors), ``forgetbox scrub`` (scrub your own model),
-``forgetbox prepare`` (factor a kernel once for many requests), ``forgetbox report``
-(re-render a run's report from its results.json), ``forgetbox evaluate`` (judge the methods
-against retrain ensembles).
+``forgetbox prepare`` (factor a kernel once for many requests), ``forgetbox verify`` (audit
+a deletions folder), ``forgetbox report`` (re-render a run's report from its results.json),
+``forgetbox evaluate`` (judge the methods against retrain ensembles).
 
 One module per command; each only parses its flags and calls the library.
 """
@@ -14,9 +14,9 @@ import sys
 
 from .. import parallel
 from ..versions import package_version
-from . import evaluate, prepare, report, run, scrub, train
+from . import evaluate, prepare, report, run, scrub, train, verify
 
-COMMANDS = (run, train, evaluate, scrub, prepare, report)
+COMMANDS = (run, train, evaluate, scrub, prepare, verify, report)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -23,6 +23,11 @@ def add_parser(sub) -> None:
     add_settings_flags(p, Linearization, exclude=("around",))
     add_settings_flags(p, NTKOptions)
     add_model_options(p)
+    p.add_argument(
+        "--ledger-key-file",
+        type=Path,
+        help="the key of the ledger it will serve: the manifest is authenticated with it",
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
     p.set_defaults(func=command)
 
@@ -38,6 +43,7 @@ def command(args: argparse.Namespace) -> int:
         config=ForgetConfig(linearization=lin, ntk=opts),
         device=args.device,
         trainable=args.trainable,
+        ledger_key_file=args.ledger_key_file,
     )
     serve_prepare(req)
     return 0

@@ -86,7 +86,14 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--ledger-key-file",
         type=Path,
-        help="a secret key: the ledger's entries are also authenticated with HMAC-SHA256",
+        help="a secret key: the ledger's entries, head and receipts are also authenticated "
+        "with HMAC-SHA256",
+    )
+    p.add_argument(
+        "--data-appended",
+        action="store_true",
+        help="--data holds the recorded data with samples added after it (recorded; refused "
+        "otherwise)",
     )
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=command)
@@ -115,6 +122,7 @@ def command(args: argparse.Namespace) -> int:
         trainable=args.trainable,
         device=args.device,
         ledger_key_file=args.ledger_key_file,
+        data_appended=args.data_appended,
     )
     serve_scrub(req)
     return 0

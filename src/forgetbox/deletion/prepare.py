@@ -14,7 +14,7 @@ from torch import nn
 from .. import ntk
 from ..checkpoints import CheckpointError
 from ..functional import flatten, select_trainable
-from ..hashing import state_sha256, tensors_sha256
+from ..hashing import data_sha256, state_sha256, tensors_sha256
 from ..inputs import as_tensors
 from ..methods import ForgetConfig, Method, resolve_config
 
@@ -61,7 +61,7 @@ def prepare(
     )
     hashes = {
         "weights_sha256": state_sha256(model),
-        "data_sha256": tensors_sha256(x, y),
+        "data_sha256": data_sha256(x, y),
         "pretrained_sha256": state_sha256(pretrained) if pretrained is not None else None,
         "around_sha256": tensors_sha256(flatten(prob.params)),
     }
@@ -77,7 +77,7 @@ def check_binding(state: ntk.PreparedKernel, model: nn.Module, data) -> tuple:
             "weights (every request is answered from them) or prepare again"
         )
     x, y = as_tensors(data, "data")
-    if tensors_sha256(x, y) != state.hashes["data_sha256"]:
+    if data_sha256(x, y) != state.hashes["data_sha256"]:
         raise CheckpointError(
             "the prepared kernel belongs to other data (SHA-256 mismatch of inputs and "
             "labels): pass the same training set, in the same order"

@@ -3,11 +3,15 @@ checked against the SHA-256 recorded when it was written.
 
 ``kernel.safetensors`` holds the immutable factor (written once), ``cohort.safetensors`` (or a
 request's ``cohort-NNNN.safetensors``) the requests answered so far, and ``prepared.json`` the
-manifest with every file's SHA-256.
+manifest with every file's SHA-256 and the state's deployment identifier (also in the kernel's
+metadata): the ledger a state serves carries the same identifier, so the two are bound by
+identity, not by where they lie. With a key the manifest is HMAC-authenticated; without one,
+each ledger entry records the manifest's SHA-256.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from pathlib import Path
 
@@ -16,28 +20,53 @@ import torch
 from .. import ntk
 from ..atomic import atomic_write_json
 from ..checkpoints import CheckpointError, load_state, read_metadata, save_large
-from ..hashing import sha256_file
+from ..hashing import canonical_json, sha256_file
+from .ledger import DEPLOYMENT, new_deployment, sign
 
-FORMAT = "forgetbox-prepared/2"
+FORMAT = "forgetbox-prepared/3"
 KERNEL_FILE = "kernel.safetensors"
 COHORT_FILE = "cohort.safetensors"
 MANIFEST_FILE = "prepared.json"
 
 
-def save_prepared(state: ntk.PreparedKernel, folder: str | Path, extra: dict | None = None) -> None:
-    """Write ``kernel.safetensors`` (immutable), ``cohort.safetensors`` (the requests
-    answered so far) and the manifest ``prepared.json`` with every file's SHA-256, each
-    atomically, the manifest last (``extra``: more fields for the manifest)."""
+def save_prepared(
+    state: ntk.PreparedKernel,
+    folder: str | Path,
+    extra: dict | None = None,
+    *,
+    deployment: str | None = None,
+    key: bytes | None = None,
+) -> str:
+    """Write ``kernel.safetensors`` (immutable, with ``deployment`` in its metadata),
+    ``cohort.safetensors`` (the requests answered so far) and the manifest ``prepared.json``
+    with every file's SHA-256 (HMAC'd with ``key`` when given), each atomically, the manifest
+    last (``extra``: more fields for the manifest). ``deployment``: the identifier the state
+    and the ledger it serves share (default: a new one); returned."""
+    deployment = deployment or new_deployment()
+    if not DEPLOYMENT.fullmatch(deployment):
+        raise ValueError("deployment must be 32 hexadecimal digits")
     folder = Path(folder)
     kpath = folder / KERNEL_FILE
     if kpath.exists():
-        if read_metadata(kpath).get("hashes") != state.hashes:
-            raise CheckpointError(f"{kpath} holds the kernel of another model or data set")
+        meta = read_metadata(kpath)
+        if meta.get("hashes") != state.hashes or meta.get("deployment") != deployment:
+            raise CheckpointError(f"{kpath} holds the kernel of another model, data or deployment")
     else:
-        save_large(kpath, state.kernel_tensors(), {"format": FORMAT, **state.describe()})
+        meta = {"format": FORMAT, "deployment": deployment, **state.describe()}
+        save_large(kpath, state.kernel_tensors(), meta)
     files = {KERNEL_FILE: sha256_file(kpath), COHORT_FILE: save_cohort(state, folder)}
-    manifest = {"format": FORMAT, "files": files, "hashes": state.hashes, **(extra or {})}
+    manifest = {
+        **(extra or {}),
+        "format": FORMAT,
+        "deployment": deployment,
+        "files": files,
+        "hashes": state.hashes,
+        "authenticated": key is not None,
+    }
+    if key is not None:
+        manifest["hmac"] = sign(key, canonical_json(manifest).encode())
     atomic_write_json(folder / MANIFEST_FILE, manifest)
+    return deployment
 
 
 def save_cohort(state: ntk.PreparedKernel, folder: str | Path, name: str = COHORT_FILE) -> str:
@@ -49,21 +78,46 @@ def save_cohort(state: ntk.PreparedKernel, folder: str | Path, name: str = COHOR
     return sha256_file(path)
 
 
-def read_manifest(folder: Path) -> dict:
-    """``prepared.json``: the files of a prepared state and their SHA-256."""
-    path = folder / MANIFEST_FILE
+def read_manifest(folder: Path, key: bytes | None = None) -> dict:
+    """``prepared.json``: the files of a prepared state and their SHA-256, its deployment and
+    binding hashes, every field checked; an authenticated manifest needs its ``key``."""
+    path = Path(folder) / MANIFEST_FILE
     if not path.is_file():
         raise CheckpointError(
-            f"{folder}: no {MANIFEST_FILE} (an incomplete prepared state, or one written by "
-            "forgetbox before 0.2): run `forgetbox prepare` again"
+            f"{folder}: no {MANIFEST_FILE} (an incomplete prepared state, or one written by an "
+            "earlier forgetbox): run `forgetbox prepare` again"
         )
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "files" not in doc:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a forgetbox {FORMAT} manifest")
+    files, hashes = doc.get("files"), doc.get("hashes")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{path}: field 'files' must map file names to SHA-256 digests")
+    if not isinstance(hashes, dict) or not isinstance(hashes.get("weights_sha256"), str):
+        raise CheckpointError(f"{path}: field 'hashes' must hold the state's binding hashes")
+    if not isinstance(doc.get("deployment"), str) or not DEPLOYMENT.fullmatch(doc["deployment"]):
+        raise CheckpointError(f"{path}: field 'deployment' must be 32 hexadecimal digits")
+    _check_manifest_hmac(doc, key, path)
     return doc
+
+
+def _check_manifest_hmac(doc: dict, key: bytes | None, path: Path) -> None:
+    if doc.get("authenticated") is True:
+        if key is None:
+            raise CheckpointError(f"{path}: the manifest is authenticated; give its key")
+        body = {k: v for k, v in doc.items() if k != "hmac"}
+        if not hmac.compare_digest(
+            str(doc.get("hmac", "")), sign(key, canonical_json(body).encode())
+        ):
+            raise CheckpointError(
+                f"{path}: the manifest's HMAC does not verify with this key (it was edited, or "
+                "prepared with another key)"
+            )
+    elif key is not None:
+        raise CheckpointError(f"{path}: the manifest was written without a key; drop the key")
 
 
 def verify_file(path: Path, want: str | None) -> None:
@@ -84,11 +138,13 @@ def load_prepared(
     device: str | torch.device = "cpu",
     *,
     cohort: tuple[str, str] | None = None,
+    key: bytes | None = None,
 ) -> ntk.PreparedKernel:
     """Read a prepared state written by :func:`save_prepared`; every file is checked against
-    its recorded SHA-256, and shapes and hashes against each other. ``cohort``:
-    ``(file name, SHA-256)`` of the cohort to load (the deletion ledger records one per
-    request); default: the one the manifest lists."""
+    its recorded SHA-256, the manifest against the kernel's metadata (and its HMAC with
+    ``key``), and shapes and hashes against each other. ``cohort``: ``(file name, SHA-256)``
+    of the cohort to load (the deletion ledger records one per request); default: the one the
+    manifest lists."""
     folder = Path(folder)
     kpath = folder / KERNEL_FILE
     if not kpath.exists():
@@ -96,8 +152,14 @@ def load_prepared(
     meta = read_metadata(kpath)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{kpath}: not a forgetbox prepared kernel ({meta.get('format')})")
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, key)
     verify_file(kpath, manifest["files"].get(KERNEL_FILE))
+    for field in ("deployment", "hashes"):
+        if manifest[field] != meta.get(field):
+            raise CheckpointError(
+                f"{folder / MANIFEST_FILE}: field {field!r} is not the kernel's (the manifest "
+                "was edited or belongs to another state)"
+            )
     cls = (
         ntk.PreparedParams if meta.get("space") == ntk.PreparedParams.space else ntk.PreparedKernel
     )

@@ -38,6 +38,7 @@ class ScrubRequest:
     trainable: str | None = None
     device: str = "cpu"
     ledger_key_file: Path | None = None
+    data_appended: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,30 +51,38 @@ class PrepareRequest:
     config: ForgetConfig = field(default_factory=ForgetConfig)
     device: str = "cpu"
     trainable: str | None = None
+    ledger_key_file: Path | None = None
+
+
+def _g(value, spec: str = ".4g") -> str:
+    """A number as ``spec``, or ``n/a`` (a value the certificate could not compute: null)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def summary_text(cert: dict, entry: dict) -> str:
-    """The human-readable summary of one request (``summary.txt``)."""
+    """The human-readable summary of one request (``summary.txt``): a function of the
+    certificate as written (JSON) and the ledger entry, so it can be checked by recomputing."""
     b = cert["bounds"]
     e = cert["errors"]
     lines = [
         f"forgetbox scrub: request {entry['request']}, method {cert['method']}, "
         f"{cert['cohort']['n_forget']} samples forgotten, {cert['cohort']['n_retain']} retained",
         f"bounds {b['baseline']}:",
-        f"  white box: {b['white_box_nats']:.4g} nats",
+        f"  white box: {_g(b['white_box_nats'])} nats",
     ]
     for name, v in b["black_box"].items():
         lines.append(
-            f"  black box, per query from {name}: {v['nats_per_query']:.4g} nats "
-            f"(diagonal approx. {v['nats_per_query_diagonal']:.4g})"
+            f"  black box, per query from {name}: {_g(v['nats_per_query'])} nats "
+            f"(diagonal approx. {_g(v['nats_per_query_diagonal'])})"
         )
     for subset in e["before"]:
-        lines.append(f"  error on {subset}: {e['before'][subset]:.3f} -> {e['after'][subset]:.3f}")
+        before, after = _g(e["before"][subset], ".3f"), _g(e["after"][subset], ".3f")
+        lines.append(f"  error on {subset}: {before} -> {after}")
     lines.append(f"BatchNorm statistics: {cert['batchnorm']['running_statistics']}")
     lines += [f"note: {n}" for n in cert.get("notes", [])]
     lines.append(
-        f"ledger: measured total {entry['running_total_measured_nats']:.4g} nats"
-        f" (against retrained models), estimated {entry['running_total_estimated_nats']:.4g}"
+        f"ledger: measured total {_g(entry['running_total_measured_nats'])} nats"
+        f" (against retrained models), estimated {_g(entry['running_total_estimated_nats'])}"
         " nats (not measurements)" + (" -- RETRAIN DUE" if entry["retrain_due"] else "")
     )
     return "\n".join(lines) + "\n"

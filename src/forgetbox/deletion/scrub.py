@@ -21,6 +21,7 @@ from .. import methods, ntk
 from ..checkpoints import CheckpointError
 from ..cohort import Cohort
 from ..functional import assert_finite, flatten, parameters_of, select_trainable
+from ..hashing import data_sha256
 from ..inputs import Rows, as_rows, check_indexable
 from ..methods import ForgetConfig, Method, resolve_config
 from ..training import predict
@@ -105,9 +106,11 @@ def scrub(
     model, pretrained, reference, trained = _trainable_copies(
         model, pretrained, reference, trainable
     )
-    cohort = None
+    cohort, data_hash = None, None
     if data is not None:
-        retain, forget, cohort = _cohort_sets(data, forget_indices, prepared, retain, forget)
+        retain, forget, cohort, data_hash = _cohort_sets(
+            data, forget_indices, prepared, retain, forget
+        )
     elif prepared is not None:
         raise ValueError("a prepared kernel needs `data` (the training set it was prepared on)")
     elif retain is None or forget is None:
@@ -154,6 +157,8 @@ def scrub(
     cert["peak_memory_bytes"] = _peak_rss_bytes()
     cert["notes"] = notes
     cert["trainable"] = _trainable_summary(model, trained)
+    if data_hash is not None:
+        cert["hashes"]["data_sha256"] = data_hash
     if recompute_batchnorm:
         cert["batchnorm"]["recomputed_on_retain"] = True
     return ScrubResult(
@@ -226,7 +231,7 @@ def _forget(method, model, pretrained, retain, forget, cfg, seed, direction):
 
 
 def _cohort_sets(data, forget_indices, prepared, retain, forget):
-    """``(retain, forget, cohort)`` of D for ``forget_indices``: the cohort checked once
+    """``(retain, forget, cohort, data hash)`` of D for ``forget_indices``: the cohort checked once
     (against a prepared state's earlier requests), D_r without every cohort so far, D_f in index
     order (with a prepared state, every cohort so far in request order: it answers from the
     original weights)."""
@@ -240,9 +245,10 @@ def _cohort_sets(data, forget_indices, prepared, retain, forget):
     cohort = Cohort.check(forget_indices, len(y), earlier)
     keep = cohort.retained()
     idx = cohort.all if prepared is not None else cohort.new.sort().values
+    digest = data_sha256(x, y)  # streamed rows hash as the same data in memory does
     if isinstance(x, Rows):  # read from disk a batch at a time: views, nothing read here
-        return (x.view(keep.nonzero().squeeze(1)), y[keep]), (x.view(idx), y[idx]), cohort
-    return (x[keep], y[keep]), (x[idx], y[idx]), cohort
+        return (x.view(keep.nonzero().squeeze(1)), y[keep]), (x.view(idx), y[idx]), cohort, digest
+    return (x[keep], y[keep]), (x[idx], y[idx]), cohort, digest
 
 
 def _check_models(model: nn.Module, pretrained: nn.Module, sets: dict) -> None:
