@@ -34,6 +34,10 @@ _PUBLIC = {
     "NTKOptions": "ntk.options",
     "Linearization": "ntk.options",
     "ntk_direction": "ntk.direction",
+    # certified deletion from a linearized network
+    "LinearizedModel": "ntk.linearized",
+    "CertifyConfig": "methods.certified",
+    "train_linearized": "methods.certified",
     # the bounds (eq. 6, 7)
     "white_box": "bounds",
     "black_box": "bounds",

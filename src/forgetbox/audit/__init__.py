@@ -15,9 +15,11 @@ logits and confidences; nothing here trains a model):
   unlearned and retrained ensembles, per example.
 - :mod:`.band`: the retrain band of a readout as quantiles of a retrained ensemble, and which
   side of it a method falls on.
+- :mod:`.certificate`: whether an attack's rates stay inside an (ε, δ) certificate.
 """
 
 from .band import Band, band_of, side_of
+from .certificate import within_certificate
 from .challenge import ChallengeScore, challenge_score, example_epsilons, forget_quality
 from .confidence import challenge_confidence, margin
 from .klom import binned_kl, klom
@@ -45,4 +47,5 @@ __all__ = [
     "side_of",
     "threshold_attack",
     "ulira",
+    "within_certificate",
 ]

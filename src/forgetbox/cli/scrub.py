@@ -49,9 +49,19 @@ def add_parser(sub) -> None:
     p.add_argument("--num-to-forget", type=int, help="with --forget-class (default: whole class)")
     p.add_argument(
         "--method",
-        default=Method.NTK_FISHER.value,
         choices=Method.values(),
-        help=Method.help_text(),
+        help=f"default ntk_fisher, with --certify certified ({Method.help_text()})",
+    )
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="a certified deletion from a linearized model: --epsilon/--delta hold against "
+        "exact retraining (docs/certified.md)",
+    )
+    p.add_argument(
+        "--mu-budget",
+        type=float,
+        help="ledger: mark a retrain due once the certified releases compose past this mu",
     )
     add_forget_flags(p)
     add_model_options(p)
@@ -102,6 +112,9 @@ def add_parser(sub) -> None:
 def command(args: argparse.Namespace) -> int:
     """Serve one deletion request (nothing is written unless it succeeds)."""
     config, stated = forget_config(args)
+    if args.certify and args.method not in (None, Method.CERTIFIED.value):
+        raise ValueError(f"--certify asks for the certified method, not --method {args.method}")
+    method = Method.CERTIFIED if args.certify else Method(args.method or Method.NTK_FISHER)
     req = ScrubRequest(
         files=model_files(args),
         data=args.data,
@@ -111,7 +124,8 @@ def command(args: argparse.Namespace) -> int:
         forget=args.forget,
         forget_class=args.forget_class,
         num_to_forget=args.num_to_forget,
-        method=Method(args.method),
+        method=method,
+        mu_budget=args.mu_budget,
         seed=args.seed,
         reference=args.reference,
         verify_retrain=args.verify_retrain,

@@ -13,14 +13,18 @@ from dataclasses import MISSING, Field, fields
 
 import torch
 
-from ..methods import ForgetConfig, Preset
+from ..methods import CertifyConfig, ForgetConfig, Preset
 from ..ntk import Linearization, NTKOptions
 from ..settings import Choice
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # where each settings dataclass lives in a ForgetConfig (None: the ForgetConfig itself)
-GROUPS: dict[type, str | None] = {Linearization: "linearization", NTKOptions: "ntk"}
+GROUPS: dict[type, str | None] = {
+    Linearization: "linearization",
+    NTKOptions: "ntk",
+    CertifyConfig: "certify",
+}
 
 
 def _flag(f: Field) -> str:
@@ -109,7 +113,7 @@ def add_forget_flags(p: argparse.ArgumentParser, *, exclude=()) -> None:
         choices=Preset.values(),
         help=f"whose choices fill the settings not given ({Preset.help_text()})",
     )
-    for cls in (Linearization, NTKOptions, ForgetConfig):
+    for cls in (Linearization, NTKOptions, ForgetConfig, CertifyConfig):
         add_settings_flags(p, cls, exclude=exclude)
 
 

@@ -15,7 +15,8 @@ engine's (:class:`forgetbox.ntk.PreparedKernel`).
 
 from .certificate import CERTIFICATE_FORMAT, certificate
 from .files import ModelFiles
-from .ledger import Ledger, LedgerError, read_ledger, verify_ledger
+from .ledger import Ledger, LedgerError
+from .ledger_verify import read_ledger, verify_ledger
 from .prepare import adopt_prepared, check_binding, check_pretrained, prepare
 from .prepared_files import load_prepared, save_cohort, save_prepared
 from .receipts import check_receipt, read_receipt

@@ -115,6 +115,7 @@ def commit(plan: Plan, result, log: Callable[[str], None]) -> dict:
         data=plan.data,
         threshold_nats=req.retrain_threshold_nats,
         key=plan.key,
+        mu_budget=req.mu_budget,
     )
     summary = summary_text(json.loads(strict_json(cert)), entry)  # of the certificate as written
     receipt = receipt_text(receipt_of(plan.deployment, entry, plan.key))

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
-from .. import data, models
+from .. import data, models, ntk
 from ..checkpoints import CheckpointError, load_into, load_state
 from ..inputs import as_tensors
 
@@ -69,6 +70,11 @@ def load_models(files: ModelFiles, x: Tensor, y: Tensor):
     w0_state = load_state(files.pretrained)
     _floating(state, "--weights", files.weights)
     _floating(w0_state, "--pretrained", files.pretrained)
+    BASE, WEIGHTS = ntk.LinearizedModel.BASE, ntk.LinearizedModel.WEIGHTS
+    linearized = any(k.startswith(WEIGHTS) for k in state)
+    if linearized:  # a LinearizedModel: w0 in base.*, the trained weights in weights.*
+        trained = {k: v for k, v in state.items() if k.startswith(WEIGHTS)}
+        state = {k[len(BASE) :]: v for k, v in state.items() if k.startswith(BASE)}
     shape = tuple(x.shape[1:])
     num_classes = files.num_classes or head_outputs(files, state, shape) or int(y.max()) + 1
 
@@ -90,7 +96,28 @@ def load_models(files: ModelFiles, x: Tensor, y: Tensor):
         raise CheckpointError(
             f"{exc} (pre-trained weights from a different architecture?)"
         ) from exc
+    if linearized:
+        model = _linearized(model, w0, trained, files)
     return model.eval(), w0.eval(), build
+
+
+def _linearized(base: nn.Module, w0: nn.Module, trained: dict, files: ModelFiles) -> nn.Module:
+    """A :class:`~forgetbox.ntk.LinearizedModel` at w0 ``base`` with the ``trained`` weights;
+    ``--pretrained`` must be that w0."""
+    if any(
+        not torch.equal(a, b)
+        for a, b in zip(base.state_dict().values(), w0.state_dict().values(), strict=True)
+    ):
+        raise CheckpointError(
+            f"--pretrained {files.pretrained}: not the w0 the linearized model in --weights "
+            f"{files.weights} was built at"
+        )
+    cls = ntk.LinearizedModel
+    names = [k[len(cls.WEIGHTS) :].replace("__", ".") for k in trained]
+    model = cls(base, names)
+    state = {**{cls.BASE + k: v for k, v in base.state_dict().items()}, **trained}
+    load_into(model, state, f"--weights {files.weights}")
+    return model
 
 
 def _fits_data(model: nn.Module, state: Mapping[str, Tensor], files: ModelFiles, shape) -> None:

@@ -28,7 +28,8 @@ from ..hashing import data_set_sha256, data_sha256, sha256_file, state_sha256
 from ..methods import ForgetConfig
 from . import layout
 from .files import load_data, load_models
-from .ledger import Ledger, forgotten_in_order, new_deployment, read_key, read_ledger
+from .ledger import Ledger, forgotten_in_order, new_deployment, read_key
+from .ledger_verify import read_ledger
 from .prepare import adopt_prepared, check_binding
 from .prepared_files import KERNEL_FILE, MANIFEST_FILE, load_prepared, read_manifest
 from .requests import ScrubRequest

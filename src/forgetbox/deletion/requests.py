@@ -39,6 +39,7 @@ class ScrubRequest:
     device: str = "cpu"
     ledger_key_file: Path | None = None
     data_appended: bool = False
+    mu_budget: float | None = None
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from .. import methods, ntk
 from ..checkpoints import CheckpointError
 from ..cohort import Cohort
 from ..functional import assert_finite, flatten, parameters_of, select_trainable
-from ..hashing import data_sha256
+from ..hashing import data_sha256, state_sha256
 from ..inputs import Rows, as_rows, check_indexable
 from ..methods import ForgetConfig, Method, resolve_config
+from ..methods.certified import CertifyConfig
 from ..training import predict
 from ..training import recompute_batchnorm as recompute_bn
 from .certificate import certificate
@@ -46,13 +47,13 @@ class ScrubResult:
 def scrub(
     model: nn.Module,
     *,
-    pretrained: nn.Module,
+    pretrained: nn.Module | None = None,
     retain=None,
     forget=None,
     data=None,
     forget_indices=None,
     prepared: ntk.PreparedKernel | None = None,
-    method: Method | str = Method.NTK_FISHER,
+    method: Method | str | None = None,
     config: ForgetConfig | None = None,
     weight_decay: float | None = None,
     loss: ntk.Loss | str | None = None,
@@ -60,6 +61,7 @@ def scrub(
     alpha: float | None = None,
     step_scale: float | None = None,
     options: ntk.NTKOptions | None = None,
+    certify: CertifyConfig | None = None,
     reference: nn.Module | None = None,
     generator: torch.Generator | None = None,
     seed: int = 0,
@@ -68,7 +70,9 @@ def scrub(
     recompute_batchnorm: bool = False,
     trainable=None,
 ) -> ScrubResult:
-    """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0).
+    """Scrub the cohort ``forget`` from ``model`` (fine-tuned from ``pretrained`` = w0; a
+    :class:`~forgetbox.ntk.LinearizedModel` carries its own w0, and ``pretrained`` may be left
+    out).
 
     ``retain``/``forget``/``test``: ``(inputs, labels)`` tensors, datasets or data loaders.
     Or ``data`` (the whole training set D, in a fixed order) with ``forget_indices`` (or a
@@ -78,7 +82,10 @@ def scrub(
     ``prepared.forgotten`` plus ``forget_indices`` (earlier requests stay forgotten; the state
     is updated in place). Its linearization and kernel apply (a setting stated otherwise is
     refused).
-    ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11).
+    ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11; with
+    ``certify``, ``certified``). ``certify``
+    (:class:`~forgetbox.methods.certified.CertifyConfig`): the (epsilon, delta) a certified
+    deletion states, for a :class:`~forgetbox.ntk.LinearizedModel` (docs/certified.md).
     ``config``: a :class:`~forgetbox.methods.ForgetConfig` (``ForgetConfig.authors()`` for the
     authors' notebook choices); or, instead, the explicit settings ``weight_decay`` (the lambda
     of fine-tuning's (lambda/2)||w - w0||^2, default 0.1), ``loss``, ``dtype``, ``alpha`` (noise
@@ -95,13 +102,14 @@ def scrub(
     The input model is not modified. BatchNorm is used in eval mode.
     """
     t_start = time.perf_counter()
-    method = Method.parse(method, "method")
+    method = _method(method, certify)
     explicit = dict(
         weight_decay=weight_decay, loss=loss, dtype=dtype, alpha=alpha, step_scale=step_scale
     )
-    cfg = resolve_config(config, options=options, **explicit)
+    cfg = resolve_config(config, options=options, certify=certify, **explicit)
     if prepared is not None:
         cfg = adopt_prepared(cfg, prepared, method, _stated(config, options, explicit))
+    pretrained = _pretrained_of(model, pretrained)
     model, pretrained, reference, notes = _full_precision_models(model, pretrained, reference)
     model, pretrained, reference, trained = _trainable_copies(
         model, pretrained, reference, trainable
@@ -166,6 +174,16 @@ def scrub(
     )
 
 
+def _method(method, certify) -> Method:
+    """The method asked for: ``certified`` with ``certify``, else ``ntk_fisher`` by default."""
+    if method is None:
+        return Method.CERTIFIED if certify is not None else Method.NTK_FISHER
+    chosen = Method.parse(method, "method")
+    if certify is not None and chosen is not Method.CERTIFIED:
+        raise ValueError(f"certify= states a certified deletion, but method={chosen.value!r}")
+    return chosen
+
+
 def _stated(config: ForgetConfig | None, options, explicit: dict) -> frozenset[str]:
     """The settings a prepared state fixes that the caller stated: all of them with a
     ``config``, else the explicit arguments given (``options`` states the kernel)."""
@@ -198,12 +216,17 @@ def _trainable_copies(model, pretrained, reference, trainable):
     """Copies of the models with the same parameters marked trainable (``trainable``, or the
     model's own ``requires_grad``); the names of those parameters."""
     model = copy.deepcopy(model)
-    trained = select_trainable(model, trainable)
+    if isinstance(model, ntk.LinearizedModel):  # its trained subset is its own
+        if trainable is not None:
+            raise ValueError("a linearized model fixes its trained parameters: drop trainable=")
+        trained, names = select_trainable(model, None), list(model.trained)
+    else:
+        trained = names = select_trainable(model, trainable)
     out = [model]
-    for m in (pretrained, reference):
+    for m, marked in ((pretrained, names), (reference, trained)):
         if m is not None:
             m = copy.deepcopy(m)
-            select_trainable(m, trained)
+            select_trainable(m, marked)
         out.append(m)
     return (*out, trained)
 
@@ -251,10 +274,21 @@ def _cohort_sets(data, forget_indices, prepared, retain, forget):
     return (x[keep], y[keep]), (x[idx], y[idx]), cohort, digest
 
 
+def _pretrained_of(model: nn.Module, pretrained: nn.Module | None) -> nn.Module:
+    """w0: given, or a linearized model's own (a given one must be that)."""
+    if not isinstance(model, ntk.LinearizedModel):
+        if pretrained is None:
+            raise ValueError("give pretrained= (the weights the model was fine-tuned from)")
+        return pretrained
+    if pretrained is not None and state_sha256(pretrained) != state_sha256(model.base):
+        raise CheckpointError("pretrained= is not the w0 the linearized model was built at")
+    return model.base
+
+
 def _check_models(model: nn.Module, pretrained: nn.Module, sets: dict) -> None:
     assert_finite(parameters_of(model), "model weights")
     assert_finite(parameters_of(pretrained), "pre-trained weights")
-    same_architecture(model, pretrained)
+    same_architecture(model.base if isinstance(model, ntk.LinearizedModel) else model, pretrained)
     for name, (x, y) in sets.items():
         check_model_accepts(model, x, y, name)
 

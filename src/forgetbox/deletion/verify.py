@@ -18,7 +18,8 @@ from ..checkpoints import CheckpointError
 from ..hashing import data_sha256, sha256_file
 from . import layout
 from .files import load_data
-from .ledger import Ledger, LedgerError, read_ledger
+from .ledger import Ledger, LedgerError
+from .ledger_verify import read_ledger
 from .prepared_files import KERNEL_FILE, MANIFEST_FILE, read_manifest
 from .receipts import check_receipt, read_receipt, receipt_of, receipt_text
 from .requests import summary_text

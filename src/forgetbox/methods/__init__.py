@@ -5,6 +5,13 @@ diagonal Fisher and its noise), :mod:`.ntk_scrub` (the NTK step and the trapeziu
 point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :func:`forget`).
 """
 
+from .certified import (
+    CertifiedRelease,
+    CertifyConfig,
+    RetrainDueError,
+    certified_release,
+    train_linearized,
+)
 from .config import (
     DEFAULT_ALPHA,
     METHODS,
@@ -37,6 +44,11 @@ from .registry import METHOD_TABLE, forget
 
 __all__ = [
     "DEFAULT_ALPHA",
+    "CertifiedRelease",
+    "CertifyConfig",
+    "RetrainDueError",
+    "certified_release",
+    "train_linearized",
     "METHODS",
     "METHOD_TABLE",
     "NOISY",

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..ntk import Linearization, NTKOptions
 from ..settings import Choice, Settings, check_bool, check_int, check_number
 from ..training import FinetuneConfig
+from .certified import CertifyConfig
 
 
 class Method(Choice):
@@ -21,6 +22,11 @@ class Method(Choice):
     NTK = "ntk", "the NTK scrubbing step of eq. 10 (with the trapezium): no noise"
     NTK_FISHER = "ntk_fisher", "the NTK step plus Fisher noise at the scrubbed point (eq. 11)"
     NEWTON = "newton", "one Newton step on the D_r loss (eq. 12), matrix-free"
+    CERTIFIED = (
+        "certified",
+        "a linearized model: removal solved to a residual, released with noise for a stated "
+        "(epsilon, delta) against exact retraining (docs/certified.md)",
+    )
 
 
 class TrapeziumLeg(Choice):
@@ -102,6 +108,8 @@ class ForgetConfig(Settings):
     ``ntk`` (:class:`~forgetbox.ntk.NTKOptions`): how the NTK step is solved; its
     ``memory_budget`` and ``chunk`` also bound the Fisher passes. ``alpha=None`` takes the
     method's default noise scale (1e-6 for fisher, 1e-9 for ntk_fisher, the authors' values).
+    ``certify`` (:class:`~forgetbox.methods.certified.CertifyConfig`): the guarantee of the
+    ``certified`` method.
     """
 
     linearization: Linearization = field(default_factory=Linearization)
@@ -127,6 +135,7 @@ class ForgetConfig(Settings):
     newton_max_iter: int = field(default=200, metadata=_help("Newton CG iteration cap"))
     newton_tol: float = field(default=1e-6, metadata=_help("Newton CG relative residual"))
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    certify: CertifyConfig = field(default_factory=CertifyConfig)
     train: FinetuneConfig = field(default_factory=FinetuneConfig)
     forgotten_class: int | None = None  # set when a whole class is forgotten
 
@@ -211,11 +220,13 @@ def resolve_config(
     alpha: float | None = None,
     step_scale: float | None = None,
     options: NTKOptions | None = None,
+    certify: CertifyConfig | None = None,
 ) -> ForgetConfig:
     """``config`` (default :class:`ForgetConfig`) with the explicit arguments that are not None:
-    ``weight_decay``, ``loss``, ``dtype`` (the linearization's), ``alpha``, ``step_scale`` and
-    ``options`` (the NTK options, whole). With a ``config``, an argument that contradicts it is
-    refused naming both (give each setting once)."""
+    ``weight_decay``, ``loss``, ``dtype`` (the linearization's), ``alpha``, ``step_scale``,
+    ``options`` (the NTK options, whole) and ``certify`` (the certified guarantee, whole). With
+    a ``config``, an argument that contradicts it is refused naming both (give each setting
+    once)."""
     given = {
         "weight_decay": weight_decay,
         "loss": loss,
@@ -223,6 +234,7 @@ def resolve_config(
         "alpha": alpha,
         "step_scale": step_scale,
         "options": options,
+        "certify": certify,
     }
     given = {k: v for k, v in given.items() if v is not None}
     base = config or ForgetConfig()
@@ -236,6 +248,8 @@ def resolve_config(
     top = {k: v for k, v in given.items() if k in CONFIG_ARGUMENTS}
     if "options" in given:
         top["ntk"] = given["options"]
+    if "certify" in given:
+        top["certify"] = given["certify"]
     if lin:
         top["linearization"] = base.linearization.replace(**lin)
     return base.replace(**top)
@@ -245,6 +259,8 @@ def _setting(config: ForgetConfig, name: str) -> tuple[object, str]:
     """The value of an explicit argument's setting in ``config``, and where it lives."""
     if name == "options":
         return config.ntk, "config.ntk"
+    if name == "certify":
+        return config.certify, "config.certify"
     if name in LINEARIZATION_ARGUMENTS:
         return getattr(config.linearization, name), f"config.linearization.{name}"
     return getattr(config, name), f"config.{name}"

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from .. import ntk
 from ..functional import flatten, load_flat_, parameters_of
 from ..training import LRSchedule, finetune
+from .certified import certified_release
 from .config import DEFAULT_ALPHA, FinetuneAnchor, ForgetConfig, ForgetResult, Method
 from .fisher import fisher_of, method_variance, noisy_weights
 from .newton import newton_step
@@ -167,6 +168,25 @@ def _newton(call: MethodCall) -> MethodOutput:
     return MethodOutput(out, delta, info={"newton": newton_info, "mean": mean})
 
 
+def _certified(call: MethodCall) -> MethodOutput:
+    if not isinstance(call.model, ntk.LinearizedModel):
+        raise ValueError(
+            "the certified method needs a linearized model (forgetbox.ntk.LinearizedModel, "
+            "trained with forgetbox.train_linearized or `forgetbox train --linearized`)"
+        )
+    cfg = call.config
+    generator = torch.Generator().manual_seed(call.seed)
+    release = certified_release(
+        call.model, call.retain, cfg.linearization, cfg.ntk, cfg.certify, generator
+    )
+    out = ntk.linearized_with_weights(call.model, release.released)
+    sigma = release.record["sigma"]
+    var = torch.full_like(release.released, sigma**2, dtype=torch.float64)
+    delta = release.solved - call.w_d.to(release.solved)
+    info = {"certified": release.record, "mean": release.solved}
+    return MethodOutput(out, delta, var, info=info)
+
+
 METHOD_TABLE: dict[Method, Callable[[MethodCall], MethodOutput]] = {
     Method.ORIGINAL: _original,
     Method.RETRAIN: _retrain,
@@ -175,6 +195,7 @@ METHOD_TABLE: dict[Method, Callable[[MethodCall], MethodOutput]] = {
     Method.NTK: _ntk,
     Method.NTK_FISHER: _ntk_fisher,
     Method.NEWTON: _newton,
+    Method.CERTIFIED: _certified,
 }
 
 

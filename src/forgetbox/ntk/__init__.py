@@ -20,7 +20,9 @@ Modules, one concept each: :mod:`.options` (the :class:`Linearization` and the n
 Nystrom-preconditioned CG), :mod:`.problem` (the linearization data), :mod:`.direction`
 (delta_w in difference and Schur form), :mod:`.param_space` (the p x p solve), :mod:`.prepared`
 and :mod:`.prepared_params` (a factored state answering many requests), :mod:`.preparation`
-(building it), :mod:`.projector` (the P of eq. 10), :mod:`.trapezium` (Fig. 5).
+(building it), :mod:`.projector` (the P of eq. 10), :mod:`.trapezium` (Fig. 5),
+:mod:`.linearized` (the network linearized at w0, :class:`LinearizedModel`) and
+:mod:`.kernel_regression` (its strongly convex training, solved exactly in kernel space).
 
 The engine's public interface is ``__all__``: the layers above it (methods, bounds, deletion,
 the experiment) use only those names (``tests/test_architecture.py``); the rest (Cholesky in
@@ -34,8 +36,14 @@ and |D_r| lambda of the two kernels (zero when lambda=0).
 """
 
 from .direction import NTKDirection, SolveReport, ntk_direction, scrub_direction
-from .jacobian import jacobian, jacobian_blocks
+from .jacobian import jacobian, jacobian_blocks, vjp_sum
 from .kernel import kernel_matrix
+from .kernel_regression import KernelRegression
+from .linearized import LinearizedModel
+from .linearized import gradient as linearized_gradient
+from .linearized import outputs as linearized_outputs
+from .linearized import parts as linearized_parts
+from .linearized import with_weights as linearized_with_weights
 from .memory import MemoryBudgetError, default_memory_budget, itemsize
 from .options import Around, Form, Kernel, Linearization, Loss, NTKOptions, Solver
 from .precision import full_precision
@@ -51,7 +59,9 @@ __all__ = [
     "Around",
     "Form",
     "Kernel",
+    "KernelRegression",
     "Linearization",
+    "LinearizedModel",
     "Loss",
     "MemoryBudgetError",
     "NTKDirection",
@@ -71,9 +81,14 @@ __all__ = [
     "jacobian",
     "jacobian_blocks",
     "kernel_matrix",
+    "linearized_gradient",
+    "linearized_outputs",
+    "linearized_parts",
+    "linearized_with_weights",
     "ntk_direction",
     "prepare_state",
     "residuals",
     "scrub_direction",
     "trapezium",
+    "vjp_sum",
 ]
