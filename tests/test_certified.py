@@ -172,3 +172,41 @@ def test_an_optimal_attack_stays_inside_the_certificate_and_a_weak_release_fails
         reference = _releases(exact, noise, 4000, 20 + k) @ direction
         check = audit.within_certificate(released, reference, epsilon=1.0, delta=1e-5)
         assert check["holds"] is inside, (k, check["worst"])
+
+
+def test_a_certified_request_through_the_command_line(trained, tmp_path, capsys):
+    """A linearized model saved as safetensors is scrubbed with --certify: the certificate
+    states (ε, δ), the ledger composes mu, the folder verifies; a budget the solver cannot
+    reach is refused with nothing written."""
+    import json
+
+    from forgetbox import cli
+    from forgetbox.checkpoints import save_state
+    from tests.conftest import argv
+
+    root, model, w0, split = trained
+    lin_model, info = forgetbox.train_linearized(
+        w0, (split.x_train, split.y_train), Linearization(weight_decay=LAM)
+    )
+    assert info["grad_norm"] < 1e-4
+    save_state(tmp_path / "lin.safetensors", lin_model.state_dict())
+    out = tmp_path / "out"
+    args = argv("scrub", root, out)
+    args[args.index("--weights") + 1] = str(tmp_path / "lin.safetensors")
+    args += ["--forget", str(root / "forget.txt"), "--certify", "--epsilon", "2", "--seed", "1"]
+    assert cli.main(args) == 0
+    cert = json.loads((out / "certificate-0001.json").read_text())
+    assert cert["method"] == "certified" and cert["certified"]["epsilon"] == 2.0
+    mu = privacy.gdp_mu(2.0, 1e-5)
+    assert cert["certified"]["mu"] == pytest.approx(mu)
+    assert cert["bounds"]["reference"] == "certified"
+    entry = json.loads((out / "ledger.json").read_text())["entries"][0]
+    assert entry["mu_total"] == pytest.approx(mu) and entry["bounds_reference"] == "certified"
+    assert cli.main(["verify", str(out)]) == 0
+    refused = tmp_path / "refused"
+    bad = [*args, "--residual-budget", "1e-14", "--certify-max-iter", "1"]
+    bad[bad.index("--out") + 1] = str(refused)
+    capsys.readouterr()
+    assert cli.main(bad) == 2
+    assert "retraining is due" in capsys.readouterr().err
+    assert not refused.exists() or not any(refused.iterdir())

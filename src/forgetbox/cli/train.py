@@ -1,4 +1,5 @@
-"""``forgetbox train``: pre-train and fine-tune on D and D_r, print the three models' errors."""
+"""``forgetbox train``: pre-train and fine-tune on D and D_r, print the three models' errors
+(``--linearized``: the linearized network trained exactly, with its gradient norm)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ def add_parser(sub) -> None:
 def command(args: argparse.Namespace) -> int:
     """Pre-train and fine-tune (cached) and print the three models' errors per seed."""
     rows = train_only(experiment_config(args), log=lambda s: print(s, file=sys.stderr))
-    print(f"{'seed':<5}{'model':<10}{'err D_r':>9}{'err D_f':>9}{'err test':>9}{'epochs':>8}")
+    linearized = any("grad_norm" in r for r in rows)
+    steps = "Newton" if linearized else "epochs"
+    head = f"{'seed':<5}{'model':<10}{'err D_r':>9}{'err D_f':>9}{'err test':>9}{steps:>8}"
+    print(head + (f"{'|grad L|':>11}" if linearized else ""))
     for r in rows:
         errs = (r["error_retain"], r["error_forget"], r["error_test"])
-        print(
-            f"{r['seed']:<5}{r['model']:<10}"
-            + "".join(f"{e:>9.3f}" for e in errs)
-            + f"{r['epochs']:>8}"
-        )
+        grad = f"{r['grad_norm']:>11.2e}" if "grad_norm" in r else ""
+        line = f"{r['seed']:<5}{r['model']:<10}" + "".join(f"{e:>9.3f}" for e in errs)
+        print(line + f"{r['epochs']:>8}" + grad)
     return 0

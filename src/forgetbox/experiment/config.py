@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ..devices import check_device
-from ..methods import METHODS
+from ..methods import LINEARIZED_METHODS, METHODS, PAPER_METHODS
 from ..training import DEFAULT_WEIGHT_DECAY
 from .profiles import PRESETS, PROFILES
 from .schema import coerce
@@ -25,7 +25,8 @@ class ExperimentConfig:
     data_dir: str | None = None
     download: bool = False
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = METHODS
+    # default: the paper's methods, or with linearized = true those of a linearized network
+    methods: tuple[str, ...] | None = None
     forget_class: int = 0
     num_to_forget: int | str | None = "auto"  # None: the whole class; auto: 15 digits, 25 else
     train_per_class: int | None = None  # None: 20 for digits, 100 (the paper's) otherwise
@@ -61,6 +62,12 @@ class ExperimentConfig:
     relearn_weight_decay: float | None = None  # re-learn pull toward its start (authors 0.1)
     relearn_check_before: bool | None = None  # check D_f loss before training (0 possible)
     retrain_duplicates: bool | None = None  # retrain on D_r plus duplicates to |D| (authors)
+    # fine-tune the network linearized at w0, exactly (a strongly convex problem): the setting
+    # of certified deletion (docs/certified.md); the certified method's (epsilon, delta)
+    linearized: bool = False
+    epsilon: float = 1.0
+    delta: float = 1e-5
+    trainable: str | None = None  # parameters fine-tuning trains (patterns); default all
     device: str = "cpu"
     out: str = "runs/default"
     cache_dir: str | None = None  # default: <out>/cache
@@ -78,9 +85,16 @@ class ExperimentConfig:
         profile = PROFILES[self.profile].fields()
         cfg = replace(cfg, **{k: v for k, v in profile.items() if getattr(cfg, k) is None})
         cfg = cfg._dataset_defaults()
+        allowed = LINEARIZED_METHODS if cfg.linearized else PAPER_METHODS
+        if cfg.methods is None:
+            cfg = replace(cfg, methods=allowed)
         bad = [m for m in cfg.methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown methods {bad}; choose from {', '.join(METHODS)}")
+        other = [m for m in cfg.methods if m not in allowed]
+        if other:
+            setting = "linearized = true" if cfg.linearized else "standard fine-tuning"
+            raise ValueError(f"methods {other} do not apply with {setting}: {', '.join(allowed)}")
         if "retrain" not in cfg.methods or "original" not in cfg.methods:
             cfg = replace(cfg, methods=tuple(dict.fromkeys(("original", "retrain", *cfg.methods))))
         cfg._validate()

@@ -76,26 +76,35 @@ def _behaviour(run: SeedRun, model: nn.Module) -> dict:
     return row
 
 
+def _noise(run: SeedRun, method: str, state: dict, mean: Tensor, mean0: Tensor) -> tuple:
+    """``(var, var0, alpha)``: the method's noise (or, if it has none, ntk_fisher's alpha)
+    and the baseline's, each ``alpha F^{-1}`` at its point (the seed's Fisher memo gives each
+    point's Fisher once). A linearized run uses the certified mechanism's isotropic noise
+    ``sigma^2 I`` for every method, so the bounds are exact KLs against the exact retrain."""
+    cfg = run.stages.cfg
+    if cfg.linearized:
+        lin = run.fcfg.linearization.replace(weight_decay=cfg.weight_decay)
+        dtype = next(run.original.parameters()).dtype
+        sigma = run.fcfg.certify.mechanism(dtype, lin.weight_decay)["sigma"]
+        var = torch.full(mean.shape, sigma**2, dtype=torch.float64, device=mean.device)
+        return var, var, None
+    alpha = run.stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
+    if "__var__" in state:
+        var = state["__var__"].to(mean.device)
+    else:
+        var = run.fishers.variance(mean, alpha)
+    return var, run.fishers.variance(mean0, alpha), alpha
+
+
 def _information(run: SeedRun, method: str, state: dict, model: nn.Module) -> dict:
-    """The white-box and black-box bounds, at the method's own noise or, if it has none,
-    ntk_fisher's alpha; the seed's Fisher memo gives the Fisher at each point once."""
-    stages, task, retrained, seed, fishers = (
-        run.stages,
-        run.task,
-        run.retrained,
-        run.seed,
-        run.fishers,
-    )
-    cfg = stages.cfg
-    alpha = stages.alpha_for(method) if "__var__" in state else cfg.alpha_ntk_fisher
+    """The white-box and black-box bounds at the method's noise against the retrained model
+    (:func:`_noise`)."""
+    stages, task, seed = run.stages, run.task, run.seed
     mean = state["__mean__"].to(stages.device)
-    var = (
-        state["__var__"].to(stages.device) if "__var__" in state else fishers.variance(mean, alpha)
-    )
-    mean0 = flatten(parameters_of(retrained))
-    var0 = fishers.variance(mean0, alpha)
+    mean0 = flatten(parameters_of(run.retrained))
+    var, var0, alpha = _noise(run, method, state, mean, mean0)
     row = {"info_weights_nats": bounds.white_box(mean, var, mean0, var0).nats, "info_alpha": alpha}
-    q = cfg.queries_per_subset
+    q = stages.cfg.queries_per_subset
     for name, x in (("forget", task.forget[0]), ("retain", task.retain[0]), ("test", task.test[0])):
         bb = bounds.black_box(model, mean, var, mean0, var0, subsample(x, q, seed))
         row[f"info_activations_nats_{name}"] = bb.mean

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import models, paths, readouts
+from .. import paths, readouts
 from ..atomic import atomic_write_json, atomic_write_text
 from ..functional import flatten, num_parameters, parameters_of
 from ..progress import progress
@@ -256,8 +256,7 @@ def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> 
     stages, tasks = prepare_run(cfg, log)
     rows = []
     for seed, task in tasks.items():
-        pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
-        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        w0 = stages.initial(task, seed)
         for name, (model, info) in (
             ("w0", (w0, {"epochs": 0})),
             ("original", stages.trained(task, w0, seed, "original")),
@@ -266,5 +265,7 @@ def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> 
             sets = {"retain": task.retain, "forget": task.forget, "test": task.test}
             row = {"seed": seed, "model": name}
             row |= {f"error_{k}": readouts.error_and_loss(model, *v)[0] for k, v in sets.items()}
+            if "grad_norm" in info:  # a linearized fine-tuning's stationarity
+                row["grad_norm"] = info["grad_norm"]
             rows.append(row | {"epochs": info["epochs"]})
     return rows

@@ -99,7 +99,9 @@ SPECS: dict[str, Spec] = {
     "data_dir": Spec("str", "folder with data archives / npz files", nullable=True),
     "download": Spec("bool", "download the CIFAR archives"),
     "seeds": Spec("ints", "seeds, e.g. 0,1,2", _nonempty),
-    "methods": Spec("strs", "methods to run (original and retrain are always run)", _methods),
+    "methods": Spec(
+        "strs", "methods to run (original and retrain are always run)", _methods, nullable=True
+    ),
     "forget_class": Spec("int", "class of the cohort", NONNEGATIVE),
     "num_to_forget": Spec("count", "size of the cohort: a number, auto or all", nullable=True),
     "train_per_class": Spec("int", "training images per class", POSITIVE, nullable=True),
@@ -150,6 +152,10 @@ SPECS: dict[str, Spec] = {
     "retrain_duplicates": Spec(
         "bool", "retrain on D_r with duplicates up to |D| (authors)", nullable=True
     ),
+    "linearized": Spec("bool", "fine-tune the network linearized at w0 (certified deletion)"),
+    "epsilon": Spec("float", "epsilon of the certified method", POSITIVE),
+    "delta": Spec("float", "delta of the certified method", POSITIVE),
+    "trainable": Spec("str", "parameters fine-tuning trains (patterns)", nullable=True),
     "device": Spec("str", "cpu or cuda[:N]", _device),
     "out": Spec("str", "run folder"),
     "cache_dir": Spec("str", "stage cache (default <out>/cache)", nullable=True),

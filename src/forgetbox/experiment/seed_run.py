@@ -8,7 +8,7 @@ from functools import cached_property
 
 from torch import nn
 
-from .. import methods, models, ntk, readouts
+from .. import methods, ntk, readouts
 from ..hashing import config_hash
 from .stages import Stages
 from .tasks import Task
@@ -33,8 +33,7 @@ class SeedRun:
     def build(cls, stages: Stages, seed: int, task: Task) -> SeedRun:
         """Pre-train (once), fine-tune on D and on D_r (cached) and place the models on the
         run's device (the data stays on the CPU, moved per batch)."""
-        pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
-        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        w0 = stages.initial(task, seed)
         original, orig_info = stages.trained(task, w0, seed, "original")
         retrained, retr_info = stages.trained(task, w0, seed, "retrain")
         key_base = stages.seed_key(task, seed, w0)

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import methods, models, ntk, training
-from ..functional import num_parameters
+from ..functional import flatten, num_parameters, parameters_of, select_trainable
 from ..hashing import config_hash
-from ..methods import NTK_METHODS, ForgetConfig, NoiseConfig
+from ..methods import NTK_METHODS, CertifyConfig, ForgetConfig, NoiseConfig
 from ..ntk import Linearization
 from ..training import FinetuneConfig, PretrainConfig
 from .cache import Cache
@@ -141,8 +141,36 @@ class Stages:
             record_every=record_stride(epochs, num_params) if record else 0,
         )
 
+    def initial(self, task: Task, seed: int) -> nn.Module:
+        """w0 of a seed: the pre-trained backbone with a new head (seeded), its trained
+        parameters marked (``trainable``, default all)."""
+        pre = self.pretrained(task.split.num_classes, task.split.input_shape)
+        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        if self.cfg.trainable is not None:
+            select_trainable(w0, self.cfg.trainable)
+        return w0
+
+    def _linearized(self, w0: nn.Module, x, y, seed: int) -> dict[str, Tensor]:
+        """The linearized network trained exactly on (x, y) (a cached stage's tensors)."""
+        t = time.perf_counter()
+        lin = Linearization(weight_decay=self.cfg.weight_decay)
+        model, info = methods.train_linearized(w0, (x, y), lin)
+        err, _ = training.evaluate(model, x, y)
+        self.log(
+            f"linearized fine-tuning (seed {seed}): gradient norm {info['grad_norm']:.2e} after "
+            f"{info['iterations']} Newton steps, training error {err:.3f}"
+        )
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        path = [flatten(parameters_of(ntk.LinearizedModel(w0))), flatten(model.w()).detach()]
+        state["__trajectory__"] = torch.stack([p.cpu().float() for p in path])
+        meta = [info["iterations"], err, float(err == 0.0), time.perf_counter() - t, -1]
+        state["__meta__"] = torch.tensor(meta, dtype=torch.float64)
+        state["__grad_norm__"] = torch.tensor([info["grad_norm"]], dtype=torch.float64)
+        return state
+
     def trained(self, task: Task, w0: nn.Module, seed: int, which: str) -> tuple[nn.Module, dict]:
-        """``which`` = "original" (on D) or "retrain" (on D_r), with the weight trajectory."""
+        """``which`` = "original" (on D) or "retrain" (on D_r), with the weight trajectory
+        (linearized: trained exactly, its gradient norm recorded)."""
         x, y = task.full if which == "original" else task.retain
         duplicates = which == "retrain" and self.cfg.retrain_duplicates
         if duplicates:  # the authors' retrain data: D_r plus random duplicates, |D| images
@@ -158,16 +186,24 @@ class Stages:
                 training.VERSION,
             ]
             + (["duplicates"] if duplicates else [])
+            + ([{"trainable": self.cfg.trainable}] if self.cfg.trainable else [])
+            + (["linearized"] if self.cfg.linearized else [])
         )
 
         def compute():
+            if self.cfg.linearized:
+                return self._linearized(w0, x, y, seed)
             t = time.perf_counter()
             desc = f"fine-tune {which} (seed {seed})"
             res = training.finetune(w0, x, y, recipe, seed=seed, device=self.cfg.device, desc=desc)
             return _finetune_state(res, time.perf_counter() - t)
 
         state = self.cache.state(key, compute)
-        return model_from(w0, state).eval(), _finetune_info(state)
+        like = ntk.LinearizedModel(w0) if self.cfg.linearized else w0
+        info = _finetune_info(state)
+        if "__grad_norm__" in state:
+            info["grad_norm"] = float(state["__grad_norm__"][0])
+        return model_from(like, state).eval(), info
 
     # -- forgetting
     def seed_key(self, task: Task, seed: int, w0: nn.Module) -> str:
@@ -181,6 +217,7 @@ class Stages:
                 task.forget_idx.tolist(),
                 self.finetune_config(True, num_parameters(w0)).__dict__,
                 training.VERSION,
+                {"linearized": self.cfg.linearized, "trainable": self.cfg.trainable},
             ]
         )
 
@@ -198,6 +235,7 @@ class Stages:
             newton_max_iter=c.newton_max_iter,
             forgotten_class=c.forget_class if whole else None,
             ntk=ntk.NTKOptions(solver=c.solver),
+            certify=CertifyConfig(epsilon=c.epsilon, delta=c.delta),
         )
 
     def alpha_for(self, method: str) -> float:

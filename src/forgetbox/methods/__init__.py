@@ -14,9 +14,11 @@ from .certified import (
 )
 from .config import (
     DEFAULT_ALPHA,
+    LINEARIZED_METHODS,
     METHODS,
     NOISY,
     NTK_METHODS,
+    PAPER_METHODS,
     PRESETS,
     VERSION,
     FinetuneAnchor,
@@ -49,8 +51,10 @@ __all__ = [
     "RetrainDueError",
     "certified_release",
     "train_linearized",
+    "LINEARIZED_METHODS",
     "METHODS",
     "METHOD_TABLE",
+    "PAPER_METHODS",
     "NOISY",
     "NTK_METHODS",
     "PRESETS",

@@ -62,6 +62,9 @@ class Preset(Choice):
 
 
 METHODS = Method.values()
+# the paper's methods (standard fine-tuning) and those of a linearized network
+PAPER_METHODS = ("original", "retrain", "finetune", "fisher", "ntk", "ntk_fisher", "newton")
+LINEARIZED_METHODS = ("original", "retrain", "certified")
 NTK_METHODS = (Method.NTK, Method.NTK_FISHER)
 NOISY = (Method.FISHER, Method.NTK_FISHER)
 PRESETS = Preset.values()
