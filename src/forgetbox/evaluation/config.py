@@ -17,8 +17,9 @@ class EvaluateConfig:
     ``models``: K originals trained on D and K reference models trained on D_r, each with its
     own seed (data order and head initialisation; the pre-trained backbone is shared), and K
     more retrained models as the ``retrain`` method's row (the sanity check: a perfect method).
-    ``methods``: applied to every original. ``split_seed``: the run seed whose split and cohort
-    are evaluated. ``seed_base``: the first training seed of the ensembles (K consecutive
+    ``methods``: applied to every original (default :data:`DEFAULT_METHODS`, or with a
+    linearized run :data:`forgetbox.methods.LINEARIZED_METHODS`). ``split_seed``: the run seed
+    whose split and cohort are evaluated. ``seed_base``: the first training seed of the ensembles (K consecutive
     seeds for originals and references, the next K for the retrain row).
     U-LiRA: ``shadow_models`` trained on random halves of D, each unlearning ``forget_sets``
     cohorts drawn from its half (from the forgotten class, at most half of that class's images
@@ -27,7 +28,7 @@ class EvaluateConfig:
     """
 
     models: int = 8
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[str, ...] | None = None  # default: DEFAULT_METHODS, or a linearized run's
     split_seed: int = 0
     seed_base: int = 1000
     shadow_models: int = 16
@@ -51,14 +52,15 @@ class EvaluateConfig:
             raise ValueError(f"evaluate.folds must lie in [2, shadow_models]; got {self.folds}")
         if not isinstance(self.relearn, bool):
             raise ValueError(f"evaluate.relearn must be true or false; got {self.relearn!r}")
-        object.__setattr__(self, "methods", _methods(self.methods, "methods"))
+        if self.methods is not None:
+            object.__setattr__(self, "methods", _methods(self.methods, "methods"))
         if self.ulira_methods is not None:
             object.__setattr__(self, "ulira_methods", _methods(self.ulira_methods, "ulira_methods"))
 
     @property
     def attacked_methods(self) -> tuple[str, ...]:
         """The methods U-LiRA attacks."""
-        return self.ulira_methods if self.ulira_methods is not None else self.methods
+        return self.ulira_methods if self.ulira_methods is not None else self.methods or ()
 
     def as_dict(self) -> dict:
         """Every field as plain data (JSON, cache keys)."""

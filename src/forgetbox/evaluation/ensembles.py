@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .. import methods, models, ntk, readouts
+from .. import methods, ntk, readouts
 from ..experiment.stages import Stages, extras_of, model_from
 from ..experiment.tasks import Task
 from ..hashing import config_hash
@@ -130,8 +130,8 @@ class _Index:
         return self._step
 
 
-def _index(stages: Stages, task: Task, pre: nn.Module, seed: int) -> _Index:
-    w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+def _index(stages: Stages, task: Task, seed: int) -> _Index:
+    w0 = stages.initial(task, seed)
     original, _ = stages.trained(task, w0, seed, "original")
     reference, info = stages.trained(task, w0, seed, "retrain")
     return _Index(
@@ -148,22 +148,25 @@ def _index(stages: Stages, task: Task, pre: nn.Module, seed: int) -> _Index:
 
 def build_ensembles(
     stages: Stages, task: Task, cfg: EvaluateConfig, log: Callable[[str], None] = print
-) -> tuple[dict[str, list[Member]], list[Member]]:
-    """``(members by method, reference members)``: K of each, every model cached."""
-    pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
+) -> tuple[dict[str, list[Member]], list[Member], list[nn.Module]]:
+    """``(members by method, reference members, originals)``: K of each, every model cached.
+    With a linearized run, the references and the retrain row are releases of the reference
+    mechanism (exact retrains plus the certified method's noise)."""
     by_method: dict[str, list[Member]] = {m: [] for m in cfg.methods}
     references: list[Member] = []
+    originals: list[nn.Module] = []
     for k in progress(range(cfg.models), desc="ensembles (originals, references, methods)"):
         t0 = time.perf_counter()
-        idx = _index(stages, task, pre, cfg.seed_base + k)
-        ref_logits = logits_of(idx.reference, task)
+        idx = _index(stages, task, cfg.seed_base + k)
+        originals.append(idx.original)
+        ref_logits = logits_of(_release(stages, task, idx.reference, "reference", k), task)
         threshold = None
         if cfg.relearn:
             threshold = readouts.error_and_loss(idx.original, *task.forget)[1]
         key = "ensemble-" + config_hash([idx.key_base, k, cfg.relearn, "reference"])
         references.append(Member("reference", k, idx.seed, ref_logits, {}, idx.reference_seconds))
         for method in cfg.methods:
-            model, seconds, seed = _member_model(stages, task, pre, idx, method, cfg, k)
+            model, seconds, seed = _member_model(stages, task, idx, method, cfg, k)
             logits = logits_of(model, task)
             rkey = "ensemble-" + config_hash(
                 [key, method, stages.method_config(task, method).key(), seed]
@@ -171,17 +174,28 @@ def build_ensembles(
             row = member_readouts(stages, task, model, logits, ref_logits, seed, threshold, rkey)
             by_method[method].append(Member(method, k, seed, logits, row, seconds))
         log(f"ensemble member {k + 1}/{cfg.models} ready in {time.perf_counter() - t0:.0f} s")
-    return by_method, references
+    return by_method, references, originals
 
 
-def _member_model(stages, task, pre, idx: _Index, method: str, cfg: EvaluateConfig, k: int):
+def _release(stages: Stages, task: Task, model: nn.Module, *parts) -> nn.Module:
+    """``model`` as the reference mechanism releases it: with the certified noise in a
+    linearized run, unchanged otherwise."""
+    if not stages.cfg.linearized:
+        return model
+    from .certified import mechanism_sigma, released
+
+    sigma = mechanism_sigma(stages, task, next(model.parameters()).dtype)
+    return released(model, sigma, *parts)
+
+
+def _member_model(stages, task, idx: _Index, method: str, cfg: EvaluateConfig, k: int):
     """``(model, seconds, seed)`` of one method on original k; ``retrain`` is an independent
     model retrained on D_r with the next block of seeds."""
     if method == "retrain":
         seed = cfg.seed_base + cfg.models + k
-        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        w0 = stages.initial(task, seed)
         model, info = stages.trained(task, w0, seed, "retrain")
-        return model, info["seconds"], seed
+        return _release(stages, task, model, "retrain", k), info["seconds"], seed
     state = stages.scrubbed(
         method,
         task,

@@ -16,10 +16,11 @@ from pathlib import Path
 from ..atomic import atomic_write_json, atomic_write_text
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
+from ..methods import LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
-from . import scores
-from .config import EvaluateConfig
+from . import certified, scores
+from .config import DEFAULT_METHODS, EvaluateConfig
 from .ensembles import build_ensembles
 from .shadows import shadow_confidences
 
@@ -46,6 +47,14 @@ def evaluate(
     ``evaluation.html`` into ``experiment.out``."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
     config = config or EvaluateConfig()
+    if config.methods is None:
+        chosen = LINEARIZED_METHODS if experiment.linearized else DEFAULT_METHODS
+        config = EvaluateConfig(**{**config.__dict__, "methods": chosen})
+    allowed = LINEARIZED_METHODS if experiment.linearized else PAPER_METHODS
+    other = [m for m in config.methods if m not in allowed]
+    if other:
+        setting = "linearized = true" if experiment.linearized else "standard fine-tuning"
+        raise ValueError(f"evaluate: methods {other} do not apply with {setting}")
     if "retrain" not in config.methods:
         config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
@@ -54,15 +63,34 @@ def evaluate(
     out = Path(stages.cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    members, references = build_ensembles(stages, task, config, log)
+    members, references, originals = build_ensembles(stages, task, config, log)
     shadows = shadow_confidences(stages, task, config, log) if config.shadow_models else None
     results = _results(stages, task, config, members, references, shadows)
+    if stages.cfg.linearized:
+        results["certificate"] = _certificate(stages, task, members, references, originals)
     results["wall_seconds"] = time.perf_counter() - t0
     results["compute"] = stages.cache.compute()
     results["cache"] = {"hits": stages.cache.hits, "misses": stages.cache.misses}
     atomic_write_json(out / "evaluation.json", results)
     atomic_write_text(out / "evaluation.html", write_report(results, out))
     return results
+
+
+def _certificate(stages, task, members, references, originals) -> dict:
+    """Whether each method's per-example attack stays inside the certified (ε, δ) against the
+    reference mechanism, and the negative control (the originals released with the noise)."""
+    sigma = certified.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
+    control = certified.noisy_original_members(task, members["original"], originals, sigma)
+    out = {"sigma": sigma, "methods": {}}
+    for method in ("certified", "retrain"):
+        if method in members:
+            out["methods"][method] = certified.certificate_part(
+                task, members[method], references, stages
+            )
+    out["control_original_with_noise"] = certified.certificate_part(
+        task, control, references, stages
+    )
+    return out
 
 
 def _results(stages, task, config, members, references, shadows) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import audit, methods, models
+from .. import audit, methods
 from ..audit.ulira import EXCLUDED, IN, OUT
 from ..experiment.stages import Stages, extras_of, model_from
 from ..experiment.tasks import Task
@@ -91,7 +91,6 @@ def shadow_confidences(
 ) -> ShadowConfidences:
     """Train (or read from the cache) every shadow model and every unlearned version of it."""
     shadow_plan = plan(task, cfg, stages.cfg.num_to_forget)
-    pre = stages.pretrained(task.split.num_classes, task.split.input_shape)
     x, y, n = task.split.x_train, task.split.y_train, len(task.split.y_train)
     conf = {m: [] for m in cfg.attacked_methods}
     seconds = {m: [] for m in cfg.attacked_methods}
@@ -100,7 +99,7 @@ def shadow_confidences(
         t0 = time.perf_counter()
         seed = cfg.seed_base + SHADOW_SEED + s
         half = shadow_plan.halves[s]
-        w0 = models.with_new_head(pre, task.split.num_classes, seed=seed)
+        w0 = stages.initial(task, seed)
         first = _sub_task(task, half, shadow_plan.cohorts[s][0])
         original, _ = stages.trained(first, w0, seed, "original")
         for cohort in shadow_plan.cohorts[s]:
@@ -145,6 +144,12 @@ def _unlearned(stages: Stages, sub: Task, original, w0, seed: int, method: str, 
         return original, 0.0
     if method == "retrain":
         model, info = stages.trained(sub, w0, seed, "retrain")
+        if stages.cfg.linearized:  # the reference mechanism: the exact retrain plus the noise
+            from .certified import mechanism_sigma, released
+
+            sigma = mechanism_sigma(stages, sub, next(model.parameters()).dtype)
+            cohort = sub.forget_idx.tolist()
+            model = released(model, sigma, "shadow-retrain", seed, cohort)
         return model, info["seconds"]
     key_base = stages.seed_key(sub, seed, w0)
     state = stages.scrubbed(method, sub, original, w0, None, seed, key_base, direction=direction)

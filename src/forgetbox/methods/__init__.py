@@ -10,6 +10,7 @@ from .certified import (
     CertifyConfig,
     RetrainDueError,
     certified_release,
+    noisy_release,
     train_linearized,
 )
 from .config import (
@@ -50,6 +51,7 @@ __all__ = [
     "CertifyConfig",
     "RetrainDueError",
     "certified_release",
+    "noisy_release",
     "train_linearized",
     "LINEARIZED_METHODS",
     "METHODS",

@@ -233,3 +233,12 @@ def certified_release(
         },
     }
     return CertifiedRelease(released, released_exact, record)
+
+
+def noisy_release(model: ntk.LinearizedModel, sigma: float, seed: int) -> ntk.LinearizedModel:
+    """``model``'s weights plus ``sigma xi`` (``xi ~ N(0, I)`` from ``seed``): the release of
+    the same mechanism at other weights (the reference mechanism at exact retrains)."""
+    w = flatten(model.w()).detach()
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+    return ntk.linearized_with_weights(model, (w.double() + sigma * noise).to(w.dtype))

@@ -105,6 +105,50 @@ def _readouts(results: dict) -> str:
     return table(head, rows + [band])
 
 
+def _certificate(results: dict) -> str:
+    """The certified (ε, δ) checked against the ensembles (linearized runs only)."""
+    block = results.get("certificate")
+    if not block:
+        return ""
+    rows = []
+    items = [
+        *block["methods"].items(),
+        ("original + the same noise (control)", block["control_original_with_noise"]),
+    ]
+    for name, c in items:
+        verdict = "inside" if c["holds"] else f"OUTSIDE ({c['violations']} examples)"
+        w = c["worst"]
+        rows.append(
+            [
+                f"<th>{esc(name)}</th>",
+                cell(verdict, False),
+                cell(f"{c['examples']} × {c['models']}"),
+                cell(f"{w['margin']:+.3f}"),
+                cell(f"{w['rate_lower']:.3f} vs {w['other_rate_upper']:.3f}"),
+            ]
+        )
+    eps, delta = (
+        next(iter(block["methods"].values()))["epsilon"],
+        block["control_original_with_noise"]["delta"],
+    )
+    head = [
+        "releases",
+        "attacks vs the certificate",
+        "examples × models",
+        "worst margin",
+        "worst rates",
+    ]
+    return (
+        f'<h2 id="certificate">The certificate against the attacks</h2>'
+        f"<p>Per forgotten example, its margin under the K releases against the K releases of the "
+        f"reference mechanism (exact linearized retrains with noise sigma = {block['sigma']:.3g}); "
+        f"every threshold region must satisfy TPR ≤ e^ε FPR + δ both ways (ε = {eps:g}, "
+        f"δ = {delta:g}), judged with Clopper-Pearson intervals corrected over regions and "
+        f"examples. Margin: lower bound of one side's rate minus e^ε × the other's upper bound "
+        f"minus δ (inside when ≤ 0).</p>" + table(head, rows)
+    )
+
+
 def page(results: dict, figures: dict) -> str:
     """The evaluation's HTML page (``evaluation.html``)."""
     cfg = results["config"]
@@ -137,7 +181,7 @@ on the loss, D_f against all test images or against those of D_f's classes (so t
 difficulty does not pass for membership), all K models pooled, with a 95 % interval from
 resampling examples.</p>
 <h2 id="attacks">Per-example attacks and scores</h2>{_attacks(results)}
-<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
+{_certificate(results)}<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
 <p class="note">Median over the method's models; "leaks": on the side where the model still holds
 D_f; "Streisand": beyond retraining on the other side; (n out): models outside the band.</p>
 <h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
