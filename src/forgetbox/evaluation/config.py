@@ -19,8 +19,9 @@ class EvaluateConfig:
     more retrained models as the ``retrain`` method's row (the sanity check: a perfect method).
     ``methods``: applied to every original (default :data:`DEFAULT_METHODS`, or with a
     linearized run :data:`forgetbox.methods.LINEARIZED_METHODS`). ``split_seed``: the run seed
-    whose split and cohort are evaluated. ``seed_base``: the first training seed of the ensembles (K consecutive
-    seeds for originals and references, the next K for the retrain row).
+    whose split and cohort are evaluated. ``seed_base``: the first training seed of the
+    ensembles (K consecutive seeds for originals and references, the next K for the retrain
+    row).
     U-LiRA: ``shadow_models`` trained on random halves of D, each unlearning ``forget_sets``
     cohorts drawn from its half (from the forgotten class, at most half of that class's images
     in the half), with ``ulira_methods`` (default: ``methods``); models are split into
