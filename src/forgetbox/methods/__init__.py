@@ -7,9 +7,11 @@ point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :fun
 
 from .certified import (
     CertifiedRelease,
+    CertifiedState,
     CertifyConfig,
     RetrainDueError,
     certified_release,
+    prepare_certified,
     noisy_release,
     train_linearized,
 )
@@ -48,6 +50,8 @@ from .registry import METHOD_TABLE, forget
 __all__ = [
     "DEFAULT_ALPHA",
     "CertifiedRelease",
+    "CertifiedState",
+    "prepare_certified",
     "CertifyConfig",
     "RetrainDueError",
     "certified_release",

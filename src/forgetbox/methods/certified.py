@@ -108,6 +108,43 @@ class CertifiedRelease:
     record: dict
 
 
+@dataclass(frozen=True)
+class CertifiedState:
+    """A linearized model's kernel over its whole training set D, computed once: requests then
+    take D_r's rows of it instead of building a kernel (:func:`prepare_certified`).
+
+    ``K`` ``(n c, n c)`` float64 (J J^T at w0, sample-major); ``f0`` ``(n, c)`` the outputs at
+    w0 and ``outputs`` ``(n, c)`` the prepared model's, on D; ``seconds``: the preparation's."""
+
+    K: Tensor
+    f0: Tensor
+    outputs: Tensor
+    seconds: float = 0.0
+
+    def rows(self, keep: Tensor) -> Tensor:
+        """Kernel rows of the samples ``keep`` (a boolean mask over D)."""
+        c = self.f0.shape[1]
+        samples = keep.nonzero().squeeze(1)
+        return (samples[:, None] * c + torch.arange(c)).reshape(-1)
+
+
+def prepare_certified(
+    model: ntk.LinearizedModel, data, options: ntk.NTKOptions | None = None
+) -> CertifiedState:
+    """The kernel of the linearized ``model`` over D = ``data`` and its outputs, for fast
+    certified requests (the Jacobian at w0 never changes, so the state stays exact)."""
+    start = time.perf_counter()
+    opts = options or ntk.NTKOptions()
+    x, _ = as_tensors(data, "data")
+    f, w0, w = ntk.linearized_parts(model, torch.float64)
+    x = x.to(torch.float64)
+    K = ntk.kernel_matrix(f, w0, x, memory_budget=opts.memory_budget, chunk=opts.chunk)
+    chunk = opts.chunk or 64
+    f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
+    outputs = ntk.linearized_outputs(f, w0, w, x, chunk)
+    return CertifiedState(K, f0, outputs, time.perf_counter() - start)
+
+
 def minimise(
     f,
     w0: dict,
@@ -118,15 +155,20 @@ def minimise(
     start: Tensor | None = None,
     tol: float,
     max_iter: int,
+    kernel: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict]:
     """``argmin_w L_S(w)`` of the network ``f`` linearized at ``w0`` on ``S = data``, flat in
     float64: Newton in kernel space (:class:`~forgetbox.ntk.KernelRegression`) from the
     outputs ``start`` ``(n, c)`` (default: w0's), then ``w = w0 + J^T a`` (one vjp pass); and
-    what the solve did (iterations, the gradient norm after each)."""
+    what the solve did (iterations, the gradient norm after each). ``kernel``: S's ``(K,
+    f0)`` when known (a prepared state's rows), else built here."""
     x, y = data[0].to(torch.float64), data[1]
     chunk = options.chunk or 64
-    K = ntk.kernel_matrix(f, w0, x, memory_budget=options.memory_budget, chunk=options.chunk)
-    f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
+    if kernel is None:
+        K = ntk.kernel_matrix(f, w0, x, memory_budget=options.memory_budget, chunk=options.chunk)
+        f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
+    else:
+        K, f0 = kernel
     a0 = None
     if start is not None:  # coefficients with the same outputs on S
         a0 = torch.linalg.lstsq(K, (start - f0).reshape(-1, 1), driver="gelsd").solution[:, 0]
@@ -144,13 +186,24 @@ def solve_removal(
     *,
     tol: float,
     max_iter: int,
+    prepared: tuple[CertifiedState, Tensor] | None = None,
 ) -> tuple[Tensor, dict]:
     """``w`` minimising ``L_{D_r}`` of the linearized network by Newton from w(D) (its outputs
-    on D_r; the part of w(D) - w0 outside D_r's row space goes in the first step), float64."""
+    on D_r; the part of w(D) - w0 outside D_r's row space goes in the first step), float64.
+    ``prepared``: ``(state, keep)``, the prepared kernel and D_r's mask in D."""
     f, w0, w_d = ntk.linearized_parts(model, torch.float64)
     x = retain[0].to(torch.float64)
-    start = ntk.linearized_outputs(f, w0, w_d, x, options.chunk or 64)
-    return minimise(f, w0, retain, lin, options, start=start, tol=tol, max_iter=max_iter)
+    kernel = None
+    if prepared is not None:
+        state, keep = prepared
+        rows = state.rows(keep)
+        kernel = (state.K[rows][:, rows], state.f0[keep])
+        start = state.outputs[keep]
+    else:
+        start = ntk.linearized_outputs(f, w0, w_d, x, options.chunk or 64)
+    return minimise(
+        f, w0, retain, lin, options, start=start, tol=tol, max_iter=max_iter, kernel=kernel
+    )
 
 
 def train_linearized(
@@ -186,17 +239,22 @@ def certified_release(
     options: ntk.NTKOptions,
     certify: CertifyConfig,
     generator: torch.Generator,
+    *,
+    prepared: tuple[CertifiedState, Tensor] | None = None,
 ) -> CertifiedRelease:
     """Remove D_f from ``model`` = w(D) and release ``w + sigma xi`` (see the module
     docstring); :class:`RetrainDueError` when the residual at the released weights exceeds the
-    budget after ``certify.max_iter`` Newton steps."""
+    budget after ``certify.max_iter`` Newton steps. ``prepared``: ``(state, keep)`` with the
+    kernel of D prepared once (:func:`prepare_certified`) and D_r's mask in D."""
     start = time.perf_counter()
     dtype = next(model.parameters()).dtype
     mech = certify.mechanism(dtype, lin.weight_decay)  # fixed before any data is seen
     r_max, sigma = mech["residual_budget"], mech["sigma"]
     # solved well below the budget, so that what is left at release is the rounding's
     tol = min(1e-2 * r_max, 1e-10)
-    solved, info = solve_removal(model, retain, lin, options, tol=tol, max_iter=certify.max_iter)
+    solved, info = solve_removal(
+        model, retain, lin, options, tol=tol, max_iter=certify.max_iter, prepared=prepared
+    )
     released_exact = solved.to(dtype)  # the weights released before noise, in their dtype
     f, w0, _ = ntk.linearized_parts(model, torch.float64)
     w = unflatten(released_exact.double(), w0)
