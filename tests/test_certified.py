@@ -171,7 +171,8 @@ def test_an_optimal_attack_stays_inside_the_certificate_and_a_weak_release_fails
         released = _releases(candidate, noise, 4000, 10 + k) @ direction
         reference = _releases(exact, noise, 4000, 20 + k) @ direction
         check = audit.within_certificate(released, reference, epsilon=1.0, delta=1e-5)
-        assert check["holds"] is inside, (k, check["worst"])
+        assert check["powered"], check
+        assert check["verdict"] == ("inside" if inside else "outside"), (k, check)
 
 
 def test_a_certified_request_through_the_command_line(trained, tmp_path, capsys):
@@ -237,3 +238,29 @@ def test_a_prepared_kernel_gives_the_same_release_as_a_one_off_request():
     assert (one.solved - fast.solved).norm() < 1e-10
     assert torch.equal(one.released - one.solved, fast.released - fast.solved)  # same noise
     assert fast.record["operator_record"]["residual_grad_norm"] <= fast.record["residual_budget"]
+
+
+def test_too_few_draws_have_no_power_and_say_so():
+    """Eight draws a side cannot refute (ε = 1) even a perfectly separating attack: the verdict
+    is 'no power', not 'inside'; with 64 a side it can, and does."""
+    far = torch.full((8,), 5.0, dtype=F64)
+    near = torch.zeros(8, dtype=F64)
+    few = audit.within_certificate(far, near, epsilon=1.0, delta=1e-5)
+    assert few["verdict"] == "no power" and not few["powered"]
+    many = audit.within_certificate(far.repeat(8), near.repeat(8), epsilon=1.0, delta=1e-5)
+    assert many["powered"] and many["verdict"] == "outside"
+
+
+def test_secret_noise_differs_every_time_and_is_recorded_as_such():
+    base, model, x, y, _ = _problem()
+    cfg = ForgetConfig(linearization=Linearization(weight_decay=LAM))
+    keep = torch.ones(len(x), dtype=torch.bool)
+    keep[[1, 2]] = False
+    a, b = (
+        methods.forget("certified", model, base, (x[keep], y[keep]), (x[~keep], y[~keep]), cfg)
+        for _ in range(2)
+    )
+    assert a.info["certified"]["noise"] == "os-entropy"
+    assert not torch.equal(flatten(a.model.w()), flatten(b.model.w()))  # same seed, new noise
+    draws = privacy.secure_normal(200_001)
+    assert abs(draws.mean()) < 6 / math.sqrt(len(draws)) and abs(draws.var() - 1) < 0.02

@@ -47,7 +47,7 @@ def gdp_epsilon(mu: float, delta: float) -> float:
     lo, hi = 0.0, 1.0
     while gdp_delta(hi, mu) > delta:
         lo, hi = hi, 2 * hi
-    return _bisect(lambda e: gdp_delta(e, mu) > delta, lo, hi)
+    return _bisect(lambda e: gdp_delta(e, mu) > delta, lo, hi)[1]  # never below the true ε
 
 
 def gdp_mu(epsilon: float, delta: float) -> float:
@@ -59,15 +59,30 @@ def gdp_mu(epsilon: float, delta: float) -> float:
     lo, hi = 0.0, 1.0
     while gdp_delta(eps, hi) <= delta:
         lo, hi = hi, 2 * hi
-    return _bisect(lambda m: gdp_delta(eps, m) <= delta, lo, hi)
+    return _bisect(lambda m: gdp_delta(eps, m) <= delta, lo, hi)[0]  # never above the true mu
 
 
-def _bisect(keep_low, lo: float, hi: float, tol: float = 1e-12) -> float:
-    """The boundary in ``[lo, hi]`` where ``keep_low`` turns False (``keep_low(lo)`` True)."""
+def _bisect(keep_low, lo: float, hi: float, tol: float = 1e-12) -> tuple[float, float]:
+    """``(lo, hi)`` bracketing the boundary where ``keep_low`` turns False, to ``tol``."""
     while hi - lo > tol * max(1.0, hi):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if keep_low(mid) else (lo, mid)
-    return lo
+    return lo, hi
+
+
+def secure_normal(size: int) -> np.ndarray:
+    """``size`` standard normal draws from the operating system's cryptographic randomness
+    (``os.urandom``, Box-Muller in float64): noise an adversary cannot regenerate from a seed,
+    as a Gaussian mechanism's guarantee assumes."""
+    import os
+
+    pairs = (size + 1) // 2
+    bits = np.frombuffer(os.urandom(16 * pairs), dtype=np.uint64).reshape(2, pairs)
+    u1 = (bits[0] >> np.uint64(11)).astype(np.float64) * 2.0**-53 + 2.0**-54  # in (0, 1)
+    u2 = (bits[1] >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    radius = np.sqrt(-2.0 * np.log(u1))
+    normal = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
+    return normal[:size]
 
 
 def compose(mus) -> float:

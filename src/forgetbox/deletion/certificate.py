@@ -78,7 +78,18 @@ def certificate(
     }
     if res.method == Method.CERTIFIED:
         out["certified"] = res.info["certified"]
+        if res.info["certified"]["noise"] == "os-entropy":
+            out["config"]["seed"] = None  # the noise was not drawn from the seed
     return out
+
+
+def public_part(cert: dict) -> dict:
+    """What a certified deletion may publish: the ``certified`` section without its operator
+    record (every other field of the certificate depends on D or D_f)."""
+    section = cert.get("certified")
+    if section is None:
+        raise ValueError("not a certified deletion's certificate: nothing is publishable")
+    return {k: v for k, v in section.items() if k != "operator_record"}
 
 
 def _paper_bounds(
@@ -107,8 +118,8 @@ def _certified_bounds(record: dict, subsets: dict) -> dict:
     weight distributions are Gaussians of one covariance ``sigma^2 I`` whose means lie within
     ``r_max / lambda``, so KL <= mu^2 / 2 nats in the weights, and no query's outputs carry more
     (data processing). Stated from r_max (data-independent), not from the realised residual."""
-    nats = record["white_box_nats"]
-    per_query = {"nats_per_query": nats, "nats_per_query_diagonal": nats, "queries": None}
+    nats = record["white_box_nats"]  # bounds every query, and all of them jointly
+    per_query = {"nats_per_query": nats, "nats_per_query_diagonal": nats, "queries": "all"}
     return {
         "baseline": REFERENCE_NOTES["certified"],
         "reference": "certified",

@@ -235,7 +235,8 @@ class Stages:
             newton_max_iter=c.newton_max_iter,
             forgotten_class=c.forget_class if whole else None,
             ntk=ntk.NTKOptions(solver=c.solver),
-            certify=CertifyConfig(epsilon=c.epsilon, delta=c.delta),
+            # seeded noise: a study of the mechanism must be reproducible (not a deployment)
+            certify=CertifyConfig(epsilon=c.epsilon, delta=c.delta, seeded_noise=True),
         )
 
     def alpha_for(self, method: str) -> float:

@@ -11,8 +11,8 @@ from .certified import (
     CertifyConfig,
     RetrainDueError,
     certified_release,
-    prepare_certified,
     noisy_release,
+    prepare_certified,
     train_linearized,
 )
 from .config import (

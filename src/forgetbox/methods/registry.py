@@ -175,7 +175,8 @@ def _certified(call: MethodCall) -> MethodOutput:
             "trained with forgetbox.train_linearized or `forgetbox train --linearized`)"
         )
     cfg = call.config
-    generator = torch.Generator().manual_seed(call.seed)
+    # secret noise unless the configuration asks for reproducible (seeded) noise, for studies
+    generator = torch.Generator().manual_seed(call.seed) if cfg.certify.seeded_noise else None
     release = certified_release(
         call.model, call.retain, cfg.linearization, cfg.ntk, cfg.certify, generator
     )
