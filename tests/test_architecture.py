@@ -23,6 +23,7 @@ LAYERS = {
     "parallel": 0,
     "settings": 0,
     "cohort": 0,
+    "privacy": 0,
     "atomic": 1,
     "checkpoints": 2,
     "models": 3,

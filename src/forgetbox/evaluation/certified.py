@@ -15,27 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import audit, methods
-from ..experiment.stages import Stages
+from .. import audit
 from ..experiment.tasks import Task
-from ..hashing import config_hash
 from .ensembles import Member, logits_of, subset
-
-
-def mechanism_sigma(stages: Stages, task: Task, dtype: torch.dtype) -> float:
-    """The certified method's noise scale for this run (data-independent)."""
-    fcfg = stages.forget_config(task)
-    return fcfg.certify.mechanism(dtype, fcfg.linearization.weight_decay)["sigma"]
-
-
-def noise_seed(*parts) -> int:
-    """A noise seed from named parts (distinct for every release)."""
-    return int(config_hash(["release-noise", *parts])[:12], 16)
-
-
-def released(model, sigma: float, *parts) -> torch.nn.Module:
-    """The reference mechanism's release: ``model`` (an exact retrain) plus the noise."""
-    return methods.noisy_release(model, sigma, noise_seed(*parts))
+from .releases import released
 
 
 def certificate_part(task: Task, members: list[Member], references: list[Member], stages) -> dict:

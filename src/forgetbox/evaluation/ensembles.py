@@ -20,6 +20,7 @@ from ..hashing import config_hash
 from ..progress import progress
 from ..training import predict
 from .config import EvaluateConfig
+from .releases import mechanism_sigma, released
 
 SUBSETS = ("forget", "retain", "test", "val")
 
@@ -182,8 +183,6 @@ def _release(stages: Stages, task: Task, model: nn.Module, *parts) -> nn.Module:
     linearized run, unchanged otherwise."""
     if not stages.cfg.linearized:
         return model
-    from .certified import mechanism_sigma, released
-
     sigma = mechanism_sigma(stages, task, next(model.parameters()).dtype)
     return released(model, sigma, *parts)
 

@@ -19,7 +19,7 @@ from ..experiment.run import prepare_run
 from ..methods import LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
-from . import certified, scores
+from . import certified, releases, scores
 from .config import DEFAULT_METHODS, EvaluateConfig
 from .ensembles import build_ensembles
 from .shadows import shadow_confidences
@@ -79,7 +79,7 @@ def evaluate(
 def _certificate(stages, task, members, references, originals) -> dict:
     """Whether each method's per-example attack stays inside the certified (ε, δ) against the
     reference mechanism, and the negative control (the originals released with the noise)."""
-    sigma = certified.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
+    sigma = releases.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
     control = certified.noisy_original_members(task, members["original"], originals, sigma)
     out = {"sigma": sigma, "methods": {}}
     for method in ("certified", "retrain"):

@@ -20,6 +20,7 @@ from ..experiment.tasks import Task
 from ..progress import progress
 from ..training import predict
 from .config import EvaluateConfig
+from .releases import mechanism_sigma, released
 
 SHADOW_SEED = 50_000  # shadow model s trains with seed seed_base + SHADOW_SEED + s
 
@@ -145,8 +146,6 @@ def _unlearned(stages: Stages, sub: Task, original, w0, seed: int, method: str, 
     if method == "retrain":
         model, info = stages.trained(sub, w0, seed, "retrain")
         if stages.cfg.linearized:  # the reference mechanism: the exact retrain plus the noise
-            from .certified import mechanism_sigma, released
-
             sigma = mechanism_sigma(stages, sub, next(model.parameters()).dtype)
             cohort = sub.forget_idx.tolist()
             model = released(model, sigma, "shadow-retrain", seed, cohort)
