@@ -12,6 +12,9 @@ import torch.nn.functional as F
 
 from forgetbox import data, methods, models, training
 from forgetbox.cli.settings_flags import add_forget_flags, forget_config
+from forgetbox.evaluation.config import EvaluateConfig
+from forgetbox.evaluation.run import evaluated_methods
+from forgetbox.experiment.config import ExperimentConfig
 from forgetbox.functional import flatten, parameters_of
 from forgetbox.methods import (
     BASELINE_METHODS,
@@ -334,6 +337,29 @@ def test_baselines_are_methods_but_not_the_papers():
         assert member in METHOD_TABLE and member.__doc__ and m not in PAPER_METHODS
 
 
+def test_a_methods_cache_key_holds_only_its_own_baseline_settings():
+    cfg = ForgetConfig()
+    own = ("neggrad", "scrub", "salun", "l1_sparse")
+    assert not set(own) & set(cfg.key()) and not set(own) & set(cfg.key("ntk"))
+    assert set(own) & set(cfg.key("scrub_r")) == {"scrub"}
+    assert set(own) & set(cfg.key("salun")) == {"salun"}
+    changed = cfg.replace(salun=SalUnConfig(lr=0.1))
+    assert changed.key("ntk") == cfg.key("ntk") and changed.key("salun") != cfg.key("salun")
+
+
+def test_run_and_evaluate_accept_the_baselines_with_standard_fine_tuning_only():
+    cfg = ExperimentConfig(methods=("salun", "scrub_r")).resolved()
+    assert cfg.methods == ("original", "retrain", "salun", "scrub_r")
+    assert ExperimentConfig().resolved().methods == PAPER_METHODS
+    with pytest.raises(ValueError, match="do not apply with linearized"):
+        ExperimentConfig(methods=("salun",), linearized=True).resolved()
+    ev = evaluated_methods(ExperimentConfig(), EvaluateConfig(methods=("neggrad_plus",)))
+    assert ev.methods == ("neggrad_plus", "retrain")
+    assert "salun" not in evaluated_methods(ExperimentConfig(), EvaluateConfig()).methods
+    with pytest.raises(ValueError, match="do not apply with linearized"):
+        evaluated_methods(ExperimentConfig(linearized=True), EvaluateConfig(methods=("scrub",)))
+
+
 def test_flags_set_the_baseline_settings_and_are_stated_by_group():
     p = argparse.ArgumentParser()
     add_forget_flags(p)
@@ -342,3 +368,21 @@ def test_flags_set_the_baseline_settings_and_are_stated_by_group():
     assert cfg.neggrad.beta == 0.5 and cfg.scrub.optimizer == "sgd" and cfg.l1_sparse.gamma == 0
     assert cfg.salun == SalUnConfig() and cfg.linearization == ForgetConfig().linearization
     assert stated == {"neggrad.beta", "scrub.optimizer", "l1_sparse.gamma"}
+
+
+def test_forgetbox_run_times_every_baseline_and_gives_scrub_r_the_validation_set(tmp_path):
+    from forgetbox import experiment
+
+    cfg = ExperimentConfig(
+        out=str(tmp_path),
+        profile="quick",
+        seeds=(0,),
+        train_per_class=10,
+        num_to_forget=5,
+        methods=BASELINE_METHODS,
+    )
+    res = experiment.run_experiment(cfg, log=lambda s: 0)
+    for m in BASELINE_METHODS:
+        row = res["methods"][m]["per_seed"][0]
+        assert row["seconds"] > 0 and 0 <= row["error_retain"] <= 1
+    assert (tmp_path / "report.html").exists()
