@@ -13,10 +13,20 @@ from dataclasses import MISSING, Field, fields
 
 import torch
 
-from ..methods import CertifyConfig, ForgetConfig, Preset
+from ..methods import (
+    CertifyConfig,
+    ForgetConfig,
+    L1SparseConfig,
+    NegGradConfig,
+    Preset,
+    SalUnConfig,
+    ScrubConfig,
+)
 from ..ntk import Linearization, NTKOptions
 from ..settings import Choice
 
+# the settings of the baselines of other papers (forgetbox.methods.baseline_config)
+BASELINES = (NegGradConfig, ScrubConfig, SalUnConfig, L1SparseConfig)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 # where each settings dataclass lives in a ForgetConfig (None: the ForgetConfig itself)
@@ -24,6 +34,10 @@ GROUPS: dict[type, str | None] = {
     Linearization: "linearization",
     NTKOptions: "ntk",
     CertifyConfig: "certify",
+    NegGradConfig: "neggrad",
+    ScrubConfig: "scrub",
+    SalUnConfig: "salun",
+    L1SparseConfig: "l1_sparse",
 }
 
 
@@ -105,26 +119,28 @@ def stated_settings(args: argparse.Namespace, cls: type) -> dict:
 
 
 def add_forget_flags(p: argparse.ArgumentParser, *, exclude=()) -> None:
-    """``--preset`` and the flags of a :class:`ForgetConfig`, its linearization and its NTK
-    options."""
+    """``--preset`` and the flags of a :class:`ForgetConfig` and of every settings dataclass it
+    holds (:data:`GROUPS`: linearization, NTK options, certification, the baselines)."""
     p.add_argument(
         "--preset",
         default=Preset.FORGETBOX.value,
         choices=Preset.values(),
         help=f"whose choices fill the settings not given ({Preset.help_text()})",
     )
-    for cls in (Linearization, NTKOptions, ForgetConfig, CertifyConfig):
+    for cls in (Linearization, NTKOptions, ForgetConfig, CertifyConfig, *BASELINES):
         add_settings_flags(p, cls, exclude=exclude)
 
 
 def forget_config(args: argparse.Namespace) -> tuple[ForgetConfig, frozenset[str]]:
-    """The :class:`ForgetConfig` the flags state (on the preset's), and the names stated."""
+    """The :class:`ForgetConfig` the flags state (on the preset's), and the names stated (a
+    baseline's as ``<group>.<name>``, e.g. ``neggrad.weight_decay``)."""
     base = ForgetConfig.from_preset(args.preset)
     changes = stated_settings(args, ForgetConfig)
     stated = set(changes)
     for cls, where in GROUPS.items():
         given = stated_settings(args, cls)
-        stated |= set(given)
+        # a baseline's names are qualified: its weight_decay is not the linearization's
+        stated |= {f"{where}.{k}" for k in given} if cls in BASELINES else set(given)
         if given:
             changes[where] = getattr(base, where).replace(**given)
     return base.replace(**changes), frozenset(stated)

@@ -170,7 +170,7 @@ def build_ensembles(
             model, seconds, seed = _member_model(stages, task, idx, method, cfg, k)
             logits = logits_of(model, task)
             rkey = "ensemble-" + config_hash(
-                [key, method, stages.method_config(task, method).key(), seed]
+                [key, method, stages.method_config(task, method).key(method), seed]
             )
             row = member_readouts(stages, task, model, logits, ref_logits, seed, threshold, rkey)
             by_method[method].append(Member(method, k, seed, logits, row, seconds))

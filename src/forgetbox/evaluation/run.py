@@ -16,7 +16,7 @@ from pathlib import Path
 from ..atomic import atomic_write_json, atomic_write_text
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
-from ..methods import LINEARIZED_METHODS, PAPER_METHODS
+from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
@@ -37,6 +37,23 @@ PROTOCOL = (
 )
 
 
+def evaluated_methods(experiment: ExperimentConfig, config: EvaluateConfig) -> EvaluateConfig:
+    """``config`` with its methods checked against the run (standard fine-tuning: the paper's
+    and the baselines; linearized: :data:`LINEARIZED_METHODS`), the default filled in (the
+    paper's, or a linearized run's) and ``retrain`` added."""
+    if config.methods is None:
+        chosen = LINEARIZED_METHODS if experiment.linearized else DEFAULT_METHODS
+        config = EvaluateConfig(**{**config.__dict__, "methods": chosen})
+    allowed = LINEARIZED_METHODS if experiment.linearized else PAPER_METHODS + BASELINE_METHODS
+    other = [m for m in config.methods if m not in allowed]
+    if other:
+        setting = "linearized = true" if experiment.linearized else "standard fine-tuning"
+        raise ValueError(f"evaluate: methods {other} do not apply with {setting}")
+    if "retrain" not in config.methods:
+        config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
+    return config
+
+
 def evaluate(
     experiment: ExperimentConfig | None = None,
     config: EvaluateConfig | None = None,
@@ -46,17 +63,7 @@ def evaluate(
     """Run (or resume from the stage cache) the evaluation; write ``evaluation.json`` and
     ``evaluation.html`` into ``experiment.out``."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
-    config = config or EvaluateConfig()
-    if config.methods is None:
-        chosen = LINEARIZED_METHODS if experiment.linearized else DEFAULT_METHODS
-        config = EvaluateConfig(**{**config.__dict__, "methods": chosen})
-    allowed = LINEARIZED_METHODS if experiment.linearized else PAPER_METHODS
-    other = [m for m in config.methods if m not in allowed]
-    if other:
-        setting = "linearized = true" if experiment.linearized else "standard fine-tuning"
-        raise ValueError(f"evaluate: methods {other} do not apply with {setting}")
-    if "retrain" not in config.methods:
-        config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
+    config = evaluated_methods(experiment, config or EvaluateConfig())
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
     stages, tasks = prepare_run(cfg, log)
     task = tasks[config.split_seed]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ..devices import check_device
-from ..methods import LINEARIZED_METHODS, METHODS, PAPER_METHODS
+from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, METHODS, PAPER_METHODS
 from ..training import DEFAULT_WEIGHT_DECAY
 from .profiles import PRESETS, PROFILES
 from .schema import coerce
@@ -85,9 +85,9 @@ class ExperimentConfig:
         profile = PROFILES[self.profile].fields()
         cfg = replace(cfg, **{k: v for k, v in profile.items() if getattr(cfg, k) is None})
         cfg = cfg._dataset_defaults()
-        allowed = LINEARIZED_METHODS if cfg.linearized else PAPER_METHODS
-        if cfg.methods is None:
-            cfg = replace(cfg, methods=allowed)
+        allowed = LINEARIZED_METHODS if cfg.linearized else PAPER_METHODS + BASELINE_METHODS
+        if cfg.methods is None:  # the baselines only when asked for
+            cfg = replace(cfg, methods=LINEARIZED_METHODS if cfg.linearized else PAPER_METHODS)
         bad = [m for m in cfg.methods if m not in METHODS]
         if bad:
             raise ValueError(f"unknown methods {bad}; choose from {', '.join(METHODS)}")

@@ -77,7 +77,7 @@ class SeedRun:
 
     def _method(self, method: str) -> dict:
         return {
-            "config": self.stages.method_config(self.task, method).key(),
+            "config": self.stages.method_config(self.task, method).key(method),
             "version": methods.VERSION.get(method),
         }
 

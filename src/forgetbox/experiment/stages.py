@@ -269,7 +269,7 @@ class Stages:
         each method's ``seconds``."""
         fcfg = self.method_config(task, method)
         key = f"method-{method}-" + config_hash(
-            [key_base, method, fcfg.key(), methods.VERSION.get(method)]
+            [key_base, method, fcfg.key(method), methods.VERSION.get(method)]
         )
 
         def compute():
@@ -284,6 +284,7 @@ class Stages:
                 seed=seed,
                 retrain=lambda: retrained,
                 direction=step,
+                validation=(task.split.x_val, task.split.y_val),
             )
             return _method_state(res, step)
 

@@ -2,9 +2,19 @@
 
 :mod:`.config` (names, :class:`ForgetConfig`, :class:`ForgetResult`), :mod:`.fisher` (the
 diagonal Fisher and its noise), :mod:`.ntk_scrub` (the NTK step and the trapezium-rescaled
-point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :func:`forget`).
+point), :mod:`.newton` (eq. 12), :mod:`.registry` (the table of methods and :func:`forget`);
+the baselines of other papers: :mod:`.baseline_config` (their settings), :mod:`.unlearning`
+(what they share), :mod:`.neggrad`, :mod:`.scrub_teacher`, :mod:`.salun`, :mod:`.l1_sparse`.
 """
 
+from .baseline_config import (
+    DecayAnchor,
+    L1SparseConfig,
+    NegGradConfig,
+    SalUnConfig,
+    ScrubConfig,
+    ScrubOptimizer,
+)
 from .certified import (
     CertifiedRelease,
     CertifiedState,
@@ -16,6 +26,7 @@ from .certified import (
     train_linearized,
 )
 from .config import (
+    BASELINE_METHODS,
     DEFAULT_ALPHA,
     LINEARIZED_METHODS,
     METHODS,
@@ -48,7 +59,14 @@ from .ntk_scrub import ntk_point, ntk_step
 from .registry import METHOD_TABLE, forget
 
 __all__ = [
+    "BASELINE_METHODS",
     "DEFAULT_ALPHA",
+    "DecayAnchor",
+    "L1SparseConfig",
+    "NegGradConfig",
+    "SalUnConfig",
+    "ScrubConfig",
+    "ScrubOptimizer",
     "CertifiedRelease",
     "CertifiedState",
     "prepare_certified",

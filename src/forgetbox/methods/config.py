@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..ntk import Linearization, NTKOptions
 from ..settings import Choice, Settings, check_bool, check_int, check_number
 from ..training import FinetuneConfig
+from .baseline_config import L1SparseConfig, NegGradConfig, SalUnConfig, ScrubConfig
 from .certified import CertifyConfig
 
 
@@ -26,6 +27,28 @@ class Method(Choice):
         "certified",
         "a linearized model: removal solved to a residual, released with noise for a stated "
         "(epsilon, delta) against exact retraining (docs/certified.md)",
+    )
+    NEGGRAD_PLUS = (
+        "neggrad_plus",
+        "fine-tune on D_r while ascending the loss on D_f (Kurmanji et al. 2023): a baseline",
+    )
+    SCRUB = (
+        "scrub",
+        "teacher-student: leave w(D) on D_f, follow it on D_r (Kurmanji et al. 2023): a baseline",
+    )
+    SCRUB_R = (
+        "scrub_r",
+        "SCRUB rewound to the epoch whose D_f error matches a validation set's (for privacy; "
+        "needs a validation set)",
+    )
+    SALUN = (
+        "salun",
+        "random labels on D_f, fine-tuning the salient half of the weights (Fan et al. 2024): "
+        "a baseline",
+    )
+    L1_SPARSE = (
+        "l1_sparse",
+        "fine-tune on D_r with a decaying l1 penalty (Jia et al. 2023): a baseline",
     )
 
 
@@ -65,6 +88,22 @@ METHODS = Method.values()
 # the paper's methods (standard fine-tuning) and those of a linearized network
 PAPER_METHODS = ("original", "retrain", "finetune", "fisher", "ntk", "ntk_fisher", "newton")
 LINEARIZED_METHODS = ("original", "retrain", "certified")
+# the fine-tuning baselines of other papers (issue 33), run with standard fine-tuning
+BASELINE_METHODS = ("neggrad_plus", "scrub", "scrub_r", "salun", "l1_sparse")
+# where each baseline's settings live in a ForgetConfig
+BASELINE_SETTINGS = {
+    "neggrad": NegGradConfig,
+    "scrub": ScrubConfig,
+    "salun": SalUnConfig,
+    "l1_sparse": L1SparseConfig,
+}
+# the settings only some methods read -> those methods: in no other method's cache key
+OWN_SETTINGS = {
+    "neggrad": ("neggrad_plus",),
+    "scrub": ("scrub", "scrub_r"),
+    "salun": ("salun",),
+    "l1_sparse": ("l1_sparse",),
+}
 NTK_METHODS = (Method.NTK, Method.NTK_FISHER)
 NOISY = (Method.FISHER, Method.NTK_FISHER)
 PRESETS = Preset.values()
@@ -112,7 +151,8 @@ class ForgetConfig(Settings):
     ``memory_budget`` and ``chunk`` also bound the Fisher passes. ``alpha=None`` takes the
     method's default noise scale (1e-6 for fisher, 1e-9 for ntk_fisher, the authors' values).
     ``certify`` (:class:`~forgetbox.methods.certified.CertifyConfig`): the guarantee of the
-    ``certified`` method.
+    ``certified`` method. ``neggrad``, ``scrub``, ``salun``, ``l1_sparse``: the settings of the
+    baselines (:mod:`forgetbox.methods.baseline_config`).
     """
 
     linearization: Linearization = field(default_factory=Linearization)
@@ -140,6 +180,10 @@ class ForgetConfig(Settings):
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     certify: CertifyConfig = field(default_factory=CertifyConfig)
     train: FinetuneConfig = field(default_factory=FinetuneConfig)
+    neggrad: NegGradConfig = field(default_factory=NegGradConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
+    salun: SalUnConfig = field(default_factory=SalUnConfig)
+    l1_sparse: L1SparseConfig = field(default_factory=L1SparseConfig)
     forgotten_class: int | None = None  # set when a whole class is forgotten
 
     def __post_init__(self) -> None:
@@ -147,6 +191,9 @@ class ForgetConfig(Settings):
             raise TypeError("linearization must be a forgetbox.ntk.Linearization")
         if not isinstance(self.ntk, NTKOptions):
             raise TypeError("ntk must be a forgetbox.ntk.NTKOptions")
+        for name, kind in BASELINE_SETTINGS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a forgetbox.methods.{kind.__name__}")
         if self.alpha is not None:
             check_number(self.alpha, "alpha", low=0.0)
         check_bool(self.use_trapezium, "use_trapezium")
@@ -204,9 +251,15 @@ class ForgetConfig(Settings):
             return cls.authors(**changes)
         return cls(**changes)
 
-    def key(self) -> dict:
-        """Every field as plain data (cache keys, certificates)."""
-        return asdict(self)
+    def key(self, method: str | None = None) -> dict:
+        """Every field as plain data (cache keys, certificates); the settings in
+        :data:`OWN_SETTINGS` only in the key of a method that reads them (``method``), so that
+        one baseline's settings leave every other method's cached results valid."""
+        out = asdict(self)
+        for name, readers in OWN_SETTINGS.items():
+            if method not in readers:
+                del out[name]
+        return out
 
 
 # explicit arguments of scrub() and prepare() -> where they live in a ForgetConfig

@@ -13,6 +13,9 @@ noise variance, scale, timings).
 - ``ntk_fisher``: the NTK point plus noise alpha F^{-1}, F computed at it on D_r (eq. 11).
 - ``newton``: w - H^{-1} grad L_{D_r}(w) (eq. 12), H the damped Gauss-Newton matrix of the
   regularised D_r loss, solved matrix-free by CG.
+- the baselines of other papers (issue 33, docs/methods.md): ``neggrad_plus``, ``scrub``,
+  ``scrub_r`` (needs ``validation``), ``salun``, ``l1_sparse``; each trains a copy of w(D)
+  with the settings of its own dataclass in the config (``config.neggrad`` and so on).
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ from ..training import LRSchedule, finetune
 from .certified import certified_release
 from .config import DEFAULT_ALPHA, FinetuneAnchor, ForgetConfig, ForgetResult, Method
 from .fisher import fisher_of, method_variance, noisy_weights
+from .l1_sparse import l1_sparse
+from .neggrad import neggrad_plus
 from .newton import newton_step
 from .ntk_scrub import ntk_point
+from .salun import salun
+from .scrub_teacher import scrub_rewind, scrub_student
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class MethodCall:
     alpha: float
     retrain: Callable[[], nn.Module] | None = None
     direction: ntk.NTKDirection | None = None
+    validation: tuple[Tensor, Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -188,6 +196,36 @@ def _certified(call: MethodCall) -> MethodOutput:
     return MethodOutput(out, delta, var, info=info)
 
 
+def _neggrad_plus(call: MethodCall) -> MethodOutput:
+    args = (call.model, call.w0, call.retain, call.forget_set, call.config.neggrad, call.seed)
+    model, info = neggrad_plus(*args)
+    return MethodOutput(model, info={"neggrad_plus": info})
+
+
+def _scrub(call: MethodCall) -> MethodOutput:
+    args = (call.model, call.w0, call.retain, call.forget_set, call.config.scrub, call.seed)
+    return MethodOutput(scrub_student(*args))
+
+
+def _scrub_r(call: MethodCall) -> MethodOutput:
+    cfg = call.config.scrub
+    args = (call.model, call.w0, call.retain, call.forget_set, call.validation, cfg, call.seed)
+    model, info = scrub_rewind(*args)
+    return MethodOutput(model, info={"scrub_r": info})
+
+
+def _salun(call: MethodCall) -> MethodOutput:
+    args = (call.model, call.w0, call.retain, call.forget_set, call.config.salun, call.seed)
+    model, info = salun(*args)
+    return MethodOutput(model, info={"salun": info})
+
+
+def _l1_sparse(call: MethodCall) -> MethodOutput:
+    args = (call.model, call.w0, call.retain, call.forget_set, call.config.l1_sparse, call.seed)
+    model, info = l1_sparse(*args)
+    return MethodOutput(model, info={"l1_sparse": info})
+
+
 METHOD_TABLE: dict[Method, Callable[[MethodCall], MethodOutput]] = {
     Method.ORIGINAL: _original,
     Method.RETRAIN: _retrain,
@@ -197,6 +235,11 @@ METHOD_TABLE: dict[Method, Callable[[MethodCall], MethodOutput]] = {
     Method.NTK_FISHER: _ntk_fisher,
     Method.NEWTON: _newton,
     Method.CERTIFIED: _certified,
+    Method.NEGGRAD_PLUS: _neggrad_plus,
+    Method.SCRUB: _scrub,
+    Method.SCRUB_R: _scrub_r,
+    Method.SALUN: _salun,
+    Method.L1_SPARSE: _l1_sparse,
 }
 
 
@@ -211,6 +254,7 @@ def forget(
     seed: int = 0,
     retrain: Callable[..., nn.Module] | None = None,
     direction: ntk.NTKDirection | None = None,
+    validation: tuple[Tensor, Tensor] | None = None,
 ) -> ForgetResult:
     """Apply one forgetting method. ``model`` is w(D) and is never modified.
 
@@ -218,12 +262,17 @@ def forget(
     seeded with ``seed``. ``retrain`` optionally supplies a cached retrained model for
     ``retrain`` (it must have been trained on D_r alone). ``direction``: an NTK step already
     computed for this cohort (e.g. by a prepared kernel, :mod:`forgetbox.deletion.prepared`).
+    ``validation``: held-out ``(inputs, labels)`` (never trained on), which ``scrub_r`` needs
+    for its rewind; the other methods ignore it. The baselines draw their batches (and SalUn
+    its random labels) from a generator seeded with ``seed``.
     """
     method = Method.parse(method, "method")
     config = config or ForgetConfig()
     start = time.perf_counter()
     alpha = config.alpha if config.alpha is not None else DEFAULT_ALPHA.get(method, 0.0)
-    call = MethodCall(model, w0, retain, forget_set, config, seed, alpha, retrain, direction)
+    call = MethodCall(
+        model, w0, retain, forget_set, config, seed, alpha, retrain, direction, validation
+    )
     res = METHOD_TABLE[method](call)
     out = res.model.to(call.device)  # the scrubbed model lives where w(D) does
     info = dict(res.info)

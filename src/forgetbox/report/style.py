@@ -22,6 +22,11 @@ COLORS = {
     "ntk": "#1f77b4",
     "ntk_fisher": "#d62728",
     "newton": "#8c564b",
+    "neggrad_plus": "#e377c2",
+    "scrub": "#17becf",
+    "scrub_r": "#0b6e7a",
+    "salun": "#bcbd22",
+    "l1_sparse": "#7f7f7f",
 }
 SUBSET_COLORS = {"forget": "tab:blue", "retain": "tab:red", "test": "tab:gray"}
 SUBSET_NAMES = {"forget": "D_f", "retain": "D_r", "test": "test"}
