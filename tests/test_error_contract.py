@@ -5,6 +5,8 @@ input. Every case: exit status 2, exactly one line on standard error starting ``
 traceback, and no file under the case's folder or the shared inputs created, changed or
 removed (SHA-256 of every file before and after)."""
 
+import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -90,3 +92,56 @@ def test_a_damaged_npz_is_refused_by_run_and_evaluate(inputs, tmp_path, capsys):
     for command in ("run", "evaluate"):
         args = [command, *TINY, "--dataset", f"npz:{base / 'truncated.npz'}"]
         _refused([*args, "--out", tmp_path / command], "truncated or corrupt", (tmp_path,), capsys)
+
+
+# ------------------------------------------------------------- a prepared state's manifest
+
+
+def _manifest_case(change):
+    def edit(doc):
+        doc = copy.deepcopy(doc)
+        change(doc)
+        return doc
+
+    return edit
+
+
+MANIFESTS = {
+    "files a list": (
+        _manifest_case(lambda d: d.update(files=list(d["files"]))),
+        "field 'files' must map file names to SHA-256, got list",
+    ),
+    "files a string": (
+        _manifest_case(lambda d: d.update(files="kernel.safetensors")),
+        "field 'files' must map",
+    ),
+    "kernel digest a number": (
+        _manifest_case(lambda d: d["files"].update({"kernel.safetensors": 5})),
+        "field 'files'['kernel.safetensors'] must be a SHA-256",
+    ),
+    "kernel not listed": (
+        _manifest_case(lambda d: d["files"].pop("kernel.safetensors")),
+        "field 'files' lacks 'kernel.safetensors'",
+    ),
+    "serves an object": (
+        _manifest_case(lambda d: d.update(serves={"out": "x"})),
+        "field 'serves' must be the folder of the ledger it serves",
+    ),
+    "serves a number": (_manifest_case(lambda d: d.update(serves=7)), "field 'serves'"),
+}
+
+
+@pytest.mark.parametrize("name", list(MANIFESTS))
+def test_a_malformed_manifest_is_refused_naming_the_file_and_field(inputs, tmp_path, capsys, name):
+    root, base = inputs
+    edit, message = MANIFESTS[name]
+    prep = tmp_path / "prep"
+    shutil.copytree(base / "prep", prep)
+    doc = json.loads((prep / "prepared.json").read_text())
+    (prep / "prepared.json").write_text(json.dumps(edit(doc)))
+    args = [
+        *base_argv("scrub", root, tmp_path / "out"),
+        *("--forget", root / "forget.txt", "--method", "ntk", "--prepared", prep),
+    ]
+    line = _refused(args, message, (tmp_path, root, base), capsys)
+    assert f"{prep / 'prepared.json'}:" in line

@@ -63,7 +63,35 @@ def read_manifest(folder: Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "files" not in doc:
         raise CheckpointError(f"{path}: not a forgetbox {FORMAT} manifest")
+    _check_manifest(doc, path)
     return doc
+
+
+def _check_manifest(doc: dict, path: Path) -> None:
+    """The fields a manifest's reader relies on, of the right kind (a damaged or hand-edited
+    manifest is refused naming the field, before any of it is used)."""
+    files = doc["files"]
+    if not isinstance(files, dict):
+        raise CheckpointError(
+            f"{path}: field 'files' must map file names to SHA-256, got {type(files).__name__}"
+        )
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not _is_sha256(digest):
+            raise CheckpointError(
+                f"{path}: field 'files'[{name!r}] must be a SHA-256 (64 hexadecimal digits), "
+                f"got {digest!r:.80}"
+            )
+    if KERNEL_FILE not in files:
+        raise CheckpointError(f"{path}: field 'files' lacks {KERNEL_FILE!r}")
+    serves = doc.get("serves")
+    if serves is not None and (not isinstance(serves, str) or not serves):
+        raise CheckpointError(
+            f"{path}: field 'serves' must be the folder of the ledger it serves, got {serves!r:.80}"
+        )
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def verify_file(path: Path, want: str | None) -> None:
