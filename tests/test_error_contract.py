@@ -145,3 +145,132 @@ def test_a_malformed_manifest_is_refused_naming_the_file_and_field(inputs, tmp_p
     ]
     line = _refused(args, message, (tmp_path, root, base), capsys)
     assert f"{prep / 'prepared.json'}:" in line
+
+
+# --------------------------------------------------------------------- forgetbox report
+
+
+def _results_case(change, source=RUN):
+    def make(folder: Path) -> None:
+        doc = json.loads(source.read_text())
+        change(doc)
+        folder.mkdir(parents=True)
+        name = "results.json" if source == RUN else "evaluation.json"
+        (folder / name).write_text(json.dumps(doc))
+        (folder / "report.html").write_text("the previous report")  # must stay as it was
+
+    return make
+
+
+def _first_row(doc, method="ntk"):
+    return doc["methods"][method]["per_seed"][0]
+
+
+REPORTS = {
+    "results not JSON": (
+        lambda f: (f.mkdir(), (f / "results.json").write_text('{"config": ')),
+        "not valid JSON",
+    ),
+    "methods a list": (
+        _results_case(lambda d: d.update(methods=list(d["methods"]))),
+        "field methods must be an object, got list",
+    ),
+    "a seed that is text": (
+        _results_case(lambda d: _first_row(d).update(seed="zero")),
+        "field methods['ntk'].per_seed[0].seed must be an integer",
+    ),
+    "a mean that is text": (
+        _results_case(lambda d: d["methods"]["ntk"]["mean"].update(error_forget="low")),
+        "field methods['ntk'].mean['error_forget'] must be a number",
+    ),
+    "a trade-off row without alpha": (
+        _results_case(lambda d: d["tradeoff"][3].pop("alpha")),
+        "field tradeoff[3] lacks 'alpha'",
+    ),
+    "a PCA path that is a number": (
+        _results_case(lambda d: d["pca"]["paths"].update(D_r=3)),
+        "field pca.paths.D_r must be a list",
+    ),
+    "seeds empty": (_results_case(lambda d: d.update(seeds=[])), "field seeds must hold"),
+    "config list holding null": (
+        _results_case(lambda d: d["config"].update(tradeoff_alphas=[1e-9, None])),
+        "field config['tradeoff_alphas'] must be a TOML value (no null inside a list or table)",
+    ),
+    "training entry a string": (
+        _results_case(lambda d: d["training"].__setitem__(1, "converged")),
+        "field training[1] must be an object",
+    ),
+    "compute total missing": (
+        _results_case(lambda d: d.update(compute={"this_run_seconds": 3.0})),
+        "field compute lacks 'total_seconds'",
+    ),
+    "a readout that is text": (
+        _results_case(lambda d: _first_row(d, "fisher").update(error_forget="high")),
+        "field methods['fisher'].per_seed[0].error_forget must be a number",
+    ),
+    "evaluation of another kind": (
+        _results_case(lambda d: d.update(kind="forgetbox-evaluation/0"), EVALUATION),
+        "not a forgetbox evaluation (kind forgetbox-evaluation/1)",
+    ),
+    "evaluation challenge without score": (
+        _results_case(lambda d: d["methods"]["ntk"]["challenge"].pop("score"), EVALUATION),
+        "field methods['ntk'].challenge lacks 'score'",
+    ),
+    "evaluation band bound that is text": (
+        _results_case(lambda d: d["bands"]["error_forget"].update(low="0.1"), EVALUATION),
+        "field bands['error_forget'].low must be a number",
+    ),
+    "evaluation KLoM values a number": (
+        _results_case(
+            lambda d: d["methods"]["original"]["klom"]["val"].update(values=1.0), EVALUATION
+        ),  # fmt: skip
+        "field methods['original'].klom.val.values must be a list",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_report_refuses_a_malformed_results_file_before_writing(tmp_path, capsys, name):
+    make, message = REPORTS[name]
+    make(tmp_path / "run")
+    _refused(["report", tmp_path / "run"], message, (tmp_path,), capsys)
+
+
+def test_a_failure_while_rendering_writes_nothing(tmp_path, capsys, monkeypatch):
+    """What the structure check cannot see (here: a figure that fails once results.json and
+    results.csv are rendered, as a malformed file used to make it) leaves the folder as it
+    was: everything is rendered into a staging folder first."""
+    from forgetbox.report import outputs
+
+    def broken(results, out):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(outputs, "draw_all", broken)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(RUN, folder / "results.json")
+    (folder / "report.html").write_text("the previous report")
+    line = _refused(["report", folder], "cannot be rendered (TypeError", (tmp_path,), capsys)
+    assert "nothing was written" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["report.html", "results.json"]
+
+
+def test_report_checks_every_folder_before_writing_any(tmp_path, capsys):
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(RUN, good / "results.json")
+    _results_case(lambda d: _first_row(d).update(seed=None))(tmp_path / "bad")
+    _refused(["report", good, tmp_path / "bad"], "per_seed[0].seed", (tmp_path,), capsys)
+    assert sorted(p.name for p in good.iterdir()) == ["results.json"]  # nothing rendered
+
+
+def test_report_renders_the_committed_files(tmp_path, capsys):
+    """The check refuses what is malformed, not what forgetbox writes."""
+    for source, page in ((RUN, "report.html"), (EVALUATION, "evaluation.html")):
+        folder = tmp_path / source.parent.name
+        folder.mkdir()
+        shutil.copy(source, folder / source.name)
+        code, out, err = _run_cli(["report", folder], capsys)
+        assert code == 0, err
+        assert (folder / page).stat().st_size > 10_000
+        assert not list(folder.glob(".outputs-*"))  # the staging folder is gone
