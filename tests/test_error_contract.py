@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from forgetbox import cli
+from forgetbox import bounds, cli
 from tests.conftest import argv as base_argv
 from tests.test_bad_inputs import _tree
 
@@ -274,3 +275,68 @@ def test_report_renders_the_committed_files(tmp_path, capsys):
         assert code == 0, err
         assert (folder / page).stat().st_size > 10_000
         assert not list(folder.glob(".outputs-*"))  # the staging folder is gone
+
+
+# ------------------------------------------------ numerical failures and exhausted memory
+
+
+def _scrub(root, out, *extra):
+    return [*base_argv("scrub", root, out), "--forget", root / "forget.txt", "--seed", "3", *extra]
+
+
+def test_a_singular_matrix_is_one_line_naming_what_to_do(trained, tmp_path, capsys, monkeypatch):
+    """The output covariances of the black-box bound made singular: torch.linalg.cholesky
+    raises LinAlgError (a RuntimeError), which used to escape with a traceback."""
+    root = trained[0]
+    real = bounds.output_covariances
+
+    def singular(*args, **kwargs):
+        logits, covs = real(*args, **kwargs)
+        return logits, torch.zeros_like(covs)
+
+    monkeypatch.setattr(bounds, "output_covariances", singular)
+    line = _refused(
+        _scrub(root, tmp_path / "out", "--method", "ntk_fisher"),
+        "a linear solve failed",
+        (tmp_path, root),
+        capsys,
+    )
+    assert "increase the weight decay or compute in float64" in line
+    assert "--weight-decay, --dtype float64" in line
+
+
+@pytest.mark.parametrize("where", ["cuda", "cpu"])
+def test_out_of_memory_is_one_line_naming_what_to_do(trained, tmp_path, capsys, monkeypatch, where):
+    """A device out of memory (torch.OutOfMemoryError) and the CPU allocator's refusal (a
+    plain RuntimeError from a real allocation of 1 PB) in the NTK solve."""
+    from forgetbox.ntk import direction
+
+    root = trained[0]
+
+    def exhausted(*args, **kwargs):
+        if where == "cuda":
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity "
+                "of 79.10 GiB of which 1.25 GiB is free."
+            )
+        torch.empty(2**50, dtype=torch.uint8)  # 1 PB: the allocator refuses
+
+    monkeypatch.setattr(direction, "cholesky_", exhausted)
+    line = _refused(
+        _scrub(root, tmp_path / "out", "--method", "ntk", "--solver", "dense"),
+        "out of memory: ",
+        (tmp_path, root),
+        capsys,
+    )
+    assert "--memory-budget-gb" in line and "--solver cg" in line
+
+
+def test_debug_still_shows_the_traceback_of_a_numerical_failure(trained, tmp_path, monkeypatch):
+    from forgetbox.ntk import direction
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(direction, "cholesky_", exhausted)
+    with pytest.raises(torch.OutOfMemoryError):
+        cli.main(["--debug", *map(str, _scrub(trained[0], tmp_path / "o", "--solver", "dense"))])
