@@ -5,7 +5,9 @@ input. Every case: exit status 2, exactly one line on standard error starting ``
 traceback, and no file under the case's folder or the shared inputs created, changed or
 removed (SHA-256 of every file before and after)."""
 
+import contextlib
 import copy
+import io
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from forgetbox import bounds, cli
+from forgetbox.experiment import cache as stage_cache
 from tests.conftest import argv as base_argv
 from tests.test_bad_inputs import _tree
 
@@ -340,3 +343,125 @@ def test_debug_still_shows_the_traceback_of_a_numerical_failure(trained, tmp_pat
     monkeypatch.setattr(direction, "cholesky_", exhausted)
     with pytest.raises(torch.OutOfMemoryError):
         cli.main(["--debug", *map(str, _scrub(trained[0], tmp_path / "o", "--solver", "dense"))])
+
+
+# ------------------------------------------------------------ forgetbox evaluate's bad input
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A tiny evaluation killed (Ctrl-C) while its second stage computed: exit 130, one line,
+    no evaluation.json, and in the cache only the one stage finished before (whole)."""
+    out = tmp_path_factory.mktemp("interrupted") / "ev"
+    calls = []
+    real = stage_cache.Cache._timed
+
+    def interrupt(self, key, compute):
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, key, compute)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stage_cache.Cache, "_timed", interrupt)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(["evaluate", *TINY, *EVAL, "--out", str(out)])
+    assert code == 130
+    lines = err.getvalue().strip().splitlines()
+    assert lines[-1].startswith("error: interrupted; nothing half-written was left"), lines
+    assert not (out / "evaluation.json").exists()
+    cached = sorted(p.name for p in (out / "cache").iterdir())
+    assert len(cached) == 1 and cached[0].startswith(calls[0]), cached  # no temporary file
+    return out
+
+
+def _toml(text):
+    def make(d, ev):
+        d.mkdir()
+        (d / "c.toml").write_text(text)
+        return ["evaluate", "--config", d / "c.toml", *TINY, "--out", d / "o"]
+
+    return make
+
+
+def _ev(*flags):
+    return lambda d, ev: ["evaluate", *TINY, *EVAL, *flags]
+
+
+def _out_under_a_file(d, ev):
+    d.mkdir()
+    (d / "file").write_text("a file")
+    return ["evaluate", *TINY, *EVAL, "--out", d / "file" / "ev"]
+
+
+def _beside_a_file(flag):
+    def make(d, ev):
+        d.mkdir()
+        (d / "file").write_text("a file")
+        out = [] if flag == "--out" else ["--out", d / "o"]
+        return ["evaluate", *TINY, *EVAL, flag, d / "file", *out]
+
+    return make
+
+
+def _resumed(change, *flags):
+    def make(d, ev):
+        out = d / "ev"
+        shutil.copytree(ev, out)
+        change(out)
+        return ["evaluate", *TINY, *EVAL, *flags, "--out", out]
+
+    return make
+
+
+def _truncate_cache(out):
+    (entry,) = (out / "cache").iterdir()
+    entry.write_bytes(entry.read_bytes()[:100])
+
+
+EVALUATE_CASES = {
+    "K too small for the challenge score": (_ev("--models", "2"), "models must be >= 3"),
+    "K not an integer": (_ev("--models", "many"), "invalid int value: 'many'"),
+    "folds more than shadow models": (
+        _ev("--shadow-models", "3", "--folds", "4"),
+        "folds must lie in [2, shadow_models]",
+    ),
+    "shadow models negative": (_ev("--shadow-models", "-1"), "shadow_models must be >= 0"),
+    "method unknown": (_ev("--eval-methods", "ntk,magic"), "unknown methods ['magic']"),
+    "U-LiRA method unknown": (_ev("--ulira-methods", "turbo"), "unknown methods ['turbo']"),
+    "toml unknown key": (_toml("[evaluate]\nshadows = 4\n"), "unknown keys ['shadows']"),
+    "toml relearn not a boolean": (
+        _toml("[evaluate]\nrelearn = 'yes'\n"),
+        "relearn must be true or false",
+    ),
+    "toml K as text": (_toml("[evaluate]\nmodels = '8'\n"), "models must be an integer"),
+    "data file absent": (
+        lambda d, ev: ["evaluate", *TINY, *EVAL, "--dataset", "npz:/nonexistent/data.npz"],
+        "no such data file",
+    ),
+    "dataset unknown": (_ev("--dataset", "imagenet"), "dataset must be one of"),
+    "cohort larger than its class": (_ev("--num-to-forget", "500"), "cannot forget 500"),
+    "device unavailable": (_ev("--device", "cuda"), "no CUDA device"),
+    "output under a file": (_out_under_a_file, "is a file, so the folder cannot be created"),
+    "output an existing file": (_beside_a_file("--out"), "an existing file, not a folder"),
+    "cache folder a file": (_beside_a_file("--cache-dir"), "--cache-dir"),
+    "interrupted run resumed with K too small": (
+        _resumed(lambda out: None, "--models", "2"),
+        "models must be >= 3",
+    ),
+    "interrupted run resumed over a damaged cache entry": (
+        _resumed(_truncate_cache),
+        "a damaged stage-cache entry",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EVALUATE_CASES))
+def test_evaluate_refuses_bad_input(name, interrupted, tmp_path, capsys):
+    build, message = EVALUATE_CASES[name]
+    case = tmp_path / "case"
+    args = build(case, interrupted)
+    if "--out" not in args:
+        args = [*args, "--out", case / "o"]
+    _refused(args, message, (tmp_path, interrupted), capsys)
