@@ -60,7 +60,9 @@ _MEMORY_HINT = {
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 on bad input or refused state (one line on standard error, no
-    traceback unless ``--debug``), 130 when interrupted."""
+    traceback unless ``--debug``), 130 when interrupted. Under ``torchrun`` each rank's
+    error is printed once, as ``error: rank R: ...``; a rank stopped because another failed
+    says so and exits 1 (rank 0 writes nothing unless every rank succeeded)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -69,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted; nothing half-written was left (rerun to resume)")
         return 130
+    except parallel.PeerError as exc:
+        if args.debug:
+            raise
+        _error(_one_line(exc))
+        return 1
     except USER_ERRORS as exc:
         if args.debug:
             raise
@@ -80,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _error(message)
         return 2
+    finally:
+        parallel.shutdown()
 
 
 def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    where = f"rank {parallel.rank()}: " if parallel.active() else ""
+    print(f"error: {where}{message}", file=sys.stderr)
 
 
 def _runtime_message(exc: RuntimeError, command: str) -> str | None:
