@@ -64,6 +64,8 @@ def inputs(trained, tmp_path_factory):
     at = raw.index(b"{'descr'")
     header[at : at + 12] = b"{'descr': ((("
     (base / "bad-header.npz").write_bytes(bytes(header))
+    arrays = dict(np.load(root / "data.npz"))
+    np.savez(base / "objects.npz", **arrays | {"y_train": np.array([{"label": 1}] * 60)})
     np.save(base / "one-array.npy", np.zeros(3))
     shutil.copy(base / "one-array.npy", base / "one-array.npz")
     return root, base
@@ -78,6 +80,7 @@ def inputs(trained, tmp_path_factory):
         ("truncated.npz", "truncated or corrupt (BadZipFile"),
         ("bad-header.npz", "truncated or corrupt"),
         ("one-array.npz", "a single array (.npy), not an .npz"),
+        ("objects.npz", "holds Python objects"),  # a pickle: never loaded
     ],
 )
 @pytest.mark.parametrize("command", ["scrub", "prepare"])

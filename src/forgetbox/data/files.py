@@ -37,9 +37,9 @@ def read_npz(
     except (DataError, MemoryError):
         raise
     except Exception as exc:  # the reader's own error types, whatever they are
+        why = "holds Python objects" if "allow_pickle" in str(exc) else "truncated or corrupt"
         raise DataError(
-            f"{path}: not a readable .npz of arrays, truncated or corrupt "
-            f"({type(exc).__name__}: {exc})"
+            f"{path}: not a readable .npz of arrays, {why} ({type(exc).__name__}: {exc})"
         ) from exc
 
 
