@@ -73,9 +73,7 @@ def _collective(op: Callable[[], object]) -> None:
     try:
         op()
     except RuntimeError as exc:  # gloo: "Connection closed by peer"; NCCL: a remote error
-        raise PeerError(
-            "stopped: another rank failed (its error is printed above); nothing was written"
-        ) from exc
+        raise PeerError("stopped: another rank failed (its error is printed above)") from exc
 
 
 def rows_of(

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except parallel.PeerError as exc:
         if args.debug:
             raise
-        _error(_one_line(exc))
+        served = args.command in ("scrub", "prepare")  # rank 0 writes after the barrier only
+        _error(_one_line(exc) + ("; nothing was written" if served else ""))
         return 1
     except USER_ERRORS as exc:
         if args.debug:
