@@ -116,19 +116,19 @@ def _manifest_case(change):
 MANIFESTS = {
     "files a list": (
         _manifest_case(lambda d: d.update(files=list(d["files"]))),
-        "field 'files' must map file names to SHA-256, got list",
+        "field 'files' must map file names to SHA-256 digests",
     ),
     "files a string": (
         _manifest_case(lambda d: d.update(files="kernel.safetensors")),
-        "field 'files' must map",
+        "field 'files' must map file names to SHA-256 digests",
     ),
     "kernel digest a number": (
         _manifest_case(lambda d: d["files"].update({"kernel.safetensors": 5})),
-        "field 'files'['kernel.safetensors'] must be a SHA-256",
+        "field 'files' must map file names to SHA-256 digests",
     ),
-    "kernel not listed": (
-        _manifest_case(lambda d: d["files"].pop("kernel.safetensors")),
-        "field 'files' lacks 'kernel.safetensors'",
+    "cohort digest not hexadecimal": (
+        _manifest_case(lambda d: d["files"].update({"cohort.safetensors": "z" * 64})),
+        "field 'files' must map file names to SHA-256 digests",
     ),
     "serves an object": (
         _manifest_case(lambda d: d.update(serves={"out": "x"})),
