@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,3 +70,24 @@ def _finite(obj):
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+STAGE_PREFIX = ".outputs-"
+
+
+@contextmanager
+def staged_files(folder: str | Path, last: str | None = None) -> Iterator[Path]:
+    """Yield a staging folder inside ``folder``: when the block succeeds, every file written
+    there is moved into ``folder`` (``last`` after the others), each by one rename; when it
+    fails (any exception), nothing is moved and ``folder`` is as it was. The staging folder is
+    removed either way (and any left by a process killed before it could)."""
+    folder = Path(folder)
+    for stale in folder.glob(f"{STAGE_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=folder, prefix=STAGE_PREFIX))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

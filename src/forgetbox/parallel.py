@@ -3,7 +3,13 @@ rows, and sums meet in an all-reduce. Without a process group (the usual case) e
 here is the single-process identity, so the engine's code is the same either way.
 
 Launch with ``torchrun --nproc-per-node N -m forgetbox scrub|prepare ...`` (gloo on CPU, NCCL on
-GPU; :func:`init_from_env`), or call the API inside a process group of your own. Rank 0 writes.
+GPU; :func:`init_from_env`), or call the API inside a process group of your own. Rank 0 writes,
+and only once every rank has finished (:func:`barrier`).
+
+A rank that fails does not leave the others waiting: its error ends the process (the command
+line), which closes its connections, so the collective the others wait in fails at once; that
+failure is raised as :class:`PeerError` (never mistaken for an error of the rank's own), and
+rank 0, stopped before its writes, writes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+
+class PeerError(Exception):
+    """A collective operation failed because another rank stopped (its own error says why).
+    Not a ``RuntimeError``, so that no handler of a model's or a solver's errors takes it for
+    one of its own."""
 
 
 def active() -> bool:
@@ -47,14 +59,21 @@ def block(n: int) -> tuple[int, int]:
 def all_sum(t: Tensor) -> Tensor:
     """Sum ``t`` over the ranks, in place (returns it)."""
     if active():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _collective(lambda: dist.all_reduce(t, op=dist.ReduceOp.SUM))
     return t
 
 
 def barrier() -> None:
-    """Wait for every rank (nothing without a group)."""
+    """Wait for every rank (nothing without a group); :class:`PeerError` when one stopped."""
     if active():
-        dist.barrier()
+        _collective(dist.barrier)
+
+
+def _collective(op: Callable[[], object]) -> None:
+    try:
+        op()
+    except RuntimeError as exc:  # gloo: "Connection closed by peer"; NCCL: a remote error
+        raise PeerError("stopped: another rank failed (its error is printed above)") from exc
 
 
 def rows_of(
@@ -74,6 +93,9 @@ def rows_of(
     return all_sum(out)
 
 
+_JOINED: list[bool] = []  # whether init_from_env made the process group (shutdown leaves it)
+
+
 def init_from_env(device: str = "cpu") -> bool:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1), gloo on CPU and
     NCCL on GPU; True when this process is now part of one."""
@@ -82,4 +104,13 @@ def init_from_env(device: str = "cpu") -> bool:
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        _JOINED.append(True)
     return active()
+
+
+def shutdown() -> None:
+    """Leave the process group :func:`init_from_env` joined (its connections close, so no
+    other rank waits on this one); a group made by the caller is left alone."""
+    if _JOINED and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _JOINED.clear()

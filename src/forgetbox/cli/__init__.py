@@ -47,25 +47,73 @@ def build_parser() -> argparse.ArgumentParser:
 # what a user can cause: bad input, refused state, too little memory, files that cannot be read
 USER_ERRORS = (ValueError, MemoryError, OSError)
 
+# what to do about a numerical failure or an exhausted device, by command
+_SETTINGS_HINT = {
+    "scrub": "--weight-decay, --dtype float64",
+    "prepare": "--weight-decay, --dtype float64",
+}
+_MEMORY_HINT = {
+    "scrub": "a smaller --memory-budget-gb (the solver then streams: --solver cg) or --chunk",
+    "prepare": "a smaller --memory-budget-gb or --chunk, or --kernel pseudo",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 on bad input or refused state (one line on standard error, no
-    traceback unless ``--debug``), 130 when interrupted."""
+    traceback unless ``--debug``), 130 when interrupted. Under ``torchrun`` each rank's
+    error is printed once, as ``error: rank R: ...``; a rank stopped because another failed
+    says so and exits 1 (rank 0 writes nothing unless every rank succeeded)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         parallel.init_from_env(getattr(args, "device", None) or "cpu")  # under torchrun
         return args.func(args)
     except KeyboardInterrupt:
-        print(
-            "error: interrupted; nothing half-written was left (rerun to resume)", file=sys.stderr
-        )
+        _error("interrupted; nothing half-written was left (rerun to resume)")
         return 130
+    except parallel.PeerError as exc:
+        if args.debug:
+            raise
+        served = args.command in ("scrub", "prepare")  # rank 0 writes after the barrier only
+        _error(_one_line(exc) + ("; nothing was written" if served else ""))
+        return 1
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        _error(_one_line(exc))
         return 2
+    except RuntimeError as exc:  # torch's numerical and device errors, when one is known
+        message = _runtime_message(exc, args.command)
+        if message is None or args.debug:
+            raise
+        _error(message)
+        return 2
+    finally:
+        parallel.shutdown()
+
+
+def _error(message: str) -> None:
+    where = f"rank {parallel.rank()}: " if parallel.active() else ""
+    print(f"error: {where}{message}", file=sys.stderr)
+
+
+def _runtime_message(exc: RuntimeError, command: str) -> str | None:
+    """The one-line message of a failure the user can act on: a matrix that is singular or
+    not positive definite (``torch.linalg.LinAlgError``), a device or host out of memory
+    (``torch.OutOfMemoryError``, the CPU allocator's refusal); None for any other error."""
+    import torch
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, torch.linalg.LinAlgError):
+        hint = _SETTINGS_HINT.get(command, "--weight-decay")
+        return (
+            f"a linear solve failed: {first}. The matrix is singular or not positive definite "
+            f"(ill-conditioned): increase the weight decay or compute in float64 ({hint})"
+        )
+    if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in first:
+        hint = _MEMORY_HINT.get(command, "fewer samples (--train-per-class), or --solver cg")
+        return f"out of memory: {first}. Use {hint}, or a device with more memory"
+    return None
 
 
 def _one_line(exc: BaseException) -> str:

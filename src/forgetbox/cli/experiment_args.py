@@ -31,10 +31,17 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, default=None, metavar=spec.kind.upper(), help=text)
 
 
+# tables of a TOML file that belong to other commands (not experiment settings)
+OTHER_TABLES = ("evaluate",)
+
+
 def read_toml(path: Path) -> dict:
-    """The ``[experiment]`` table of a TOML file (or the whole file when it has none)."""
+    """The ``[experiment]`` table of a TOML file (or, when it has none, the whole file but the
+    tables of other commands, such as ``[evaluate]``)."""
     doc = _load_toml(path)
-    return doc.get("experiment", doc)
+    if "experiment" in doc:
+        return doc["experiment"]
+    return {k: v for k, v in doc.items() if k not in OTHER_TABLES}
 
 
 def read_toml_table(path: Path, name: str) -> dict | None:

@@ -4,6 +4,7 @@ folders (``root/<class>/<image>``), and the named ``.npz`` presets of this proje
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +17,61 @@ NPZ_PRESETS = {"cifar10-npz": "cifar10.npz", "tinyimagenet32": "tinyimagenet32.n
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp"}
 
 
-def load_npz(path: str | Path) -> ArrayData:
-    """Arrays from an ``.npz`` with ``x_train, y_train, x_test, y_test`` (``x_val``/``y_val``
-    accepted as the test part when no ``x_test``). Loaded with ``allow_pickle=False``."""
+def read_npz(
+    path: str | Path, wanted: Callable[[set[str]], Iterable[str]]
+) -> dict[str, np.ndarray]:
+    """The arrays ``wanted(names in the file)`` names (those present), read whole from an
+    ``.npz`` with ``allow_pickle=False``. Whatever the reader raises on a damaged file (a
+    truncated or corrupt zip, a bad array header: ``BadZipFile``, ``zlib.error``,
+    ``EOFError``, ...) becomes a :class:`DataError` naming the file."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"no such data file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            test = "test" if "x_test" in keys else "val"
-            need = {"x_train", "y_train", f"x_{test}", f"y_{test}"}
-            if not need <= keys:
-                raise DataError(f"{path}: needs arrays {sorted(need)}, has {sorted(keys)}")
-            names = tuple(str(s) for s in z["class_names"]) if "class_names" in keys else ()
-            return ArrayData(
-                images_to_tensor(z["x_train"]),
-                torch.from_numpy(z["y_train"].astype(np.int64)),
-                images_to_tensor(z[f"x_{test}"]),
-                torch.from_numpy(z[f"y_{test}"].astype(np.int64)),
-                names,
-            )
-    except (OSError, ValueError) as exc:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single array (.npy), not an .npz of named arrays")
+        with z:
+            names = set(z.files)
+            return {k: z[k] for k in wanted(names) if k in names}
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # the reader's own error types, whatever they are
+        why = "holds Python objects" if "allow_pickle" in str(exc) else "truncated or corrupt"
+        raise DataError(
+            f"{path}: not a readable .npz of arrays, {why} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def load_npz(path: str | Path) -> ArrayData:
+    """Arrays from an ``.npz`` with ``x_train, y_train, x_test, y_test`` (``x_val``/``y_val``
+    accepted as the test part when no ``x_test``). Loaded with ``allow_pickle=False``."""
+    path = Path(path)
+    keys: set[str] = set()
+
+    def wanted(names: set[str]) -> list[str]:
+        keys.update(names)
+        test = "test" if "x_test" in names else "val"
+        need = {"x_train", "y_train", f"x_{test}", f"y_{test}"}
+        if not need <= names:
+            raise DataError(f"{path}: needs arrays {sorted(need)}, has {sorted(names)}")
+        return [*sorted(need), "class_names"]
+
+    z = read_npz(path, wanted)
+    test = "test" if "x_test" in keys else "val"
+    try:
+        names = tuple(str(s) for s in z["class_names"]) if "class_names" in z else ()
+        return ArrayData(
+            images_to_tensor(z["x_train"]),
+            torch.from_numpy(z["y_train"].astype(np.int64)),
+            images_to_tensor(z[f"x_{test}"]),
+            torch.from_numpy(z[f"y_{test}"].astype(np.int64)),
+            names,
+        )
+    except (TypeError, ValueError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path}: not a readable .npz of arrays ({exc})") from exc
+        raise DataError(f"{path}: arrays of the wrong kind ({exc})") from exc
 
 
 def load_npz_arrays(path: str | Path) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -50,35 +81,32 @@ def load_npz_arrays(path: str | Path) -> tuple[Tensor, Tensor, Tensor | None, Te
     in [0, 1]; floating arrays are used as they are (already preprocessed for the model).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"no such data file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not {"x_train", "y_train"} <= set(z.files):
-                raise DataError(f"{path}: needs arrays x_train and y_train, has {sorted(z.files)}")
 
-            def conv(a: np.ndarray) -> Tensor:
-                if a.dtype == np.uint8 and a.ndim in (3, 4):
-                    return images_to_tensor(a)
-                if not np.issubdtype(a.dtype, np.floating):
-                    raise DataError(f"{path}: inputs must be uint8 images or floating arrays")
-                return torch.from_numpy(np.ascontiguousarray(a)).float()
+    def wanted(names: set[str]) -> list[str]:
+        if not {"x_train", "y_train"} <= names:
+            raise DataError(f"{path}: needs arrays x_train and y_train, has {sorted(names)}")
+        return ["x_train", "y_train", "x_test", "y_test"]
 
-            def labels(a: np.ndarray) -> Tensor:
-                if not np.issubdtype(a.dtype, np.integer) or a.ndim != 1:
-                    raise DataError(f"{path}: labels must be a 1-D integer array")
-                return torch.from_numpy(a.astype(np.int64))
+    z = read_npz(path, wanted)
 
-            x, y = conv(z["x_train"]), labels(z["y_train"])
-            if len(x) != len(y):
-                raise DataError(f"{path}: {len(x)} inputs but {len(y)} labels")
-            xt = conv(z["x_test"]) if "x_test" in z.files else None
-            yt = labels(z["y_test"]) if "y_test" in z.files else None
-            return x, y, xt, yt
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: not a readable .npz of arrays ({exc})") from exc
+    def conv(a: np.ndarray) -> Tensor:
+        if a.dtype == np.uint8 and a.ndim in (3, 4):
+            return images_to_tensor(a)
+        if not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"{path}: inputs must be uint8 images or floating arrays")
+        return torch.from_numpy(np.ascontiguousarray(a)).float()
+
+    def labels(a: np.ndarray) -> Tensor:
+        if not np.issubdtype(a.dtype, np.integer) or a.ndim != 1:
+            raise DataError(f"{path}: labels must be a 1-D integer array")
+        return torch.from_numpy(a.astype(np.int64))
+
+    x, y = conv(z["x_train"]), labels(z["y_train"])
+    if len(x) != len(y):
+        raise DataError(f"{path}: {len(x)} inputs but {len(y)} labels")
+    xt = conv(z["x_test"]) if "x_test" in z else None
+    yt = labels(z["y_test"]) if "y_test" in z else None
+    return x, y, xt, yt
 
 
 def load_image(path: Path, size: int | None) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .arrays import ArrayData, DataError, images_to_tensor
-from .files import IMAGE_SUFFIXES, load_image
+from .files import IMAGE_SUFFIXES, load_image, read_npz
 
 
 def load_tiny_imagenet(root: str | Path, *, size: int = 32) -> ArrayData:
@@ -61,21 +61,23 @@ def load_tinyimagenet_npz(path: str | Path) -> ArrayData:
     test set has no labels).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"no such data file: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        need = {"x_train", "y_train", "x_val", "y_val", "class_names"}
-        if not need <= set(z.files):
-            raise DataError(f"{path}: needs arrays {sorted(need)}, has {sorted(z.files)}")
-        extra = z["class_has_no_boxes_file"] if "class_has_no_boxes_file" in z.files else None
-        names = np.asarray(z["class_names"])
-        keep = [i for i in range(len(names)) if extra is None or not extra[i]]
-        index = np.full(len(names), -1, dtype=np.int64)
-        index[keep] = np.arange(len(keep))
-        parts = []
-        for split in ("train", "val"):
-            y = index[np.asarray(z[f"y_{split}"], dtype=np.int64)]
-            mask = y >= 0
-            parts.append((images_to_tensor(z[f"x_{split}"][mask]), torch.from_numpy(y[mask])))
+    need = {"x_train", "y_train", "x_val", "y_val", "class_names"}
+
+    def wanted(names: set[str]) -> list[str]:
+        if not need <= names:
+            raise DataError(f"{path}: needs arrays {sorted(need)}, has {sorted(names)}")
+        return [*sorted(need), "class_has_no_boxes_file"]
+
+    z = read_npz(path, wanted)  # a damaged file is a DataError naming it
+    extra = z.get("class_has_no_boxes_file")
+    names = np.asarray(z["class_names"])
+    keep = [i for i in range(len(names)) if extra is None or not extra[i]]
+    index = np.full(len(names), -1, dtype=np.int64)
+    index[keep] = np.arange(len(keep))
+    parts = []
+    for split in ("train", "val"):
+        y = index[np.asarray(z[f"y_{split}"], dtype=np.int64)]
+        mask = y >= 0
+        parts.append((images_to_tensor(z[f"x_{split}"][mask]), torch.from_numpy(y[mask])))
     (xtr, ytr), (xte, yte) = parts
     return ArrayData(xtr, ytr, xte, yte, tuple(str(names[i]) for i in keep))

@@ -94,8 +94,17 @@ def read_manifest(folder: Path, key: bytes | None = None) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a forgetbox {FORMAT} manifest")
     files, hashes = doc.get("files"), doc.get("hashes")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise CheckpointError(f"{path}: field 'files' must map file names to SHA-256 digests")
+    if not isinstance(files, dict):
+        raise CheckpointError(
+            f"{path}: field 'files' must map file names to SHA-256 digests, got "
+            f"{type(files).__name__}"
+        )
+    for name, digest in files.items():
+        if not isinstance(digest, str) or not _is_sha256(digest):
+            raise CheckpointError(
+                f"{path}: field 'files' must map file names to SHA-256 digests (64 hexadecimal "
+                f"digits), got {name!r}: {digest!r:.80}"
+            )
     if not isinstance(hashes, dict) or not isinstance(hashes.get("weights_sha256"), str):
         raise CheckpointError(f"{path}: field 'hashes' must hold the state's binding hashes")
     if not isinstance(doc.get("deployment"), str) or not DEPLOYMENT.fullmatch(doc["deployment"]):
@@ -118,6 +127,10 @@ def _check_manifest_hmac(doc: dict, key: bytes | None, path: Path) -> None:
             )
     elif key is not None:
         raise CheckpointError(f"{path}: the manifest was written without a key; drop the key")
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def verify_file(path: Path, want: str | None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ..atomic import atomic_write_json
-from ..checkpoints import load_state, read_metadata, save_state
+from ..checkpoints import CheckpointError, load_state, read_metadata, save_state
 
 
 def stage_kind(key: str) -> str:
@@ -58,8 +58,12 @@ class Cache:
         """The stage ``key``'s tensors: read from the cache, or computed and stored."""
         path = self.root / f"{key}.safetensors"
         if path.exists():
-            self._hit(key, read_metadata(path).get("seconds"))
-            return load_state(path)
+            try:
+                seconds, state = read_metadata(path).get("seconds"), load_state(path)
+            except CheckpointError as exc:
+                raise _damaged(path, exc) from exc
+            self._hit(key, seconds)
+            return state
         out, seconds = self._timed(key, compute)
         save_state(path, out, {"seconds": seconds})
         return out
@@ -68,9 +72,13 @@ class Cache:
         """The stage ``key``'s JSON value: read from the cache, or computed and stored."""
         path = self.root / f"{key}.stage.json"
         if path.exists():
-            doc = json.loads(path.read_text())
-            self._hit(key, doc.get("seconds"))
-            return doc["value"]
+            try:
+                doc = json.loads(path.read_text())
+                seconds, value = doc.get("seconds"), doc["value"]
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError) as exc:
+                raise _damaged(path, exc) from exc
+            self._hit(key, seconds)
+            return value
         out, seconds = self._timed(key, compute)
         atomic_write_json(path, {"seconds": seconds, "value": out})
         return json.loads(path.read_text())["value"]
@@ -86,3 +94,13 @@ class Cache:
             "stages_without_recorded_time": self.unrecorded,
             "per_stage_kind_seconds": per_kind,
         }
+
+
+def _damaged(path: Path, exc: Exception) -> CheckpointError:
+    """A cache entry that cannot be read (entries are written atomically, so it was damaged
+    afterwards): the run stops naming it rather than recompute over it unasked."""
+    cause = " ".join(str(exc).split()).replace(f"{path}: ", "")
+    return CheckpointError(
+        f"{path}: a damaged stage-cache entry ({type(exc).__name__}: {cause}); delete it and "
+        "run again to recompute it"
+    )

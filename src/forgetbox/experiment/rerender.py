@@ -1,18 +1,32 @@
-"""Re-rendering a run folder from its ``results.json``: the claims are judged again with the
-current criteria, then every output is written again (the numbers are not touched)."""
+"""Re-rendering a run folder from its ``results.json``: the file's structure is checked, the
+claims are judged again with the current criteria, every output is rendered into a staging
+folder and only then moved into place (the numbers are not touched). A results file that
+cannot be rendered changes nothing in the folder."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..atomic import staged_files
 from ..report.outputs import write_all
+from ..report.schema import ResultsError, check_results
 from . import claims
+
+# what rendering a file that passed the structure check may still raise on odd content (a
+# run without the retrain row, say): reported as the file's fault, nothing written
+RENDER_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, ValueError)
 
 
 def rerender(folder: Path) -> None:
     """Re-render a run folder's figures, report and summary from its ``results.json`` (the
-    claims are evaluated again with the current criteria; the numbers are not touched)."""
+    claims are evaluated again with the current criteria; the numbers are not touched).
+    :class:`~forgetbox.report.schema.ResultsError` (nothing written) when it cannot be."""
+    render(folder, read_results(folder))
+
+
+def read_results(folder: Path) -> dict:
+    """A run folder's ``results.json``, its structure checked (nothing is written)."""
     folder = Path(folder)
     path = folder / "results.json"
     if not path.is_file():
@@ -20,10 +34,23 @@ def rerender(folder: Path) -> None:
     try:
         results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    missing = {"config", "methods", "seeds"} - set(results if isinstance(results, dict) else ())
-    if missing:
-        raise ValueError(f"{path}: not a forgetbox results file (missing {sorted(missing)})")
-    results["claims"] = claims.evaluate(results)
-    results["warnings"] = claims.training_warnings(results)
-    write_all(results, folder)
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from exc
+    return check_results(results, path)
+
+
+def render(folder: Path, results: dict) -> None:
+    """Judge the claims again and write every output of ``results`` into ``folder``: all
+    rendered into a staging folder first, then moved into place (``results.json`` last)."""
+    path = Path(folder) / "results.json"
+    try:
+        results["claims"] = claims.evaluate(results)
+        results["warnings"] = claims.training_warnings(results)
+        with staged_files(folder, last="results.json") as stage:
+            write_all(results, stage)
+    except RENDER_ERRORS as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        raise ResultsError(
+            f"{path}: cannot be rendered ({type(exc).__name__}: {exc}); nothing was written "
+            "(a results file of another forgetbox version, or edited? --debug shows where)"
+        ) from exc

@@ -8,9 +8,6 @@ interrupted run continues where it stopped and an identical second run recompute
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import paths, readouts
-from ..atomic import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text, staged_files
 from ..functional import flatten, num_parameters, parameters_of
 from ..progress import progress
 from ..report.outputs import config_toml, write_all
@@ -236,18 +233,10 @@ def publish(out: Path, results: dict, splits: list) -> None:
     """Write every output into a staging folder inside ``out``, then move the files into
     place, ``results.json`` last: a run stopped while writing leaves the previous outputs
     whole (never new figures beside an old report)."""
-    for stale in out.glob(".outputs-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(dir=out, prefix=".outputs-"))
-    try:
+    with staged_files(out, last="results.json") as stage:
         atomic_write_json(stage / "splits.json", splits)
         write_all(results, stage)
         atomic_write_text(stage / "config.toml", config_toml(results))
-        files = sorted(stage.iterdir(), key=lambda f: f.name == "results.json")
-        for f in files:
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> list[dict]:

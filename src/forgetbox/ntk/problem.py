@@ -178,13 +178,19 @@ def build_problem(
     f = model_function(model, dtype)
     x = x.to(device, dtype)
     y = y.to(device)
-    try:
-        with torch.no_grad():  # in batches of 64: a larger forward only raises the peak memory
-            logits = parallel.rows_of(
-                lambda i, j: f(params, x[i:j]), len(x), 64, lambda: f(params, x[:1])
-            )
-    except RuntimeError as exc:
-        raise ValueError(f"the model rejects inputs of shape {tuple(x.shape[1:])}: {exc}") from exc
+
+    def forward(i: int, j: int) -> Tensor:  # only the model's own errors are the inputs' fault
+        try:
+            return f(params, x[i:j])
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the model rejects inputs of shape {tuple(x.shape[1:])}: {exc}"
+            ) from exc
+
+    with torch.no_grad():  # in batches of 64: a larger forward only raises the peak memory
+        logits = parallel.rows_of(forward, len(x), 64, lambda: forward(0, 1))
     c = logits.shape[-1]
     if y.min() < 0 or y.max() >= c:
         raise ValueError(f"labels must lie in [0, {c}) for a model with {c} outputs")

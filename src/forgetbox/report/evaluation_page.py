@@ -4,11 +4,14 @@ bands, the figures."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from ..atomic import atomic_write_text, staged_files
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
 from .page import STYLE, cell, esc, figure_blocks, short, table
+from .schema import ResultsError, check_evaluation
 
 
 def _auc(roc: dict | None) -> str:
@@ -184,16 +187,35 @@ def write_report(results: dict, out: Path) -> str:
 
 def rerender(folder: Path) -> None:
     """Redraw an evaluation folder's figures and ``evaluation.html`` from its
-    ``evaluation.json`` (the numbers are not touched)."""
-    import json
+    ``evaluation.json`` (the numbers are not touched); see :func:`read_evaluation` and
+    :func:`render`."""
+    render(folder, read_evaluation(folder))
 
-    from ..atomic import atomic_write_text
 
+def read_evaluation(folder: Path) -> dict:
+    """An evaluation folder's ``evaluation.json``, its structure checked (nothing is
+    written); :class:`~forgetbox.report.schema.ResultsError` naming the field otherwise."""
     path = Path(folder) / "evaluation.json"
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable evaluation.json ({exc})") from exc
+        raise ResultsError(f"{path}: not a readable evaluation.json ({exc})") from exc
     if not isinstance(results, dict) or results.get("kind") != "forgetbox-evaluation/1":
-        raise ValueError(f"{path}: not a forgetbox evaluation (kind forgetbox-evaluation/1)")
-    atomic_write_text(Path(folder) / "evaluation.html", write_report(results, Path(folder)))
+        raise ResultsError(f"{path}: not a forgetbox evaluation (kind forgetbox-evaluation/1)")
+    return check_evaluation(results, path)
+
+
+def render(folder: Path, results: dict) -> None:
+    """Draw the figures and ``evaluation.html`` into a staging folder, then move them into
+    ``folder``: a file that cannot be rendered changes nothing there."""
+    path = Path(folder) / "evaluation.json"
+    try:
+        with staged_files(folder) as stage:
+            atomic_write_text(stage / "evaluation.html", write_report(results, stage))
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        raise ResultsError(
+            f"{path}: cannot be rendered ({type(exc).__name__}: {exc}); nothing was written "
+            "(an evaluation of another forgetbox version, or edited? --debug shows where)"
+        ) from exc
