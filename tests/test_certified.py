@@ -211,6 +211,11 @@ def test_a_certified_request_through_the_command_line(trained, tmp_path, capsys)
     assert cli.main(bad) == 2
     assert "retraining is due" in capsys.readouterr().err
     assert not refused.exists() or not any(refused.iterdir())
+    prepared = [*args, "--prepared", str(tmp_path / "no-such-state")]  # refused before reading
+    prepared[prepared.index("--out") + 1] = str(refused)
+    assert cli.main(prepared) == 2
+    assert "a prepared state serves the NTK methods" in capsys.readouterr().err
+    assert not refused.exists() or not any(refused.iterdir())
 
 
 def test_a_prepared_kernel_gives_the_same_release_as_a_one_off_request():

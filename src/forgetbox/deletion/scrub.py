@@ -103,6 +103,8 @@ def scrub(
     """
     t_start = time.perf_counter()
     method = _method(method, certify)
+    if prepared is not None and method is Method.CERTIFIED:
+        raise ValueError(NO_PREPARED_CERTIFIED)
     explicit = dict(
         weight_decay=weight_decay, loss=loss, dtype=dtype, alpha=alpha, step_scale=step_scale
     )
@@ -172,6 +174,12 @@ def scrub(
     return ScrubResult(
         res.model, method.value, res.delta, res.noise_variance, res.scale, seconds, cert
     )
+
+
+NO_PREPARED_CERTIFIED = (
+    "a prepared state serves the NTK methods; a certified request is solved from the linearized "
+    "model itself (drop --prepared), or from forgetbox.methods.prepare_certified in Python"
+)
 
 
 def _method(method, certify) -> Method:
