@@ -118,7 +118,8 @@ def test_every_method_unchanged(name, preset):
         newton_max_iter=30,
     )
     cfg = cfg.replace(linearization=cfg.linearization.replace(weight_decay=c.lam, dtype=F64))
-    for method in methods.METHODS:
+    # the record holds the paper's methods; later ones (baselines, certified) are new behaviour
+    for method in methods.PAPER_METHODS:
         res = methods.forget(method, c.model, c.w0, c.retain, c.forget, cfg, seed=3)
         _check(f"method/{name}/{preset}/{method}", flatten(parameters_of(res.model)))
         assert res.scale == RECORD["numbers"][f"method/{name}/{preset}/{method}/scale"]
