@@ -1,6 +1,7 @@
 """Verdicts that never outrun their numbers (issue 30): a condition is decided only when its
 margin is at least the readout's resolution (one sample of the set it counts) and the seeds'
-spread; a vacuous bound or a path minimum at the grid's end decides nothing."""
+spread; a vacuous bound or a path minimum at the grid's end decides nothing; a committed
+ensemble of the same setup cross-checks the verdicts."""
 
 import json
 import math
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from forgetbox.experiment import claims
+from forgetbox.experiment.cross_check import cross_check, ensemble_readings, matching_evaluations
 from forgetbox.experiment.evidence import Margin, bootstrap_half_width, resolution, sizes, spread
+from forgetbox.experiment.rerender import rerender
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CONFIG = {
@@ -212,3 +215,63 @@ def test_a_path_minimum_at_the_grids_end_is_inconclusive():
 def test_the_committed_verdicts_issue_30_named_are_inconclusive(run, cid):
     r = json.loads((DOCS / run / "results.json").read_text())
     assert _claim(r, cid)["verdict"] == "inconclusive"
+
+
+def _evaluation(ntk_rate, config=CONFIG, models=8):
+    """A crafted evaluation.json: the retrain row's member-rate band [0.36, 0.48]."""
+    medians = {"original": 0.92, "finetune": 0.9, "ntk": ntk_rate, "ntk_fisher": ntk_rate}
+    methods = {}
+    for m, v in medians.items():
+        readouts = {
+            "mia_forget_member_rate": {"median": v, "values": [v] * models, "models_outside": 0},
+            "error_forget": {"median": 0.4, "values": [0.4] * models, "models_outside": 0},
+        }
+        if m in ("original", "finetune"):
+            readouts["error_forget"] |= {"median": 0.0, "values": [0.0] * models}
+        methods[m] = {"readouts": readouts}
+    return {
+        "kind": "forgetbox-evaluation/1",
+        "config": {"experiment": dict(config), "evaluate": {"models": models}},
+        "methods": methods,
+        "bands": {
+            "mia_forget_member_rate": {"low": 0.36, "high": 0.48, "median": 0.42},
+            "error_forget": {"low": 0.32, "high": 0.48, "median": 0.4},
+            "l1_to_retrain_forget": {"low": 0.1, "high": 0.3, "median": 0.2},
+        },
+    }
+
+
+def test_the_ensemble_contradicts_a_verdict_it_reads_the_other_way(tmp_path):
+    run = _run()
+    run["claims"] = claims.evaluate(run)
+    assert _claim(run, 4)["verdict"] == "holds"
+    agrees = cross_check(run, tmp_path, _evaluation(0.42))
+    assert {c["id"]: c["flag"] for c in agrees["claims"]}[4] == "agrees"
+    leaks = cross_check(run, tmp_path, _evaluation(0.60))  # ntk 0.12 above the ensemble's band
+    row = next(c for c in leaks["claims"] if c["id"] == 4)
+    assert (row["run"], row["ensemble"], row["flag"]) == ("holds", "fails", "contradicted")
+    assert leaks["l1_floor"]["forget"]["median"] == 0.2
+    # half a sample above the ensemble's band: the ensemble decides nothing
+    assert ensemble_readings(run, _evaluation(0.50))[4][0] is None
+
+
+def test_only_an_evaluation_of_the_same_setup_is_matched(tmp_path):
+    for name, cfg in (("same", CONFIG), ("other", dict(CONFIG, num_to_forget=None))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "evaluation.json").write_text(json.dumps(_evaluation(0.6, cfg)))
+    found = matching_evaluations(_run(), tmp_path.iterdir())
+    assert [f.name for f, _ in found] == ["same"]
+
+
+def test_rerender_writes_the_cross_check_into_the_report(tmp_path):
+    run_dir, ev_dir = tmp_path / "run", tmp_path / "evaluate"
+    run_dir.mkdir()
+    ev_dir.mkdir()
+    committed = json.loads((DOCS / "cifar5-allcnn-cpu" / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps(committed))
+    ev = json.loads((DOCS / "cifar5-allcnn-evaluate" / "evaluation.json").read_text())
+    (ev_dir / "evaluation.json").write_text(json.dumps(ev))
+    rerender(run_dir)
+    out = json.loads((run_dir / "results.json").read_text())
+    row = next(c for c in out["cross_check"]["claims"] if c["id"] == 4)
+    assert row["ensemble"] == "fails"  # ntk 0.78 against the ensemble's band [0.64, 0.72]

@@ -35,7 +35,10 @@ is the start of every method).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import claim_checks as checks
+from .cross_check import cross_check, matching_evaluations
 
 CLAIMS = {
     1: "NTK-based scrubbing (ntk, ntk_fisher) leaves the error on D_f inside the retrain band.",
@@ -111,6 +114,34 @@ def evaluate(results: dict) -> list[dict]:
         holds, evidence = check(results)
         out.append(_claim(cid, holds, evidence))
     return _caveats(results, out)
+
+
+def retrain_bands(results: dict) -> dict[str, dict]:
+    """``{readout: {"low", "high"}}``: the retrain band of every readout the claims use (the
+    report marks the cells inside it)."""
+    out = {}
+    for key in checks.TOL:
+        b = checks.band(results, key) if key in results["methods"].get("retrain", {}).get(
+            "mean", {}) else None  # fmt: skip
+        if b is not None:
+            out[key] = {"low": b[0], "high": b[1]}
+    return out
+
+
+def judge(results: dict, folder: Path | None = None, evaluations=None) -> dict:
+    """Set ``results``' claims, warnings and retrain bands, and its cross-check against a
+    committed evaluation of the same setup among ``evaluations`` (folders; default: the
+    siblings of ``folder``, the run's output folder). Returns ``results``."""
+    results["claims"] = evaluate(results)
+    results["warnings"] = training_warnings(results)
+    results["retrain_bands"] = retrain_bands(results)
+    results.pop("cross_check", None)
+    if evaluations is None and folder is not None and Path(folder).resolve().parent.is_dir():
+        evaluations = [p for p in Path(folder).resolve().parent.iterdir() if p.is_dir()]
+    found = matching_evaluations(results, evaluations or [])
+    if found:
+        results["cross_check"] = cross_check(results, *found[0])
+    return results
 
 
 def _caveats(results: dict, verdicts: list[dict]) -> list[dict]:
