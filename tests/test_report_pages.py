@@ -47,7 +47,7 @@ def test_the_run_sentence_is_generated_from_the_json():
     r = _judged("cifar5-allcnn-cpu")
     text = lede.run_sentence(r)
     mean = r["methods"]["ntk"]["mean"]
-    assert text.startswith("Forgetting 25 random training images of class 0 (3 seeds)")
+    assert text.startswith("Forgetting 25 random training images of class 0, over 3 seeds")
     for key in ("error_forget", "error_retain", "error_test"):
         b = r["retrain_bands"][key]
         assert f"{100 * mean[key]:.1f} %" in text

@@ -291,6 +291,16 @@ def c8(r: dict):
                spread([p[1] for p in per]) if per else 0.0),
     ]  # fmt: skip
     holds, ev = _judged(ev, ms)
+    edge = [
+        str(seed)
+        for seed in sorted({p["seed"] for p in rows})
+        if min((p for p in rows if p["seed"] == seed), key=lambda p: p["forget"])["alpha"]
+        == alphas[-1]
+    ]
+    if edge and f.index(min(f)) != len(alphas) - 1:
+        ev += (
+            f"; seed {', '.join(edge)} alone still falls at the end of the grid (the mean does not)"
+        )
     if f.index(min(f)) == len(alphas) - 1:
         return None, ev + (
             f"; the D_f minimum is at the end of the alpha grid ({alphas[-1]:g}): the path may "

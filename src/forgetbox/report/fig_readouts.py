@@ -74,6 +74,9 @@ def _panel(ax, results: dict, methods: list[str], key: str, bounds) -> None:
         ax.axhline(cap, color="k", ls="--", lw=0.8, label=f"cap ({cap} epochs)")
     if log:
         ax.set_yscale("log")
+        if key in BOUND_KEYS:  # room above the bars for their alpha labels
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high * 6)
         zeros = [m for m in methods if seeds[m] and max(seeds[m]) <= 0]
         if zeros:
             ax.text(0.02, 0.02, "0 (not drawn): " + ", ".join(zeros), transform=ax.transAxes,

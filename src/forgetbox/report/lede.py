@@ -64,7 +64,7 @@ def run_sentence(results: dict) -> str:
     """One sentence a reader of a run can act on."""
     cfg, task = results["config"], results.get("task") or {}
     n = len(results.get("seeds", []))
-    what = f"Forgetting {provenance.cohort_words(cfg, task)} ({n} seed{'s' if n != 1 else ''})"
+    what = f"Forgetting {provenance.cohort_words(cfg, task)}, over {n} seed{'s' if n != 1 else ''}"
     method = headline_method(results["methods"])
     bands = results.get("retrain_bands") or {}
     parts = []
@@ -122,8 +122,8 @@ def evaluation_sentence(results: dict) -> str:
     cfg = results["config"]["experiment"]
     k = results["config"]["evaluate"]["models"]
     what = (
-        f"Forgetting {provenance.cohort_words(cfg, results.get('task') or {})} "
-        f"(one split, {k} models per method)"
+        f"Forgetting {provenance.cohort_words(cfg, results.get('task') or {})}, "
+        f"one split, {k} models per method"
     )
     method = headline_method(results["methods"])
     parts = []

@@ -122,7 +122,10 @@ def deviations(results: dict) -> list[str]:
         out.append("item 5: disjoint train / validation / test images")
     out.append("item 6: balanced membership attack")
     if cfg.get("dataset") == "digits":
-        out.append("item 8: the embedded digits split (20 per class, 15 forgotten)")
+        k = cfg.get("num_to_forget")
+        cohort = "the whole class forgotten" if k is None else f"{k} forgotten"
+        per = cfg.get("train_per_class")
+        out.append(f"item 8: the embedded digits split ({per} per class, {cohort})")
     if cfg.get("finetune_schedule") == "cosine":
         out.append("item 9: cosine learning-rate decay in fine-tuning")
     if cfg.get("finetune_baseline_lr") not in (None, 0.01):
