@@ -76,7 +76,9 @@ def test_figures_are_valid_images_and_report_has_every_section(run):
         'id="configuration"',
     ):
         assert section in html
-    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml;base64,") == 4
+    # four figures, each embedded twice: wide, and the narrow drawing small screens get
+    assert html.count("<figure>") == 4 and html.count("<picture>") == 4
+    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml;base64,") == 8
 
 
 def test_second_identical_run_recomputes_nothing(run):
