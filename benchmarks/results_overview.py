@@ -1,23 +1,50 @@
-"""The overview table at the top of docs/results/README.md, from the committed results.json
-files (verdicts, headline numbers, hardware, compute).
+"""The generated parts of the results documentation, from the committed results.json and
+evaluation.json files: every verdict and number in them comes from here (issue 30).
 
-    .venv/bin/python benchmarks/results_overview.py                  # prints the Markdown table
+    .venv/bin/python benchmarks/results_overview.py                  # prints the overview table
     .venv/bin/python benchmarks/results_overview.py claims FOLDER    # one run's claim table
     .venv/bin/python benchmarks/results_overview.py path             # where the NTK path is
                                                                      # closest to retraining
+    .venv/bin/python benchmarks/results_overview.py bounds           # bounds against the content
+    .venv/bin/python benchmarks/results_overview.py cohorts          # the digits cohorts measured
+    .venv/bin/python benchmarks/results_overview.py write            # rewrites every fragment
+
+A fragment sits in a Markdown file between ``<!-- generated: results_overview.py NAME [ARG] -->``
+and ``<!-- end generated -->``; ``write`` fills them all, and tests/test_results_docs.py fails
+when one is stale.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
 from forgetbox.experiment import claims
-from forgetbox.report.headline import compute_summary, headline_rows
+from forgetbox.report.headline import cohort_content_nats, compute_summary, headline_rows
+from forgetbox.report.lede import times
 
-RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+COHORTS = Path(__file__).with_name("results") / "digits_cohorts"
 MARK = {"holds": "✓", "fails": "✗", "inconclusive": "?"}
+DOCS = ("README.md", "docs/results/README.md", "docs/bounds-readouts.md", "docs/experiment.md")
+BEGIN = re.compile(r"<!-- generated: results_overview\.py ([\w-]+)(?: ([\w./-]+))? -->\n")
+END = "<!-- end generated -->"
+
+
+def judged(folder: Path) -> dict:
+    """A run's results judged with today's rules (and cross-checked as ``forgetbox report``
+    does)."""
+    r = json.loads((folder / "results.json").read_text())
+    return claims.judge(r, folder if folder.parent == RESULTS else None)
+
+
+def runs() -> list[Path]:
+    """Every committed run folder."""
+    return sorted(p.parent for p in RESULTS.glob("*/results.json"))
 
 
 def _hardware(r: dict) -> str:
@@ -30,10 +57,35 @@ def _hardware(r: dict) -> str:
     return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
 
+def verdicts(r: dict) -> str:
+    """``1✓ 2? ...``."""
+    return " ".join(f"{c['id']}{MARK[c['verdict']]}" for c in r["claims"])
+
+
+def cross_marks(r: dict) -> str:
+    """The cross-check as ``1 ?/?, 2 ✓/✓, **4 ?/✗**`` (run / ensemble; flagged in bold)."""
+    cc = r.get("cross_check")
+    if not cc:
+        return "—"
+    parts = []
+    for c in cc["claims"]:
+        text = f"{c['id']} {MARK[c['run']]}/{MARK[c['ensemble']]}"
+        parts.append(f"**{text}**" if c["flag"] != "agrees" else text)
+    return f"{cc['evaluation']}: " + ", ".join(parts)
+
+
+def _what(cfg: dict) -> str:
+    preset = cfg.get("preset", "forgetbox")
+    what = f"{cfg['dataset']}, {cfg['model']} ×{cfg['width']}, {cfg['profile']} profile"
+    if cfg["dataset"] == "digits":
+        k = cfg.get("num_to_forget")
+        what += ", whole class 0" if k is None else f", {k} of class {cfg['forget_class']}"
+    return what + (f", preset {preset}" if preset != "forgetbox" else "")
+
+
 def row(folder: Path) -> str:
-    r = json.loads((folder / "results.json").read_text())
-    cfg = r["config"]
-    verdicts = " ".join(f"{c['id']}{MARK[c['verdict']]}" for c in claims.evaluate(r))
+    """One run's line of the overview table."""
+    r = judged(folder)
     rows = {h["method"]: h for h in headline_rows(r)}
     ntk, ret = rows.get("ntk"), rows.get("retrain")
     nums = ""
@@ -41,31 +93,38 @@ def row(folder: Path) -> str:
         f, r_f = 100 * ntk["error_forget"][0], 100 * ret["error_forget"][0]
         dr = 100 * ntk["error_retain"][0]
         nums = (
-            f"D_f err {f:.0f} % (retrain {r_f:.0f} %), D_r err {dr:.1f} %,"
-            f" {ntk['speedup'][0]:.1f}× faster than retraining"
+            f"D_f err {f:.0f} % (retrain {r_f:.0f} %), D_r err {dr:.1f} %, "
+            f"{times(ntk['speedup'][0])} than retraining"
         )
     comp = compute_summary(r)
-    minutes = comp["total_seconds"] / 60
-    comp_text = f"{minutes:.0f} min" + (" (recorded stages)" if comp["partial"] else "")
-    preset = cfg.get("preset", "forgetbox")
-    what = f"{cfg['dataset']}, {cfg['model']} ×{cfg['width']}, {cfg['profile']} profile"
-    if preset != "forgetbox":
-        what += f", preset {preset}"
-    return (
-        f"| [{folder.name}]({folder.name}/report.html) | {what} "
-        f"| {len(r['seeds'])} | {_hardware(r)} | {comp_text} | {verdicts} | {nums} |"
+    comp_text = f"{comp['total_seconds'] / 60:.0f} min" + (
+        " (recorded stages)" if comp["partial"] else ""
     )
+    return (
+        f"| [{folder.name}]({folder.name}/report.html) | {_what(r['config'])} "
+        f"| {len(r['seeds'])} | {_hardware(r)} | {comp_text} | {verdicts(r)} "
+        f"| {cross_marks(r)} | {nums} |"
+    )
+
+
+def overview() -> str:
+    """The overview table of every committed run."""
+    lines = [
+        "| run | data, model, profile | seeds | hardware | compute | claims 1-9 "
+        "| ensemble cross-check (run/ensemble) | NTK (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    return "\n".join(lines + [row(f) for f in runs()])
 
 
 def claim_table(folder: Path) -> str:
     """One run's claims as a Markdown table: verdict, the rule it was judged by, the evidence."""
-    r = json.loads((folder / "results.json").read_text())
-    n = len(r["seeds"])
+    r = judged(folder)
     lines = [
-        f"| # | claim | verdict ({n} seeds) | rule | evidence |",
+        f"| # | claim | verdict ({len(r['seeds'])} seeds) | rule | evidence |",
         "|---|---|---|---|---|",
     ]
-    for c in claims.evaluate(r):
+    for c in r["claims"]:
         cells = [str(c["id"]), c["text"], c["verdict"], c["rule"], c["evidence"]]
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines)
@@ -83,31 +142,236 @@ def path_rows(folder: Path) -> list[str]:
         best_a, best_l1 = min(pts, key=lambda t: t[1])
         at_one = dict(pts).get(1.0, float("nan"))
         scale = scales.get(seed) or 1.0
+        end = " (end)" if best_a == pts[-1][0] else ""
         lines.append(
-            f"| {folder.name} | {seed} | {scale:.2f} | {best_a:g} | {best_a * scale:.2f} "
+            f"| {folder.name} | {seed} | {scale:.2f} | {best_a:g}{end} | {best_a * scale:.2f} "
             f"| {at_one:.3f} | {best_l1:.3f} |"
         )
     return lines
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["claims"]:
-        for name in sys.argv[2:]:
-            print(claim_table(RESULTS / name))
-        return
-    if sys.argv[1:2] == ["path"]:
-        print(
-            "| run | seed | trapezium scale | closest alpha | × unscaled step "
-            "| L1 on D_f at alpha = 1 | L1 at the closest |"
+def path_table() -> str:
+    """Where the NTK path comes closest to retraining, every run and seed."""
+    lines = [
+        "| run | seed | trapezium scale | closest alpha | × unscaled step "
+        "| L1 on D_f at alpha = 1 | L1 at the closest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for folder in runs():
+        lines += path_rows(folder)
+    return "\n".join(lines)
+
+
+def _closest(folder: Path) -> list[tuple[int, float, float, bool]]:
+    """Per seed: ``(seed, closest alpha, x unscaled step, at the grid's end)``."""
+    r = json.loads((folder / "results.json").read_text())
+    scales = {p["seed"]: p.get("trapezium_scale") or 1.0 for p in r["methods"]["ntk"]["per_seed"]}
+    path = [p for p in r.get("activation_path", []) if p["method"] == "ntk"]
+    out = []
+    for seed in sorted({p["seed"] for p in path}):
+        pts = sorted((p["alpha"], p["forget"]) for p in path if p["seed"] == seed)
+        best = min(pts, key=lambda t: t[1])[0]
+        out.append((seed, best, best * scales[seed], best == pts[-1][0]))
+    return out
+
+
+def path_summary() -> str:
+    """What the path table says, in words (forgetbox's direction; the authors' preset apart)."""
+    ours = {f.name: _closest(f) for f in runs() if judged(f)["config"].get("preset",
+            "forgetbox") == "forgetbox"}  # fmt: skip
+    authors = {f.name: _closest(f) for f in runs() if f.name not in ours}
+    seeds = [x for v in ours.values() for x in v]
+    steps = sorted(x[2] for x in seeds)
+    median = statistics.median(steps)
+    near = sum(abs(x[1] - 1.0) <= 0.25 for x in seeds)
+
+    def where(cond, table):
+        hits = [f"{n} (seed {', '.join(str(x[0]) for x in v if cond(x))})" for n, v in
+                table.items() if any(cond(x) for x in v)]  # fmt: skip
+        return "; ".join(hits) or "none"
+
+    a_seeds = [x for v in authors.values() for x in v]
+    return (
+        f"Over the {len(seeds)} seeds of the {len(ours)} runs with forgetbox's default direction, "
+        f"the closest point lies at {steps[0]:.1f}–{steps[-1]:.1f} times the unscaled step "
+        f"(median {median:.1f}); in {near} of them it is within a quarter of the scaled step of "
+        f"α = 1. The default overshoots where the closest point is at α ≤ 0.5: "
+        f"{where(lambda x: x[1] <= 0.5, ours)}; the closest point is at the end of the grid on "
+        f"{where(lambda x: x[3], ours)}. The authors' preset (unanchored direction) is closest "
+        f"at the end of its grid on {sum(x[3] for x in a_seeds)} of its {len(a_seeds)} seeds."
+    )
+
+
+def bounds_table() -> str:
+    """ntk_fisher's bounds against the cohort's raw content, every run."""
+    lines = [
+        "| run | \\|D_f\\| | raw content (nats) | white box, mean (largest seed) "
+        "| vacuous seeds | black box per D_f query, mean | claims 6 / 7 / 9 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for folder in runs():
+        r = judged(folder)
+        c = cohort_content_nats(r)
+        rows = r["methods"]["ntk_fisher"]["per_seed"]
+        w = [x["info_weights_nats"] for x in rows]
+        b = [x["info_activations_nats_forget"] for x in rows]
+        n = r.get("task", {}).get("n_forget") or r["config"]["num_to_forget"]
+        v = {cl["id"]: MARK[cl["verdict"]] for cl in r["claims"]}
+        lines.append(
+            f"| {folder.name} | {n} | {c:.3g} | {sum(w) / len(w):.3g} ({max(w):.3g}) "
+            f"| {sum(x >= c for x in w)} of {len(w)} | {sum(b) / len(b):.3g} "
+            f"| {v[6]} / {v[7]} / {v[9]} |"
         )
-        print("|---|---|---|---|---|---|---|")
-        for folder in sorted(p.parent for p in RESULTS.glob("*/results.json")):
-            print("\n".join(path_rows(folder)))
+    return "\n".join(lines)
+
+
+def cohort_runs() -> list[tuple[str, dict]]:
+    """The digits cohorts measured for the default: the two committed runs and the candidates
+    kept under benchmarks/results/digits_cohorts (results.json without the PCA points)."""
+    out = [(f.name, judged(f)) for f in runs() if f.name.startswith("digits-")]
+    for path in sorted(COHORTS.glob("*.json")):
+        out.append((path.stem + " (candidate)", claims.judge(json.loads(path.read_text()))))
+    return out
+
+
+def cohorts_table() -> str:
+    """What each digits cohort does to D_f, and its verdicts."""
+    lines = [
+        "| run | cohort | D_f error: original / retrain / ntk (mean; seeds) | retrain's test error "
+        "| claims 1-9 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in cohort_runs():
+        cfg, m = r["config"], r["methods"]
+        k = cfg["num_to_forget"]
+        cohort = f"whole class {cfg['forget_class']}" if k is None else f"{k} of class 0"
+
+        def err(method, m=m):
+            s = ", ".join(f"{x['error_forget']:.2f}" for x in m[method]["per_seed"])
+            return f"{m[method]['mean']['error_forget']:.2f} ({s})"
+
+        lines.append(
+            f"| {name} | {cohort} | {err('original')} / {err('retrain')} / {err('ntk')} "
+            f"| {m['retrain']['mean']['error_test']:.3f} | {verdicts(r)} |"
+        )
+    return "\n".join(lines)
+
+
+def _n(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
+def default_paragraph() -> str:
+    """README.md's "What the embedded default shows", from the two committed digits runs."""
+    d, p = judged(RESULTS / "digits-default"), judged(RESULTS / "digits-paper-cohort")
+
+    def count(r, v):
+        return sum(c["verdict"] == v for c in r["claims"])
+
+    def ids(r, v):
+        got = [str(c["id"]) for c in r["claims"] if c["verdict"] == v]
+        return ", ".join(got) if got else "none"
+
+    md, mp = d["methods"], p["methods"]
+    n = d["task"]["n_forget"]
+    content = cohort_content_nats(d)
+    nf = md["ntk_fisher"]["per_seed"]
+    vacuous = all(
+        x["info_weights_nats"] >= content and x["info_activations_nats_forget"] >= content
+        for x in nf
+    )
+    bounds = (
+        "NTK + Fisher's white-box bound and its black-box bound per D_f query are above the "
+        "cohort's raw content on every seed (vacuous), so claims 6 and 7, which compare them, "
+        "decide nothing"
+        if vacuous
+        else "the bounds are in each verdict's evidence"
+    )
+    return (
+        f"**What the embedded default shows.** `make run` forgets the whole class 0 of the "
+        f"embedded digits ({n} training images per seed): the retrained model misclassifies "
+        f"{100 * md['retrain']['mean']['error_forget']:.0f} % of them, the original "
+        f"{100 * md['original']['mean']['error_forget']:.0f} %, and NTK scrubbing "
+        f"{100 * md['ntk']['mean']['error_forget']:.0f} % at a D_r error of "
+        f"{100 * md['ntk']['mean']['error_retain']:.1f} %. Of the nine claims "
+        f"{_n(count(d, 'holds'), 'holds', 'hold')} ({ids(d, 'holds')}), "
+        f"{_n(count(d, 'fails'), 'fails', 'fail')} ({ids(d, 'fails')}) and "
+        f"{_n(count(d, 'inconclusive'), 'is', 'are')} inconclusive: each verdict must "
+        "clear its boundary by one image of the cohort and by the spread of the three seeds, and "
+        f"{bounds} (report: "
+        "[digits-default](docs/results/digits-default/report.html)). The paper's cohort, 15 "
+        "random images of class 0 (`forgetbox run --num-to-forget 15`), barely changes the "
+        f"model: retraining without it misclassifies "
+        f"{100 * mp['retrain']['mean']['error_forget']:.0f} % of it, so the claims that need "
+        f"forgetting to be visible are inconclusive ({_n(count(p, 'holds'), 'holds', 'hold')}, "
+        f"{_n(count(p, 'fails'), 'fails', 'fail')}, {count(p, 'inconclusive')} inconclusive; "
+        "[digits-paper-cohort](docs/results/digits-paper-cohort/report.html)). The default "
+        "checks the installation and the pipeline in minutes; the paper's claims are tested on "
+        "real CIFAR-10 and Tiny ImageNet below."
+    )
+
+
+def verdict_table() -> str:
+    """Per committed run: which claims hold, fail or are inconclusive, and what the ensemble
+    cross-check flags."""
+    lines = [
+        "| run | hold | fail | inconclusive | flagged by an ensemble of the same setup |",
+        "|---|---|---|---|---|",
+    ]
+    for folder in runs():
+        r = judged(folder)
+        by = {v: [str(c["id"]) for c in r["claims"] if c["verdict"] == v] for v in MARK}
+        flags = [
+            f"claim {c['id']}: {c['flag']} (ensemble: {c['ensemble']})"
+            for c in (r.get("cross_check") or {}).get("claims", [])
+            if c["flag"] != "agrees"
+        ]
+        cells = [", ".join(by[v]) or "—" for v in ("holds", "fails", "inconclusive")]
+        lines.append(
+            f"| [{folder.name}](docs/results/{folder.name}/report.html) | "
+            + " | ".join(cells)
+            + f" | {'; '.join(flags) or '—'} |"
+        )
+    return "\n".join(lines)
+
+
+FRAGMENTS = {
+    "overview": lambda arg: overview(),
+    "claims": lambda arg: claim_table(RESULTS / arg),
+    "path": lambda arg: path_table(),
+    "bounds": lambda arg: bounds_table(),
+    "cohorts": lambda arg: cohorts_table(),
+    "default": lambda arg: default_paragraph(),
+    "verdicts": lambda arg: verdict_table(),
+    "path-summary": lambda arg: path_summary(),
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated fragment filled in afresh."""
+    out, pos = [], 0
+    for m in BEGIN.finditer(text):
+        if m.start() < pos:
+            continue
+        end = text.index(END, m.end())
+        out.append(text[pos : m.end()])
+        out.append(FRAGMENTS[m.group(1)](m.group(2)) + "\n")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def main() -> None:
+    cmd, arg = (sys.argv[1:] + ["overview", None])[:2]
+    if cmd == "write":
+        for name in DOCS:
+            path = ROOT / name
+            new = render(path.read_text())
+            if new != path.read_text():
+                path.write_text(new)
+                print(f"rewrote {name}")
         return
-    print("| run | data, model, profile | seeds | hardware | compute | claims 1-9 | NTK (mean) |")
-    print("|---|---|---|---|---|---|---|")
-    for folder in sorted(p.parent for p in RESULTS.glob("*/results.json")):
-        print(row(folder))
+    print(FRAGMENTS[cmd](arg))
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def test_figures_are_valid_images_and_report_has_every_section(run):
         'id="configuration"',
     ):
         assert section in html
-    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml;base64,") == 4
+    # four figures, each embedded twice: wide, and the narrow drawing small screens get
+    assert html.count("<figure>") == 4 and html.count("<picture>") == 4
+    assert html.count("data:image/png;base64,") + html.count("data:image/svg+xml;base64,") == 8
 
 
 def test_second_identical_run_recomputes_nothing(run):
@@ -321,4 +323,4 @@ def test_the_headline_gives_the_speed_up_over_the_same_seeds_retraining(run):
     assert rows["original"]["speedup"] is None
     assert rows["retrain"]["seconds"][0] == pytest.approx(sum(retrain.values()) / len(retrain))
     page = report.html_report(res, {})
-    assert "speed-up over retraining" in page and "nan" not in page.split('id="headline"')[1][:4000]
+    assert "time against retraining" in page and "nan" not in page.split('id="headline"')[1][:4000]

@@ -1,10 +1,14 @@
 """The reports as a reader's browser shows them: headless Chromium (Debian's package, which
 ``make test`` installs when missing) at 420 and 1400 pixels wide. Every image must load, the
-page body must not overflow sideways, and nothing may reach the console as an error.
+page body must not overflow sideways, and nothing may reach the console as an error. At 1400
+pixels no table may be clipped (scroll inside its block); at 420 no table of prose may be
+clipped (they stack), and every figure is drawn at half its natural size or more (the narrow
+drawings of the multi-panel figures).
 
 Without Chromium the tests are skipped, unless ``FORGETBOX_REQUIRE_BROWSER=1`` (set by
 ``make test``), where a missing browser fails them."""
 
+import base64
 import json
 import os
 import re
@@ -38,6 +42,16 @@ window.addEventListener('load', function () {
     broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
                .map(function (i) { return i.alt; }),
     scrollWidth: document.documentElement.scrollWidth,
+    clipped: Array.from(document.querySelectorAll('div.scroll'))
+      .filter(function (d) { return d.scrollWidth > d.clientWidth + 1; })
+      .map(function (d) {
+        var t = d.querySelector('table');
+        return (t && t.classList.contains('stack') ? 'stack: ' : '') +
+          (t ? t.querySelector('th').textContent : '?');
+      }),
+    figures: Array.from(document.querySelectorAll('figure img')).map(function (i) {
+      return {alt: i.alt, scale: i.width / i.naturalWidth, narrow: i.currentSrc !== i.src};
+    }),
     innerWidth: window.innerWidth,
     errors: window.__errors,
     title: document.title
@@ -102,6 +116,9 @@ def probe(report: Path, width: int, tmp: Path) -> dict:
     return result
 
 
+MIN_SCALE = 0.5  # a figure drawn smaller than half its natural size is unreadable
+
+
 def _check(result: dict, width: int, images: int, title: str = "forgetbox report") -> None:
     assert result["images"] == images, result
     assert result["broken"] == [], result["broken"]
@@ -109,6 +126,16 @@ def _check(result: dict, width: int, images: int, title: str = "forgetbox report
     assert result["innerWidth"] == width
     assert result["scrollWidth"] <= width, f"the page overflows: {result['scrollWidth']} > {width}"
     assert result["title"].startswith(title)
+    if width >= 1400:
+        assert result["clipped"] == [], f"tables clipped at {width} px: {result['clipped']}"
+    else:
+        stacked = [c for c in result["clipped"] if c.startswith("stack")]
+        assert stacked == [], f"tables of prose clipped at {width} px: {stacked}"
+    small = [f["alt"] for f in result["figures"] if f["scale"] < MIN_SCALE]
+    assert small == [], f"figures drawn below half their size at {width} px: {small}"
+    if width < 700:
+        wide = [f["alt"] for f in result["figures"] if not f["narrow"] and "roc" not in f["alt"]]
+        assert wide == [], f"wide drawings shown at {width} px: {wide}"
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +176,25 @@ def test_the_probe_catches_a_broken_image_and_an_overflowing_page(tmp_path):
     assert result["broken"] == ["x"] and result["scrollWidth"] > 420
     with pytest.raises(AssertionError):
         _check(result, 420, images=1)
+
+
+def test_the_probe_catches_a_clipped_table_and_a_shrunken_figure(tmp_path):
+    """A table scrolling inside its block at 1400 px, and a figure at a quarter of its size."""
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="4000" height="100">'
+        '<rect width="4000" height="100"/></svg>'
+    )
+    data = base64.b64encode(svg.encode()).decode()
+    bad = tmp_path / "clipped.html"
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>forgetbox report: bad</title>"
+        "<style>img{max-width:100%}</style></head><body>"
+        f'<figure><img alt="wide" src="data:image/svg+xml;base64,{data}"/></figure>'
+        '<div class="scroll" style="overflow-x:auto"><table style="width:3000px"><tr><th>h</th>'
+        "</tr></table></div></body></html>"
+    )
+    result = probe(bad, 1400, tmp_path)
+    assert result["clipped"] == ["h"]
+    assert result["figures"][0]["scale"] < MIN_SCALE
+    with pytest.raises(AssertionError, match="clipped"):
+        _check(result, 1400, images=1)

@@ -4,7 +4,9 @@
 stage cache), :mod:`.tasks` (data and cohorts per seed), :mod:`.stages` (training and methods,
 cached), :mod:`.seed_run` (one seed's models, shared NTK step and readout keys), :mod:`.rows`
 (readouts of one scrubbed model, the trade-off grid), :mod:`.run` (the per-seed run,
-aggregation, publishing), :mod:`.claims` and :mod:`.claim_checks` (the verdicts),
+aggregation, publishing), :mod:`.claims`, :mod:`.claim_checks` and :mod:`.claim_bounds` (the
+verdicts), :mod:`.evidence` (resolutions, spreads and margins the verdicts rest on),
+:mod:`.cross_check` (the verdicts against a committed ensemble evaluation of the same setup),
 :mod:`.rerender` (a run folder judged and rendered again). Pages and figures:
 :mod:`forgetbox.report`.
 """

@@ -2,14 +2,29 @@
 
 Notation: for a readout R and method m, ``mean_m`` and ``std_m`` are over seeds.
 
-- The *retrain band* of R is ``mean_retrain +- max(std_retrain, tol_R)``.
-- Original and retrain are *distinguishable* on R when
-  ``|mean_original - mean_retrain| > max(std_original + std_retrain, tol_R)``; a claim that needs
-  the cohort to matter is *inconclusive* (``holds: null``) when they are not.
+- The *retrain band* of R is ``mean_retrain +- max(std_retrain, tol_R, res_R)``.
+- ``res_R``, the readout's resolution: one sample of the set it counts (1/|D_f| for D_f error
+  and the attack's member rate, 1/|D_r| and 1/|test| for those errors), one epoch of re-learn
+  time, 0.01 for L1 distances (:mod:`forgetbox.experiment.evidence`).
 - ``tol_R``: 0.02 for errors, 0.05 for the attack's member rate, 1 epoch for re-learn time,
   0.01 for L1 distances.
-- Claims that compare two numbers per seed (6, 7, 9) hold when the comparison holds on every
-  seed, fail when its opposite holds on every seed, and are inconclusive otherwise.
+- Original and retrain are *distinguishable* on R when
+  ``|mean_original - mean_retrain| > max(std_original + std_retrain, tol_R, res_R)``; a claim
+  that needs the cohort to matter is *inconclusive* (``holds: null``) when they are not.
+- Every condition of a claim has a *margin*, its signed distance from its boundary (positive on
+  the claim's side). It is decided only when the margin is at least the readout's resolution
+  and its uncertainty: the larger of the seeds' standard deviation and the half-width of a
+  95 % bootstrap interval of the mean over seeds (of the per-seed difference, for conditions
+  that compare methods on the same seeds); one seed has no spread and decides nothing. A claim
+  holds when every condition holds, fails when one fails, and is inconclusive otherwise; the
+  evidence prints every margin and what it needed.
+- Claims that compare two bounds per seed (6, 7, 9) hold when the comparison holds on every
+  seed, fail when its opposite holds on every seed, and are inconclusive otherwise; a bound at
+  or above the cohort's raw content (|D_f| x pixels x ln 256 nats, ln 17 for digits) is
+  vacuous, and a comparison involving one is inconclusive (claim 9: that noise scale is left
+  out).
+- Claim 8 is inconclusive while the D_f path's minimum sits at the end of the alpha grid (the
+  path may fall further beyond it).
 
 Then two caveats, each stated in the evidence: a readout at its cap (re-learn time at the
 epoch limit) cannot separate the methods it caps, so a claim resting on it is inconclusive;
@@ -20,7 +35,10 @@ is the start of every method).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import claim_checks as checks
+from .cross_check import cross_check, matching_evaluations
 
 CLAIMS = {
     1: "NTK-based scrubbing (ntk, ntk_fisher) leaves the error on D_f inside the retrain band.",
@@ -40,26 +58,37 @@ CLAIMS = {
 }
 
 RULES = {
-    1: "holds if the mean D_f error of ntk and of ntk_fisher lies in the retrain band; "
-    "inconclusive if original and retrain are not distinguishable on D_f error",
-    2: "holds if |finetune - original| < |retrain - original| / 2 on mean D_f error; "
-    "inconclusive if original and retrain are not distinguishable",
-    3: "holds if fisher's mean D_r + test error exceeds ntk_fisher's by more than the summed "
-    "standard deviations (and 0.02), fisher and ntk_fisher each at its own alpha",
-    4: "holds if ntk's and ntk_fisher's mean member rates lie in the retrain band and original's "
-    "and finetune's above it; inconclusive if original and retrain are not distinguishable",
-    5: "holds if |ntk - retrain| < |original - retrain| and < |finetune - retrain| on mean "
-    "re-learn epochs; inconclusive if not distinguishable, or if ntk or retrain reached the cap",
+    1: "holds if the mean D_f error of ntk and of ntk_fisher lies inside the retrain band by at "
+    "least one D_f sample and the seed spread; fails if either lies outside by as much; "
+    "inconclusive otherwise or if original and retrain are not distinguishable on D_f error",
+    2: "margin = |retrain - original| / 2 - |finetune - original| on mean D_f error; holds if it "
+    "is at least one D_f sample and the seed spread of the per-seed margin, fails if it is as "
+    "far below 0, inconclusive otherwise or if original and retrain are not distinguishable",
+    3: "margin = fisher's mean D_r + test error - ntk_fisher's, each at its own alpha; holds if "
+    "it is at least 0.02 (and one sample of D_r plus one of test) and the seed spread of the "
+    "per-seed difference, fails if it is as far below 0, inconclusive otherwise",
+    4: "holds if ntk's and ntk_fisher's mean member rates lie inside the retrain band and "
+    "original's and finetune's above it, each by at least one D_f sample and its seed spread; "
+    "fails if one is on the wrong side by as much; inconclusive otherwise or if original and "
+    "retrain are not distinguishable",
+    5: "margins = |original - retrain| - |ntk - retrain| and |finetune - retrain| - |ntk - "
+    "retrain| on mean re-learn epochs; holds if both are at least one epoch and their seed "
+    "spread, fails if one is as far below 0; inconclusive otherwise, if not distinguishable, or "
+    "if ntk or retrain reached the cap",
     6: "ntk_fisher, per seed: 10 x black-box nats per D_f query <= white-box nats; holds if on "
-    "every seed, fails if the opposite on every seed",
+    "every seed, fails if the opposite on every seed; inconclusive if either bound is vacuous "
+    "(at or above the cohort's raw content) on some seed",
     7: "ntk_fisher, per seed: nats per query from D_f > from D_r and > from test; holds if on "
-    "every seed, fails if D_f is not above both on any seed",
-    8: "holds if the mean D_f L1 at alpha = 1 is within a quarter of the path's drop of its "
-    "minimum and the D_r range is at most half that drop; inconclusive if D_f starts no "
-    "farther from retrain than D_r",
-    9: "per seed and common alpha of the Fig. 3 grid: fisher's white-box nats - ntk_fisher's; "
-    "holds if positive on every seed at every alpha, fails if negative on every seed at some "
-    "alpha and positive at none",
+    "every seed, fails if D_f is not above both on any seed; inconclusive if a bound is vacuous",
+    8: "margins = a quarter of the D_f path's drop - (D_f L1 at alpha = 1 - its minimum), and "
+    "half the drop - the D_r range (mean curves); holds if both are at least 0.01 and the seed "
+    "spread of the per-seed margins, fails if one is as far below 0; inconclusive otherwise, if "
+    "the D_f minimum is at the end of the alpha grid, or if D_f starts no farther from retrain "
+    "than D_r",
+    9: "per seed and common alpha of the Fig. 3 grid where neither white-box bound is vacuous: "
+    "fisher's nats - ntk_fisher's; holds if positive on every seed at every such alpha, fails "
+    "if negative on every seed at some alpha and positive at none; inconclusive otherwise or if "
+    "the bounds are vacuous at every alpha",
 }
 
 # the claims that compare with the retrained model (all but 3) and with the original (all)
@@ -85,6 +114,34 @@ def evaluate(results: dict) -> list[dict]:
         holds, evidence = check(results)
         out.append(_claim(cid, holds, evidence))
     return _caveats(results, out)
+
+
+def retrain_bands(results: dict) -> dict[str, dict]:
+    """``{readout: {"low", "high"}}``: the retrain band of every readout the claims use (the
+    report marks the cells inside it)."""
+    out = {}
+    for key in checks.TOL:
+        b = checks.band(results, key) if key in results["methods"].get("retrain", {}).get(
+            "mean", {}) else None  # fmt: skip
+        if b is not None:
+            out[key] = {"low": b[0], "high": b[1]}
+    return out
+
+
+def judge(results: dict, folder: Path | None = None, evaluations=None) -> dict:
+    """Set ``results``' claims, warnings and retrain bands, and its cross-check against a
+    committed evaluation of the same setup among ``evaluations`` (folders; default: the
+    siblings of ``folder``, the run's output folder). Returns ``results``."""
+    results["claims"] = evaluate(results)
+    results["warnings"] = training_warnings(results)
+    results["retrain_bands"] = retrain_bands(results)
+    results.pop("cross_check", None)
+    if evaluations is None and folder is not None and Path(folder).resolve().parent.is_dir():
+        evaluations = [p for p in Path(folder).resolve().parent.iterdir() if p.is_dir()]
+    found = matching_evaluations(results, evaluations or [])
+    if found:
+        results["cross_check"] = cross_check(results, *found[0])
+    return results
 
 
 def _caveats(results: dict, verdicts: list[dict]) -> list[dict]:

@@ -1,7 +1,8 @@
 """Re-rendering a run folder from its ``results.json``: the file's structure is checked, the
-claims are judged again with the current criteria, every output is rendered into a staging
-folder and only then moved into place (the numbers are not touched). A results file that
-cannot be rendered changes nothing in the folder."""
+claims are judged again with the current criteria and cross-checked against a committed
+ensemble evaluation of the same setup found beside the folder (:mod:`.cross_check`), every
+output is rendered into a staging folder and only then moved into place (the numbers are not
+touched). A results file that cannot be rendered changes nothing in the folder."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from . import claims
 RENDER_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, ValueError)
 
 
-def rerender(folder: Path) -> None:
+def rerender(folder: Path, evaluations=None) -> None:
     """Re-render a run folder's figures, report and summary from its ``results.json`` (the
     claims are evaluated again with the current criteria; the numbers are not touched).
-    :class:`~forgetbox.report.schema.ResultsError` (nothing written) when it cannot be."""
-    render(folder, read_results(folder))
+    ``evaluations``: folders to look for an ``evaluation.json`` of the same setup in (default:
+    the folder's siblings). :class:`~forgetbox.report.schema.ResultsError` (nothing written)
+    when it cannot be rendered."""
+    render(folder, read_results(folder), evaluations)
 
 
 def read_results(folder: Path) -> dict:
@@ -38,13 +41,13 @@ def read_results(folder: Path) -> dict:
     return check_results(results, path)
 
 
-def render(folder: Path, results: dict) -> None:
-    """Judge the claims again and write every output of ``results`` into ``folder``: all
-    rendered into a staging folder first, then moved into place (``results.json`` last)."""
+def render(folder: Path, results: dict, evaluations=None) -> None:
+    """Judge the claims again (and cross-check them, :func:`.claims.judge`) and write every
+    output of ``results`` into ``folder``: all rendered into a staging folder first, then moved
+    into place (``results.json`` last)."""
     path = Path(folder) / "results.json"
     try:
-        results["claims"] = claims.evaluate(results)
-        results["warnings"] = claims.training_warnings(results)
+        claims.judge(results, folder, evaluations)
         with staged_files(folder, last="results.json") as stage:
             write_all(results, stage)
     except RENDER_ERRORS as exc:

@@ -221,8 +221,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Callable[[str], None] = print)
         "cache": {"hits": stages.cache.hits, "misses": stages.cache.misses},
         "compute": stages.cache.compute(),
     }
-    results["claims"] = claims.evaluate(results)
-    results["warnings"] = claims.training_warnings(results)
+    claims.judge(results, out)
     for w in results["warnings"]:
         log(f"warning: {w}")
     publish(out, results, splits)

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .style import COLORS, Figure, save
+from .style import COLORS, Figure, panel_grid, save, tight
 
 CAPTIONS = {
     "eval_epsilons": (
@@ -49,16 +49,14 @@ def _methods(results: dict) -> list[str]:
     return list(results["methods"])
 
 
-def epsilons(results: dict, out: Path) -> Figure:
-    """The challenge score's per-example epsilons of every method."""
+def epsilons(results: dict, out: Path | None, narrow: bool = False) -> Figure:
+    """The challenge score's per-example epsilons of every method (``narrow``: two a row)."""
     methods = _methods(results)
-    fig, axes = plt.subplots(
-        1, len(methods), figsize=(2.6 * len(methods), 3), sharey=True, squeeze=False
-    )
+    fig, axes = panel_grid(len(methods), narrow, len(methods), (2.6, 3), narrow_cols=2)
     k = next(iter(results["methods"].values()))["challenge"]["models_per_side"]
     top = np.ceil(np.log(k - 1))
     bins = np.arange(0, max(top, 1) + 0.5, 0.5).tolist() + [50.5]
-    for ax, m in zip(axes[0], methods, strict=True):
+    for ax, m in zip(axes, methods, strict=True):
         eps = np.asarray(
             [np.nan if e is None else e for e in results["methods"][m]["challenge"]["epsilons"]]
         )
@@ -69,13 +67,14 @@ def epsilons(results: dict, out: Path) -> Figure:
         s = results["methods"][m]["challenge"]
         ax.set_title(f"{m}\nF = {s['forget_quality']:.2f}, score {s['score']:.2f}", fontsize=9)
         ax.set_xlabel(f"epsilon (>= {top:.0f} pooled at the right)", fontsize=7)
-    axes[0][0].set_ylabel("D_f examples")
+    for ax in axes[:: 2 if narrow else len(axes)]:
+        ax.set_ylabel("D_f examples")
     fig.suptitle(f"Per-example epsilon ({k} models per side)")
-    fig.tight_layout()
+    tight(fig)
     return save(fig, out, "eval_epsilons")
 
 
-def ulira_roc(results: dict, out: Path) -> Figure | None:
+def ulira_roc(results: dict, out: Path | None, narrow: bool = False) -> Figure | None:
     """U-LiRA's ROC curve of every attacked method (None without U-LiRA)."""
     methods = [m for m in _methods(results) if "ulira" in results["methods"][m]]
     if not methods:
@@ -99,13 +98,13 @@ def ulira_roc(results: dict, out: Path) -> Figure | None:
     return save(fig, out, "eval_ulira_roc")
 
 
-def klom_panels(results: dict, out: Path) -> Figure:
-    """KLoM on D_f, D_r and validation examples of every method."""
+def klom_panels(results: dict, out: Path | None, narrow: bool = False) -> Figure:
+    """KLoM on D_f, D_r and validation examples of every method (``narrow``: one a row)."""
     methods = _methods(results)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), squeeze=False)
+    fig, axes = panel_grid(3, narrow, 3, (5, 3.8))
     names = {"forget": "D_f", "retain": "D_r", "val": "validation"}
     gen = np.random.default_rng(0)
-    for ax, subset in zip(axes[0], ("forget", "retain", "val"), strict=True):
+    for ax, subset in zip(axes, ("forget", "retain", "val"), strict=True):
         labels = []
         for i, m in enumerate(methods):
             values = results["methods"][m]["klom"][subset]["values"]
@@ -121,17 +120,18 @@ def klom_panels(results: dict, out: Path) -> Figure:
         ax.set_xticks(range(len(methods)), labels, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"KLoM on {names[subset]}", fontsize=10)
         ax.set_ylim(bottom=0)
-    axes[0][0].set_ylabel("nats, KL(unlearned || retrained)")
+    for ax in axes if narrow else axes[:1]:
+        ax.set_ylabel("nats, KL(unlearned || retrained)")
     fig.tight_layout()
     return save(fig, out, "eval_klom")
 
 
-def band_panels(results: dict, out: Path) -> Figure:
-    """Every readout of every method against its retrain band."""
+def band_panels(results: dict, out: Path | None, narrow: bool = False) -> Figure:
+    """Every readout of every method against its retrain band, three a row (``narrow``: one)."""
     methods = _methods(results)
     keys = [(k, t) for k, t in BAND_KEYS if k in results["bands"]]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.8), squeeze=False)
-    for ax, (key, title) in zip(axes[0], keys, strict=True):
+    fig, axes = panel_grid(len(keys), narrow, 3, (3.6, 3.8))
+    for ax, (key, title) in zip(axes, keys, strict=True):
         b = results["bands"][key]
         ax.axhspan(b["low"], b["high"], color="#2ca02c", alpha=0.2)
         for i, m in enumerate(methods):
@@ -148,11 +148,17 @@ def band_panels(results: dict, out: Path) -> Figure:
     return save(fig, out, "eval_bands")
 
 
+def _both(draw, results: dict, out: Path) -> Figure | None:
+    wide = draw(results, out)
+    return None if wide is None else wide.with_narrow(draw(results, None, narrow=True))
+
+
 def draw_all(results: dict, out: Path) -> dict[str, Figure | None]:
-    """Every evaluation figure, by name (None where it has no data)."""
+    """Every evaluation figure, by name (None where it has no data); the multi-panel ones with
+    a narrow drawing for small screens."""
     return {
-        "eval_epsilons": epsilons(results, out),
+        "eval_epsilons": _both(epsilons, results, out),
         "eval_ulira_roc": ulira_roc(results, out),
-        "eval_klom": klom_panels(results, out),
-        "eval_bands": band_panels(results, out),
+        "eval_klom": _both(klom_panels, results, out),
+        "eval_bands": _both(band_panels, results, out),
     }

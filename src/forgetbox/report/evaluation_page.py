@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write_text, staged_files
+from . import lede
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
 from .page import STYLE, cell, esc, figure_blocks, short, table
@@ -42,12 +43,49 @@ def _klom(block: dict) -> str:
     return short(block["median"]) + _na(block)
 
 
+def _median_seconds(block: dict) -> float | None:
+    secs = sorted(s for s in block.get("seconds") or [] if s is not None)
+    return secs[len(secs) // 2] if secs else None
+
+
 def _attacks(results: dict) -> str:
+    """Per-example attacks (U-LiRA, the loss-threshold attack) and the time per method."""
     head = [
         "method",
         "U-LiRA balanced acc.",
         "U-LiRA TPR @ 1% FPR",
         "vs retrain (U-LiRA)",
+        "loss attack AUC, D_f vs all test",
+        "loss attack AUC, same class",
+        "seconds (median)",
+        "time against retraining",
+    ]
+    ref = _median_seconds(results["methods"].get("retrain") or {})
+    rows = []
+    for m, b in results["methods"].items():
+        u = b.get("ulira")
+        vs = results["against_retrain"].get(m, {})
+        own = _median_seconds(b)
+        speed = lede.times(ref / own) if ref and own and m not in ("retrain", "original") else "—"
+        rows.append(
+            [
+                f"<th>{esc(m)}</th>",
+                cell(f"{u['balanced_accuracy']:.3f}" if u else "—"),
+                cell(f"{u['tpr_at_1pct_fpr']:.3f}" if u else "—"),
+                cell(_ci(vs.get("ulira_balanced_accuracy"))),
+                cell(_auc(b["population"]["loss"])),
+                cell(_auc(b["population"].get("loss_same_class"))),
+                cell(short(own) if own is not None else "—"),
+                cell(speed),
+            ]
+        )
+    return table(head, rows)
+
+
+def _scores(results: dict) -> str:
+    """The challenge score and KLoM against the retrain row."""
+    head = [
+        "method",
         "challenge F",
         "challenge score",
         "vs retrain (points)",
@@ -55,21 +93,13 @@ def _attacks(results: dict) -> str:
         "KLoM D_r",
         "KLoM val",
         "vs retrain (KLoM D_f)",
-        "loss attack AUC, all test",
-        "loss attack AUC, same class",
-        "seconds (median)",
     ]
     rows = []
     for m, b in results["methods"].items():
-        u = b.get("ulira")
         vs = results["against_retrain"].get(m, {})
-        secs = sorted(s for s in b["seconds"] if s is not None)
         rows.append(
             [
                 f"<th>{esc(m)}</th>",
-                cell(f"{u['balanced_accuracy']:.3f}" if u else "—"),
-                cell(f"{u['tpr_at_1pct_fpr']:.3f}" if u else "—"),
-                cell(_ci(vs.get("ulira_balanced_accuracy"))),
                 cell(f"{b['challenge']['forget_quality']:.3f}{_na(b['challenge'])}"),
                 cell(f"{b['challenge']['score']:.3f}"),
                 cell(_ci(vs.get("challenge_points"))),
@@ -77,35 +107,33 @@ def _attacks(results: dict) -> str:
                 cell(_klom(b["klom"]["retain"])),
                 cell(_klom(b["klom"]["val"])),
                 cell(_ci(vs.get("klom_forget"))),
-                cell(_auc(b["population"]["loss"])),
-                cell(_auc(b["population"].get("loss_same_class"))),
-                cell(short(secs[len(secs) // 2]) if secs else "—"),
             ]
         )
     return table(head, rows)
 
 
 def _readouts(results: dict) -> str:
+    """One row per readout, one column per method, and the retrain band (cells inside it
+    marked)."""
     keys = list(results["bands"])
-    head = ["method"] + [esc(READOUT_NAMES.get(k, k)) for k in keys]
+    methods = list(results["methods"])
+    head = ["readout"] + [esc(m) for m in methods] + ["retrain band"]
     rows = []
-    for m, b in results["methods"].items():
-        cells = [f"<th>{esc(m)}</th>"]
-        for k in keys:
-            r = b["readouts"][k]
-            flag = "" if r["meaning"] == "inside" else f" <b>{esc(r['meaning'])}</b>"
-            cells.append(
-                cell(
-                    f"{short(r['median'])}{flag} <small>({r['models_outside']} out)</small>"
-                    + _na(r)
-                )
+    for k in keys:
+        cells = [f"<th>{esc(READOUT_NAMES.get(k, k))}</th>"]
+        for m in methods:
+            r = results["methods"][m]["readouts"][k]
+            inside = r["meaning"] == "inside"
+            flag = " ✓" if inside else f" <b>{esc(r['meaning'])}</b>"
+            text = f"{short(r['median'])}{flag}<br><small>{r['models_outside']} out</small>" + _na(
+                r
             )
+            cls = "inband" if inside and m != "retrain" else ""
+            cells.append(f'<td class="wrap {cls}">{text}</td>')
+        band = results["bands"][k]
+        cells.append(f'<td class="wrap">[{short(band["low"])}, {short(band["high"])}]</td>')
         rows.append(cells)
-    band = ["<th>retrain band</th>"] + [
-        cell(f"[{short(results['bands'][k]['low'])}, {short(results['bands'][k]['high'])}]")
-        for k in keys
-    ]
-    return table(head, rows + [band])
+    return table(head, rows)
 
 
 def _certificate(results: dict) -> str:
@@ -161,6 +189,7 @@ def page(results: dict, figures: dict) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{esc(title)}</title><style>{STYLE}</style></head><body>
 <h1>{esc(title)}</h1>
+<p class="lede">{esc(lede.evaluation_sentence(results))}</p>
 <h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
@@ -172,10 +201,13 @@ shadow model, example and side. Loss attack: a threshold
 on the loss, D_f against all test images or against those of D_f's classes (so that a class's
 difficulty does not pass for membership), all K models pooled, with a 95 % interval from
 resampling examples.</p>
-<h2 id="attacks">Per-example attacks and scores</h2>{_attacks(results)}
+<h2 id="attacks">Per-example attacks</h2>{_attacks(results)}
+<p class="note">Time against retraining: the retrain row's median time over the method's.</p>
+<h2 id="scores">Scores against the retrain row</h2>{_scores(results)}
 {_certificate(results)}<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
-<p class="note">Median over the method's models; "leaks": on the side where the model still holds
-D_f; "Streisand": beyond retraining on the other side; (n out): models outside the band.</p>
+<p class="note">Median over the method's models; ✓ and green: inside the retrain band; "leaks": on
+the side where the model still holds D_f; "Streisand": beyond retraining on the other side;
+"n out": the method's models outside the band.</p>
 <h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
 </body></html>"""
 

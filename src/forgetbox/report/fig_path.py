@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .style import SUBSET_COLORS, SUBSET_NAMES, Figure, save
+from .style import SUBSET_COLORS, SUBSET_NAMES, Figure, panel_grid, save, tight
 
 
 def _flat(sub: list[tuple]) -> bool:
@@ -43,14 +42,28 @@ def _same_path(rows: list[dict], a: str, b: str) -> bool:
     return len(pa) == len(pb) and np.allclose(np.array(pa), np.array(pb))
 
 
-def fig4(results: dict, out: Path) -> Figure | None:
-    """Fig. 4: L1 distance to retrain along the scrubbing direction (None without a path)."""
+def _noise_floor(ax, results: dict) -> None:
+    """The L1 distance between two retrained models on D_f (the retrain row of a committed
+    ensemble of this setup): closer than this is closer than retraining itself gets."""
+    cc = results.get("cross_check") or {}
+    floor = (cc.get("l1_floor") or {}).get("forget")
+    if not floor:
+        return
+    ax.axhspan(floor["low"], floor["high"], color=SUBSET_COLORS["forget"], alpha=0.08, lw=0)
+    ax.axhline(floor["median"], color=SUBSET_COLORS["forget"], ls=":", lw=1.2,
+               label=f"D_f, retrain vs retrain (K = {cc['models']})")  # fmt: skip
+
+
+def fig4(results: dict, out: Path | None, narrow: bool = False) -> Figure | None:
+    """Fig. 4: L1 distance to retrain along the scrubbing direction (None without a path),
+    with the retrain-vs-retrain noise floor where a committed ensemble gives it; ``narrow``:
+    the panels one under the other."""
     rows = results.get("activation_path") or []
     methods = moving_methods(rows)
     if not methods:
         return None
-    fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4), squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
+    fig, axes = panel_grid(len(methods), narrow, len(methods), (5, 4))
+    for ax, method in zip(axes, methods, strict=True):
         sub = [r for r in rows if r["method"] == method]
         alphas = sorted({r["alpha"] for r in sub})
         for subset in ("forget", "retain", "test"):
@@ -60,15 +73,17 @@ def fig4(results: dict, out: Path) -> Figure | None:
             ax.fill_between(alphas, np.maximum(m - s, 0), m + s, color=SUBSET_COLORS[subset],
                             alpha=0.15)  # fmt: skip
         ax.axvline(1.0, color="k", lw=0.8, ls="--")
+        _noise_floor(ax, results)
         ax.set_xlabel("position along the direction (0 = original, 1 = scrubbed)")
         dropped = {r["method"] for r in rows} - set(methods)
         same = [m for m in dropped if _same_path(rows, m, method)]
         ax.set_title(method + (f" (= {', '.join(sorted(same))}: same centre)" if same else ""))
         ax.set_ylim(bottom=0)
-    axes[0][0].set_ylabel("mean L1 to retrain (softmax outputs)")
-    axes[0][0].legend(fontsize=8, title="queries from", title_fontsize=8)
+    axes[0].set_ylabel("mean L1 to retrain (softmax outputs)")
+    axes[0].legend(fontsize=8, title="queries from", title_fontsize=8, loc="best")
     n = len(results.get("seeds", []))
-    fig.suptitle(f"Fig. 4: closeness to the retrained outputs along the scrubbing direction "
+    sep = "\n" if narrow else " "
+    fig.suptitle(f"Fig. 4: closeness to the retrained outputs along the scrubbing direction{sep}"
                  f"(shading: 1 std over {n} seeds)")  # fmt: skip
-    fig.tight_layout()
+    tight(fig, top_in=0.7 if narrow else 0.45)
     return save(fig, out, "fig4_l1_path")

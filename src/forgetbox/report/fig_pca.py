@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .style import COLORS, Figure, save
+from .style import COLORS, Figure, panel_grid, save, tight
 
 PANELS = (("fisher", "Fisher forgetting"), ("ntk_fisher", "NTK + Fisher (proposed)"))
 
@@ -67,17 +66,18 @@ def _inset(ax, pca: dict, method: str, focus: np.ndarray) -> None:
     ax.indicate_inset_zoom(ins, edgecolor="0.4")
 
 
-def fig1(results: dict, out: Path) -> Figure | None:
-    """Fig. 1: training paths and scrubbed points in PCA coordinates (None without them)."""
+def fig1(results: dict, out: Path | None, narrow: bool = False) -> Figure | None:
+    """Fig. 1: training paths and scrubbed points in PCA coordinates (None without them);
+    ``narrow``: the panels one under the other."""
     pca = results.get("pca")
     if not pca:
         return None
     panels = [(m, t) for m, t in PANELS if f"{m} (mean)" in pca["points"]]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    fig, axes = panel_grid(len(panels), narrow, len(panels), (6, 5))
     ev = pca.get("explained", [0, 0])
-    for ax, (method, title) in zip(axes[0], panels, strict=True):
+    for ax, (method, title) in zip(axes, panels, strict=True):
         _draw(ax, pca, method, labels=True)
         ax.set_title(title)
         ax.set_xlabel(f"PC1 ({100 * ev[0]:.0f}% of path variance)")
@@ -86,12 +86,13 @@ def fig1(results: dict, out: Path) -> Figure | None:
         focus = [land["w(D)"], land["w(D_r)"], np.asarray(pca["points"][f"{method} (mean)"][:2])]
         _inset(ax, pca, method, np.vstack(focus))
     handles, labels = [], []
-    for ax in axes[0]:
+    for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2 if narrow else 3, fontsize=8,
+               frameon=False)  # fmt: skip
     fig.suptitle(f"Fig. 1: training paths and scrubbed weights (seed {results['seeds'][0]})")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    tight(fig, 0.8 if narrow else 0.6)
     return save(fig, out, "fig1_pca")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .style import COLORS, Figure, save
+from .headline import cohort_content_nats, method_alpha
+from .style import COLORS, Figure, panel_grid, save, tight
 
 # key, title, y label, (lowest, highest) possible value
 PANELS = [
@@ -22,6 +22,7 @@ PANELS = [
     ("info_activations_nats_forget", "Black-box bound per D_f query", "nats", (0.0, None)),
 ]
 LOG_SPAN = 100.0  # positive values spanning more than this ratio get a log axis
+BOUND_KEYS = ("info_weights_nats", "info_activations_nats_forget")
 
 
 def _per_seed(results: dict, method: str, key: str) -> list[float]:
@@ -40,7 +41,7 @@ def _panel(ax, results: dict, methods: list[str], key: str, bounds) -> None:
     seeds = {m: _per_seed(results, m, key) for m in methods}
     means = [float(np.mean(v)) if v else np.nan for v in seeds.values()]
     stds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in seeds.values()]
-    log = use_log([x for v in seeds.values() for x in v])
+    log = key in BOUND_KEYS or use_log([x for v in seeds.values() for x in v])
     # the spread, clipped to the possible range (no negative errors, no rate above 1); on a log
     # axis a spread reaching 0 is drawn down to the mean only
     lower, upper = [], []
@@ -59,14 +60,23 @@ def _panel(ax, results: dict, methods: list[str], key: str, bounds) -> None:
         jitter = np.linspace(-0.18, 0.18, len(v)) if len(v) > 1 else np.zeros(len(v))
         ax.scatter(i + jitter, v, s=12, color="black", zorder=5, label="a seed" if i == 0 else None)
     r = seeds.get("retrain")
-    if r and not (log and min(r) <= 0):
+    band = (results.get("retrain_bands") or {}).get(key)
+    if band:  # the band the claims use
+        top = band["high"] if hi_ok is None else min(hi_ok, band["high"])
+        ax.axhspan(max(lo_ok, band["low"]), top, color="#2ca02c", alpha=0.2, label="retrain band")
+    elif r and not (log and min(r) <= 0):
         mu, sd = float(np.mean(r)), float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
         ax.axhspan(max(lo_ok, mu - sd), mu + sd, color="#2ca02c", alpha=0.2, label="retrain band")
+    if key in BOUND_KEYS:
+        _bound_context(ax, results, methods, means)
     if key == "relearn_epochs" and results["config"].get("relearn_max_epochs"):
         cap = results["config"]["relearn_max_epochs"]
         ax.axhline(cap, color="k", ls="--", lw=0.8, label=f"cap ({cap} epochs)")
     if log:
         ax.set_yscale("log")
+        if key in BOUND_KEYS:  # room above the bars for their alpha labels
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, high * 6)
         zeros = [m for m in methods if seeds[m] and max(seeds[m]) <= 0]
         if zeros:
             ax.text(0.02, 0.02, "0 (not drawn): " + ", ".join(zeros), transform=ax.transAxes,
@@ -79,22 +89,37 @@ def _panel(ax, results: dict, methods: list[str], key: str, bounds) -> None:
     ax.set_xticks(x, methods, rotation=40, ha="right", fontsize=8)
 
 
-def fig2(results: dict, out: Path) -> Figure:
-    """Fig. 2: the readouts of every method against the retrain band."""
+def _bound_context(ax, results: dict, methods: list[str], means: list[float]) -> None:
+    """A bound panel's context: the cohort's raw content (a bound above it is vacuous) and the
+    noise scale alpha of every bar."""
+    content = cohort_content_nats(results) if "config" in results else None
+    if content is not None:
+        ax.axhline(content, color="#c0392b", ls=":", lw=1.2, label="cohort's raw content")
+    for i, (m, v) in enumerate(zip(methods, means, strict=True)):
+        alpha = method_alpha(results, m) if m != "retrain" else None
+        if alpha and np.isfinite(v) and v > 0:
+            ax.annotate(f"α {alpha:.0e}", (i, v), textcoords="offset points", xytext=(0, 3),
+                        ha="center", va="bottom", rotation=90, fontsize=6)  # fmt: skip
+
+
+def fig2(results: dict, out: Path | None, narrow: bool = False) -> Figure:
+    """Fig. 2: the readouts of every method against the retrain band (``narrow``: one panel a
+    row)."""
     methods = list(results["methods"])
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
-    for ax, (key, title, ylabel, bounds) in zip(axes.flat, PANELS, strict=True):
+    fig, axes = panel_grid(len(PANELS), narrow, 4, (4, 3.75))
+    for ax, (key, title, ylabel, bounds) in zip(axes, PANELS, strict=True):
         _panel(ax, results, methods, key, bounds)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
     handles, labels = [], []
-    for ax in axes.flat:
+    for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2 if narrow else len(labels), fontsize=8,
+               frameon=False)  # fmt: skip
     n = len(results.get("seeds", []))
     fig.suptitle(f"Fig. 2: readouts ({n} seeds: bars are means, dots are seeds)")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    tight(fig, 0.5 if narrow else 0.3)
     return save(fig, out, "fig2_readouts")

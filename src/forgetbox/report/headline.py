@@ -29,7 +29,7 @@ READOUT_NAMES = {
     "loss_val": "loss on validation (nats)",
     "relearn_epochs": "re-learn time (epochs)",
     "mia_forget_member_rate": "attack: D_f called member",
-    "mia_auc": "attack AUC (D_r vs test)",
+    "mia_auc": "attack AUC (D_f vs held-out test)",
     "l1_to_retrain_forget": "L1 to retrain, D_f",
     "l1_to_retrain_retain": "L1 to retrain, D_r",
     "l1_to_retrain_test": "L1 to retrain, test",

@@ -17,6 +17,7 @@ import tomli_w
 
 from ..atomic import atomic_write_json, atomic_write_text
 from .figures import CAPTIONS, draw_all
+from .lede import run_sentence
 from .page import page, short
 
 SUMMARY_KEYS = [
@@ -46,7 +47,7 @@ def tidy_rows(results: dict) -> list[tuple]:
 def summary_table(results: dict) -> str:
     """The plain-text summary: mean +- sd per method, the claims' verdicts, warnings."""
     head = f"{'method':<11}" + "".join(f" {h:>16}" for _, h in SUMMARY_KEYS)
-    lines = [head, "-" * len(head)]
+    lines = [run_sentence(results), "", head, "-" * len(head)]
     for method, block in results["methods"].items():
         cells = []
         for k, _ in SUMMARY_KEYS:
@@ -56,8 +57,13 @@ def summary_table(results: dict) -> str:
             )
         lines.append(f"{method:<11}" + "".join(cells))
     lines.append("")
+    flags = {c["id"]: c for c in (results.get("cross_check") or {}).get("claims", [])}
     for c in results.get("claims", []):
         lines.append(f"claim {c['id']}: {c['verdict'].upper():<12} {c['text']}")
+        f = flags.get(c["id"])
+        if f and f["flag"] != "agrees":
+            lines.append(f"{'':<22}ensemble ({results['cross_check']['evaluation']}): "
+                         f"{f['ensemble']} ({f['flag']})")  # fmt: skip
     warnings = results.get("warnings", [])
     if warnings:
         lines += [""] + [f"warning: {w}" for w in warnings]

@@ -37,11 +37,19 @@ def _split(cfg: dict, task: dict) -> str:
     return f"{DATASET_NAMES.get(cfg['dataset'], cfg['dataset'])}: {sizes}"
 
 
-def _cohort(cfg: dict, task: dict) -> str:
+def cohort_words(cfg: dict, task: dict) -> str:
+    """The forget cohort in words (``25 random training images of class 0``)."""
+    whole = "num_to_forget" in cfg and cfg["num_to_forget"] is None
     n = task.get("n_forget") or cfg.get("num_to_forget")
-    if n is None:
-        return f"the whole class {cfg.get('forget_class')}"
-    return f"{n} random training images of class {cfg.get('forget_class')}, drawn per seed"
+    if whole or n is None:
+        size = f" ({n} training images)" if n else ""
+        return f"the whole class {cfg.get('forget_class')}{size}"
+    return f"{n} random training images of class {cfg.get('forget_class')}"
+
+
+def _cohort(cfg: dict, task: dict) -> str:
+    whole = "num_to_forget" in cfg and cfg["num_to_forget"] is None
+    return cohort_words(cfg, task) + ("" if whole else ", drawn per seed")
 
 
 def _model(cfg: dict, task: dict) -> str:
@@ -114,7 +122,10 @@ def deviations(results: dict) -> list[str]:
         out.append("item 5: disjoint train / validation / test images")
     out.append("item 6: balanced membership attack")
     if cfg.get("dataset") == "digits":
-        out.append("item 8: the embedded digits split (20 per class, 15 forgotten)")
+        k = cfg.get("num_to_forget")
+        cohort = "the whole class forgotten" if k is None else f"{k} forgotten"
+        per = cfg.get("train_per_class")
+        out.append(f"item 8: the embedded digits split ({per} per class, {cohort})")
     if cfg.get("finetune_schedule") == "cosine":
         out.append("item 9: cosine learning-rate decay in fine-tuning")
     if cfg.get("finetune_baseline_lr") not in (None, 0.01):

@@ -1,0 +1,204 @@
+"""A run's verdicts checked against a committed ensemble evaluation of the same setup
+(``forgetbox evaluate``: K originals, K references and a retrain row of K models).
+
+The same setup: data set, pre-training set, model, width, profile, preset and cohort (class,
+size, training images per class). The ensemble reads the claims it can (1-5: D_f error, the
+attack's member rate, D_r and test error, re-learn time) from each method's median over its K
+models against the evaluation's own retrain band (5-95 % quantiles of the retrain row),
+decided when the median clears its boundary by at least one sample of the set (1/|D_f| for D_f
+readouts, one epoch for re-learn time); the evidence counts the models outside. A run verdict
+the ensemble reads the opposite way is *contradicted*; an inconclusive run verdict the ensemble
+decides is noted. The retrain row's L1 distance to the references (two retrained models) is the
+noise floor of Fig. 4.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .evidence import Margin, combine, margins_text, resolution
+
+SETUP = (
+    "dataset",
+    "pretrain_dataset",
+    "model",
+    "width",
+    "profile",
+    "preset",
+    "forget_class",
+    "num_to_forget",
+    "train_per_class",
+)
+DEFAULTS = {"preset": "forgetbox"}
+FLAGGED = ("contradicted", "decided by the ensemble")
+
+
+def setup(config: dict) -> tuple:
+    """The settings that make two runs the same setup (:data:`SETUP`)."""
+    return tuple(config.get(k, DEFAULTS.get(k)) for k in SETUP)
+
+
+def matching_evaluations(results: dict, folders) -> list[tuple[Path, dict]]:
+    """``(folder, evaluation)`` of every ``evaluation.json`` under ``folders`` of the run's
+    setup."""
+    want = setup(results["config"])
+    found = []
+    for folder in sorted(Path(f) for f in folders):
+        path = folder / "evaluation.json"
+        if not path.is_file():
+            continue
+        try:
+            ev = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        kind = isinstance(ev, dict) and ev.get("kind") == "forgetbox-evaluation/1"
+        if kind and setup(ev["config"]["experiment"]) == want:
+            found.append((folder, ev))
+    return found
+
+
+def _median(ev: dict, method: str, key: str) -> float | None:
+    r = (ev["methods"].get(method) or {}).get("readouts", {}).get(key)
+    return None if r is None or r.get("median") is None else float(r["median"])
+
+
+def _outside(ev: dict, method: str, key: str) -> str:
+    r = ev["methods"][method]["readouts"][key]
+    return f"{r['models_outside']} of {len(r['values'])} outside"
+
+
+def _res(run: dict, key: str) -> tuple[float, str]:
+    return resolution(run, key)
+
+
+def _band_margins(run: dict, ev: dict, key: str, inside: tuple, above: tuple = ()):
+    b = ev["bands"][key]
+    lo, hi = b["low"], b["high"]
+    res, words = _res(run, key)
+    ms, parts = [], [f"retrain band [{lo:.3g}, {hi:.3g}]"]
+    for m in inside:
+        v = _median(ev, m, key)
+        ms.append(Margin(f"{m} in band", min(v - lo, hi - v), res, 0.0, words))
+        parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
+    for m in above:
+        v = _median(ev, m, key)
+        ms.append(Margin(f"{m} above band", v - hi, res, 0.0, words))
+        parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
+    return ms, ", ".join(parts)
+
+
+def _distinguishable(run: dict, ev: dict, key: str) -> bool:
+    """The original's median outside the retrain band by at least one sample."""
+    b, o = ev["bands"][key], _median(ev, "original", key)
+    if o is None:
+        return False
+    return Margin("", max(b["low"] - o, o - b["high"]), _res(run, key)[0], 0.0).holds is True
+
+
+def _difference(run, what, value, key, res=None):
+    r, words = _res(run, key)
+    if res is not None:
+        r, words = res, "two points of error"
+    return Margin(what, value, r, 0.0, words)
+
+
+def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]:
+    """``{claim: (reading, evidence)}`` of the claims the ensemble can read (medians against
+    its retrain band; one sample of resolution)."""
+    have = set(ev["methods"])
+    bands = ev["bands"]
+    out: dict[int, tuple[bool | None, str]] = {}
+    ntks = tuple(m for m in ("ntk", "ntk_fisher") if m in have)
+    same = "; original and retrain row are not distinguishable"
+    apart = "error_forget" in bands and _distinguishable(run, ev, "error_forget")
+    if ntks and "error_forget" in bands:
+        ms, text = _band_margins(run, ev, "error_forget", ntks)
+        out[1] = (
+            (combine(ms), f"D_f error: {text}; {margins_text(ms)}")
+            if apart
+            else (None, f"D_f error: {text}{same}")
+        )
+    if {"original", "finetune"} <= have and "error_forget" in bands:
+        o, ft = _median(ev, "original", "error_forget"), _median(ev, "finetune", "error_forget")
+        rt = bands["error_forget"]["median"]
+        m = _difference(run, "half the retrain gap minus finetune's",
+                        abs(rt - o) / 2 - abs(ft - o), "error_forget")  # fmt: skip
+        text = f"D_f error: original {o:.3g}, finetune {ft:.3g}, retrain row {rt:.3g}"
+        out[2] = (combine([m]), f"{text}; {margins_text([m])}") if apart else (None, text + same)
+    if {"fisher", "ntk_fisher"} <= have and {"error_retain", "error_test"} <= set(bands):
+        cost = {
+            m: _median(ev, m, "error_retain") + _median(ev, m, "error_test")
+            for m in ("fisher", "ntk_fisher")
+        }
+        m = _difference(run, "fisher's cost minus ntk_fisher's",
+                        cost["fisher"] - cost["ntk_fisher"], "error_test", res=0.02)  # fmt: skip
+        text = f"D_r + test error: fisher {cost['fisher']:.3g}, ntk_fisher {cost['ntk_fisher']:.3g}"
+        out[3] = (combine([m]), f"{text}; {margins_text([m])}")
+    key = "mia_forget_member_rate"
+    if ntks and {"original", "finetune"} <= have and key in bands:
+        ms, text = _band_margins(run, ev, key, ntks, ("original", "finetune"))
+        out[4] = (combine(ms), f"member rate: {text}; {margins_text(ms)}")
+        if not _distinguishable(run, ev, key):
+            out[4] = (None, f"member rate: {text}{same}")
+    key = "relearn_epochs"
+    if "ntk" in have and {"original", "finetune"} <= have and key in bands:
+        out[5] = _relearn(run, ev)
+    return out
+
+
+def _relearn(run: dict, ev: dict) -> tuple[bool | None, str]:
+    key = "relearn_epochs"
+    v = {m: _median(ev, m, key) for m in ("ntk", "original", "finetune")}
+    rt = ev["bands"][key]["median"]
+    text = ", ".join(f"{m} {x:.3g}" for m, x in v.items()) + f", retrain row {rt:.3g} epochs"
+    cap = ev["config"]["experiment"].get("relearn_max_epochs")
+    if cap is not None and max(rt, v["ntk"]) >= cap:
+        return None, text + f"; at the cap of {cap} epochs (the readout cannot tell them apart)"
+    ms = [
+        _difference(run, f"ntk closer than {m} by", abs(v[m] - rt) - abs(v["ntk"] - rt), key)
+        for m in ("original", "finetune")
+    ]
+    return combine(ms), f"{text}; {margins_text(ms)}"
+
+
+def _word(holds: bool | None) -> str:
+    return "inconclusive" if holds is None else ("holds" if holds else "fails")
+
+
+def cross_check(results: dict, folder: Path, ev: dict) -> dict:
+    """The cross-check of a run's claims against one evaluation: per claim the run's verdict,
+    the ensemble's reading and whether it contradicts; the L1 noise floor."""
+    readings = ensemble_readings(results, ev)
+    rows = []
+    verdicts = {c["id"]: c for c in results.get("claims", [])}
+    for cid, (holds, evidence) in sorted(readings.items()):
+        run = verdicts.get(cid, {}).get("holds")
+        if run is not None and holds is not None and run != holds:
+            flag = "contradicted"
+        elif run is None and holds is not None:
+            flag = "decided by the ensemble"
+        else:
+            flag = "agrees" if run == holds else "ensemble inconclusive"
+        rows.append(
+            {
+                "id": cid,
+                "run": _word(run),
+                "ensemble": _word(holds),
+                "flag": flag,
+                "evidence": evidence,
+            }
+        )
+    floor = {
+        s: {k: ev["bands"][f"l1_to_retrain_{s}"][k] for k in ("low", "median", "high")}
+        for s in ("forget", "retain", "test")
+        if f"l1_to_retrain_{s}" in ev["bands"]
+    }
+    models = ev["config"]["evaluate"]["models"]
+    return {"evaluation": folder.name, "models": models, "claims": rows, "l1_floor": floor}
+
+
+def flags(results: dict) -> list[dict]:
+    """The cross-checked claims whose run verdict the ensemble contradicts or decides."""
+    cc = results.get("cross_check") or {}
+    return [c for c in cc.get("claims", []) if c["flag"] in FLAGGED]
