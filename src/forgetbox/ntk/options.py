@@ -46,6 +46,22 @@ class Kernel(StrEnum):
     PSEUDO = "pseudo"
 
 
+class JacobianMode(StrEnum):
+    """How the exact kernel's Jacobian products are formed (:mod:`forgetbox.ntk.structured`).
+
+    AUTO (default): per layer, the cheaper of the two forms below by a flop model; layers
+    without a rule use CONTRACTION's ``vmap(jacrev)``. Use it unless comparing paths.
+    STRUCTURED: the structured (ghost) form for every weight that has one; cheapest where a
+    layer has few output positions and wide channels (Linear layers, a ResNet's last stage).
+    CONTRACTION: the per-sample Jacobian rows by ``vmap(jacrev)`` and their Gram matrix, as
+    before this option existed (bit-identical); for a model function that is not a module's.
+    """
+
+    AUTO = "auto"
+    STRUCTURED = "structured"
+    CONTRACTION = "contraction"
+
+
 class Form(StrEnum):
     """The algebraic form of delta_w: ``u_{D_r} - u_D`` (difference) or eq. 10 (Schur)."""
 
@@ -72,7 +88,8 @@ class NTKOptions:
     machine's memory or of the GPU's free memory). ``chunk``: samples per Jacobian chunk
     (default: from the budget). ``nystrom_rank``: samples whose kernel columns build the CG
     preconditioner (0: none). ``cg_tol``: relative residual at which CG stops (default 1e-10 in
-    float64, 1e-5 in float32). ``cg_max_iter``: CG iteration cap.
+    float64, 1e-5 in float32). ``cg_max_iter``: CG iteration cap. ``jacobian``: how the
+    dense exact kernel is built (:class:`JacobianMode`).
     """
 
     solver: Solver = Solver.AUTO
@@ -83,9 +100,11 @@ class NTKOptions:
     nystrom_rank: int = 64
     cg_tol: float | None = None
     cg_max_iter: int = 500
+    jacobian: JacobianMode = JacobianMode.AUTO
 
     def __post_init__(self) -> None:
-        for name, enum in (("solver", Solver), ("kernel", Kernel), ("form", Form)):
+        enums = (("solver", Solver), ("kernel", Kernel), ("form", Form), ("jacobian", JacobianMode))
+        for name, enum in enums:
             object.__setattr__(self, name, enum_value(enum, getattr(self, name), name))
         _positive_int(self.memory_budget, "memory_budget", allow_none=True)
         _positive_int(self.chunk, "chunk", allow_none=True)
