@@ -41,7 +41,8 @@ class Tokens(nn.Module):
 
 class Convs(nn.Module):
     """Every Conv2d option: stride, padding (int, 'same', reflect, circular), dilation,
-    groups, bias or none; BatchNorm2d and BatchNorm1d (eval mode)."""
+    groups, bias or none; BatchNorm2d and BatchNorm1d (eval mode); an in-place ReLU after a
+    recorded layer (the recorder must then pass on a copy)."""
 
     def __init__(self, c=3):
         super().__init__()
@@ -55,7 +56,7 @@ class Convs(nn.Module):
         self.head = nn.Linear(16, c)
 
     def forward(self, x):
-        h = torch.tanh(self.bn(self.a(x)))
+        h = torch.tanh(F.relu(self.bn(self.a(x)), inplace=True) - 0.1)
         h = torch.tanh(self.c(torch.tanh(self.b(h))))
         h = torch.tanh(self.e(torch.tanh(self.d(h))))
         return self.head(torch.tanh(self.bn1(F.adaptive_avg_pool2d(h, 2).flatten(1))))
@@ -151,6 +152,7 @@ def test_every_layer_and_form_matches_the_contracted_kernel(name, force):
     assert {q for lp in plan.layers for q in lp.params} == set(params)
     factored = [lp for lp in plan.layers if lp.factored]
     assert factored and all(lp.form is (force or lp.form) for lp in factored)
+    assert plan.cloned == ({"bn"} if name == "convs" else set())
 
 
 def test_frozen_parameters_contribute_nothing():
@@ -221,7 +223,9 @@ def test_several_passes_hold_the_first_parameters_columns_and_pullback_is_exact(
             cols = [offsets[q] + i for q, lo, hi in held.columns for i in range(lo, hi)]
             if force is LayerForm.CONTRACTED:  # the last pass holds the first parameter's
                 assert held.columns[0] == (names[0], 0, min(group, params[names[0]].numel()))
-            assert torch.allclose(held.J, J[:, cols], rtol=0, atol=1e-13)
+            assert torch.allclose(
+                torch.eye(rows, dtype=F64) @ held.J, J[:, cols], rtol=0, atol=1e-13
+            )
     prob = ntk.build_problem(model, x, torch.tensor([0, 1, 2, 0, 1]), 3, weight_decay=0.1)
     coef = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
     assert _rel(prob.pullback(coef, held), coef.reshape(2, -1) @ J) < 1e-12

@@ -57,7 +57,8 @@ class LayerPlan:
 class Plan:
     """Every layer's plan, the parameters left to ``vmap(jacrev)`` (``fallback``) and why
     (``reasons``: module name -> reason), for ``n`` samples and ``k`` kernel rows each;
-    ``act_numel``: values one sample's recorded layers hold (inputs and outputs)."""
+    ``act_numel``: values one sample's recorded layers hold (inputs and outputs); ``cloned``:
+    the layers whose output is changed in place downstream (the recorder passes on a copy)."""
 
     n: int
     k: int
@@ -65,6 +66,7 @@ class Plan:
     fallback: tuple[str, ...]
     reasons: dict[str, str] = field(default_factory=dict)
     act_numel: int = 0
+    cloned: frozenset[str] = frozenset()
 
     def macs(self, form: LayerForm) -> int:
         """Multiply-adds of the factored weights built in ``form``."""
@@ -90,11 +92,14 @@ def candidates(module: nn.Module, names: set[str]) -> dict[str, Candidate]:
     return out
 
 
-def layer_gradients(cand: Candidate, a: Tensor, g: Tensor) -> tuple[Factors | None, dict]:
-    """The factors of the layer's weight (None when it is frozen or has none) and the other
-    trainable parameters' per-sample gradients ``{full name: (b, k, numel)}``."""
+def layer_gradients(
+    cand: Candidate, a: Tensor, g: Tensor, scratch: Tensor | None = None
+) -> tuple[Factors | None, dict]:
+    """The factors of the layer's weight (None when it is frozen or has none; X possibly in
+    ``scratch``) and the other trainable parameters' per-sample gradients
+    ``{full name: (b, k, numel)}``."""
     m, rule, trainable = cand
-    fac = rule.factors(m, a, g) if rule.factored in trainable else None
+    fac = rule.factors(m, a, g, scratch) if rule.factored in trainable else None
     others = rule.grads(m, a, g, set(trainable) - {rule.factored})
     return fac, {trainable[p]: v for p, v in others.items()}
 
@@ -123,10 +128,11 @@ def _close(got: Tensor, want: Tensor, tol: float) -> bool:
 
 def probe(
     f: ModelFn, params: Params, x: Tensor, cands: Mapping[str, Candidate]
-) -> tuple[dict[str, LayerShape | None], dict[str, str], int]:
+) -> tuple[dict[str, LayerShape | None], dict[str, str], int, frozenset[str]]:
     """Check every candidate on ``x`` (see the module docstring): the shapes of the ones that
-    pass (None when their weight is not factored), the reasons of the others, and the values
-    per sample that the recorded layers hold."""
+    pass (None when their weight is not factored), the reasons of the others, the values per
+    sample that the recorded layers hold, and the layers whose output is changed in place
+    downstream."""
     logits, seen = recorded_forward(f, params, x, {n: c[:2] for n, c in cands.items()})
     b, c = logits.shape
     reasons = {}
@@ -156,7 +162,8 @@ def probe(
             continue
         shapes[name] = fac.shape if fac is not None else None
     acts = sum(s.captured.numel() + s.out.numel() for calls in seen.values() for s in calls)
-    return shapes, reasons, acts // max(b, 1)
+    cloned = frozenset(n for n, calls in seen.items() if any(s.changed_downstream for s in calls))
+    return shapes, reasons, acts // max(b, 1), cloned
 
 
 def plan_kernel(
@@ -175,7 +182,7 @@ def plan_kernel(
     overrides both, for tests), demoted to contracted when the structured form's held factors
     would not fit one pass (``max_cols`` budget columns of ``n k`` values)."""
     cands = candidates(module, set(params))
-    shapes, reasons, acts = probe(f, params, probe_x, cands)
+    shapes, reasons, acts, cloned = probe(f, params, probe_x, cands)
     item = probe_x.element_size()
     layers = []
     for name, shape in shapes.items():
@@ -204,7 +211,7 @@ def plan_kernel(
         layers.append(lp)
     covered = {q for lp in layers for q in lp.params}
     fallback = tuple(q for q in params if q not in covered)
-    return Plan(n, k, tuple(layers), fallback, reasons, acts)
+    return Plan(n, k, tuple(layers), fallback, reasons, acts, cloned)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ buffers, which are all-reduced, and its rows of K, as the contraction path does.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -143,50 +144,133 @@ def layer_kernel_and_jacobian(
     widest = max([structured_bytes(k, s, 1) + k * s.numel for s in shapes.values()] + [1])
     step = chunk or recording_chunk(plan.act_numel, widest, k, item, budget, device)
     report = KernelReport(plan, passes=len(groups), chunk=step)
-    ctx = _Pass(f, params, cands, cotangent, pseudo, budget, report)
+    scratch = {
+        "x": torch.empty(
+            step * max([s.groups * s.positions * s.inp for s in shapes.values()] + [0]),
+            dtype=dtype,
+            device=device,
+        ),
+        "d": torch.empty(
+            step * k * max([s.groups * s.positions * s.out for s in shapes.values()] + [0]),
+            dtype=dtype,
+            device=device,
+        ),
+    }
+    ctx = _Pass(f, params, cands, cotangent, pseudo, budget, report, scratch)
     K = torch.zeros(n * k, n * k, dtype=accumulate_dtype, device=device)
     widths = [sum(e.hi - e.lo for e in g if e.param is not None) for g in groups]
     buffer = torch.empty(n * k * max(widths), dtype=dtype, device=device)
+    alone = {lp.factored for lp in plan.layers if lp.form is LayerForm.CONTRACTED}
     lo, hi = parallel.block(n)
     block_elems = ghost_block_elems(budget, item)
-    J = buffer[:0].view(n, k, 0)
+    blocks: list[_Block] = []
     for group, width in progress(
         list(zip(groups, widths, strict=True))[::-1], desc=f"NTK kernel ({n * k} rows, per layer)"
     ):
-        J = buffer[: n * k * width].view(n, k, width)
+        blocks = _blocks(group, buffer, n, k, {q for q in alone if _whole(group, q, params)})
         held = {
             e.layer: _factor_buffers(shapes[e.layer], n, k, dtype, device)
             for e in group
             if e.param is None
         }
         if parallel.active():
-            J.zero_()
+            buffer[: n * k * width].zero_()
             for X, D in held.values():
                 X.zero_()
                 D.zero_()
         for i in range(lo, hi, step):
-            j = min(hi, i + step)
-            _fill(ctx, x[i:j], i, group, J, held)
+            _fill(ctx, x[i : min(hi, i + step)], i, group, blocks, held)
         if parallel.active():
-            parallel.all_sum(J)
+            parallel.all_sum(buffer[: n * k * width])
             for X, D in held.values():
                 parallel.all_sum(X)
                 parallel.all_sum(D)
         with _timed(report, "gram"):
-            if width and parallel.active():
-                flat = J.view(n * k, width)
-                K[lo * k : hi * k] += (flat[lo * k : hi * k] @ flat.T).to(K.dtype)
-            elif width:
-                sym_accumulate(K, J.view(n * k, width))
+            for blk in blocks:
+                flat = blk.J.view(n * k, -1)
+                if parallel.active():
+                    K[lo * k : hi * k] += (flat[lo * k : hi * k] @ flat.T).to(K.dtype)
+                else:
+                    sym_accumulate(K, flat)
         with _timed(report, "structured"):
             for name, (X, D) in held.items():
                 block = ghost_block_samples(k, shapes[name], block_elems)
                 ghost_accumulate(K, X, D, lo, hi, block, symmetric=not parallel.active())
         del held
     parallel.all_sum(K)
-    columns = tuple((e.param, e.lo, e.hi) for e in groups[0] if e.param is not None)
-    held_J = HeldJacobian(columns, J.view(n * k, widths[0])) if columns else None
+    columns = tuple((e.param, e.lo, e.hi) for blk in blocks for e in blk.entries)
+    held_J = None
+    if columns:
+        held_J = HeldJacobian(columns, ColumnBlocks([b.J.view(n * k, -1) for b in blocks]))
     return K, held_J, report
+
+
+class ColumnBlocks:
+    """Jacobian columns held as consecutive blocks ``(m, w_b)``: ``a @ blocks`` is ``a`` times
+    their concatenation (all that :meth:`~forgetbox.ntk.problem.Problem.pullback` asks of a
+    held Jacobian), without concatenating them."""
+
+    def __init__(self, blocks: list[Tensor]):
+        self.blocks = blocks
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.blocks[0].shape[0], sum(b.shape[1] for b in self.blocks)
+
+    def __rmatmul__(self, a: Tensor) -> Tensor:
+        return torch.cat([a @ b for b in self.blocks], dim=-1)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Consecutive column pieces of a pass in one contiguous ``(n, k, width)`` tensor: a whole
+    contracted weight alone (the matmul forming its per-sample gradients writes there), the
+    other pieces together (biases, BatchNorm, split pieces, ``vmap(jacrev)`` columns)."""
+
+    entries: tuple[Entry, ...]
+    J: Tensor
+    offsets: dict[Entry, int]
+
+
+def _whole(group: list[Entry], name: str, params: Params) -> bool:
+    return any(e.param == name and e.hi - e.lo == params[name].numel() for e in group)
+
+
+def _blocks(group: list[Entry], buffer: Tensor, n: int, k: int, alone: set[str]) -> list[_Block]:
+    """The pass's column pieces carved from ``buffer`` in order, each weight in ``alone`` in a
+    block of its own."""
+    out: list[_Block] = []
+    current: list[Entry] = []
+    at = 0
+
+    def close() -> None:
+        nonlocal at
+        if current:
+            w = sum(e.hi - e.lo for e in current)
+            offsets = dict(
+                zip(
+                    current,
+                    itertools.accumulate([0] + [e.hi - e.lo for e in current]),
+                    strict=False,
+                )
+            )
+            out.append(
+                _Block(tuple(current), buffer[at * n * k : (at + w) * n * k].view(n, k, w), offsets)
+            )
+            at += w
+            current.clear()
+
+    for e in group:
+        if e.param is None:
+            continue
+        if e.param in alone:
+            close()
+            current.append(e)
+            close()
+        else:
+            current.append(e)
+    close()
+    return out
 
 
 def _factor_buffers(shape, n: int, k: int, dtype, device) -> tuple[Tensor, Tensor]:
@@ -208,6 +292,7 @@ class _Pass:
     pseudo: bool
     budget: int
     report: KernelReport
+    scratch: dict[str, Tensor]  # reused by every chunk: "x" conv patches, "d" D transposed
 
 
 def _fill(
@@ -215,47 +300,46 @@ def _fill(
     xb: Tensor,
     i: int,
     group: list[Entry],
-    J: Tensor,
+    blocks: list[_Block],
     held: dict[str, tuple[Tensor, Tensor]],
 ) -> None:
     """Rows ``i : i + len(xb)`` of one pass: the held factors of its structured layers and the
-    Jacobian columns of its other pieces (written at their offsets in ``J``)."""
+    Jacobian columns of its other pieces (written at their places in ``blocks``)."""
     f, params, cands, report = ctx.f, ctx.params, ctx.cands, ctx.report
     j = i + len(xb)
-    offsets, at = {}, 0
-    for e in group:
-        if e.param is not None:
-            offsets[e] = at
-            at += e.hi - e.lo
+    where = {e: (blk, off) for blk in blocks for e, off in blk.offsets.items()}
     layers = list(dict.fromkeys(e.layer for e in group if e.layer is not None))
     if layers:
         with _timed(report, "record"):
-            seen = record(f, params, xb, {n: cands[n][:2] for n in layers}, ctx.cotangent)
+            layer_rules = {n: cands[n][:2] for n in layers}
+            seen = record(f, params, xb, layer_rules, ctx.cotangent, ctx.report.plan.cloned)
         with _timed(report, "contract"):
             for name in layers:
-                fac, others = layer_gradients(cands[name], *seen[name])
+                fac, others = layer_gradients(cands[name], *seen[name], ctx.scratch.get("x"))
                 if name in held:
                     held[name][0][:, i:j].copy_(fac.X)
                     held[name][1][:, i:j].copy_(fac.D)
                 for e in group:
                     if e.layer != name or e.param is None:
                         continue
-                    out = J[i:j, :, offsets[e] : offsets[e] + e.hi - e.lo]
+                    blk, off = where[e]
+                    out = blk.J[i:j, :, off : off + e.hi - e.lo]
                     if e.param in others:
                         out.copy_(others[e.param][..., e.lo : e.hi])
                     elif e.lo == 0 and e.hi == params[e.param].numel():
-                        contract(fac, out)
+                        contract(fac, out, ctx.scratch.get("d"))
                     else:
-                        out.copy_(contract(fac)[..., e.lo : e.hi])
+                        out.copy_(contract(fac, None, ctx.scratch.get("d"))[..., e.lo : e.hi])
     rest = [e for e in group if e.layer is None]
     if rest:
         with _timed(report, "fallback"):
             names = list(dict.fromkeys(e.param for e in rest))
             touched = sum(params[q].numel() for q in names)
-            sub = default_chunk(touched, J.shape[1], J.dtype, ctx.budget // 2, xb.device)
+            sub = default_chunk(touched, blocks[0].J.shape[1], xb.dtype, ctx.budget // 2, xb.device)
             for s in range(0, len(xb), sub):
-                blocks = jacobian_blocks(f, params, xb[s : s + sub], names, ctx.pseudo)
-                rows = slice(i + s, i + s + len(xb[s : s + sub]))
+                part = xb[s : s + sub]
+                jac = jacobian_blocks(f, params, part, names, ctx.pseudo)
                 for e in rest:
-                    cols = slice(offsets[e], offsets[e] + e.hi - e.lo)
-                    J[rows, :, cols] = blocks[e.param][..., e.lo : e.hi]
+                    blk, off = where[e]
+                    rows = slice(i + s, i + s + len(part))
+                    blk.J[rows, :, off : off + e.hi - e.lo] = jac[e.param][..., e.lo : e.hi]
