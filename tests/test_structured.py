@@ -13,6 +13,7 @@ from torch import nn
 
 from forgetbox import models, ntk, reference
 from forgetbox.functional import model_function, parameters_of
+from forgetbox.inputs import Rows
 from forgetbox.ntk import flops
 from forgetbox.ntk.flops import LayerForm, LayerShape, choose_form
 from forgetbox.ntk.ghost import ghost_accumulate, ghost_block
@@ -187,6 +188,15 @@ def test_unknown_layers_and_misused_weights_fall_back_to_vmap_jacrev():
     assert "differ from autograd" in plan.reasons["tied"]
     assert {"shared.weight", "tied.weight", "tied.bias"} <= fallback
     assert [lp.name for lp in plan.layers] == ["inp"]
+
+
+def test_streamed_rows_give_the_kernel_of_the_tensor():
+    """Inputs read a batch at a time (forgetbox.inputs.Rows over a numpy array)."""
+    model, x = _problem("convs", n=7)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    want = layer_kernel_and_jacobian(f, params, x, chunk=3)[0]
+    got = layer_kernel_and_jacobian(f, params, Rows(x.numpy(), dtype=F64), chunk=3)[0]
+    assert torch.equal(got, want)
 
 
 def test_a_function_without_a_module_and_contraction_mode_are_the_contraction_path():

@@ -6,8 +6,9 @@ those layers' outputs batched over the k cotangent rows (the c classes, or the s
 the pseudo-NTK), then per layer (:mod:`.layer_rules`):
 
 - **contracted**: the per-sample gradients formed from the recorded factors (one batched
-  matmul, ``G_ia = D_ia^T X_i``) into the Jacobian buffer, whose Gram matrix is accumulated as
-  in :func:`~forgetbox.ntk.kernel.kernel_and_jacobian`;
+  matmul, ``G_ia = D_ia^T X_i``, written straight into the weight's own contiguous block of the
+  pass buffer), whose Gram matrix is accumulated as in
+  :func:`~forgetbox.ntk.kernel.kernel_and_jacobian`;
 - **structured**: the factors ``X`` (inputs / unfolded patches) and ``D`` (output gradients)
   held for all n samples, then ``K_l`` from them by blocks of samples (:mod:`.ghost`), no
   per-sample gradient formed.
@@ -18,7 +19,9 @@ the contraction path. Work is split into passes that fit the budget (each pass o
 backward per chunk, stopping at its earliest layer); passes run from the last parameters to
 the first, and the last pass's Jacobian columns stay in memory for the pullback (as the
 contraction path's first group). Under ``torch.distributed`` each rank fills its rows of the
-buffers, which are all-reduced, and its rows of K, as the contraction path does.
+buffers, which are all-reduced, and its rows of K, as the contraction path does. Large
+per-chunk temporaries (conv patches, transposed output gradients) live in scratch reused by
+every chunk: fresh pages cost ~20 % of the build on a CPU (glibc returns large blocks).
 """
 
 from __future__ import annotations
@@ -144,19 +147,16 @@ def layer_kernel_and_jacobian(
     widest = max([structured_bytes(k, s, 1) + k * s.numel for s in shapes.values()] + [1])
     step = chunk or recording_chunk(plan.act_numel, widest, k, item, budget, device)
     report = KernelReport(plan, passes=len(groups), chunk=step)
-    scratch = {
-        "x": torch.empty(
-            step * max([s.groups * s.positions * s.inp for s in shapes.values()] + [0]),
-            dtype=dtype,
-            device=device,
-        ),
-        "d": torch.empty(
-            step * k * max([s.groups * s.positions * s.out for s in shapes.values()] + [0]),
-            dtype=dtype,
-            device=device,
-        ),
-    }
-    ctx = _Pass(f, params, cands, cotangent, pseudo, budget, report, scratch)
+    ctx = _Pass(
+        f,
+        params,
+        cands,
+        cotangent,
+        pseudo,
+        budget,
+        report,
+        _scratch(step, k, shapes, dtype, device),
+    )
     K = torch.zeros(n * k, n * k, dtype=accumulate_dtype, device=device)
     widths = [sum(e.hi - e.lo for e in g if e.param is not None) for g in groups]
     buffer = torch.empty(n * k * max(widths), dtype=dtype, device=device)
@@ -271,6 +271,17 @@ def _blocks(group: list[Entry], buffer: Tensor, n: int, k: int, alone: set[str])
             current.append(e)
     close()
     return out
+
+
+def _scratch(step: int, k: int, shapes: dict, dtype, device) -> dict[str, Tensor]:
+    """Buffers every chunk reuses: "x" for a chunk's conv patches (``b g T d`` values), "d"
+    for its transposed output gradients (``b k g T o``), sized for the widest layer."""
+    x = max([s.groups * s.positions * s.inp for s in shapes.values()] + [0])
+    d = max([s.groups * s.positions * s.out for s in shapes.values()] + [0])
+    return {
+        "x": torch.empty(step * x, dtype=dtype, device=device),
+        "d": torch.empty(step * k * d, dtype=dtype, device=device),
+    }
 
 
 def _factor_buffers(shape, n: int, k: int, dtype, device) -> tuple[Tensor, Tensor]:
