@@ -110,6 +110,104 @@ def allocator(rows: list[dict]) -> None:
         )
 
 
+def _median(xs):
+    xs = sorted(xs)
+    return (
+        None
+        if not xs
+        else (xs[len(xs) // 2] if len(xs) % 2 else sum(xs[len(xs) // 2 - 1 : len(xs) // 2 + 1]) / 2)
+    )
+
+
+def structured(path: Path) -> None:
+    """The per-layer kernel (benchmarks/structured_kernel.py): build time, peak memory, rates."""
+    d = json.loads(path.read_text())
+    blas = d.get("blas", {}).get("gflops")
+    print(
+        "| model | |D| | budget | contraction: s (CPU s) / GB | auto: s (CPU s) / GB | speed-up: wall (CPU) "
+        "| auto passes | rel. diff K (fp32) | load avg |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, row in d.get("cases", {}).items():
+        runs = row["runs"]
+        if any("error" in r for rs in runs.values() for r in rs):
+            print(f"| {key} | {row['n']} | error | | | | | | |")
+            continue
+        med = {m: _median([r["seconds"] for r in rs]) for m, rs in runs.items()}
+        cpu = {m: _median([r["cpu_seconds"] for r in rs]) for m, rs in runs.items()}
+        peak = {m: max(r["peak_rss_gb"] for r in rs) for m, rs in runs.items()}
+        loads = ", ".join(f"{r['load_before']:.1f}" for rs in runs.values() for r in rs)
+        budget = f"{row['budget'] / 2**30:.0f} GiB" if row.get("budget") else "default"
+        print(
+            f"| {key} | {row['n']} | {budget} | {med['contraction']:.1f} ({cpu['contraction']:.0f}) / "
+            f"{peak['contraction']:.2f} | {med['auto']:.1f} ({cpu['auto']:.0f}) / {peak['auto']:.2f} "
+            f"| {med['contraction'] / med['auto']:.2f}x ({cpu['contraction'] / cpu['auto']:.2f}x) "
+            f"| {runs['auto'][0]['passes']} | {row.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e} "
+            f"| {loads} |"
+        )
+    print(
+        "\n| model | structured form: GMAC / s / GFLOP/s | contracted form (formation + Gram): "
+        "GMAC / s / GFLOP/s | recording: s | contraction path, whole build: GMAC / s / GFLOP/s | BLAS GFLOP/s |"
+    )
+    print("|---|---|---|---|---|---|")
+    for key, row in d.get("cases", {}).items():
+        runs = row["runs"]
+        if any("error" in r for rs in runs.values() for r in rs):
+            continue
+        a = min(runs["auto"], key=lambda r: r["seconds"])
+        c = min(runs["contraction"], key=lambda r: r["seconds"])
+        st = a["stage_seconds"]
+        s_sec, c_sec = st.get("structured", 0.0), st.get("contract", 0.0) + st.get("gram", 0.0)
+        s_mac, c_mac, t_mac = a["structured_macs"], a["contracted_macs"], a["contraction_path_macs"]
+
+        def rate(mac, sec):
+            return f"{2 * mac / sec / 1e9:.0f}" if sec and mac >= 1e9 else "—"
+
+        print(
+            f"| {key} | {s_mac / 1e9:.1f} / {s_sec:.1f} / {rate(s_mac, s_sec)} "
+            f"| {c_mac / 1e9:.0f} / {c_sec:.1f} / {rate(c_mac, c_sec)} | {st.get('record', 0):.1f} "
+            f"| {t_mac / 1e9:.0f} / {c['seconds']:.1f} / {rate(t_mac, c['seconds'])} | {fmt(blas, 0)} |"
+        )
+    print(
+        "\n| model | small |D| | contraction: s | auto: s | structured: s | structured at the full |D|: "
+        "GMAC, predicted s | rel. diff K vs contraction (auto, structured) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for key, row in d.get("cases", {}).items():
+        sm = row.get("small", {})
+        if not sm or any("error" in sm.get(m, {}) for m in ("contraction", "auto", "structured")):
+            continue
+        s_run = sm["structured"]
+        # every factored weight structured at the full |D|: the flop model's count
+        n, n0 = row["n"], row["small_n"]
+        macs = (
+            sum(lay["structured_macs"] for lay in s_run["layers"]) * (n * (n + 1)) / (n0 * (n0 + 1))
+        )
+        s_rate = (
+            2 * s_run["structured_macs"] / max(s_run["stage_seconds"].get("structured", 0), 1e-9)
+        )
+        pred = 2 * macs / s_rate
+        print(
+            f"| {key} | {n0} | {sm['contraction']['seconds']:.1f} | {sm['auto']['seconds']:.1f} "
+            f"| {s_run['seconds']:.1f} | {macs / 1e9:,.0f} GMAC, {pred:,.0f} s (at {s_rate / 1e9:.0f} GFLOP/s) "
+            f"| {sm.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e}, "
+            f"{sm.get('structured_vs_contraction_rel_diff_float32', float('nan')):.1e} |"
+        )
+    if d.get("exactness"):
+        print("\n| model | |D| | δw vs brute force (float64): contraction | auto | structured |")
+        print("|---|---|---|---|---|")
+        for row in d["exactness"]:
+            vals = [
+                row.get(f"{m}_vs_reference_rel_diff_float64")
+                for m in ("contraction", "auto", "structured")
+            ]
+            print(
+                f"| {row['model']} | {row['n']} | "
+                + " | ".join("—" if v is None else f"{v:.1e}" for v in vals)
+                + " |"
+            )
+
+
 def _budget_label(run: dict) -> str:
     return f" ({run['budget'] / 2**30:.2f} GB budget)" if run.get("budget") else ""
 
@@ -121,6 +219,8 @@ def main() -> None:
         return gpu_engine(Path(sys.argv[2]))
     if len(sys.argv) > 2 and sys.argv[1] == "--deletion":
         return deletion(Path(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--structured":
+        return structured(Path(sys.argv[2]))
     d = json.loads((RES / "ntk_engine.json").read_text())
     print(
         "| model | p | reference: s / GB | forgetbox dense: s / GB | speed-up | memory | rel. diff δw (fp32) |"

@@ -46,6 +46,8 @@ def _same_machine() -> bool:
 
 
 EXACT = _same_machine()
+# the methods whose certificate reads the NTK (the step, or the black-box bound's queries)
+KERNEL_METHODS = ("ntk", "ntk_fisher", "fisher", "newton")
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +60,14 @@ def recorded_threads():
     torch.set_num_threads(threads)
 
 
-def _check(key: str, got: torch.Tensor) -> None:
+def _check(key: str, got: torch.Tensor, exact: bool = False) -> None:
+    """``got`` against the record: bit for bit on the recording machine where ``exact`` (a
+    path unchanged since the recording), else to float64 rounding. The default dense kernel
+    is built per layer since issue 31 (``jacobian = "auto"``: the same kernel, summed in
+    another order), so only the contraction path is still bit for bit."""
     want = TENSORS[key]
     got = got.detach().cpu()
-    if EXACT:
+    if EXACT and exact:
         assert torch.equal(got, want), (key, (got - want).abs().max().item())
     else:
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, msg=key)
@@ -87,11 +93,14 @@ VARIANTS = {
 def test_directions_unchanged(name, variant):
     c = cases.make(name)
     lin, opts = VARIANTS[variant]
-    d = ntk.ntk_direction(
-        c.model, c.retain, c.forget, _lin(c, **lin), pretrained=c.w0, options=NTKOptions(**opts)
-    )
-    _check(f"direction/{name}/{variant}/delta", d.delta)
-    _check(f"direction/{name}/{variant}/u_retain", d.u_retain)
+    for jacobian in ("contraction", "auto"):
+        options = NTKOptions(**opts, jacobian=jacobian)
+        d = ntk.ntk_direction(
+            c.model, c.retain, c.forget, _lin(c, **lin), pretrained=c.w0, options=options
+        )
+        exact = jacobian == "contraction"
+        _check(f"direction/{name}/{variant}/delta", d.delta, exact)
+        _check(f"direction/{name}/{variant}/u_retain", d.u_retain, exact)
 
 
 def test_parameter_space_and_closed_form_directions_unchanged():
@@ -121,8 +130,10 @@ def test_every_method_unchanged(name, preset):
     # the record holds the paper's methods; later ones (baselines, certified) are new behaviour
     for method in methods.PAPER_METHODS:
         res = methods.forget(method, c.model, c.w0, c.retain, c.forget, cfg, seed=3)
-        _check(f"method/{name}/{preset}/{method}", flatten(parameters_of(res.model)))
-        assert res.scale == RECORD["numbers"][f"method/{name}/{preset}/{method}/scale"]
+        weights = flatten(parameters_of(res.model))
+        _check(f"method/{name}/{preset}/{method}", weights, method not in ("ntk", "ntk_fisher"))
+        want = RECORD["numbers"][f"method/{name}/{preset}/{method}/scale"]
+        assert res.scale == (want if method not in ("ntk", "ntk_fisher") else pytest.approx(want))
 
 
 @pytest.mark.parametrize("method", ["ntk_fisher", "fisher", "newton", "ntk"])
@@ -142,7 +153,7 @@ def test_scrub_and_certificate_unchanged(method, wd):
         queries_per_subset=4,
     )
     key = f"scrub/smallcnn/{method}/{wd}"
-    _check(key, flatten(parameters_of(res.model)))
+    _check(key, flatten(parameters_of(res.model)), method in ("fisher", "newton"))
     want, cert = RECORD["numbers"][key], res.certificate
     got = {
         "bounds": {
@@ -155,10 +166,10 @@ def test_scrub_and_certificate_unchanged(method, wd):
         "alpha": cert["config"]["alpha"],
         "scrubbed_sha256": cert["hashes"]["scrubbed_sha256"],
     }
-    if EXACT:
+    if EXACT and method not in KERNEL_METHODS:
         assert got == want
     else:
-        assert json.dumps(got["errors"]) == json.dumps(want["errors"])
+        assert got["errors"] == want["errors"]
         assert got["bounds"]["white_box_nats"] == pytest.approx(
             want["bounds"]["white_box_nats"], rel=1e-7
         )
@@ -184,6 +195,22 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+def _close(got, want, path="") -> None:
+    """``got`` equals ``want``, floats to 1e-4 relative (the float32 NTK step's rounding)."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), path
+        for k in want:
+            _close(got[k], want[k], f"{path}/{k}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _close(g, w, f"{path}/{i}")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-7), path
+    else:
+        assert got == want, path
+
+
 @pytest.mark.skipif(not EXACT, reason="float32 training is bit-exact only on the recording machine")
 def test_quick_run_unchanged(tmp_path):
     want = json.loads((GOLDEN / "quick-run.json").read_text())
@@ -192,12 +219,16 @@ def test_quick_run_unchanged(tmp_path):
         profile="quick", forget_class=0, num_to_forget=15, out=str(tmp_path / "run")
     )
     res = forgetbox.run_experiment(cfg, log=lambda s: None)
-    assert {m: _strip(v["per_seed"]) for m, v in res["methods"].items()} == want["methods"]
+    # the NTK step's kernel is summed per layer since issue 31: its methods to float32 rounding
+    _close({m: _strip(v["per_seed"]) for m, v in res["methods"].items()}, want["methods"])
     for key in ("tradeoff", "activation_path", "pca"):
-        assert json.loads(json.dumps(res[key])) == want[key], key
+        _close(json.loads(json.dumps(res[key])), want[key], key)
     means: dict[str, list[str]] = {}
     for f in sorted((tmp_path / "run" / "cache").glob("method-*.safetensors")):
         t = load_file(str(f))
         digest = hashlib.sha256(t["__mean__"].numpy().tobytes()).hexdigest()
         means.setdefault(f.name.rsplit("-", 1)[0], []).append(digest)
-    assert {k: sorted(v) for k, v in means.items()} == want["method_mean_sha256"]
+    kept = {k: sorted(v) for k, v in means.items() if not k.startswith(("method-ntk",))}
+    assert kept and kept == {
+        k: v for k, v in want["method_mean_sha256"].items() if not k.startswith("method-ntk")
+    }

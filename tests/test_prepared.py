@@ -158,13 +158,13 @@ def test_engine_runs_without_tf32_and_restores_the_flags(monkeypatch):
     """cuDNN/CUDA TF32 rounding is amplified by the kernel's conditioning: the engine turns it
     off for its own work and restores the caller's settings."""
     seen = []
-    real = ntk_problem.kernel_and_jacobian
+    real = ntk_problem.layer_kernel_and_jacobian
 
     def spy(*args, **kwargs):
         seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ntk_problem, "kernel_and_jacobian", spy)
+    monkeypatch.setattr(ntk_problem, "layer_kernel_and_jacobian", spy)
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
     try:

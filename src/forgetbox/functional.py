@@ -76,7 +76,7 @@ def model_function(model: nn.Module, dtype: torch.dtype | None = None) -> ModelF
 
     Buffers and frozen parameters are captured (cast to ``dtype`` when given); ``params`` may be
     any subset of the trainable parameter names, the rest are taken from the model (cast to
-    ``dtype``).
+    ``dtype``). The module is kept as ``f.module`` (:func:`module_of`: per-layer rules).
     """
     buffers = buffers_of(model, dtype)
     defaults = parameters_of(model, dtype)
@@ -90,7 +90,13 @@ def model_function(model: nn.Module, dtype: torch.dtype | None = None) -> ModelF
         finally:
             model.train(was_training)
 
+    f.module = model  # type: ignore[attr-defined]
     return f
+
+
+def module_of(f: ModelFn) -> nn.Module | None:
+    """The module a :func:`model_function` evaluates (None for any other function)."""
+    return getattr(f, "module", None)
 
 
 def load_flat_(model: nn.Module, vector: Tensor) -> nn.Module:

@@ -45,7 +45,7 @@ from .linearized import outputs as linearized_outputs
 from .linearized import parts as linearized_parts
 from .linearized import with_weights as linearized_with_weights
 from .memory import MemoryBudgetError, default_memory_budget, itemsize
-from .options import Around, Form, Kernel, Linearization, Loss, NTKOptions, Solver
+from .options import Around, Form, JacobianMode, Kernel, Linearization, Loss, NTKOptions, Solver
 from .precision import full_precision
 from .preparation import prepare_state
 from .prepared import PreparedKernel
@@ -58,6 +58,7 @@ from .trapezium import Trapezium, trapezium
 __all__ = [
     "Around",
     "Form",
+    "JacobianMode",
     "Kernel",
     "KernelRegression",
     "Linearization",

@@ -81,3 +81,23 @@ def cg_memory_estimate(n: int, c: int, p: int, item: int, chunk: int, rank: int)
     """Bytes the CG solver needs: a few parameter vectors, one Jacobian chunk and the Nystrom
     columns, and the Nystrom factor."""
     return 8 * p * item + (chunk + rank) * c * p * item + n * c * rank * c * 8
+
+
+def recording_chunk(
+    act_numel: int, widest: int, k: int, item: int, budget: int, device: torch.device | str = "cpu"
+) -> int:
+    """Samples per recording pass of the per-layer kernel build (:mod:`.structured`): per
+    sample, the recorded layers' inputs and outputs (``act_numel`` values) with their k output
+    gradients and about three more copies (the forward's graph, clones, unfolded patches), and
+    the widest layer's temporaries (``widest`` values: its per-sample gradients or factors), in
+    a quarter of the budget (the part :func:`dense_group_columns` leaves free); at most 64 on a
+    CPU, 256 on a GPU."""
+    per_sample = (act_numel * (k + 3) + widest) * item
+    cap = 256 if torch.device(device).type == "cuda" else 64
+    return int(max(1, min(cap, (budget // 4) // max(per_sample, 1))))
+
+
+def ghost_block_elems(budget: int, item: int) -> int:
+    """Values of one structured-form block product (:func:`.ghost.ghost_block`): a 16th of
+    the budget, between 2^16 and 2^24 (64 MB in float32: large enough for BLAS)."""
+    return int(min(1 << 24, max(1 << 16, budget // 16 // item)))

@@ -41,6 +41,26 @@ class Kernel(Choice):
     PSEUDO = "pseudo", "c^2 less kernel work, exact only when the NTK is the identity over classes"
 
 
+class JacobianMode(Choice):
+    """How the dense exact kernel is built (:mod:`forgetbox.ntk.structured`)."""
+
+    AUTO = (
+        "auto",
+        "per layer the cheaper of the structured and contracted forms by a flop model "
+        "(layers without a rule: vmap(jacrev)); use it unless comparing paths",
+    )
+    STRUCTURED = (
+        "structured",
+        "the structured (ghost) form for every weight that has one; cheapest where a layer has "
+        "few output positions and wide channels (Linear layers, a ResNet's last stage)",
+    )
+    CONTRACTION = (
+        "contraction",
+        "every Jacobian row by vmap(jacrev), then their Gram matrix, as before this option "
+        "existed (bit for bit); for a model function that is not a module's",
+    )
+
+
 class Form(Choice):
     """The algebraic form of delta_w (both give the same step)."""
 
@@ -101,7 +121,8 @@ class NTKOptions(Settings):
     machine's memory or of the GPU's free memory). ``chunk``: samples per Jacobian chunk
     (default: from the budget). ``nystrom_rank``: samples whose kernel columns build the CG
     preconditioner (0: none). ``cg_tol``: relative residual at which CG stops (default 1e-10 in
-    float64, 1e-5 in float32). ``cg_max_iter``: CG iteration cap.
+    float64, 1e-5 in float32). ``cg_max_iter``: CG iteration cap. ``jacobian``: how the
+    dense exact kernel is built (:class:`JacobianMode`).
     """
 
     solver: Solver = field(default=Solver.AUTO, metadata=_help("NTK solver"))
@@ -123,9 +144,17 @@ class NTKOptions(Settings):
         default=None, metadata=_help("CG relative residual (default 1e-5 float32, 1e-10 float64)")
     )
     cg_max_iter: int = field(default=500, metadata=_help("CG iteration cap"))
+    jacobian: JacobianMode = field(
+        default=JacobianMode.AUTO, metadata=_help("how the dense exact kernel is built")
+    )
 
     def __post_init__(self) -> None:
-        for name, enum in (("solver", Solver), ("kernel", Kernel), ("form", Form)):
+        for name, enum in (
+            ("solver", Solver),
+            ("kernel", Kernel),
+            ("form", Form),
+            ("jacobian", JacobianMode),
+        ):
             object.__setattr__(self, name, enum.parse(getattr(self, name), name))
         check_int(self.memory_budget, "memory_budget", allow_none=True)
         check_int(self.chunk, "chunk", allow_none=True)

@@ -22,9 +22,10 @@ from ..functional import (
 )
 from ..inputs import Rows, as_rows, concat
 from .jacobian import jvp_all, vjp_sum
-from .kernel import HeldJacobian, kernel_and_jacobian
+from .kernel import HeldJacobian
 from .memory import default_chunk, default_memory_budget
-from .options import Around, Kernel, Linearization, Loss, NTKOptions
+from .options import Around, JacobianMode, Kernel, Linearization, Loss, NTKOptions
+from .structured import layer_kernel_and_jacobian
 
 
 def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Tensor:
@@ -45,7 +46,8 @@ class Problem:
     ``linearization``: what was linearized (its weight decay is ``lam``); ``chunk``: samples per
     vjp/jvp chunk; ``budget``: memory budget (bytes); ``kernel``: exact or pseudo;
     ``chunk_option``: the caller's chunk (None lets the kernel build choose per parameter
-    group).
+    group); ``jacobian``: how the kernel is built
+    (:class:`~forgetbox.ntk.options.JacobianMode`).
     """
 
     f: ModelFn
@@ -59,6 +61,7 @@ class Problem:
     anchor: Tensor | None = None
     kernel: Kernel = Kernel.EXACT
     chunk_option: int | None = None
+    jacobian: JacobianMode = JacobianMode.AUTO
 
     @property
     def lam(self) -> float:
@@ -78,11 +81,13 @@ class Problem:
     def kernel_matrix(self) -> tuple[Tensor, HeldJacobian | None]:
         """The problem's kernel over all of D (float64, ``(n rows, n rows)``), and the exact
         Jacobian columns left in memory (see :func:`kernel_and_jacobian`; never for the
-        pseudo-NTK, whose Jacobian is not the one ``delta_w`` needs)."""
-        K, J = kernel_and_jacobian(
+        pseudo-NTK, whose Jacobian is not the one ``delta_w`` needs), built as ``jacobian``
+        says (:func:`~forgetbox.ntk.structured.layer_kernel_and_jacobian`)."""
+        K, J, _ = layer_kernel_and_jacobian(
             self.f,
             self.params,
             self.x,
+            jacobian=self.jacobian,
             memory_budget=self.budget,
             chunk=self.chunk_option,
             kernel=self.kernel,
@@ -216,6 +221,7 @@ def build_problem(
         anchor=anchor,
         kernel=opts.kernel,
         chunk_option=opts.chunk,
+        jacobian=opts.jacobian,
     )
 
 
