@@ -121,17 +121,46 @@ def run_delta(spec: dict) -> dict:
     if spec["mode"] == "reference":
         delta = reference.dense_delta(model, parameters_of(model), retain, forget, 0.1)[0]
     else:
-        delta = ntk.ntk_direction(
-            model,
-            retain,
-            forget,
-            weight_decay=0.1,
-            dtype=torch.float64,
-            solver="dense",
-            jacobian=spec["mode"],
-        ).delta
+        lin = ntk.Linearization(weight_decay=0.1, anchored=False, dtype=torch.float64)
+        opts = ntk.NTKOptions(solver="dense", jacobian=spec["mode"])
+        delta = ntk.ntk_direction(model, retain, forget, lin, options=opts).delta
     torch.save(delta, spec["save"])
     return {"seconds": time.perf_counter() - t}
+
+
+def run_step(spec: dict) -> dict:
+    """The whole NTK step (``ntk_direction``: kernel, solves, pullback) in float32 at the
+    run's defaults (anchored at w0, linearized at w(D)), as ``forgetbox run`` takes it."""
+    torch.set_num_threads(2)
+    model, x, y = build(spec["arch"], spec["width"], spec["n"])
+    w0 = build(spec["arch"], spec["width"], 1, seed=2)[0]
+    with torch.no_grad():  # w0: the same network, its weights moved as a fine-tuning would
+        for p, q in zip(w0.parameters(), model.parameters(), strict=True):
+            p.copy_(q + 0.01 * torch.randn_like(q))
+    nf = spec["forget"]
+    retain, forget = (x[nf:], y[nf:]), (x[:nf], y[:nf])
+    opts = ntk.NTKOptions(jacobian=spec["mode"])
+    t, cpu = time.perf_counter(), time.process_time()
+    d = ntk.ntk_direction(model, retain, forget, ntk.Linearization(), pretrained=w0, options=opts)
+    out = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu}
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    torch.save(d.delta, spec["save"])
+    return out
+
+
+def section_step(name: str = "resnet18-0.4", forget: int = 25) -> dict:
+    """The NTK step on the committed CIFAR-5 ResNet-18 run's sizes, both kernel builds."""
+    arch, width, n, _ = CASES[name]
+    base = {"arch": arch, "width": width, "n": n, "forget": forget}
+    row = {"model": name, "n": n, "forget": forget}
+    for mode in ("contraction", "auto"):
+        save = str(TMP / f"step-{name}-{mode}.pt")
+        row[mode] = measure("step", {**base, "mode": mode, "save": save})
+    if all("error" not in row[m] for m in ("contraction", "auto")):
+        row["auto_vs_contraction_rel_diff_float32"] = rel_diff(
+            str(TMP / f"step-{name}-auto.pt"), str(TMP / f"step-{name}-contraction.pt")
+        )
+    return row
 
 
 def blas_rate(size: int = 4096, repeats: int = 5) -> dict:
@@ -222,7 +251,7 @@ def section_exactness(n: int = 8) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--only", choices=[*CASES, "exactness", "blas"])
+    ap.add_argument("--only", choices=[*CASES, "exactness", "blas", "step"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument(
         "--budget-gib", type=float, help="memory budget (default: the engine's, half the RAM)"
@@ -231,7 +260,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         spec = json.loads(args.one)
-        fn = {"kernel": run_kernel, "delta": run_delta, "blas": lambda s: blas_rate()}
+        kinds = {"kernel": run_kernel, "delta": run_delta, "step": run_step}
+        fn = {**kinds, "blas": lambda s: blas_rate()}
         print(json.dumps(fn[spec["kind"]](spec), default=str))
         return
     TMP.mkdir(parents=True, exist_ok=True)
@@ -242,12 +272,14 @@ def main() -> None:
         "python": platform.python_version(),
         "processor": platform.machine(),
     }
-    todo = [args.only] if args.only else ["blas", *CASES, "exactness"]
+    todo = [args.only] if args.only else ["blas", *CASES, "exactness", "step"]
     for name in todo:
         if name == "blas":
             results["blas"] = measure("blas", {})
         elif name == "exactness":
             results["exactness"] = section_exactness()
+        elif name == "step":
+            results["step"] = section_step()
         else:
             budget = int(args.budget_gib * 2**30) if args.budget_gib else None
             key = args.key or name

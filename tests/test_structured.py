@@ -306,6 +306,39 @@ def test_auto_picks_the_form_with_fewer_multiply_adds():
         assert (lp.structured_macs < lp.contracted_macs) == (lp.form is LayerForm.STRUCTURED)
 
 
+@pytest.mark.parametrize("jacobian", ["auto", "contraction"])
+def test_the_certificate_records_how_the_kernel_was_built(jacobian):
+    import forgetbox
+
+    from . import cases
+
+    c = cases.make("smallcnn")
+    res = forgetbox.scrub(
+        c.model,
+        pretrained=c.w0,
+        retain=c.retain,
+        forget=c.forget,
+        method="ntk",
+        weight_decay=c.lam,
+        dtype=F64,
+        options=NTKOptions(solver="dense", jacobian=jacobian),
+    )
+    cert = res.certificate
+    assert cert["config"]["jacobian"] == jacobian
+    (report,) = cert["method_info"]["ntk"]["reports"]
+    build = report["kernel_build"]
+    if jacobian == "contraction":
+        assert build == {"jacobian": "contraction"}
+        return
+    # every factored weight of the small CNN has a form, and it is the flop model's choice
+    f, params = model_function(c.model, F64), parameters_of(c.model, F64)
+    x = torch.cat([c.retain[0], c.forget[0]])
+    plan = layer_kernel_and_jacobian(f, params, x)[2].plan
+    want = {lp.factored: lp.form.value for lp in plan.layers if lp.form is not None}
+    assert build["forms"] == want and set(want.values()) <= {"structured", "contracted"}
+    assert build["jacobian"] == "per-layer" and build["fallback"] == []
+
+
 def test_jacobian_option_accepts_strings_and_names_the_choices():
     assert NTKOptions(jacobian="structured").jacobian is JacobianMode.STRUCTURED
     assert NTKOptions().jacobian is JacobianMode.AUTO

@@ -54,6 +54,7 @@ def certificate(
             "weight_decay": config.linearization.weight_decay,
             "loss": config.linearization.loss.value,
             "solver": config.ntk.solver.value,
+            "jacobian": config.ntk.jacobian.value,
             "linearized_at": config.linearization.around.value,
             "trapezium": config.use_trapezium,
             "trapezium_leg": config.trapezium_leg,

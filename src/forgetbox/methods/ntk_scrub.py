@@ -70,6 +70,7 @@ def ntk_point(
     info["ntk"] = {
         "solver": direction.extras.get("solver"),
         "kernel": direction.extras.get("kernel", "exact"),
+        "jacobian": direction.extras.get("jacobian"),
         "seconds": direction.seconds,
         "reports": [r.__dict__ for r in direction.reports],
         "delta_norm": direction.delta.norm().item(),

@@ -43,6 +43,7 @@ class SolveReport:
     seconds: float = 0.0
     memory_estimate_bytes: int = 0
     preconditioner: str = "none"
+    kernel_build: dict | None = None  # the dense kernel's build (ntk.structured.build_summary)
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def dense_coefficients(
     t = time.perf_counter()
     n, c = prob.r.shape
     nr = prob.n_retain
-    K, J = prob.kernel_matrix()
+    K, J, build = prob.kernel_build()
     r, rows = kernel_rows(prob.r, prob.kernel)
     m_r = nr * rows
     solve = schur_coefficients if form is Form.SCHUR else difference_coefficients
@@ -122,6 +123,7 @@ def dense_coefficients(
         "dense",
         seconds=time.perf_counter() - t,
         memory_estimate_bytes=dense_memory_estimate(n * rows, prob.num_params),
+        kernel_build=build,
     )
     return delta_coef.reshape(n, c), alpha_r.reshape(nr, c), report, J
 
@@ -281,6 +283,7 @@ def ntk_direction(
         "solver": chosen.value,
         "form": opts.form.value,
         "kernel": prob.kernel.value,
+        "jacobian": opts.jacobian.value,
         "n_retain": nr,
         "n_forget": len(prob.x) - nr,
     }

@@ -25,7 +25,7 @@ from .jacobian import jvp_all, vjp_sum
 from .kernel import HeldJacobian
 from .memory import default_chunk, default_memory_budget
 from .options import Around, JacobianMode, Kernel, Linearization, Loss, NTKOptions
-from .structured import layer_kernel_and_jacobian
+from .structured import build_summary, layer_kernel_and_jacobian
 
 
 def residuals(logits: Tensor, labels: Tensor, loss: Loss | str = Loss.CE) -> Tensor:
@@ -79,11 +79,16 @@ class Problem:
         return sum(t.numel() for t in self.params.values())
 
     def kernel_matrix(self) -> tuple[Tensor, HeldJacobian | None]:
+        """See :meth:`kernel_build` (without its summary)."""
+        K, J, _ = self.kernel_build()
+        return K, J
+
+    def kernel_build(self) -> tuple[Tensor, HeldJacobian | None, dict]:
         """The problem's kernel over all of D (float64, ``(n rows, n rows)``), and the exact
         Jacobian columns left in memory (see :func:`kernel_and_jacobian`; never for the
         pseudo-NTK, whose Jacobian is not the one ``delta_w`` needs), built as ``jacobian``
         says (:func:`~forgetbox.ntk.structured.layer_kernel_and_jacobian`)."""
-        K, J, _ = layer_kernel_and_jacobian(
+        K, J, report = layer_kernel_and_jacobian(
             self.f,
             self.params,
             self.x,
@@ -92,7 +97,7 @@ class Problem:
             chunk=self.chunk_option,
             kernel=self.kernel,
         )
-        return K, (J if self.kernel is Kernel.EXACT else None)
+        return K, (J if self.kernel is Kernel.EXACT else None), build_summary(report)
 
     def pullback(self, coef: Tensor, held: HeldJacobian | None) -> Tensor:
         """``J_D^T coef`` for ``coef`` ``(n, c)`` (or ``(k, n, c)`` -> ``(k, p)``): a matrix

@@ -82,6 +82,25 @@ class KernelReport:
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
+def build_summary(report: KernelReport) -> dict:
+    """What a kernel build chose, as plain data (certificates): each factored weight's form
+    (``structured`` / ``contracted``), the parameters left to ``vmap(jacrev)`` and why, both
+    forms' multiply-adds; ``{"jacobian": "contraction"}`` on the contraction path."""
+    plan = report.plan
+    if plan is None:
+        return {"jacobian": "contraction"}
+    forms = {lp.factored: lp.form.value for lp in plan.layers if lp.form is not None}
+    return {
+        "jacobian": "per-layer",
+        "forms": forms,
+        "fallback": list(plan.fallback),
+        "fallback_reasons": dict(plan.reasons),
+        "structured_macs": plan.macs(LayerForm.STRUCTURED),
+        "contracted_macs": plan.macs(LayerForm.CONTRACTED),
+        "passes": report.passes,
+    }
+
+
 @contextmanager
 def _timed(report: KernelReport, stage: str) -> Iterator[None]:
     t = time.perf_counter()
