@@ -63,8 +63,8 @@ def build(arch: str, width: float, n: int, dtype=torch.float32, seed: int = 1):
 
 def plan_summary(report) -> dict:
     plan = report.plan
-    if plan is None:
-        return {}
+    if plan is None:  # the contraction path (chosen, or auto's choice: its note says why)
+        return {"passes": 0, "note": report.note} if report.note else {}
     layers = [
         {
             "name": lp.name,

@@ -142,7 +142,8 @@ def structured(path: Path) -> None:
             f"| {key} | {row['n']} | {budget} | {med['contraction']:.1f} ({cpu['contraction']:.0f}) / "
             f"{peak['contraction']:.2f} | {med['auto']:.1f} ({cpu['auto']:.0f}) / {peak['auto']:.2f} "
             f"| {med['contraction'] / med['auto']:.2f}x ({cpu['contraction'] / cpu['auto']:.2f}x) "
-            f"| {runs['auto'][0]['passes']} | {row.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e} "
+            f"| {runs['auto'][0].get('passes', 0) or 'contraction path'} "
+            f"| {row.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e} "
             f"| {loads} |"
         )
     print(
@@ -156,6 +157,11 @@ def structured(path: Path) -> None:
             continue
         a = min(runs["auto"], key=lambda r: r["seconds"])
         c = min(runs["contraction"], key=lambda r: r["seconds"])
+        if "structured_macs" not in a:
+            print(
+                f"| {key} | auto: {a.get('note', 'the contraction path')} | | | | {fmt(blas, 0)} |"
+            )
+            continue
         st = a["stage_seconds"]
         s_sec, c_sec = st.get("structured", 0.0), st.get("contract", 0.0) + st.get("gram", 0.0)
         s_mac, c_mac, t_mac = a["structured_macs"], a["contracted_macs"], a["contraction_path_macs"]
@@ -192,6 +198,16 @@ def structured(path: Path) -> None:
             f"| {s_run['seconds']:.1f} | {macs / 1e9:,.0f} GMAC, {pred:,.0f} s (at {s_rate / 1e9:.0f} GFLOP/s) "
             f"| {sm.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e}, "
             f"{sm.get('structured_vs_contraction_rel_diff_float32', float('nan')):.1e} |"
+        )
+    if d.get("step"):
+        st = d["step"]
+        c, a = st["contraction"], st["auto"]
+        print("\n| model | |D| (|D_f|) | NTK step, contraction: s / GB | auto: s / GB | speed-up |")
+        print("|---|---|---|---|---|")
+        print(
+            f"| {st['model']} | {st['n']} ({st['forget']}) | {c['seconds']:.1f} / "
+            f"{c['peak_rss_gb']:.2f} | {a['seconds']:.1f} / {a['peak_rss_gb']:.2f} "
+            f"| {c['seconds'] / a['seconds']:.2f}x |"
         )
     if d.get("exactness"):
         print("\n| model | |D| | δw vs brute force (float64): contraction | auto | structured |")

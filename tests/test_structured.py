@@ -3,6 +3,7 @@ contraction path's ``vmap(jacrev)`` kernel, the brute-force ``reference.dense_de
 explicit per-sample gradient Gram for the structured block."""
 
 import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -149,6 +150,9 @@ def test_every_layer_and_form_matches_the_contracted_kernel(name, force):
     K, _, report = layer_kernel_and_jacobian(f, params, x, force=force, chunk=4)
     assert _rel(K, want) < 1e-12, _rel(K, want)
     plan = report.plan
+    if plan is None:  # auto, where the structured layers save little: the contraction path
+        assert force is None and report.note.startswith("auto: the structured form saves")
+        return
     assert plan.fallback == () and plan.reasons == {}  # every parameter from its layer's rule
     assert {q for lp in plan.layers for q in lp.params} == set(params)
     factored = [lp for lp in plan.layers if lp.factored]
@@ -337,6 +341,23 @@ def test_the_certificate_records_how_the_kernel_was_built(jacobian):
     want = {lp.factored: lp.form.value for lp in plan.layers if lp.form is not None}
     assert build["forms"] == want and set(want.values()) <= {"structured", "contracted"}
     assert build["jacobian"] == "per-layer" and build["fallback"] == []
+
+
+def test_auto_builds_per_layer_only_where_the_structured_form_saves_enough():
+    from forgetbox.ntk import structured
+
+    for name in MODELS:
+        model, x = _problem(name)
+        f, params = model_function(model, F64), parameters_of(model, F64)
+        plan = layer_kernel_and_jacobian(f, params, x, jacobian="structured")[2].plan
+        # the same plan, each factored weight in the cheaper form, as auto makes it
+        layers = tuple(
+            replace(lp, form=choose_form(plan.n, plan.k, lp.shape)) if lp.form else lp
+            for lp in plan.layers
+        )
+        saving = structured._saving(replace(plan, layers=layers))
+        report = layer_kernel_and_jacobian(f, params, x)[2]
+        assert (report.plan is None) == (saving < structured.AUTO_MIN_SAVING), name
 
 
 def test_jacobian_option_accepts_strings_and_names_the_choices():
