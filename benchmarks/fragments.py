@@ -115,6 +115,144 @@ def linearization_cost(root: Path) -> str:
     return "\n".join(out) if out else "No certified study has been committed yet.\n"
 
 
+def _verdicts(evaluation: dict) -> str:
+    """The certificate check's verdicts of a linearized evaluation, in words."""
+    check = evaluation["certificate"]
+    cert = check["methods"]["certified"]
+    control = check["control_original_with_noise"]
+    k = cert["models"]
+    return (
+        f"Judged by attacks (`forgetbox evaluate`, {k} certified releases against {k} of the "
+        f"reference mechanism, exact linearized retrains with the same noise): the mean-margin "
+        f"attack finds them **{cert['mean_margin_attack']['verdict']}** the (ε, δ) region, the "
+        f"per-example attacks on each of the {cert['per_example']['examples']} images of D_f "
+        f"**{cert['per_example']['verdict']}** ({cert['per_example']['refuted']} refuted); the "
+        f"negative control — the original model released with the same noise — is "
+        f"**{control['mean_margin_attack']['verdict']}** it, so the check can fail "
+        "([the evaluation](docs/results/digits-certified-evaluate/evaluation.html))."
+    )
+
+
+@fragment("readme-certified")
+def readme_certified(root: Path) -> str:
+    """README's headline for the certified path: the digits study and evaluation."""
+    doc = _load(root, "benchmarks/results/certified_digits.json")
+    evaluation = _load(root, "docs/results/digits-certified-evaluate/evaluation.json")
+    if doc is None or evaluation is None:
+        return "The certified path's measurements on the embedded default are not committed yet.\n"
+    eps = evaluation["certificate"]["methods"]["certified"]["epsilon"]
+    rs = [r for r in doc["certification"] if r["epsilon"] == eps]
+    seeds = len({r["seed"] for r in rs})
+    lin = [r for r in doc["linearization"] if r["trained"] == "all"]
+    std = mean(r["errors"]["test"] for r in lin if r["fine-tuning"] == "standard")
+    req = mean(r["request_seconds"] for r in rs)
+    prep = mean(r["prepared_request_seconds"] for r in rs)
+    retrain = mean(r["standard_retrain_seconds"] for r in rs)
+    return (
+        f"**Measured on the embedded default** (the small CNN linearized at w0, {seeds} seeds, "
+        f"ε = {eps:g}, δ = 1e-5; `benchmarks/results/certified_digits.json`): the released "
+        f"model's test error is {pct(mean(r['errors_released']['test'] for r in rs))} against "
+        f"{pct(mean(r['errors_exact_retrain']['test'] for r in rs))} for the exact linearized "
+        f"retrain and {pct(std)} for the network fine-tuned as usual; a request takes "
+        f"{req:.1f} s one-off ({speed(retrain / req)} than retraining the standard network, "
+        f"{retrain:.1f} s) and {prep:.2f} s from a prepared kernel. " + _verdicts(evaluation)
+    )
+
+
+SCORES = {  # against_retrain key -> how the summary names it
+    "ulira_balanced_accuracy": "U-LiRA",
+    "challenge_points": "the challenge's points",
+    "klom_forget": "KLoM on D_f",
+}
+
+
+def _vs(entry: dict, digits: int) -> str:
+    lo, hi = entry["ci95"]
+    mark = " ≠" if entry["distinguishable"] else ""
+    return f"{entry['difference']:+.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]{mark}"
+
+
+def _band_cell(method: dict, name: str) -> str:
+    r = method["readouts"][name]
+    side = "" if r["side"] == "inside" else f" ({r['meaning']})"
+    return f"{r['median']:.3f}{side}"
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+@fragment("evaluate-methods-digits")
+def evaluate_methods_digits(root: Path) -> str:
+    """Every method on the digits default against the retrain row (docs/evaluate.md)."""
+    d = _load(root, "docs/results/digits-methods-evaluate/evaluation.json")
+    if d is None:
+        return "The evaluation of every method on the digits default is not committed yet.\n"
+    k = d["config"]["evaluate"]["models"]
+    ms, bands, ar = d["methods"], d["bands"], d["against_retrain"]
+    retrain_s = _median(ms["retrain"]["seconds"])
+    out = [
+        f"K = {k} models per side, U-LiRA on {d['config']['evaluate']['shadow_models']} shadow "
+        f"models; {d['compute']['total_seconds'] / 60:.1f} minutes of recorded compute on 2 CPU "
+        "cores. vs retrain: the method's mean per-example value minus the retrain row's, 95 % "
+        "bootstrap interval over the examples; ≠: the interval excludes 0. D_f and test error: "
+        f"the median over the K models, retrain band D_f [{bands['error_forget']['low']:.3f}, "
+        f"{bands['error_forget']['high']:.3f}], test [{bands['error_test']['low']:.3f}, "
+        f"{bands['error_test']['high']:.3f}]; time: the median seconds of the method against the "
+        f"retrain row's {retrain_s:.1f} s.",
+        "",
+        "| method | U-LiRA bal. acc. (vs retrain) | challenge F | challenge points vs retrain "
+        "| KLoM D_f median, nats (vs retrain) | D_f error | test error | time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in ms.items():
+        a = ar.get(name, {})
+        vs = {key: _vs(a[key], 1 if key == "klom_forget" else 3) if a else "—" for key in SCORES}
+        secs = _median(m["seconds"])
+        time = (
+            "—" if name in ("retrain", "original") else f"{secs:.2f} s ({speed(retrain_s / secs)})"
+        )
+        out.append(
+            f"| {name} | {m['ulira']['balanced_accuracy']:.3f} ({vs['ulira_balanced_accuracy']}) "
+            f"| {m['challenge']['forget_quality']:.3f} | {vs['challenge_points']} "
+            f"| {m['klom']['forget']['median']:.2f} ({vs['klom_forget']}) "
+            f"| {_band_cell(m, 'error_forget')} | {_band_cell(m, 'error_test')} | {time} |"
+        )
+    same = {
+        label: [n for n, a in ar.items() if n != "original" and not a[key]["distinguishable"]]
+        for key, label in SCORES.items()
+    }
+    ranked = sorted(
+        (n for n in ar if n != "original"), key=lambda n: ar[n]["klom_forget"]["difference"]
+    )
+    out.append("")
+    out.append(
+        "Ranked by KLoM on D_f, closest to the retrain row first: "
+        + ", ".join(f"{n} ({ar[n]['klom_forget']['difference']:+.1f})" for n in ranked)
+        + " nats. "
+        "No difference from the retrain row resolved at this K ("
+        + "; ".join(f"{label}: {', '.join(ns) or 'none'}" for label, ns in same.items())
+        + "). An unresolved difference is not a proof of forgetting: it says this many models "
+        "and examples could not tell."
+    )
+    if not ar["original"]["ulira_balanced_accuracy"]["distinguishable"]:
+        out.append("")
+        out.append(
+            "U-LiRA does not separate even the original from the retrain row here, so its "
+            "column decides nothing on this problem."
+        )
+    leaks = [n for n, m in ms.items() if m["readouts"]["error_forget"]["meaning"] == "leaks"]
+    out.append("")
+    out.append(
+        "D_f error still below the retrain band (the model still knows D_f): "
+        + (", ".join(leaks) or "none")
+        + "."
+    )
+    return "\n".join(out) + "\n"
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
