@@ -190,6 +190,18 @@ def readme_certified(root: Path) -> str:
     )
 
 
+@fragment("default-run-time")
+def default_run_time(root: Path) -> str:
+    """The default run's wall time, cold and cached (benchmarks/run_default.py)."""
+    doc = _load(root, "benchmarks/results/run_default.json")
+    return (
+        f"Cold cache: **{doc['cold_seconds']:.0f} s** wall on 2 cores (pre-training, 6 "
+        f"fine-tunings, {len(doc['methods'])} methods × {len(doc['seeds'])} seeds, every readout "
+        f"and bound, figures and report); an identical rerun: {doc['cached_rerun_seconds']:.0f} s "
+        "(everything from the cache). Target: at most about 5 minutes.\n"
+    )
+
+
 SCORES = {  # against_retrain key -> how the summary names it
     "ulira_balanced_accuracy": "U-LiRA",
     "challenge_points": "the challenge's points",

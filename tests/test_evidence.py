@@ -261,7 +261,12 @@ def test_the_ensemble_contradicts_a_verdict_it_reads_the_other_way(tmp_path):
 
 
 def test_only_an_evaluation_of_the_same_setup_is_matched(tmp_path):
-    for name, cfg in (("same", CONFIG), ("other", dict(CONFIG, num_to_forget=None))):
+    others = (
+        ("other", dict(CONFIG, num_to_forget=None)),
+        ("linearized", dict(CONFIG, linearized=True)),  # the certified path's evaluation
+        ("subset", dict(CONFIG, trainable="classifier.*")),
+    )
+    for name, cfg in (("same", CONFIG), *others):
         (tmp_path / name).mkdir()
         (tmp_path / name / "evaluation.json").write_text(json.dumps(_evaluation(0.6, cfg)))
     found = matching_evaluations(_run(), tmp_path.iterdir())

@@ -344,7 +344,7 @@ def test_the_certificate_records_how_the_kernel_was_built(jacobian):
 
 
 def test_auto_builds_per_layer_only_where_the_structured_form_saves_enough():
-    from forgetbox.ntk import structured
+    from forgetbox.ntk import layer_plan
 
     for name in MODELS:
         model, x = _problem(name)
@@ -355,9 +355,9 @@ def test_auto_builds_per_layer_only_where_the_structured_form_saves_enough():
             replace(lp, form=choose_form(plan.n, plan.k, lp.shape)) if lp.form else lp
             for lp in plan.layers
         )
-        saving = structured._saving(replace(plan, layers=layers))
+        saving = layer_plan.plan_saving(replace(plan, layers=layers))
         report = layer_kernel_and_jacobian(f, params, x)[2]
-        assert (report.plan is None) == (saving < structured.AUTO_MIN_SAVING), name
+        assert (report.plan is None) == (saving < layer_plan.AUTO_MIN_SAVING), name
 
 
 def test_jacobian_option_accepts_strings_and_names_the_choices():

@@ -29,8 +29,10 @@ SETUP = (
     "forget_class",
     "num_to_forget",
     "train_per_class",
+    "linearized",
+    "trainable",
 )
-DEFAULTS = {"preset": "forgetbox"}
+DEFAULTS = {"preset": "forgetbox", "linearized": False, "trainable": None}
 FLAGGED = ("contradicted", "decided by the ensemble")
 
 

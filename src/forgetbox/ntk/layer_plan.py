@@ -77,6 +77,23 @@ class Plan:
         )
 
 
+# AUTO builds per layer only when the structured layers save at least this fraction of the
+# contraction path's multiply-adds; below it the two paths took the same time within the
+# machine's noise on All-CNN x0.4 (docs/benchmarks.md, the per-layer exact kernel)
+AUTO_MIN_SAVING = 0.1
+
+
+def plan_saving(plan: Plan) -> float:
+    """The fraction of the contraction path's multiply-adds the plan's structured layers save."""
+    total = sum(lp.contracted_macs for lp in plan.layers if lp.form is not None)
+    saved = sum(
+        lp.contracted_macs - lp.structured_macs
+        for lp in plan.layers
+        if lp.form is LayerForm.STRUCTURED
+    )
+    return saved / total if total else 0.0
+
+
 def candidates(module: nn.Module, names: set[str]) -> dict[str, Candidate]:
     """Modules with a rule that own at least one trainable parameter in ``names``."""
     out = {}

@@ -45,6 +45,7 @@ from .ghost import ghost_accumulate, ghost_block_samples
 from .jacobian import jacobian_blocks
 from .kernel import HeldJacobian, kernel_and_jacobian, sym_accumulate
 from .layer_plan import (
+    AUTO_MIN_SAVING,
     Candidate,
     Entry,
     Plan,
@@ -53,6 +54,7 @@ from .layer_plan import (
     layer_gradients,
     pack,
     plan_kernel,
+    plan_saving,
 )
 from .layer_rules import contract
 from .memory import (
@@ -82,23 +84,6 @@ class KernelReport:
     chunk: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     note: str = ""
-
-
-# AUTO builds per layer only when the structured layers save at least this fraction of the
-# contraction path's multiply-adds; below it the two paths took the same time within the
-# machine's noise on All-CNN x0.4 (docs/benchmarks.md, the per-layer exact kernel)
-AUTO_MIN_SAVING = 0.1
-
-
-def _saving(plan: Plan) -> float:
-    """The fraction of the contraction path's multiply-adds the plan's structured layers save."""
-    total = sum(lp.contracted_macs for lp in plan.layers if lp.form is not None)
-    saved = sum(
-        lp.contracted_macs - lp.structured_macs
-        for lp in plan.layers
-        if lp.form is LayerForm.STRUCTURED
-    )
-    return saved / total if total else 0.0
 
 
 def build_summary(report: KernelReport) -> dict:
@@ -172,11 +157,11 @@ def layer_kernel_and_jacobian(
     )
     max_cols = dense_group_columns(n * k, item, budget)
     plan = plan_kernel(f, params, module, x[: min(2, n)], n, k, mode, max(max_cols, 0), force)
-    if mode is JacobianMode.AUTO and force is None and _saving(plan) < AUTO_MIN_SAVING:
+    if mode is JacobianMode.AUTO and force is None and plan_saving(plan) < AUTO_MIN_SAVING:
         # the structured layers save little (All-CNN: every layer but the last at high
         # resolution): the contraction path builds the same kernel at least as fast
         K, held = kernel_and_jacobian(f, params, x, kernel=kernel, **opts)
-        note = f"auto: the structured form saves {_saving(plan):.1%} of the multiply-adds"
+        note = f"auto: the structured form saves {plan_saving(plan):.1%} of the multiply-adds"
         return K, held, KernelReport(None, note=note)
     items = entries(plan, params, item)
     need = math.ceil(sum(e.width for e in items) / MAX_GROUPS)

@@ -50,9 +50,11 @@ def _methods(results: dict) -> list[str]:
 
 
 def epsilons(results: dict, out: Path | None, narrow: bool = False) -> Figure:
-    """The challenge score's per-example epsilons of every method (``narrow``: two a row)."""
+    """The challenge score's per-example epsilons of every method, at most four a row
+    (``narrow``: two a row)."""
     methods = _methods(results)
-    fig, axes = panel_grid(len(methods), narrow, len(methods), (2.6, 3), narrow_cols=2)
+    cols = min(len(methods), 4)
+    fig, axes = panel_grid(len(methods), narrow, cols, (2.6, 3), narrow_cols=2)
     k = next(iter(results["methods"].values()))["challenge"]["models_per_side"]
     top = np.ceil(np.log(k - 1))
     bins = np.arange(0, max(top, 1) + 0.5, 0.5).tolist() + [50.5]
@@ -67,7 +69,7 @@ def epsilons(results: dict, out: Path | None, narrow: bool = False) -> Figure:
         s = results["methods"][m]["challenge"]
         ax.set_title(f"{m}\nF = {s['forget_quality']:.2f}, score {s['score']:.2f}", fontsize=9)
         ax.set_xlabel(f"epsilon (>= {top:.0f} pooled at the right)", fontsize=7)
-    for ax in axes[:: 2 if narrow else len(axes)]:
+    for ax in axes[:: 2 if narrow else cols]:
         ax.set_ylabel("D_f examples")
     fig.suptitle(f"Per-example epsilon ({k} models per side)")
     tight(fig)
