@@ -4,6 +4,7 @@ Jacobians, per-sample per-class Fisher loops, hand-written SGD steps)."""
 
 import copy
 import math
+import tomllib
 
 import pytest
 import torch
@@ -12,11 +13,15 @@ from torch.func import functional_call
 
 import forgetbox
 from forgetbox import data, methods, readouts
+from forgetbox.cli.experiment_args import read_toml
 from forgetbox.experiment import ExperimentConfig
+from forgetbox.experiment.config import config_from_dict
 from forgetbox.experiment.stages import Stages
 from forgetbox.experiment.tasks import Task
 from forgetbox.functional import flatten, parameters_of, unflatten
 from forgetbox.methods import ForgetConfig
+from forgetbox.methods.baseline_config import ScrubConfig
+from forgetbox.report import config_toml
 
 
 def _logits(model, w, x):
@@ -251,3 +256,46 @@ def test_step_scale_reaches_only_the_ntk_methods():
         want = plain.method_config(task, method).key()
         assert fixed.method_config(task, method).key() == want
         assert want["step_scale"] is None
+
+
+def test_baseline_settings_reach_only_their_methods(tmp_path):
+    # [experiment.baselines.<group>] in a TOML file (as forgetbox run and evaluate read it)
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        '[experiment]\nprofile = "quick"\n'
+        "[experiment.baselines.scrub]\nlr = 0.002\nepochs = 4\n"
+        "[experiment.baselines.salun]\nmask_fraction = 0.3\n"
+    )
+    tuned = config_from_dict(read_toml(toml)).resolved()
+    split = data.digits_split(seed=0, train_per_class=4, val_per_class=2)
+    task = Task(split, torch.tensor([0]))
+    plain = Stages(ExperimentConfig(profile="quick").resolved(), cache=None, log=lambda s: 0)
+    fixed = Stages(tuned, cache=None, log=lambda s: 0)
+    for method in ("scrub", "scrub_r"):
+        got = fixed.method_config(task, method)
+        assert (got.scrub.lr, got.scrub.epochs) == (0.002, 4)
+        assert got.scrub.temperature == ScrubConfig().temperature  # the rest: the paper's
+        assert got.key(method) != plain.method_config(task, method).key(method)
+    assert fixed.method_config(task, "salun").salun.mask_fraction == 0.3
+    for method in ("original", "retrain", "finetune", "fisher", "ntk", "neggrad_plus"):
+        want = plain.method_config(task, method).key(method)
+        assert fixed.method_config(task, method).key(method) == want
+    # written back into config.toml and read again as the same settings
+    written = config_toml({"config": tuned.as_dict(), "versions": {}})
+    again = config_from_dict(tomllib.loads(written)["experiment"])
+    assert again.baselines == tuned.baselines
+
+
+@pytest.mark.parametrize(
+    "baselines,message",
+    [
+        ({"scrubb": {"lr": 1}}, "unknown baseline 'scrubb'"),
+        ({"scrub": {"lrr": 1}}, r"baselines.scrub: unknown settings \['lrr'\]"),
+        ({"scrub": {"lr": -1}}, "scrub.lr must be > 0"),
+        ({"scrub": 3}, "baselines.scrub must be a table"),
+        ([1], "baselines must be a table"),
+    ],
+)
+def test_bad_baseline_settings_are_refused_naming_them(baselines, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"baselines": baselines})

@@ -12,7 +12,12 @@ from pathlib import Path
 from ..experiment.config import ExperimentConfig, config_from_dict
 from ..experiment.schema import SPECS, coerce, parse_flag
 
-_HINT = {"ints": "e.g. 0,1,2", "floats": "e.g. 1e-9,1e-6", "strs": "comma-separated"}
+_HINT = {
+    "ints": "e.g. 0,1,2",
+    "floats": "e.g. 1e-9,1e-6",
+    "strs": "comma-separated",
+    "table": "JSON; a [experiment.baselines.<method>] table in TOML",
+}
 
 
 def add_experiment_args(p: argparse.ArgumentParser) -> None:

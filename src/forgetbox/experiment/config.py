@@ -70,6 +70,9 @@ class ExperimentConfig:
     epsilon: float = 1.0
     delta: float = 1e-5
     trainable: str | None = None  # parameters fine-tuning trains (patterns); default all
+    # the baselines' settings by group (neggrad, scrub, salun, l1_sparse): {group: {field:
+    # value}}, each group read only by its methods; default their papers' (methods.md)
+    baselines: dict | None = None
     device: str = "cpu"
     out: str = "runs/default"
     cache_dir: str | None = None  # default: <out>/cache

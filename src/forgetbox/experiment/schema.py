@@ -5,11 +5,13 @@ setting, before any work."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..methods import METHODS, FinetuneAnchor, NoiseAverage, TrapeziumLeg
+from ..methods.config import BASELINE_SETTINGS
 from ..models import MODEL_NAMES
 from ..ntk import Around, Solver
 from ..training import LRSchedule
@@ -30,8 +32,9 @@ PRETRAIN_SETS = (
 
 @dataclass(frozen=True)
 class Spec:
-    """``kind``: str, float, int, bool, ints, floats, strs or count (an integer, ``auto`` or
-    ``all``); ``nullable``: None is allowed (the profile or data set fills it in)."""
+    """``kind``: str, float, int, bool, ints, floats, strs, count (an integer, ``auto`` or
+    ``all``) or table (a TOML table; JSON on the command line); ``nullable``: None is allowed
+    (the profile or data set fills it in)."""
 
     kind: str
     help: str
@@ -80,6 +83,23 @@ def _nonempty(v, name):
     if not v:
         raise ValueError(f"{name}: at least one is needed")
     _at_least(0)(v, name)
+
+
+def _baselines(v, name):
+    """``{group: {field: value}}``: each group a baseline's settings (``neggrad``, ``scrub``,
+    ``salun``, ``l1_sparse``), each field one of its dataclass's, the values checked by
+    building it (errors name ``group.field``)."""
+    for group, values in v.items():
+        if group not in BASELINE_SETTINGS:
+            known = ", ".join(BASELINE_SETTINGS)
+            raise ValueError(f"{name}: unknown baseline {group!r}; choose from {known}")
+        if not isinstance(values, dict):
+            raise ValueError(f"{name}.{group} must be a table of settings; got {values!r}")
+        settings = BASELINE_SETTINGS[group]
+        unknown = set(values) - {f.name for f in fields(settings)}
+        if unknown:
+            raise ValueError(f"{name}.{group}: unknown settings {sorted(unknown)}")
+        settings(**values)
 
 
 def _device(v, name):
@@ -156,6 +176,13 @@ SPECS: dict[str, Spec] = {
     "epsilon": Spec("float", "epsilon of the certified method", POSITIVE),
     "delta": Spec("float", "delta of the certified method", POSITIVE),
     "trainable": Spec("str", "parameters fine-tuning trains (patterns)", nullable=True),
+    "baselines": Spec(
+        "table",
+        "the baselines' settings, by method: neggrad, scrub, salun, l1_sparse "
+        '(default: their papers\'), e.g. {"scrub": {"lr": 0.001}}',
+        _baselines,
+        nullable=True,
+    ),
     "device": Spec("str", "cpu or cuda[:N]", _device),
     "out": Spec("str", "run folder"),
     "cache_dir": Spec("str", "stage cache (default <out>/cache)", nullable=True),
@@ -188,6 +215,10 @@ def coerce(name: str, value):
             raise ValueError(f"{name} must be true or false; got {value!r}")
     elif kind == "count":
         value = _count(value, name)
+    elif kind == "table":
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a table; got {value!r}")
+        value = {k: dict(v) if isinstance(v, dict) else v for k, v in sorted(value.items())}
     else:
         value = _sequence(value, name, kind)
     if spec.check is not None and value is not None:
@@ -231,6 +262,8 @@ def parse_flag(name: str, text: str):
             return [v.strip() for v in text.split(",") if v.strip()]
         if kind == "count":
             return text if text in ("auto", "all", "class") else int(text)
+        if kind == "table":
+            return json.loads(text)
     except ValueError:
         raise ValueError(f"--{name.replace('_', '-')}: cannot read {text!r} as {kind}") from None
     return text

@@ -17,6 +17,7 @@ from .. import methods, models, ntk, training
 from ..functional import flatten, num_parameters, parameters_of, select_trainable
 from ..hashing import config_hash
 from ..methods import NTK_METHODS, CertifyConfig, ForgetConfig, NoiseConfig
+from ..methods.config import OWN_SETTINGS
 from ..ntk import Linearization
 from ..training import FinetuneConfig, PretrainConfig
 from .cache import Cache
@@ -251,6 +252,9 @@ class Stages:
             fcfg = replace(fcfg, step_scale=self.cfg.step_scale)
         if method == "finetune":
             fcfg = replace(fcfg, finetune_lr=self.cfg.finetune_baseline_lr)
+        for group, values in (self.cfg.baselines or {}).items():
+            if method in OWN_SETTINGS[group]:  # the other methods' keys do not depend on it
+                fcfg = replace(fcfg, **{group: replace(getattr(fcfg, group), **values)})
         return fcfg
 
     def scrubbed(
