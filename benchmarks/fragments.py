@@ -230,9 +230,91 @@ def _median(xs: list[float]) -> float:
 @fragment("evaluate-methods-digits")
 def evaluate_methods_digits(root: Path) -> str:
     """Every method on the digits default against the retrain row (docs/evaluate.md)."""
-    d = _load(root, "docs/results/digits-methods-evaluate/evaluation.json")
+    return methods_table(root, "digits-methods-evaluate")
+
+
+@fragment("evaluate-methods-digits-tuned")
+def evaluate_methods_digits_tuned(root: Path) -> str:
+    """The same with each method's knob tuned on the validation cohort (docs/evaluate.md)."""
+    return methods_table(root, "digits-methods-tuned-evaluate")
+
+
+@fragment("tuning-digits")
+def tuning_digits(root: Path) -> str:
+    """The tuning budget's candidates and choices (benchmarks/tune_baselines.py)."""
+    doc = _load(root, "benchmarks/results/tune_baselines.json")
+    if doc is None:
+        return "The tuning study is not committed yet.\n"
+    out = [
+        f"Validation cohort: {doc['validation_cohort']}, seeds "
+        f"{', '.join(map(str, doc['seeds']))}; rule: {doc['rule']}.",
+        "",
+        "| method | setting | paper's | candidates: mean L1 to retrain on D_f / test error "
+        "(retrain's test error) | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    for method, spec in doc["methods"].items():
+        cells = "; ".join(
+            f"{c['value']:g}: diverged"
+            if "failed" in c
+            else f"{c['value']:g}: {c['l1_to_retrain_forget']:.3f} / {pct(c['error_test'])}"
+            for c in sorted(spec["candidates"], key=lambda c: c["value"])
+        )
+        retrain = next(c for c in spec["candidates"] if "failed" not in c)["retrain_error_test"]
+        out.append(
+            f"| {method} | `{spec['setting']}` | {spec['paper']:g} | {cells} ({pct(retrain)}) "
+            f"| **{spec['chosen']:g}** |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def klom_ranking(against_retrain: dict) -> str:
+    """The methods by their KLoM on D_f minus the retrain row's, smallest in size first."""
+    ar = against_retrain
+    ranked = sorted(
+        (n for n in ar if n != "original"), key=lambda n: abs(ar[n]["klom_forget"]["difference"])
+    )
+    return ", ".join(f"{n} ({ar[n]['klom_forget']['difference']:+.1f} nats)" for n in ranked)
+
+
+@fragment("readme-evaluate")
+def readme_evaluate(root: Path) -> str:
+    """README's summary of the committed evaluations."""
+    out = ["**What it found** (generated from the committed evaluations)."]
+    tuned = _load(root, "docs/results/digits-methods-tuned-evaluate/evaluation.json")
+    plain = _load(root, "docs/results/digits-methods-evaluate/evaluation.json")
+    digits, how = (tuned, "each method's knob tuned on class 1") if tuned else (plain, "untuned")
+    if digits is not None:
+        ar = digits["against_retrain"]
+        close = [n for n, a in ar.items() if not a["klom_forget"]["distinguishable"]]
+        k = digits["config"]["evaluate"]["models"]
+        out.append(
+            f"On the digits default (the whole class 0, K = {k}, {how}), KLoM on D_f ranks "
+            "the methods, closest to retraining first: "
+            f"{klom_ranking(ar)}; "
+            + (
+                f"{', '.join(close)} cannot be told from the retrain row by it"
+                if close
+                else "every method's KLoM stays distinguishable from the retrain row's"
+            )
+            + " ([evaluate](docs/evaluate.md))."
+        )
+    cifar = _load(root, "docs/results/cifar5-allcnn-evaluate/evaluation.json")
+    if cifar is not None:
+        out.append(
+            f"On real CIFAR-5 (All-CNN ×0.4, K = {cifar['config']['evaluate']['models']}, the "
+            f"paper's methods, scored before the scores were aligned with their official code): "
+            f"{klom_ranking(cifar['against_retrain'])}."
+        )
+    return " ".join(out) + "\n"
+
+
+def methods_table(root: Path, name: str) -> str:
+    """A committed evaluation's methods against its retrain row: the table, the ranking by
+    KLoM and what the ensemble could not resolve."""
+    d = _load(root, f"docs/results/{name}/evaluation.json")
     if d is None:
-        return "The evaluation of every method on the digits default is not committed yet.\n"
+        return f"`docs/results/{name}` is not committed yet.\n"
     k = d["config"]["evaluate"]["models"]
     ms, bands, ar = d["methods"], d["bands"], d["against_retrain"]
     retrain_s = _median(ms["retrain"]["seconds"])
@@ -267,14 +349,9 @@ def evaluate_methods_digits(root: Path) -> str:
         label: [n for n, a in ar.items() if n != "original" and not a[key]["distinguishable"]]
         for key, label in SCORES.items()
     }
-    ranked = sorted(
-        (n for n in ar if n != "original"), key=lambda n: ar[n]["klom_forget"]["difference"]
-    )
     out.append("")
     out.append(
-        "Ranked by KLoM on D_f, closest to the retrain row first: "
-        + ", ".join(f"{n} ({ar[n]['klom_forget']['difference']:+.1f})" for n in ranked)
-        + " nats. "
+        "Ranked by KLoM on D_f, closest to the retrain row first: " + klom_ranking(ar) + ". "
         "No difference from the retrain row resolved at this K ("
         + "; ".join(f"{label}: {', '.join(ns) or 'none'}" for label, ns in same.items())
         + "). An unresolved difference is not a proof of forgetting: it says this many models "

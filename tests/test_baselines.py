@@ -386,3 +386,10 @@ def test_forgetbox_run_times_every_baseline_and_gives_scrub_r_the_validation_set
         row = res["methods"][m]["per_seed"][0]
         assert row["seconds"] > 0 and 0 <= row["error_retain"] <= 1
     assert (tmp_path / "report.html").exists()
+
+
+def test_a_method_that_diverges_is_refused_in_one_line(problem):
+    # NegGrad+ ascends the D_f loss: at an absurd rate the weights overflow
+    config = ForgetConfig(neggrad=NegGradConfig(lr=1e6, epochs=3))
+    with pytest.raises(ValueError, match="neggrad_plus: the weights are not finite"):
+        _run(problem, "neggrad_plus", config)

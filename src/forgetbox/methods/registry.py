@@ -277,6 +277,11 @@ def forget(
     out = res.model.to(call.device)  # the scrubbed model lives where w(D) does
     info = dict(res.info)
     info.setdefault("mean", flatten(parameters_of(out)))
+    if not torch.isfinite(info["mean"]).all():
+        raise ValueError(
+            f"{method.value}: the weights are not finite after forgetting (the method diverged; "
+            "a smaller learning rate or noise scale may help)"
+        )
     if res.var is not None:
         info["alpha"] = alpha
     out.eval()
