@@ -44,6 +44,16 @@ def test_attack_detects_memorised_forget_set():
     assert a == b  # deterministic under a seed
 
 
+def test_attack_refuses_non_finite_outputs_in_one_line():
+    gen = torch.Generator().manual_seed(0)
+    forget = _confident(25, 5, gen)
+    broken = (torch.full_like(forget[0], float("nan")), forget[1])
+    with pytest.raises(ValueError, match="outputs are not finite"):
+        readouts.membership_attack(
+            Identity(), _confident(200, 5, gen), _unsure(200, 5, gen), broken
+        )
+
+
 @pytest.mark.parametrize("feature", ["entropy", "loss", "confidence"])
 def test_attack_near_chance_when_indistinguishable(feature):
     gen = torch.Generator().manual_seed(1)

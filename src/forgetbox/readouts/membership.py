@@ -79,6 +79,10 @@ def membership_attack(
     f_t = feats(test[0], test[1])
     f_f = feats(*forget)
     X = np.concatenate([f_r, f_t[half_a]])
+    if not (np.isfinite(X).all() and np.isfinite(f_f).all()):
+        raise ValueError(
+            "membership attack: the model's outputs are not finite (a method that diverged?)"
+        )
     Y = np.concatenate([np.ones(len(f_r)), np.zeros(len(half_a))])
     clf = SVC(C=3, gamma="auto", kernel="rbf").fit(X, Y)
     member_rate = float(clf.predict(f_f).mean())
