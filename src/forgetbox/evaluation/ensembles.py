@@ -167,12 +167,17 @@ def build_ensembles(
         key = "ensemble-" + config_hash([idx.key_base, k, cfg.relearn, "reference"])
         references.append(Member("reference", k, idx.seed, ref_logits, {}, idx.reference_seconds))
         for method in cfg.methods:
-            model, seconds, seed = _member_model(stages, task, idx, method, cfg, k)
-            logits = logits_of(model, task)
-            rkey = "ensemble-" + config_hash(
-                [key, method, stages.method_config(task, method).key(method), seed]
-            )
-            row = member_readouts(stages, task, model, logits, ref_logits, seed, threshold, rkey)
+            try:
+                model, seconds, seed = _member_model(stages, task, idx, method, cfg, k)
+                logits = logits_of(model, task)
+                rkey = "ensemble-" + config_hash(
+                    [key, method, stages.method_config(task, method).key(method), seed]
+                )
+                row = member_readouts(
+                    stages, task, model, logits, ref_logits, seed, threshold, rkey
+                )
+            except ValueError as exc:  # say which model: a method may fail on one seed only
+                raise ValueError(f"ensemble member {k + 1}, {method}: {exc}") from exc
             by_method[method].append(Member(method, k, seed, logits, row, seconds))
         log(f"ensemble member {k + 1}/{cfg.models} ready in {time.perf_counter() - t0:.0f} s")
     return by_method, references, originals
