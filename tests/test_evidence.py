@@ -265,6 +265,7 @@ def test_only_an_evaluation_of_the_same_setup_is_matched(tmp_path):
         ("other", dict(CONFIG, num_to_forget=None)),
         ("linearized", dict(CONFIG, linearized=True)),  # the certified path's evaluation
         ("subset", dict(CONFIG, trainable="classifier.*")),
+        ("tuned noise", dict(CONFIG, alpha_fisher=1e-7)),  # claim 3 compares fisher's cost
     )
     for name, cfg in (("same", CONFIG), *others):
         (tmp_path / name).mkdir()

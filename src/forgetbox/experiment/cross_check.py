@@ -31,6 +31,8 @@ SETUP = (
     "train_per_class",
     "linearized",
     "trainable",
+    "alpha_fisher",  # the noise of fisher and ntk_fisher, which claims 3, 6, 7 and 9 compare
+    "alpha_ntk_fisher",
 )
 DEFAULTS = {"preset": "forgetbox", "linearized": False, "trainable": None}
 FLAGGED = ("contradicted", "decided by the ensemble")
