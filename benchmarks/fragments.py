@@ -39,13 +39,20 @@ def fragment(name: str):
 
 
 def speed(ratio: float) -> str:
-    """``4.2× faster`` or ``1.3× slower`` (never "0.8× faster")."""
+    """``4.2× faster`` or ``1.3× slower`` (never "0.8× faster"); within 5 %: ``as fast``."""
+    if 1 / 1.05 <= ratio <= 1.05:
+        return "as fast"
     return f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower"
 
 
 def secs(x: float) -> str:
     """Seconds with two significant digits below 10 s."""
     return f"{x:.2f} s" if x < 1 else f"{x:.1f} s" if x < 10 else f"{x:.0f} s"
+
+
+def n_seeds(n: int) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def pct(x: float) -> str:
@@ -85,7 +92,8 @@ def certified_cost(root: Path) -> str:
         seeds = sorted({r["seed"] for r in doc["certification"]})
         out.append(
             f"**{setup['model']} ×{setup['width']:g} on {setup['dataset']}** ({setup['profile']} "
-            f"profile, seeds {', '.join(map(str, seeds))}; `{path.relative_to(root)}`):\n"
+            f"profile, {'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}; "
+            f"`{path.relative_to(root)}`):\n"
         )
         out.append(
             "| ε (δ = 1e-5) | μ | σ | test error released | exact linearized retrain | "
@@ -106,15 +114,23 @@ def linearization_cost(root: Path) -> str:
         doc = json.loads(path.read_text())
         setup = doc["setup"]
         out.append(f"**{setup['model']} ×{setup['width']:g} on {setup['dataset']}**:\n")
-        out.append("| trained | parameters | standard test error | linearized test error |")
-        out.append("|---|---|---|---|")
+        out.append(
+            "| trained | parameters | standard test error | linearized test error "
+            "| D_r error: standard / linearized |"
+        )
+        out.append("|---|---|---|---|---|")
         for trained in dict.fromkeys(r["trained"] for r in doc["linearization"]):
             rs = [r for r in doc["linearization"] if r["trained"] == trained]
             std = [r["errors"]["test"] for r in rs if r["fine-tuning"] == "standard"]
             lin = [r["errors"]["test"] for r in rs if r["fine-tuning"] == "linearized"]
+            fit = {
+                ft: pct(mean(r["errors"]["retain"] for r in rs if r["fine-tuning"] == ft))
+                for ft in ("standard", "linearized")
+            }
             out.append(
-                f"| {trained} | {rs[0]['parameters']:,} | {pct(mean(std))} ({len(std)} seeds) | "
-                f"{pct(mean(lin))} ({len(lin)} seeds) |"
+                f"| {trained} | {rs[0]['parameters']:,} | {pct(mean(std))} ({n_seeds(len(std))}) | "
+                f"{pct(mean(lin))} ({n_seeds(len(lin))}) "
+                f"| {fit['standard']} / {fit['linearized']} |"
             )
         out.append("")
     return "\n".join(out) if out else "No certified study has been committed yet.\n"
