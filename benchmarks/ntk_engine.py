@@ -335,6 +335,16 @@ def section_large() -> list[dict]:
     ]
 
 
+def machine() -> dict:
+    """What the CPU benchmarks ran on (2 threads)."""
+    return {
+        "cpu_threads": 2,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processor": platform.machine(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--one")
@@ -346,12 +356,7 @@ def main() -> None:
     tmp = Path("runs/bench-tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["machine"] = {
-        "cpu_threads": 2,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "processor": platform.machine(),
-    }
+    results["machine"] = machine()
     sections = {
         "compare": section_compare,
         "allocator": section_allocator,

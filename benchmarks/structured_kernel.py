@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from ntk_engine import machine
 
 from forgetbox import models, ntk, reference
 from forgetbox.functional import model_function, parameters_of
@@ -266,12 +266,7 @@ def main() -> None:
         return
     TMP.mkdir(parents=True, exist_ok=True)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["machine"] = {
-        "cpu_threads": 2,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "processor": platform.machine(),
-    }
+    results["machine"] = machine()
     todo = [args.only] if args.only else ["blas", *CASES, "exactness", "step"]
     for name in todo:
         if name == "blas":
