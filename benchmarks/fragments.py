@@ -188,9 +188,7 @@ def readme_certified(root: Path) -> str:
         rows = [r for r in doc["linearization"] if r["trained"] == "all"]
         return mean(r["errors"]["test"] for r in rows if r["fine-tuning"] == fine_tuning)
 
-    req = mean(r["request_seconds"] for r in rs)
-    prep = mean(r["prepared_request_seconds"] for r in rs)
-    retrain = mean(r["standard_retrain_seconds"] for r in rs)
+    req, prep, retrain = _request_times(rs)
     link = "docs/results/digits-certified-evaluate/evaluation.html"
     return (
         f"**Measured on the embedded default** (the small CNN, every parameter trained, {seeds} "
@@ -206,6 +204,12 @@ def readme_certified(root: Path) -> str:
     )
 
 
+def _request_times(rows: list[dict]) -> tuple[float, float, float]:
+    """Mean seconds of a one-off request, a prepared one and retraining the standard network."""
+    keys = ("request_seconds", "prepared_request_seconds", "standard_retrain_seconds")
+    return tuple(mean(r[k] for r in rows) for k in keys)
+
+
 def _cifar_certified(root: Path, eps: float) -> str:
     """README's sentence on the CIFAR-5 certified study, where one is committed."""
     doc = _load(root, "benchmarks/results/certified_allcnn.json")
@@ -217,9 +221,7 @@ def _cifar_certified(root: Path, eps: float) -> str:
     def err(ft: str, subset: str = "test") -> str:
         return pct(mean(r["errors"][subset] for r in lin if r["fine-tuning"] == ft))
 
-    req = mean(r["request_seconds"] for r in rs)
-    prep = mean(r["prepared_request_seconds"] for r in rs)
-    retrain = mean(r["standard_retrain_seconds"] for r in rs)
+    req, prep, retrain = _request_times(rs)
     return (
         f" On real CIFAR-5 (All-CNN ×0.4, cpu profile, {n_seeds(len(rs))}; "
         "`benchmarks/results/certified_allcnn.json`) linearized fine-tuning reaches "
