@@ -30,3 +30,18 @@ def test_a_stale_fragment_is_found_and_ratios_read_as_slower():
     assert changed == ["certified-cost"] and "old numbers" not in new
     assert fragments.render(new, ROOT)[1] == []
     assert fragments.speed(0.8) == "1.2× slower" and fragments.speed(4.0) == "4.0× faster"
+
+
+def test_a_pre_alignment_caveat_cannot_outlive_a_rerun():
+    fragments = _fragments()
+    name, commit = next(iter(fragments.PRE_ALIGNMENT.items()))
+    scored = {"provenance": {"source": {"commit": commit + "0" * 33}}}
+    assert "before the scores were aligned" in fragments.scored_before_alignment(scored, name)
+    assert fragments.scored_before_alignment(scored, "digits-evaluate") == ""
+    rerun = {"provenance": {"source": {"commit": "f" * 40}}}
+    try:
+        fragments.scored_before_alignment(rerun, name)
+    except ValueError as exc:
+        assert "drop it from PRE_ALIGNMENT" in str(exc)
+    else:
+        raise AssertionError("a rescored evaluation kept its caveat")
