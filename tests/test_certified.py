@@ -269,3 +269,32 @@ def test_secret_noise_differs_every_time_and_is_recorded_as_such():
     assert not torch.equal(flatten(a.model.w()), flatten(b.model.w()))  # same seed, new noise
     draws = privacy.secure_normal(200_001)
     assert abs(draws.mean()) < 6 / math.sqrt(len(draws)) and abs(draws.var() - 1) < 0.02
+
+
+def test_the_per_layer_kernel_certifies_the_same_removal_and_is_recorded():
+    """Certified training and removal build the kernel at w0 with the engine's per-layer form
+    (issue 31): the same minimisers as the contraction path, to float64 rounding, and the
+    record says how the kernel was built."""
+    base, model, x, y, _ = _problem()
+    keep = torch.ones(len(x), dtype=torch.bool)
+    keep[[0, 7]] = False
+    lin = Linearization(weight_decay=LAM)
+    out = {}
+    for mode in ("contraction", "structured"):
+        opts = ntk.NTKOptions(jacobian=mode)
+        gen = torch.Generator().manual_seed(3)
+        out[mode] = methods.certified_release(
+            model, (x[keep], y[keep]), lin, opts, CertifyConfig(), gen
+        )
+        state = methods.prepare_certified(model, (x, y), opts)
+        out[mode + " state"] = state
+    assert (out["contraction"].solved - out["structured"].solved).norm() < 1e-10
+    K_c, K_s = out["contraction state"].K, out["structured state"].K
+    assert ((K_c - K_s).norm() / K_c.norm()) < 1e-12
+    built = out["structured"].record["kernel_build"]
+    assert built["jacobian"] == "per-layer" and set(built["forms"].values()) <= {
+        "structured",
+        "contracted",
+    }
+    assert out["contraction"].record["kernel_build"] == {"jacobian": "contraction"}
+    assert out["structured state"].kernel_build["jacobian"] == "per-layer"

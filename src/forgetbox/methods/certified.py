@@ -122,12 +122,14 @@ class CertifiedState:
     take D_r's rows of it instead of building a kernel (:func:`prepare_certified`).
 
     ``K`` ``(n c, n c)`` float64 (J J^T at w0, sample-major); ``f0`` ``(n, c)`` the outputs at
-    w0 and ``outputs`` ``(n, c)`` the prepared model's, on D; ``seconds``: the preparation's."""
+    w0 and ``outputs`` ``(n, c)`` the prepared model's, on D; ``seconds``: the preparation's;
+    ``kernel_build``: how the kernel was built (:func:`forgetbox.ntk.exact_kernel`)."""
 
     K: Tensor
     f0: Tensor
     outputs: Tensor
     seconds: float = 0.0
+    kernel_build: dict | None = None
 
     def rows(self, keep: Tensor) -> Tensor:
         """Kernel rows of the samples ``keep`` (a boolean mask over D)."""
@@ -146,11 +148,11 @@ def prepare_certified(
     x, _ = as_tensors(data, "data")
     f, w0, w = ntk.linearized_parts(model, torch.float64)
     x = x.to(torch.float64)
-    K = ntk.kernel_matrix(f, w0, x, memory_budget=opts.memory_budget, chunk=opts.chunk)
+    K, build = ntk.exact_kernel(f, w0, x, opts)
     chunk = opts.chunk or 64
     f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
     outputs = ntk.linearized_outputs(f, w0, w, x, chunk)
-    return CertifiedState(K, f0, outputs, time.perf_counter() - start)
+    return CertifiedState(K, f0, outputs, time.perf_counter() - start, build)
 
 
 def minimise(
@@ -172,8 +174,9 @@ def minimise(
     f0)`` when known (a prepared state's rows), else built here."""
     x, y = data[0].to(torch.float64), data[1]
     chunk = options.chunk or 64
+    build = None
     if kernel is None:
-        K = ntk.kernel_matrix(f, w0, x, memory_budget=options.memory_budget, chunk=options.chunk)
+        K, build = ntk.exact_kernel(f, w0, x, options)
         f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
     else:
         K, f0 = kernel
@@ -183,7 +186,8 @@ def minimise(
     problem = ntk.KernelRegression(K, f0, y, lin)
     a = problem.solve(a0, tol=tol, max_iter=max_iter)
     solved = flatten(w0) + ntk.vjp_sum(f, w0, x, a.reshape(f0.shape), chunk)
-    return solved, {"kernel_grad_norms": problem.history, "iterations": len(problem.history) - 1}
+    info = {"kernel_grad_norms": problem.history, "iterations": len(problem.history) - 1}
+    return solved, info | ({"kernel_build": build} if build is not None else {})
 
 
 def solve_removal(
@@ -290,6 +294,8 @@ def certified_release(
         "distance_bound": r_max / lin.weight_decay,
         "white_box_nats": mech["mu"] ** 2 / 2,
         "released_dtype": str(dtype).removeprefix("torch."),
+        "kernel_build": info.get("kernel_build")
+        or (prepared[0].kernel_build if prepared else None),
         "noise": "os-entropy" if generator is None else "seeded (a study, not a deployment)",
         "assumptions": list(ASSUMPTIONS),
         "not_covered": list(NOT_COVERED),

@@ -53,6 +53,7 @@ from .prepared_params import PreparedParams
 from .problem import Problem, build_problem, residuals
 from .projector import apply_retain_projector
 from .solvers import conjugate_gradient
+from .structured import exact_kernel
 from .trapezium import Trapezium, trapezium
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "jacobian",
     "jacobian_blocks",
     "kernel_matrix",
+    "exact_kernel",
     "linearized_gradient",
     "linearized_outputs",
     "linearized_parts",
