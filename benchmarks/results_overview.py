@@ -48,13 +48,24 @@ def runs() -> list[Path]:
 
 
 def _hardware(r: dict) -> str:
-    hw = (r.get("provenance") or {}).get("hardware") or {}
+    hw = (r.get("provenance") or {}).get("hardware")
+    if not hw:  # runs from before provenance was recorded: only the configured device
+        device = r["config"].get("device", "cpu")
+        return f"not recorded (device {device})"
     if hw.get("gpu"):
         return hw["gpu"]
-    if r["config"].get("device", "cpu").startswith("cuda"):
-        return "GPU (H200)"
     threads = hw.get("torch_threads", 2)
     return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def _source(r: dict) -> str:
+    """The commit a run's code came from, ``+ local changes`` where the tree was dirty."""
+    prov = r.get("provenance") or {}
+    src = prov.get("source")
+    if not src:
+        return "not recorded"
+    when = prov.get("created", "")[:10]
+    return f"{src['commit'][:7]}{' + local changes' if src['dirty'] else ''}, {when}"
 
 
 def verdicts(r: dict) -> str:
@@ -102,7 +113,7 @@ def row(folder: Path) -> str:
     )
     return (
         f"| [{folder.name}]({folder.name}/report.html) | {_what(r['config'])} "
-        f"| {len(r['seeds'])} | {_hardware(r)} | {comp_text} | {verdicts(r)} "
+        f"| {len(r['seeds'])} | {_hardware(r)} | {_source(r)} | {comp_text} | {verdicts(r)} "
         f"| {cross_marks(r)} | {nums} |"
     )
 
@@ -110,9 +121,9 @@ def row(folder: Path) -> str:
 def overview() -> str:
     """The overview table of every committed run."""
     lines = [
-        "| run | data, model, profile | seeds | hardware | compute | claims 1-9 "
-        "| ensemble cross-check (run/ensemble) | NTK (mean) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | data, model, profile | seeds | hardware | source commit, date | compute "
+        "| claims 1-9 | ensemble cross-check (run/ensemble) | NTK (mean) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     return "\n".join(lines + [row(f) for f in runs()])
 

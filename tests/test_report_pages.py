@@ -138,3 +138,20 @@ def test_the_evaluation_page_opens_with_its_sentence_and_short_tables(name):
     for table in re.findall(r"<table.*?</table>", page, re.S):
         header = table.split("</tr>")[0]
         assert header.count("<th>") <= 9, header  # fits 1,200 pixels (checked in a browser)
+
+
+def test_a_figure_is_drawn_byte_identical_twice():
+    """No date and no random element ids: re-rendering unchanged results changes no file."""
+    import matplotlib.pyplot as plt
+
+    from forgetbox.report.style import save
+
+    def draw():
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [1, 0, 2], label="a")
+        ax.legend()
+        return save(fig, None, "x")
+
+    one, two = draw(), draw()
+    assert one.svg == two.svg and one.png == two.png
+    assert b"<dc:date>" not in one.svg

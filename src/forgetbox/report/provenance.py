@@ -76,6 +76,8 @@ def _source(results: dict) -> str:
     src = (results.get("provenance") or {}).get("source")
     if src:
         text += f"; commit {src['commit'][:10]}" + (" (with local changes)" if src["dirty"] else "")
+    else:
+        text += "; source commit not recorded (a run from before provenance was recorded)"
     return text
 
 

@@ -56,9 +56,11 @@ def save(fig, out: Path | None, name: str) -> Figure:
     """Save ``fig`` as PNG and SVG under ``out`` (atomically; ``out`` None: in memory only,
     as the narrow drawings are); its :class:`Figure` record."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     svg = io.BytesIO()
-    fig.savefig(svg, format="svg", bbox_inches="tight")
+    # no date and fixed element ids: the same results draw byte-identical figures
+    with plt.rc_context({"svg.hashsalt": "forgetbox"}):
+        fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     drawn = Figure(buf.getvalue(), svg.getvalue())
     if out is not None:
