@@ -236,10 +236,11 @@ def test_scrub_schedule_max_then_min_then_min_only(monkeypatch):
     assert calls == want  # one batch of D_f (5 <= 64) and of D_r (19 <= 32) per epoch
 
 
-def test_rewind_picks_the_epoch_closest_to_the_reference_later_on_ties():
-    assert scrub_teacher.rewind_epoch([0.0, 0.25, 0.75, 0.5], 0.375) == 3
-    assert scrub_teacher.rewind_epoch([0.5, 0.0, 0.0], 0.0) == 2
+def test_rewind_picks_the_epoch_closest_to_the_reference_earlier_on_ties():
+    assert scrub_teacher.rewind_epoch([0.0, 0.25, 0.75, 0.5], 0.375) == 1
+    assert scrub_teacher.rewind_epoch([0.5, 0.0, 0.0], 0.0) == 1
     assert scrub_teacher.rewind_epoch([0.0, 0.125, 0.5], 0.625) == 2
+    assert scrub_teacher.rewind_epoch([0.3, 0.1, 0.2], 0.19) == 2
 
 
 def test_class_matched_error_weights_each_class_by_its_share_of_d_f():
@@ -390,6 +391,6 @@ def test_forgetbox_run_times_every_baseline_and_gives_scrub_r_the_validation_set
 
 def test_a_method_that_diverges_is_refused_in_one_line(problem):
     # NegGrad+ ascends the D_f loss: at an absurd rate the weights overflow
-    config = ForgetConfig(neggrad=NegGradConfig(lr=1e6, epochs=3))
+    config = ForgetConfig(neggrad=NegGradConfig(lr=1e6, epochs=3, retain_batch=4))
     with pytest.raises(ValueError, match="neggrad_plus: the weights are not finite"):
         _run(problem, "neggrad_plus", config)

@@ -4,8 +4,9 @@ source is written beside every field; docs/methods.md gives the links).
 
 - :class:`NegGradConfig`: NegGrad+ (Kurmanji et al., NeurIPS 2023), github.com/meghdadk/SCRUB.
 - :class:`ScrubConfig`: SCRUB and SCRUB+R (the same paper and repository); the defaults are those
-  of its small-scale notebook (``small_scale_unlearning.ipynb``): CIFAR-5 / Lacuna-5 as in
-  Golatkar et al. 2020, forgetbox's setting.
+  of its small-scale notebook (``small_scale_unlearning.ipynb``), the repository's setting
+  closest to forgetbox's (its README names small CIFAR-5 / Lacuna-5 as in Golatkar et al. 2020;
+  the notebook's saved arguments are a small Lacuna-6 run forgetting 300 images).
 - :class:`SalUnConfig`: SalUn (Fan et al., ICLR 2024), github.com/OPTML-Group/Unlearn-Saliency.
 - :class:`L1SparseConfig`: l1-sparse (Jia et al., NeurIPS 2023),
   github.com/OPTML-Group/Unlearn-Sparse.
@@ -75,7 +76,9 @@ class NegGradConfig(Settings):
     decay_anchor: DecayAnchor = _opt(
         DecayAnchor.START, "NegGrad+ weight decay's pull", "neggrad-decay-anchor"
     )
-    retain_batch: int = _opt(32, "NegGrad+ batch of D_r", "neggrad-retain-batch")  # retain_bs
+    # the notebook rebinds retain_loader with args.batch_size = 128 (main.py) before its NegGrad+
+    # cell runs, so NegGrad+ saw batches of 128 of D_r (retain_bs = 32 is SCRUB's)
+    retain_batch: int = _opt(128, "NegGrad+ batch of D_r", "neggrad-retain-batch")
     forget_batch: int = _opt(64, "NegGrad+ batch of D_f", "neggrad-forget-batch")  # forget_bs
 
     def __post_init__(self) -> None:

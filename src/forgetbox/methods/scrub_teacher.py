@@ -126,10 +126,10 @@ def class_matched_error(model: nn.Module, validation: tuple[Tensor, Tensor], y_f
 
 
 def rewind_epoch(forget_errors: list[float], reference: float) -> int:
-    """The index of the error closest to ``reference`` (ties: the last such index)."""
+    """The index of the error closest to ``reference`` (ties: the first such index, as the
+    authors' ``min(enumerate(...))`` in their MIA notebook picks)."""
     gaps = [abs(e - reference) for e in forget_errors]
-    best = min(gaps)
-    return max(i for i, g in enumerate(gaps) if g == best)
+    return gaps.index(min(gaps))
 
 
 def scrub_rewind(
