@@ -214,7 +214,7 @@ def test_a_certified_request_through_the_command_line(trained, tmp_path, capsys)
     prepared = [*args, "--prepared", str(tmp_path / "no-such-state")]  # refused before reading
     prepared[prepared.index("--out") + 1] = str(refused)
     assert cli.main(prepared) == 2
-    assert "a prepared state serves the NTK methods" in capsys.readouterr().err
+    assert "no-such-state" in capsys.readouterr().err
     assert not refused.exists() or not any(refused.iterdir())
 
 
@@ -298,3 +298,84 @@ def test_the_per_layer_kernel_certifies_the_same_removal_and_is_recorded():
     }
     assert out["contraction"].record["kernel_build"] == {"jacobian": "contraction"}
     assert out["structured state"].kernel_build["jacobian"] == "per-layer"
+
+
+def test_a_prepared_certified_state_answers_requests_as_one_off_requests_do(tmp_path):
+    """forgetbox.prepare(..., certified=True) binds the kernel of D to the linearized model and
+    D; two requests answered from it (stored and read back in between) release the weights of
+    one-off requests from w(D) forgetting the same cohorts, with the same seeded noise."""
+    from forgetbox.deletion.prepared_files import load_prepared, save_cohort, save_prepared
+
+    base, model, x, y, _ = _problem(n=20)
+    state = forgetbox.prepare(model, (x, y), certified=True)
+    assert state.space == "certified" and state.hashes["weights_sha256"]
+    folder = tmp_path / "state"
+    save_prepared(state, folder)
+    certify = CertifyConfig(seeded_noise=True)
+    lin = dict(weight_decay=LAM, certify=certify, seed=5)
+    first, both = [1, 4], [1, 4, 9, 13]
+    last = None  # the cohort file of the previous request and its SHA-256, as a ledger keeps
+    for i, (cohort, forgotten) in enumerate((([1, 4], first), ([9, 13], both))):
+        stored = load_prepared(folder, cohort=last)
+        fast = forgetbox.scrub(model, data=(x, y), forget_indices=cohort, prepared=stored, **lin)
+        last = (f"cohort-{i}.safetensors", save_cohort(stored, folder, f"cohort-{i}.safetensors"))
+        one = forgetbox.scrub(model, data=(x, y), forget_indices=forgotten, **lin)
+        a, b = flatten(fast.model.w()), flatten(one.model.w())
+        assert (a - b).norm() < 1e-9 * b.norm()
+        assert fast.certificate["certified"]["prepared"] is True
+        assert one.certificate["certified"]["prepared"] is False
+    assert sorted(load_prepared(folder, cohort=last).forgotten.tolist()) == both
+    with pytest.raises(ValueError, match="answers certified requests"):
+        forgetbox.scrub(model, data=(x, y), forget_indices=[2], prepared=stored, method="ntk")
+    other = forgetbox.prepare(base, (x, y), weight_decay=LAM, pretrained=base)  # an NTK state
+    with pytest.raises(ValueError, match="prepare with --certify"):
+        forgetbox.scrub(model, data=(x, y), forget_indices=[2], prepared=other, **lin)
+    with pytest.raises(ValueError, match="needs a linearized model"):
+        forgetbox.prepare(base, (x, y), certified=True)
+
+
+def test_a_certified_state_through_the_command_line(trained, tmp_path, capsys):
+    """forgetbox prepare --certify, then two forgetbox scrub --certify --prepared requests: each
+    answered from the stored kernel (recorded as prepared), the ledger composing mu, the folders
+    verifying; an NTK request from the certified state is refused with nothing written."""
+    import json
+
+    from forgetbox import cli
+    from forgetbox.checkpoints import save_state
+    from tests.conftest import argv
+
+    root, _, w0, split = trained
+    lin_model, _ = forgetbox.train_linearized(
+        w0, (split.x_train, split.y_train), Linearization(weight_decay=LAM)
+    )
+    weights = tmp_path / "lin.safetensors"
+    save_state(weights, lin_model.state_dict())
+    state, out = tmp_path / "state", tmp_path / "out"
+
+    def with_weights(args):
+        args[args.index("--weights") + 1] = str(weights)
+        return args
+
+    assert cli.main([*with_weights(argv("prepare", root, state)), "--certify"]) == 0
+    assert json.loads((state / "prepared.json").read_text())["space"] == "certified"
+    for i, part in enumerate(("0\n3\n", "5\n8\n")):
+        path = tmp_path / f"cohort{i}.txt"
+        path.write_text(part)
+        args = with_weights(argv("scrub", root, out))
+        args += ["--forget", str(path), "--certify", "--prepared", str(state)]
+        assert cli.main(args) == 0, capsys.readouterr().err
+        cert = json.loads((out / f"certificate-{i + 1:04d}.json").read_text())
+        assert cert["method"] == "certified" and cert["certified"]["prepared"] is True
+    ledger = json.loads((out / "ledger.json").read_text())["entries"]
+    mu = privacy.gdp_mu(1.0, 1e-5)
+    assert ledger[-1]["mu_total"] == pytest.approx(mu * 2**0.5)
+    assert cli.main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in [*out.iterdir(), *state.iterdir()])
+    ntk_request = with_weights(argv("scrub", root, out))
+    (tmp_path / "more.txt").write_text("1\n")
+    ntk_request += ["--forget", str(tmp_path / "more.txt"), "--method", "ntk"]
+    ntk_request += ["--prepared", str(state)]
+    assert cli.main(ntk_request) == 2
+    assert "answers certified requests" in capsys.readouterr().err
+    assert sorted(p.name for p in [*out.iterdir(), *state.iterdir()]) == before

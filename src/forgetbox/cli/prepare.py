@@ -28,6 +28,12 @@ def add_parser(sub) -> None:
         type=Path,
         help="the key of the ledger it will serve: the manifest is authenticated with it",
     )
+    p.add_argument(
+        "--certify",
+        action="store_true",
+        help="the kernel of a linearized model at its w0, for certified requests "
+        "(forgetbox scrub --certify --prepared; docs/certified.md)",
+    )
     p.add_argument("--out", required=True, type=Path, help="folder for the prepared state")
     p.set_defaults(func=command)
 
@@ -44,6 +50,7 @@ def command(args: argparse.Namespace) -> int:
         device=args.device,
         trainable=args.trainable,
         ledger_key_file=args.ledger_key_file,
+        certified=args.certify,
     )
     serve_prepare(req)
     return 0

@@ -25,7 +25,7 @@ from ..checkpoints import CheckpointError
 from ..cohort import Cohort
 from ..devices import check_device
 from ..hashing import data_set_sha256, data_sha256, sha256_file, state_sha256
-from ..methods import ForgetConfig, Method
+from ..methods import ForgetConfig
 from . import layout
 from .files import load_data, load_models
 from .ledger import Ledger, forgotten_in_order, new_deployment, read_key
@@ -33,7 +33,6 @@ from .ledger_verify import read_ledger
 from .prepare import adopt_prepared, check_binding
 from .prepared_files import KERNEL_FILE, MANIFEST_FILE, load_prepared, read_manifest
 from .requests import ScrubRequest
-from .scrub import NO_PREPARED_CERTIFIED
 from .verify import entry_files
 
 
@@ -246,8 +245,6 @@ def _files_verify(req: ScrubRequest, ledger: Ledger, key, recover: dict) -> None
 
 def plan_scrub(req: ScrubRequest) -> Plan:
     """Read and check everything a request needs (nothing is written)."""
-    if req.prepared is not None and req.method is Method.CERTIFIED:
-        raise ValueError(NO_PREPARED_CERTIFIED)
     _check_paths(req)
     check_device(req.device)
     key = read_key(req.ledger_key_file)

@@ -16,7 +16,7 @@ from ..checkpoints import CheckpointError
 from ..functional import flatten, select_trainable
 from ..hashing import data_sha256, state_sha256, tensors_sha256
 from ..inputs import as_tensors
-from ..methods import ForgetConfig, Method, resolve_config
+from ..methods import CertifiedState, ForgetConfig, Method, prepare_certified, resolve_config
 
 
 @ntk.full_precision()
@@ -31,7 +31,8 @@ def prepare(
     dtype: torch.dtype | None = None,
     options: ntk.NTKOptions | None = None,
     trainable=None,
-) -> ntk.PreparedKernel:
+    certified: bool = False,
+) -> ntk.PreparedKernel | CertifiedState:
     """Factor the kernel of the whole training set ``data = (x, y)`` once, for many requests.
 
     ``config`` (:class:`~forgetbox.methods.ForgetConfig`) or the explicit ``weight_decay``,
@@ -43,9 +44,15 @@ def prepare(
     parameter space (``solver="param"``, or ``auto`` when the trained parameters are fewer than
     the kernel's rows) a request is a Woodbury downdate of a ``(p, p)`` factor
     (:class:`~forgetbox.ntk.PreparedParams`). Cost and memory: :func:`forgetbox.ntk.prepare_state`.
+
+    ``certified``: the kernel of a :class:`~forgetbox.ntk.LinearizedModel` at its w0 over D, for
+    certified requests (:class:`~forgetbox.methods.CertifiedState`; docs/certified.md): it
+    depends on neither lambda nor the loss, which each request states.
     """
     start = time.perf_counter()
     cfg = resolve_config(config, weight_decay=weight_decay, loss=loss, dtype=dtype, options=options)
+    if certified:
+        return _prepare_certified(model, data, cfg, trainable)
     if cfg.linearization.around is not ntk.Around.TRAINED:
         raise ValueError("a prepared state linearizes at the trained weights (around='trained')")
     model = copy.deepcopy(model)
@@ -66,6 +73,26 @@ def prepare(
         "around_sha256": tensors_sha256(flatten(prob.params)),
     }
     return ntk.prepare_state(prob, cfg.ntk, hashes=hashes, started=start)
+
+
+def _prepare_certified(model: nn.Module, data, cfg: ForgetConfig, trainable) -> CertifiedState:
+    """The kernel of the linearized ``model`` over D, bound to its weights and to D."""
+    if not isinstance(model, ntk.LinearizedModel):
+        raise ValueError(
+            "a certified state needs a linearized model (forgetbox.train_linearized or "
+            "`forgetbox train --linearized`)"
+        )
+    if trainable is not None:
+        raise ValueError("a linearized model states its own trained parameters; drop trainable")
+    x, y = as_tensors(data, "data")
+    if len(x) < 2:
+        raise ValueError("data: at least two samples are needed")
+    hashes = {
+        "weights_sha256": state_sha256(model),
+        "data_sha256": data_sha256(x, y),
+        "pretrained_sha256": None,  # w0 is part of the linearized model's weights
+    }
+    return prepare_certified(model, (x, y), cfg.ntk, hashes=hashes)
 
 
 def check_binding(state: ntk.PreparedKernel, model: nn.Module, data) -> tuple:
@@ -108,8 +135,21 @@ def adopt_prepared(
     """``cfg`` with the settings ``state`` fixes (its linearization and kernel). A setting the
     caller ``stated`` (by name, see :data:`FIXED`) with another value is refused, naming both;
     one left unstated is taken from the state."""
+    if state.space == CertifiedState.space:  # the kernel alone: lambda and loss are the request's
+        if Method(method) is not Method.CERTIFIED:
+            raise ValueError(
+                f"a certified state answers certified requests (--certify), not {method!r}"
+            )
+        return cfg
     if Method(method) not in (Method.NTK, Method.NTK_FISHER):
-        raise ValueError(f"a prepared kernel answers the NTK methods, not {method!r}")
+        raise ValueError(
+            f"a prepared kernel answers the NTK methods, not {Method(method).value!r}"
+            + (
+                " (prepare with --certify for certified requests)"
+                if Method(method) is Method.CERTIFIED
+                else ""
+            )
+        )
     fixed = {**{k: getattr(state.linearization, k) for k in FIXED if k != "kernel"}}
     fixed["kernel"] = ntk.Kernel(state.kernel)
     mismatch = []

@@ -21,6 +21,7 @@ from .. import ntk
 from ..atomic import atomic_write_json
 from ..checkpoints import CheckpointError, load_state, read_metadata, save_large
 from ..hashing import canonical_json, sha256_file
+from ..methods import CertifiedState
 from .ledger import DEPLOYMENT, new_deployment, sign
 
 FORMAT = "forgetbox-prepared/3"
@@ -173,9 +174,10 @@ def load_prepared(
                 f"{folder / MANIFEST_FILE}: field {field!r} is not the kernel's (the manifest "
                 "was edited or belongs to another state)"
             )
-    cls = (
-        ntk.PreparedParams if meta.get("space") == ntk.PreparedParams.space else ntk.PreparedKernel
-    )
+    kinds = {k.space: k for k in (ntk.PreparedKernel, ntk.PreparedParams, CertifiedState)}
+    cls = kinds.get(meta.get("space", ntk.PreparedKernel.space))
+    if cls is None:
+        raise CheckpointError(f"{kpath}: a prepared state of unknown kind {meta.get('space')!r}")
     try:
         state = cls.from_tensors(meta, load_state(kpath), device)
     except CheckpointError as exc:

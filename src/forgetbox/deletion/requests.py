@@ -53,6 +53,7 @@ class PrepareRequest:
     device: str = "cpu"
     trainable: str | None = None
     ledger_key_file: Path | None = None
+    certified: bool = False  # the kernel of a linearized model, for certified requests
 
 
 def _g(value, spec: str = ".4g") -> str:

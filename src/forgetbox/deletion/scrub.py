@@ -81,7 +81,8 @@ def scrub(
     (:func:`forgetbox.prepare`); the NTK step is then answered from it (fast), for the cohort
     ``prepared.forgotten`` plus ``forget_indices`` (earlier requests stay forgotten; the state
     is updated in place). Its linearization and kernel apply (a setting stated otherwise is
-    refused).
+    refused). For ``certified``, a :class:`~forgetbox.methods.CertifiedState`
+    (``forgetbox.prepare(..., certified=True)``): the removal takes D_r's rows of its kernel.
     ``method``: one of :data:`forgetbox.methods.METHODS` (default ``ntk_fisher``, eq. 11; with
     ``certify``, ``certified``). ``certify``
     (:class:`~forgetbox.methods.certified.CertifyConfig`): the (epsilon, delta) a certified
@@ -103,8 +104,6 @@ def scrub(
     """
     t_start = time.perf_counter()
     method = _method(method, certify)
-    if prepared is not None and method is Method.CERTIFIED:
-        raise ValueError(NO_PREPARED_CERTIFIED)
     explicit = dict(
         weight_decay=weight_decay, loss=loss, dtype=dtype, alpha=alpha, step_scale=step_scale
     )
@@ -134,13 +133,20 @@ def scrub(
     _check_models(model, pretrained, sets)
     if generator is not None:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    direction = None
+    direction = certified_kernel = None
     if prepared is not None:
         x, _ = check_binding(prepared, model, data)
         check_pretrained(prepared, pretrained)
-        direction = prepared.request(model, x, cohort)
+        if method is Method.CERTIFIED:  # D_r's rows of the kernel of D
+            certified_kernel = (prepared, cohort.retained())
+        else:
+            direction = prepared.request(model, x, cohort)
     model = copy.deepcopy(model).eval()
-    res = _forget(method, model, pretrained, (xr, yr), (xf, yf), cfg, seed, direction)
+    res = _forget(
+        method, model, pretrained, (xr, yr), (xf, yf), cfg, seed, direction, certified_kernel
+    )
+    if certified_kernel is not None:
+        prepared.answered(cohort)  # released: the state now holds this cohort too
     if recompute_batchnorm:
         recompute_bn(res.model, xr)
         notes.append("BatchNorm running statistics of the scrubbed model recomputed on D_r")
@@ -174,12 +180,6 @@ def scrub(
     return ScrubResult(
         res.model, method.value, res.delta, res.noise_variance, res.scale, seconds, cert
     )
-
-
-NO_PREPARED_CERTIFIED = (
-    "a prepared state serves the NTK methods; a certified request is solved from the linearized "
-    "model itself (drop --prepared), or from forgetbox.methods.prepare_certified in Python"
-)
 
 
 def _method(method, certify) -> Method:
@@ -249,9 +249,17 @@ def _trainable_summary(model: nn.Module, trained: list[str]) -> dict:
     }
 
 
-def _forget(method, model, pretrained, retain, forget, cfg, seed, direction):
+def _forget(method, model, pretrained, retain, forget, cfg, seed, direction, certified_kernel):
     res = methods.forget(
-        method, model, pretrained, retain, forget, cfg, seed=seed, direction=direction
+        method,
+        model,
+        pretrained,
+        retain,
+        forget,
+        cfg,
+        seed=seed,
+        direction=direction,
+        prepared=certified_kernel,
     )
     if not torch.isfinite(flatten(parameters_of(res.model))).all():
         raise ValueError(

@@ -17,14 +17,13 @@ from .baseline_config import (
 )
 from .certified import (
     CertifiedRelease,
-    CertifiedState,
     CertifyConfig,
     RetrainDueError,
     certified_release,
     noisy_release,
-    prepare_certified,
     train_linearized,
 )
+from .certified_state import CertifiedState, prepare_certified
 from .config import (
     BASELINE_METHODS,
     DEFAULT_ALPHA,

@@ -24,6 +24,7 @@ from .. import ntk, privacy
 from ..functional import flatten, unflatten
 from ..inputs import as_tensors
 from ..settings import Settings, check_int, check_number
+from .certified_state import CertifiedState
 
 # the default residual budget r_max by the dtype of the released weights. The residual is that
 # of the float64 solution (about 1e-11 once Newton has converged); the noise is added to it and
@@ -114,45 +115,6 @@ class CertifiedRelease:
     released: Tensor
     solved: Tensor
     record: dict
-
-
-@dataclass(frozen=True)
-class CertifiedState:
-    """A linearized model's kernel over its whole training set D, computed once: requests then
-    take D_r's rows of it instead of building a kernel (:func:`prepare_certified`).
-
-    ``K`` ``(n c, n c)`` float64 (J J^T at w0, sample-major); ``f0`` ``(n, c)`` the outputs at
-    w0 and ``outputs`` ``(n, c)`` the prepared model's, on D; ``seconds``: the preparation's;
-    ``kernel_build``: how the kernel was built (:func:`forgetbox.ntk.exact_kernel`)."""
-
-    K: Tensor
-    f0: Tensor
-    outputs: Tensor
-    seconds: float = 0.0
-    kernel_build: dict | None = None
-
-    def rows(self, keep: Tensor) -> Tensor:
-        """Kernel rows of the samples ``keep`` (a boolean mask over D)."""
-        c = self.f0.shape[1]
-        samples = keep.nonzero().squeeze(1)
-        return (samples[:, None] * c + torch.arange(c)).reshape(-1)
-
-
-def prepare_certified(
-    model: ntk.LinearizedModel, data, options: ntk.NTKOptions | None = None
-) -> CertifiedState:
-    """The kernel of the linearized ``model`` over D = ``data`` and its outputs, for fast
-    certified requests (the Jacobian at w0 never changes, so the state stays exact)."""
-    start = time.perf_counter()
-    opts = options or ntk.NTKOptions()
-    x, _ = as_tensors(data, "data")
-    f, w0, w = ntk.linearized_parts(model, torch.float64)
-    x = x.to(torch.float64)
-    K, build = ntk.exact_kernel(f, w0, x, opts)
-    chunk = opts.chunk or 64
-    f0 = ntk.linearized_outputs(f, w0, w0, x, chunk)
-    outputs = ntk.linearized_outputs(f, w0, w, x, chunk)
-    return CertifiedState(K, f0, outputs, time.perf_counter() - start, build)
 
 
 def minimise(
@@ -296,6 +258,7 @@ def certified_release(
         "released_dtype": str(dtype).removeprefix("torch."),
         "kernel_build": info.get("kernel_build")
         or (prepared[0].kernel_build if prepared else None),
+        "prepared": prepared is not None,  # D_r's rows of a kernel of D prepared once
         "noise": "os-entropy" if generator is None else "seeded (a study, not a deployment)",
         "assumptions": list(ASSUMPTIONS),
         "not_covered": list(NOT_COVERED),

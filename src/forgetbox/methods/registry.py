@@ -32,6 +32,7 @@ from .. import ntk
 from ..functional import flatten, load_flat_, parameters_of
 from ..training import LRSchedule, finetune
 from .certified import certified_release
+from .certified_state import CertifiedState
 from .config import DEFAULT_ALPHA, FinetuneAnchor, ForgetConfig, ForgetResult, Method
 from .fisher import fisher_of, method_variance, noisy_weights
 from .l1_sparse import l1_sparse
@@ -56,6 +57,7 @@ class MethodCall:
     retrain: Callable[[], nn.Module] | None = None
     direction: ntk.NTKDirection | None = None
     validation: tuple[Tensor, Tensor] | None = None
+    prepared: tuple[CertifiedState, Tensor] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -186,7 +188,13 @@ def _certified(call: MethodCall) -> MethodOutput:
     # secret noise unless the configuration asks for reproducible (seeded) noise, for studies
     generator = torch.Generator().manual_seed(call.seed) if cfg.certify.seeded_noise else None
     release = certified_release(
-        call.model, call.retain, cfg.linearization, cfg.ntk, cfg.certify, generator
+        call.model,
+        call.retain,
+        cfg.linearization,
+        cfg.ntk,
+        cfg.certify,
+        generator,
+        prepared=call.prepared,
     )
     out = ntk.linearized_with_weights(call.model, release.released)
     sigma = release.record["sigma"]
@@ -255,6 +263,7 @@ def forget(
     retrain: Callable[..., nn.Module] | None = None,
     direction: ntk.NTKDirection | None = None,
     validation: tuple[Tensor, Tensor] | None = None,
+    prepared: tuple[CertifiedState, Tensor] | None = None,
 ) -> ForgetResult:
     """Apply one forgetting method. ``model`` is w(D) and is never modified.
 
@@ -264,14 +273,17 @@ def forget(
     computed for this cohort (e.g. by a prepared kernel, :mod:`forgetbox.deletion.prepared`).
     ``validation``: held-out ``(inputs, labels)`` (never trained on), which ``scrub_r`` needs
     for its rewind; the other methods ignore it. The baselines draw their batches (and SalUn
-    its random labels) from a generator seeded with ``seed``.
+    its random labels) from a generator seeded with ``seed``. ``prepared``: ``(state, keep)``,
+    the kernel of D prepared once for ``certified`` (:func:`prepare_certified`) and D_r's mask.
     """
     method = Method.parse(method, "method")
+    if prepared is not None and method is not Method.CERTIFIED:
+        raise ValueError(f"a prepared certified kernel serves the certified method, not {method}")
     config = config or ForgetConfig()
     start = time.perf_counter()
     alpha = config.alpha if config.alpha is not None else DEFAULT_ALPHA.get(method, 0.0)
     call = MethodCall(
-        model, w0, retain, forget_set, config, seed, alpha, retrain, direction, validation
+        model, w0, retain, forget_set, config, seed, alpha, retrain, direction, validation, prepared
     )
     res = METHOD_TABLE[method](call)
     out = res.model.to(call.device)  # the scrubbed model lives where w(D) does

@@ -36,6 +36,7 @@ and |D_r| lambda of the two kernels (zero when lambda=0).
 """
 
 from .direction import NTKDirection, SolveReport, ntk_direction, scrub_direction
+from .exact import exact_kernel
 from .jacobian import jacobian, jacobian_blocks, vjp_sum
 from .kernel import kernel_matrix
 from .kernel_regression import KernelRegression
@@ -53,7 +54,6 @@ from .prepared_params import PreparedParams
 from .problem import Problem, build_problem, residuals
 from .projector import apply_retain_projector
 from .solvers import conjugate_gradient
-from .structured import exact_kernel
 from .trapezium import Trapezium, trapezium
 
 __all__ = [

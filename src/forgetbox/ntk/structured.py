@@ -67,7 +67,7 @@ from .memory import (
     itemsize,
     recording_chunk,
 )
-from .options import JacobianMode, Kernel, NTKOptions
+from .options import JacobianMode, Kernel
 from .recording import record
 
 
@@ -103,22 +103,6 @@ def build_summary(report: KernelReport) -> dict:
         "contracted_macs": plan.macs(LayerForm.CONTRACTED),
         "passes": report.passes,
     }
-
-
-def exact_kernel(f: ModelFn, params: Params, x: Tensor, options: NTKOptions) -> tuple[Tensor, dict]:
-    """The exact kernel ``J J^T`` of ``f`` at ``params`` over ``x`` (``(n c, n c)``, float64,
-    sample-major), built as ``options.jacobian`` says within ``options.memory_budget``, and
-    the build's :func:`build_summary` (the linearized network's kernel at w0, for certified
-    training and removal)."""
-    K, _, report = layer_kernel_and_jacobian(
-        f,
-        params,
-        x,
-        jacobian=options.jacobian,
-        memory_budget=options.memory_budget,
-        chunk=options.chunk,
-    )
-    return K, build_summary(report)
 
 
 @contextmanager
