@@ -409,6 +409,109 @@ def experiment_headline() -> str:
     )
 
 
+def _pc(x: float) -> str:
+    return f"{100 * x:.1f} %" if 0 < abs(x) < 0.1 else f"{100 * x:.0f} %"
+
+
+def _pc1(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _span(values: list[float], fmt) -> str:
+    lo, hi = min(values), max(values)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def run_summary(arg: str) -> str:
+    """A run's measured picture in one paragraph (means over seeds and per-seed spans, or one
+    seed's values for ``NAME/SEED``): what NTK scrubbing does to every readout against the
+    original and retraining, what the other methods do, their seconds and the fine-tunings'
+    convergence."""
+    name, _, only = arg.partition("/")
+    r = judged(RESULTS / name)
+    m, bands = r["methods"], r["retrain_bands"]
+    keep = (lambda x: x["seed"] == int(only)) if only else (lambda x: True)
+
+    def per_seed(method: str, key: str) -> list[float]:
+        return [x[key] for x in m[method]["per_seed"] if keep(x) and x.get(key) is not None]
+
+    def mean(method: str, key: str) -> float:
+        return m[method]["mean"][key] if not only else per_seed(method, key)[0]
+
+    band = bands["error_forget"]
+    band_text = "" if only else f", band [{band['low']:.2f}, {band['high']:.2f}]"
+    rates = " / ".join(f"{v:.2f}" for v in per_seed("ntk", "mia_forget_member_rate"))
+    out = [f"Seed {only}:"] if only else []
+    out += [
+        f"NTK scrubbing moves the D_f error from {_pc(mean('original', 'error_forget'))} to "
+        f"{_pc(mean('ntk', 'error_forget'))} (retrain {_pc(mean('retrain', 'error_forget'))}"
+        f"{band_text}), the entropy attack's member rate on D_f "
+        f"from {mean('original', 'mia_forget_member_rate'):.2f} to "
+        f"{mean('ntk', 'mia_forget_member_rate'):.2f} (retrain "
+        f"{mean('retrain', 'mia_forget_member_rate'):.2f}"
+        f"{'' if only else f', per seed {rates}'}) and the L1 "
+        f"distance to the retrained outputs on D_f from "
+        f"{mean('original', 'l1_to_retrain_forget'):.2f} to "
+        f"{mean('ntk', 'l1_to_retrain_forget'):.2f}, with the D_r error at "
+        f"{_pc1(mean('ntk', 'error_retain'))} and the test error "
+        f"{_pc1(mean('original', 'error_test'))} → {_pc1(mean('ntk', 'error_test'))} (retrain "
+        f"{_pc1(mean('retrain', 'error_test'))})."
+    ]
+    path = [q for q in r.get("activation_path", []) if q["method"] == "ntk" and keep(q)]
+    if path:
+        alphas = sorted({q["alpha"] for q in path})
+
+        def curve(side: str) -> list[float]:
+            return [statistics.mean(q[side] for q in path if q["alpha"] == a) for a in alphas]
+
+        forget, retain = curve("forget"), curve("retain")
+        points = ", ".join(f"{v:.2f} at α = {a:g}" for a, v in zip(alphas, forget, strict=True))
+        out.append(
+            f"Along the scrubbing direction (Fig. 4, mean over seeds) the L1 distance to the "
+            f"retrained outputs on D_f is {points}; on D_r it moves by "
+            f"{max(retain) - min(retain):.3f}."
+        )
+    if "trapezium_scale" in m["ntk"]["per_seed"][0]:
+        out.append(
+            f"The trapezium scale is {_span(per_seed('ntk', 'trapezium_scale'), '{:.2f}'.format)}."
+        )
+    others = []
+    for method, what in (
+        ("fisher", f"Fisher at α = {r['config'].get('alpha_fisher'):g}"),
+        ("ntk_fisher", f"NTK + Fisher at α = {r['config'].get('alpha_ntk_fisher'):g}"),
+        ("finetune", "fine-tuning"),
+        ("newton", "Newton"),
+    ):
+        if method in m:
+            others.append(
+                f"{what}: D_f {_pc(mean(method, 'error_forget'))}, D_r "
+                f"{_pc1(mean(method, 'error_retain'))}, test {_pc1(mean(method, 'error_test'))}"
+            )
+    if others:
+        lead = "Errors of" if only else "Mean errors of"
+        out.append(f"{lead} the other methods — " + "; ".join(others) + ".")
+    secs = [
+        f"{name} {_span(per_seed(name, 'seconds'), lambda v: f'{v:.0f}')} s"
+        for name in ("ntk", "ntk_fisher", "fisher", "newton")
+        if name in m and per_seed(name, "seconds")
+    ]
+    training = [t for t in r.get("training") or [] if keep(t)]
+    retrain_s = [t["retrain"]["seconds"] for t in training if t["retrain"].get("seconds")]
+    if retrain_s:
+        secs.append(f"retraining {_span(retrain_s, lambda v: f'{v:.0f}')} s")
+    if secs:
+        out.append("Seconds per seed: " + ", ".join(secs) + ".")
+    if training:
+        for which in ("original", "retrain"):
+            errs = [t[which]["train_error"] for t in training]
+            epochs = [t[which]["epochs"] for t in training]
+            out.append(
+                f"Fine-tuning ({which}): training error {_span(errs, _pc)} after "
+                f"{_span(epochs, str)} epochs."
+            )
+    return " ".join(out)
+
+
 def n_seeds_text(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
@@ -447,6 +550,7 @@ FRAGMENTS = {
     "verdicts": lambda arg: verdict_table(),
     "path-summary": lambda arg: path_summary(),
     "runs": lambda arg: runs_paragraph(),
+    "summary": run_summary,
     "experiment-headline": lambda arg: experiment_headline(),
 }
 
