@@ -580,6 +580,37 @@ def evaluate_paper_claims(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _sibling(name: str):
+    """Another script of benchmarks/ as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PRESET_RUNS = ("cifar5-allcnn-cpu", "cifar5-allcnn-cpu-authors")
+
+
+@fragment("presets-side-by-side")
+def presets_side_by_side(root: Path) -> str:
+    """The two presets' readouts on the same CIFAR-5 run (benchmarks/preset_comparison.py) and
+    their verdicts under today's rules (docs/deviations.md)."""
+    folders = [root / "docs/results" / name for name in PRESET_RUNS]
+    if not all((f / "results.json").is_file() for f in folders):
+        return "The two preset runs are not both committed.\n"
+    table = _sibling("preset_comparison").table(*folders)
+    overview = _sibling("results_overview")
+    marks = [
+        f"{label} ({len(r['seeds'])} seeds) {overview.verdicts(r)}"
+        for label, r in zip(
+            ("default", "authors preset"), map(overview.judged, folders), strict=True
+        )
+    ]
+    return table.rstrip("\n") + "\n\nVerdicts under today's rules: " + "; ".join(marks) + ".\n"
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
