@@ -611,6 +611,34 @@ def presets_side_by_side(root: Path) -> str:
     return table.rstrip("\n") + "\n\nVerdicts under today's rules: " + "; ".join(marks) + ".\n"
 
 
+@fragment("readme-cost")
+def readme_cost(root: Path) -> str:
+    """README's summary of the cost study at |D| = 2,000 (benchmarks/results/scale_study-*)."""
+    runs = {
+        name: _load(root, f"benchmarks/results/scale_study-2000-{name}.json")
+        for name in ("full", "full-dense-1proc", "full-cg-1proc", "subset")
+    }
+    if any(v is None for v in runs.values()):
+        return "The cost study at |D| = 2,000 is not committed.\n"
+    full, inplace, cg, sub = (runs[k]["timings"] for k in runs)
+    return (
+        "What a scrub costs as |D| grows, path by path, is in the "
+        "[cost model](docs/cost-model.md), fitted to measurements on real CIFAR-10 at |D| = 2,000 (10 classes, 2 CPU cores): the "
+        "exact full-network scrub matched retraining on every readout but took "
+        f"{full['scrub_seconds']:.0f} s against {full['retrain_seconds']:.0f} s of retraining "
+        f"({speed(full['retrain_seconds'] / full['scrub_seconds'])}; dense path, "
+        f"{full['peak_rss_gib']:.1f} GiB peak; factoring the kernel in place, as forgetbox now "
+        f"does, brought the peak to {inplace['peak_rss_gib']:.1f} GiB in a rerun that shared "
+        f"the machine and so gives no time); the matrix-free path took "
+        f"{cg['scrub_seconds']:,.0f} s in {cg['peak_rss_gib']:.1f} GiB, so on 2 CPU cores the "
+        "full-network scrub does not beat retraining beyond that size. With only the last "
+        f"block and head trained the parameter-space scrub took {sub['scrub_seconds']:.0f} s "
+        f"against {sub['retrain_seconds']:.0f} s "
+        f"({speed(sub['retrain_seconds'] / sub['scrub_seconds'])}, "
+        f"{sub['peak_rss_gib']:.1f} GiB).\n"
+    )
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
