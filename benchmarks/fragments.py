@@ -623,7 +623,8 @@ def readme_cost(root: Path) -> str:
     full, inplace, cg, sub = (runs[k]["timings"] for k in runs)
     return (
         "What a scrub costs as |D| grows, path by path, is in the "
-        "[cost model](docs/cost-model.md), fitted to measurements on real CIFAR-10 at |D| = 2,000 (10 classes, 2 CPU cores): the "
+        "[cost model](docs/cost-model.md), fitted to measurements on real CIFAR-10 at "
+        "|D| = 2,000 (10 classes, 2 CPU cores): the "
         "exact full-network scrub matched retraining on every readout but took "
         f"{full['scrub_seconds']:.0f} s against {full['retrain_seconds']:.0f} s of retraining "
         f"({speed(full['retrain_seconds'] / full['scrub_seconds'])}; dense path, "
