@@ -52,7 +52,10 @@ def source_commit() -> dict | None:
 
 
 def hardware(device: str = "cpu") -> dict:
-    """The machine a run used: processor, cores, PyTorch threads, memory, and the GPU."""
+    """The machine a run used: processor, cores, PyTorch threads, memory, the GPU, and the
+    load average over the last 15 minutes when the record was made (a load well above the
+    run's own threads means other jobs shared the cores, and its seconds are not an idle
+    machine's)."""
     import os
 
     import torch
@@ -65,6 +68,8 @@ def hardware(device: str = "cpu") -> dict:
         "memory_gib": _memory_gib(),
         "device": device,
     }
+    if hasattr(os, "getloadavg"):
+        info["load_average_15min"] = round(os.getloadavg()[2], 2)
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

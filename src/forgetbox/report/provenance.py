@@ -67,6 +67,8 @@ def _hardware(results: dict) -> str:
     if hw.get("memory_gib"):
         text += f", {hw['memory_gib']} GiB"
     text += f"; device {hw.get('device')}"
+    if hw.get("load_average_15min") is not None:
+        text += f"; load average {hw['load_average_15min']} over the last 15 minutes"
     return text + (f" ({hw['gpu']})" if hw.get("gpu") else "")
 
 
