@@ -512,6 +512,47 @@ def run_summary(arg: str) -> str:
     return " ".join(out)
 
 
+def rerun_check(name: str) -> str:
+    """How a provenance rerun compares with the run it replaced
+    (benchmarks/results/rerun_check-NAME.json, written by benchmarks/rerun_check.py)."""
+    doc = json.loads((ROOT / f"benchmarks/results/rerun_check-{name}.json").read_text())
+    rows = doc["readouts"]
+    exact = sorted(k for k, v in rows.items() if not v["different"])
+    moved = {k: v for k, v in rows.items() if v["different"]}
+    small = {k: v for k, v in moved.items() if v["max_rel"] < 1e-3}
+    large = {k: v for k, v in moved.items() if k not in small}
+    ident = sum(v["identical"] for v in rows.values())
+    total = ident + sum(v["different"] for v in rows.values())
+    same = doc["verdicts"]["replaced"] == doc["verdicts"]["rerun"]
+    sec = doc["seconds"]
+
+    def span(xs: list[float]) -> str:
+        return f"{min(xs):.0f}–{max(xs):.0f} s"
+
+    groups: dict[tuple, list[str]] = {}
+    for key, v in sorted(small.items()):
+        groups.setdefault(tuple(v.get("methods", [])), []).append(key)
+    where = "; ".join(f"{', '.join(keys)} of {', '.join(ms)}" for ms, keys in groups.items())
+    out = [
+        f"Against the run it replaces (commit {doc['replaced_at']}), {ident} of {total} per-seed "
+        f"readouts are bit-identical — every value of {', '.join(exact)} —"
+        + (" and so is every verdict" if same else "; the verdicts differ")
+        + f". The others differ by at most {max(v['max_rel'] for v in small.values()):.1e} "
+        f"relative ({where})"
+    ]
+    for key, v in sorted(large.items()):
+        out.append(
+            f"; {key} differs on {v['different']} value(s) ({', '.join(v['methods'])}), by up to "
+            f"{100 * v['max_rel']:.0f} % relative"
+        )
+    out.append(
+        f". Seconds per seed, NTK against retraining: {span(sec['replaced']['ntk'])} against "
+        f"{span(sec['replaced']['retrain'])} in the replaced run, {span(sec['rerun']['ntk'])} "
+        f"against {span(sec['rerun']['retrain'])} in the rerun."
+    )
+    return "".join(out)
+
+
 def n_seeds_text(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
@@ -551,6 +592,7 @@ FRAGMENTS = {
     "path-summary": lambda arg: path_summary(),
     "runs": lambda arg: runs_paragraph(),
     "summary": run_summary,
+    "rerun-check": rerun_check,
     "experiment-headline": lambda arg: experiment_headline(),
 }
 
