@@ -428,6 +428,10 @@ def _truncate_cache(out):
 
 EVALUATE_CASES = {
     "K too small for the challenge score": (_ev("--models", "2"), "models must be >= 3"),
+    "K too small for the certificate's check": (
+        _ev("--models", "3", "--linearized"),
+        "the certificate's check needs models >= 4",
+    ),
     "K not an integer": (_ev("--models", "many"), "invalid int value: 'many'"),
     "folds more than shadow models": (
         _ev("--shadow-models", "3", "--folds", "4"),

@@ -19,7 +19,7 @@ logits and confidences; nothing here trains a model):
 """
 
 from .band import Band, band_of, side_of
-from .certificate import within_certificate
+from .certificate import MIN_CERTIFICATE_DRAWS, within_certificate
 from .challenge import ChallengeScore, challenge_score, example_epsilons, forget_quality
 from .confidence import challenge_confidence, margin
 from .klom import binned_kl, klom
@@ -48,4 +48,5 @@ __all__ = [
     "threshold_attack",
     "ulira",
     "within_certificate",
+    "MIN_CERTIFICATE_DRAWS",
 ]

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from scipy.stats import beta
 
+MIN_CERTIFICATE_DRAWS = 4  # two to choose the region, two to test it, per side
+
 
 def _lower(k: int, n: int, alpha: float) -> float:
     """Clopper-Pearson one-sided lower ``1 - alpha`` bound of a rate k/n."""
@@ -52,8 +54,10 @@ def within_certificate(
     ``refuted``, ``powered``, and the chosen region with its margin on the held-out halves."""
     a = np.asarray(release, dtype=float).ravel()
     b = np.asarray(reference, dtype=float).ravel()
-    if len(a) < 4 or len(b) < 4:
-        raise ValueError("a certificate check needs at least four draws of each side")
+    if len(a) < MIN_CERTIFICATE_DRAWS or len(b) < MIN_CERTIFICATE_DRAWS:
+        raise ValueError(
+            f"a certificate check needs at least {MIN_CERTIFICATE_DRAWS} draws of each side"
+        )
     sel_a, test_a, sel_b, test_b = a[::2], a[1::2], b[::2], b[1::2]
     factor, alpha = math.exp(epsilon), (1 - confidence) / 2  # two one-sided bounds
 

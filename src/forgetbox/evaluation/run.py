@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import audit
 from ..atomic import atomic_write_json, atomic_write_text
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
@@ -49,6 +50,11 @@ def evaluated_methods(experiment: ExperimentConfig, config: EvaluateConfig) -> E
     if other:
         setting = "linearized = true" if experiment.linearized else "standard fine-tuning"
         raise ValueError(f"evaluate: methods {other} do not apply with {setting}")
+    if experiment.linearized and config.models < audit.MIN_CERTIFICATE_DRAWS:
+        raise ValueError(
+            f"evaluate: the certificate's check needs models >= {audit.MIN_CERTIFICATE_DRAWS} "
+            f"with linearized = true; got {config.models}"
+        )
     if "retrain" not in config.methods:
         config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
     return config
