@@ -640,6 +640,29 @@ def readme_cost(root: Path) -> str:
     )
 
 
+COMPUTE_EVALUATIONS = ("cifar5-allcnn-evaluate", "digits-methods-evaluate", "digits-evaluate")
+
+
+@fragment("evaluate-compute")
+def evaluate_compute(root: Path) -> str:
+    """Where an evaluation's recorded compute went, by stage kind (issue 33's profile)."""
+    docs = {n: _load(root, f"docs/results/{n}/evaluation.json") for n in COMPUTE_EVALUATIONS}
+    docs = {n: d for n, d in docs.items() if d is not None}
+    kinds = sorted({k for d in docs.values() for k in d["compute"]["per_stage_kind_seconds"]})
+    head = " | ".join(f"{n} (K = {d['config']['evaluate']['models']})" for n, d in docs.items())
+    out = [f"| stage | {head} |", "|---|" + "---|" * len(docs)]
+    for kind in kinds:
+        cells = []
+        for d in docs.values():
+            secs = d["compute"]["per_stage_kind_seconds"].get(kind)
+            total = d["compute"]["total_seconds"]
+            cells.append("—" if secs is None else f"{secs:,.0f} s ({100 * secs / total:.0f} %)")
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    totals = " | ".join(f"**{d['compute']['total_seconds']:,.0f} s**" for d in docs.values())
+    out.append(f"| total | {totals} |")
+    return "\n".join(out) + "\n"
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
