@@ -325,6 +325,12 @@ def test_a_prepared_certified_state_answers_requests_as_one_off_requests_do(tmp_
         assert fast.certificate["certified"]["prepared"] is True
         assert one.certificate["certified"]["prepared"] is False
     assert sorted(load_prepared(folder, cohort=last).forgotten.tolist()) == both
+    from forgetbox.cohort import Cohort
+
+    stale = Cohort.check([7], len(x))  # checked as if nothing had been forgotten yet
+    with pytest.raises(ValueError, match="checked against another prepared state or request"):
+        forgetbox.scrub(model, data=(x, y), forget_indices=stale, prepared=stored, **lin)
+    assert sorted(stored.forgotten.tolist()) == both  # unchanged by the refused request
     with pytest.raises(ValueError, match="answers certified requests"):
         forgetbox.scrub(model, data=(x, y), forget_indices=[2], prepared=stored, method="ntk")
     other = forgetbox.prepare(base, (x, y), weight_decay=LAM, pretrained=base)  # an NTK state
@@ -357,7 +363,18 @@ def test_a_certified_state_through_the_command_line(trained, tmp_path, capsys):
         return args
 
     assert cli.main([*with_weights(argv("prepare", root, state)), "--certify"]) == 0
-    assert json.loads((state / "prepared.json").read_text())["space"] == "certified"
+    manifest = json.loads((state / "prepared.json").read_text())
+    assert manifest["space"] == "certified"
+    from forgetbox.checkpoints import CheckpointError
+    from forgetbox.deletion.prepared_files import load_prepared
+
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for f in state.iterdir():
+        (edited / f.name).write_bytes(f.read_bytes())
+    (edited / "prepared.json").write_text(json.dumps({**manifest, "space": "kernel"}))
+    with pytest.raises(CheckpointError, match="field 'space'"):
+        load_prepared(edited)
     for i, part in enumerate(("0\n3\n", "5\n8\n")):
         path = tmp_path / f"cohort{i}.txt"
         path.write_text(part)

@@ -47,7 +47,8 @@ def prepare(
 
     ``certified``: the kernel of a :class:`~forgetbox.ntk.LinearizedModel` at its w0 over D, for
     certified requests (:class:`~forgetbox.methods.CertifiedState`; docs/certified.md): it
-    depends on neither lambda nor the loss, which each request states.
+    depends on neither lambda nor the loss, which each request states (``weight_decay``,
+    ``loss`` and ``pretrained`` are not used: w0 is part of the linearized model).
     """
     start = time.perf_counter()
     cfg = resolve_config(config, weight_decay=weight_decay, loss=loss, dtype=dtype, options=options)
@@ -138,7 +139,8 @@ def adopt_prepared(
     if state.space == CertifiedState.space:  # the kernel alone: lambda and loss are the request's
         if Method(method) is not Method.CERTIFIED:
             raise ValueError(
-                f"a certified state answers certified requests (--certify), not {method!r}"
+                "a certified state answers certified requests (--certify), not "
+                f"{Method(method).value!r}"
             )
         return cfg
     if Method(method) not in (Method.NTK, Method.NTK_FISHER):

@@ -175,9 +175,15 @@ def load_prepared(
                 "was edited or belongs to another state)"
             )
     kinds = {k.space: k for k in (ntk.PreparedKernel, ntk.PreparedParams, CertifiedState)}
-    cls = kinds.get(meta.get("space", ntk.PreparedKernel.space))
+    space = meta.get("space", ntk.PreparedKernel.space)
+    cls = kinds.get(space)
     if cls is None:
-        raise CheckpointError(f"{kpath}: a prepared state of unknown kind {meta.get('space')!r}")
+        raise CheckpointError(f"{kpath}: a prepared state of unknown kind {space!r}")
+    if manifest.get("space", space) != space:
+        raise CheckpointError(
+            f"{folder / MANIFEST_FILE}: field 'space' ({manifest.get('space')!r}) is not the "
+            f"kernel's ({space!r}): the manifest was edited or belongs to another state"
+        )
     try:
         state = cls.from_tensors(meta, load_state(kpath), device)
     except CheckpointError as exc:

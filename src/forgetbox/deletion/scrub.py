@@ -138,15 +138,13 @@ def scrub(
         x, _ = check_binding(prepared, model, data)
         check_pretrained(prepared, pretrained)
         if method is Method.CERTIFIED:  # D_r's rows of the kernel of D
-            certified_kernel = (prepared, cohort.retained())
+            certified_kernel = (prepared, prepared.retained(x, cohort))
         else:
             direction = prepared.request(model, x, cohort)
     model = copy.deepcopy(model).eval()
     res = _forget(
         method, model, pretrained, (xr, yr), (xf, yf), cfg, seed, direction, certified_kernel
     )
-    if certified_kernel is not None:
-        prepared.answered(cohort)  # released: the state now holds this cohort too
     if recompute_batchnorm:
         recompute_bn(res.model, xr)
         notes.append("BatchNorm running statistics of the scrubbed model recomputed on D_r")
@@ -173,6 +171,8 @@ def scrub(
     cert["peak_memory_bytes"] = _peak_rss_bytes()
     cert["notes"] = notes
     cert["trainable"] = _trainable_summary(model, trained)
+    if certified_kernel is not None:
+        prepared.answered(cohort)  # released and certified: the state now holds this cohort
     if data_hash is not None:
         cert["hashes"]["data_sha256"] = data_hash
     if recompute_batchnorm:

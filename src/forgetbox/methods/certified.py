@@ -47,6 +47,9 @@ NOT_COVERED = (
     "the training data itself and copies of it (logs, caches, earlier checkpoints)",
     "side channels: timing, the number of Newton iterations, whether the request was refused",
     "floating-point rounding of the noisy weights (as for every floating-point Gaussian mechanism)",
+    "a prepared state (forgetbox prepare --certify) keeps the kernel rows and outputs of every "
+    "sample of D, the deleted ones included: it is a copy of D, to protect as D and to destroy "
+    "(or prepare again without the deleted samples) to purge them",
 )
 
 
@@ -171,7 +174,7 @@ def solve_removal(
     if prepared is not None:
         state, keep = prepared
         rows = state.rows(keep)
-        kernel = (state.K[rows][:, rows], state.f0[keep])
+        kernel = (state.K[rows[:, None], rows], state.f0[keep])
         start = state.outputs[keep]
     else:
         start = ntk.linearized_outputs(f, w0, w_d, x, options.chunk or 64)

@@ -66,6 +66,18 @@ class CertifiedState:
         """``indices`` checked as the next request's cohort (:meth:`Cohort.check`)."""
         return Cohort.check(indices, self.n, self.forgotten)
 
+    def retained(self, x: Tensor, cohort: Cohort) -> Tensor:
+        """D_r's mask in D for ``cohort``, after checking that the inputs ``x`` are D's size and
+        that the cohort was checked against this state's requests so far (a stale cohort would
+        put earlier requests' samples back into D_r)."""
+        if len(x) != self.n:
+            raise ValueError(f"the prepared state has {self.n} samples; got {len(x)} inputs")
+        if not isinstance(cohort, Cohort):
+            raise TypeError("a certified request takes a Cohort: build it with state.cohort(...)")
+        if cohort.n != self.n or not torch.equal(cohort.earlier.cpu(), self.forgotten.cpu()):
+            raise ValueError("the cohort was checked against another prepared state or request")
+        return cohort.retained()
+
     def answered(self, cohort: Cohort) -> None:
         """Record ``cohort`` as answered (after its release)."""
         self.forgotten = cohort.all.to(self.forgotten.device)
