@@ -273,18 +273,6 @@ def _median(xs: list[float]) -> float:
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
-@fragment("evaluate-methods-digits")
-def evaluate_methods_digits(root: Path) -> str:
-    """Every method on the digits default against the retrain row (docs/evaluate.md)."""
-    return methods_table(root, "digits-methods-evaluate")
-
-
-@fragment("evaluate-methods-digits-tuned")
-def evaluate_methods_digits_tuned(root: Path) -> str:
-    """The same with each method's knob tuned on the validation cohort (docs/evaluate.md)."""
-    return methods_table(root, "digits-methods-tuned-evaluate")
-
-
 @fragment("tuning-digits")
 def tuning_digits(root: Path) -> str:
     """The tuning budget's candidates and choices (benchmarks/tune_baselines.py)."""
@@ -500,16 +488,15 @@ def evaluation_section(root: Path, name: str) -> str:
     )
 
 
-@fragment("evaluate-digits-paper-cohort")
-def evaluate_digits_paper_cohort(root: Path) -> str:
-    """The paper's cohort on digits (15 images of class 0) against its retrain row."""
-    return evaluation_section(root, "digits-evaluate")
-
-
-@fragment("evaluate-cifar5")
-def evaluate_cifar5(root: Path) -> str:
-    """Real CIFAR-5, All-CNN x0.4, the paper's methods against the retrain row."""
-    return evaluation_section(root, "cifar5-allcnn-evaluate")
+# the evaluation tables of docs/evaluate.md: fragment -> (generator, committed evaluation)
+EVALUATION_TABLES = {
+    "evaluate-methods-digits": ("methods_table", "digits-methods-evaluate"),
+    "evaluate-methods-digits-tuned": ("methods_table", "digits-methods-tuned-evaluate"),
+    "evaluate-digits-paper-cohort": ("evaluation_section", "digits-evaluate"),
+    "evaluate-cifar5": ("evaluation_section", "cifar5-allcnn-evaluate"),
+}
+for _fragment, (_generator, _evaluation) in EVALUATION_TABLES.items():
+    GENERATORS[_fragment] = lambda root, g=_generator, e=_evaluation: globals()[g](root, e)
 
 
 PAPER_METHODS = ("finetune", "fisher", "ntk", "ntk_fisher", "newton")
