@@ -375,7 +375,7 @@ def runs_paragraph() -> str:
         alphas = ", ".join(f"{a:g}" for _, a, _, _ in closest)
         mia = r["methods"]
         out.append(
-            f"{what} ({n_seeds_text(len(r['seeds']))}): {_shift(r)}, entropy attack "
+            f"{what} ({_n(len(r['seeds']), 'seed', 'seeds')}): {_shift(r)}, entropy attack "
             f"{mia['original']['mean']['mia_forget_member_rate']:.2f} → "
             f"{mia['ntk']['mean']['mia_forget_member_rate']:.2f} (retrain "
             f"{mia['retrain']['mean']['mia_forget_member_rate']:.2f}); the D_f outputs come "
@@ -551,10 +551,6 @@ def rerun_check(name: str) -> str:
         f"against {span(sec['rerun']['retrain'])} in the rerun."
     )
     return "".join(out)
-
-
-def n_seeds_text(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def verdict_table() -> str:

@@ -42,6 +42,11 @@ def test_a_cohort_is_accepted_exactly_when_it_is_valid(n, indices, earlier):
     assert c.new.tolist() == indices and c.earlier.tolist() == earlier
     assert c.retained().sum().item() == n - len(indices) - len(earlier)
     assert Cohort.check(c, n) is c  # a checked cohort is not checked again
+    assert Cohort.check(c, n, earlier) is c
+    with pytest.raises(CohortError, match="checked against another"):  # another D
+        Cohort.check(c, n + 1)
+    with pytest.raises(CohortError, match="checked against another"):  # other requests
+        Cohort.check(c, n, [*earlier, n])
 
 
 def _problem(n: int, c: int, d: int, seed: int):

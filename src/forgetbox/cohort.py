@@ -17,6 +17,9 @@ class CohortError(ValueError):
     """A cohort that cannot be forgotten (the message names the fault)."""
 
 
+STALE = "the cohort was checked against another prepared state or request"
+
+
 def _empty() -> Tensor:
     return torch.zeros(0, dtype=torch.long)
 
@@ -48,7 +51,9 @@ class Cohort:
         ``earlier`` and a cohort that would leave nothing of D. ``what`` names the indices in
         messages; ``source`` (one label per index, e.g. ``"line 3"``) says where each came from.
         """
-        if isinstance(indices, Cohort):
+        if isinstance(indices, Cohort):  # checked before: against this D and these requests?
+            if not indices.matches(n, earlier):
+                raise CohortError(STALE)
             return indices
         idx = indices if isinstance(indices, Tensor) else torch.as_tensor(indices)
         if idx.numel() == 0:
@@ -66,6 +71,17 @@ class Cohort:
         if len(idx) + len(before) >= n:
             raise CohortError(f"{what}: the cohorts would cover the whole training set of {n}")
         return cls(idx, n, before)
+
+    def matches(self, n: int, earlier=None) -> bool:
+        """Whether this cohort was checked against a set of ``n`` samples and, when given, the
+        requests ``earlier`` (a cohort checked against an earlier point would bring their
+        samples back into D_r)."""
+        if self.n != n:
+            return False
+        if earlier is None:
+            return True
+        before = torch.as_tensor(earlier, dtype=torch.long).reshape(-1).cpu()
+        return torch.equal(self.earlier.cpu(), before)
 
     @property
     def all(self) -> Tensor:

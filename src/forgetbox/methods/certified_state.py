@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .. import ntk
 from ..checkpoints import CheckpointError
-from ..cohort import Cohort
+from ..cohort import STALE, Cohort
 from ..inputs import as_tensors
 
 
@@ -74,8 +74,8 @@ class CertifiedState:
             raise ValueError(f"the prepared state has {self.n} samples; got {len(x)} inputs")
         if not isinstance(cohort, Cohort):
             raise TypeError("a certified request takes a Cohort: build it with state.cohort(...)")
-        if cohort.n != self.n or not torch.equal(cohort.earlier.cpu(), self.forgotten.cpu()):
-            raise ValueError("the cohort was checked against another prepared state or request")
+        if not cohort.matches(self.n, self.forgotten):
+            raise ValueError(STALE)
         return cohort.retained()
 
     def answered(self, cohort: Cohort) -> None:

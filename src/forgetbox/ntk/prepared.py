@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError
-from ..cohort import Cohort
+from ..cohort import STALE, Cohort
 from ..functional import model_function, unflatten
 from .direction import NTKDirection, SolveReport
 from .jacobian import vjp_sum
@@ -191,8 +191,8 @@ class PreparedKernel:
             raise ValueError(f"the prepared state has {self.n} samples; got {len(x)} inputs")
         if not isinstance(cohort, Cohort):
             raise TypeError("request() takes a Cohort: build it with state.cohort(indices)")
-        if cohort.n != self.n or not torch.equal(cohort.earlier, self.forgotten.cpu()):
-            raise ValueError("the cohort was checked against another prepared state or request")
+        if not cohort.matches(self.n, self.forgotten):
+            raise ValueError(STALE)
 
     def _retain_solution(self, model, x, new: Tensor, tol: float, max_iter: int, chunk: int, mark):
         """``(J_r^T beta, CG iterations, relative residual, new state)`` for the cohort
