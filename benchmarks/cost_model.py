@@ -165,9 +165,18 @@ def _f(x: float, d: int = 2) -> str:
     return f"{x:.{d}f}"
 
 
+def _head(cells: list[str]) -> list[str]:
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
 def scale_table() -> list[str]:
-    """The scale study's rows of docs/cost-model.md."""
-    lines = []
+    """The scale study's table of docs/cost-model.md."""
+    lines = _head(
+        ["|D|", "trained", "solver", "scrub", "retrain", "speed-up", "peak memory"]
+        + ["D_f error: original / retrain / NTK", "D_r error (NTK)"]
+        + ["L1 to retrain on D_f: original / NTK", "on D_r: original / NTK"]
+        + ["attack, D_f member rate: original / retrain / NTK"]
+    )
     for path in sorted(RESULTS.glob("scale_study-*.json")):
         d = json.loads(path.read_text())
         if "readouts" not in d:
@@ -189,8 +198,11 @@ def scale_table() -> list[str]:
 
 
 def proc_table() -> list[str]:
-    """The scrub-only rows (fresh processes on cached models) of docs/cost-model.md."""
-    lines = []
+    """The scrub-only table (fresh processes on cached models) of docs/cost-model.md."""
+    lines = _head(
+        ["|D|", "path", "processes × threads", "scrub"]
+        + ["scrubbed weights, max difference (largest step)", "peak memory (rank 0)"]
+    )
     for path in sorted(RESULTS.glob("scale_study-*proc.json")):
         d = json.loads(path.read_text())
         t = d["timings"]
@@ -205,7 +217,11 @@ def proc_table() -> list[str]:
 
 
 def prediction_table(rows: list[dict]) -> list[str]:
-    out = []
+    """The fitted predictions (the JSON's ``predictions``) as docs/cost-model.md's table."""
+    out = _head(
+        ["|D|", "dense: kernel (factored in place)", "dense: time"]
+        + ["CG, k = 30 / 60 / 120", "retrain (100 epochs)"]
+    )
     for r in rows:
         fits = "" if r["dense_fits_budget"] else " (does not fit)"
         out.append(
@@ -216,6 +232,33 @@ def prediction_table(rows: list[dict]) -> list[str]:
             f"{r['retrain_100_epochs_s'] / 60:.0f} min |"
         )
     return out
+
+
+def _within(fit_: dict) -> str:
+    worst = max(abs(pt["ratio"] - 1) for pt in fit_["points"])
+    return f"within {100 * worst:.0f} %"
+
+
+def constants_table(fits: dict) -> list[str]:
+    """The fitted constants (the JSON's ``coefficients``) as docs/cost-model.md's table."""
+    e, d, g = (fits[k]["coefficients"] for k in ("retrain_epoch", "dense", "cg"))
+    ns = ", ".join(f"{r['n']:,}" for r in engine_scaling() if "dense" in r)
+    # the Gram term's unit is 10^9 m^2 p: seconds per 10^12 m^2 p multiply-adds on the half,
+    # i.e. 10^12 flops at 2 flops each (the symmetric half of m^2 p multiply-adds)
+    beta = d["per_gram_gflop_term_s"]
+    return _head(["constant", "value", "fitted to"]) + [
+        f"| a_E, b_E (epoch) | {e['per_epoch_s']:.2f} s + {1e3 * e['per_sample_epoch_s']:.2f} ms "
+        f"per sample | retraining epochs at n = 500 … 5,000 ({_within(fits['retrain_epoch'])}) |",
+        f"| α (kernel row) | {1e3 * d['per_kernel_row_s']:.1f} ms per row | dense solves at "
+        f"n = {ns}, c = 5 ({_within(fits['dense'])}) |",
+        f"| β (Gram) | {1e3 * beta:.1f} s per 10¹² · m² p (≈ {1 / beta:.0f} GFLOP/s on the "
+        "symmetric half) | same |",
+        f"| γ (CG iteration) | {1e3 * g['per_sample_iteration_s']:.1f} ms per sample per "
+        f"iteration (one jvp + one vjp) | {len(fits['cg']['points'])} CG runs, random and real "
+        "fine-tuned models |",
+        f"| ρ, σ | {1e3 * g['per_sample_residual_s']:.0f} ms per sample per solve, "
+        f"{1e3 * g['per_sketch_row_s']:.0f} ms per sketch row | same |",
+    ]
 
 
 def main() -> None:
@@ -229,7 +272,8 @@ def main() -> None:
     out["predictions"] = predict(out)
     (RESULTS / "cost_model.json").write_text(json.dumps(out, indent=2))
     if "--tables" in sys.argv:
-        for lines in (scale_table(), prediction_table(out["predictions"]), proc_table()):
+        tables = (constants_table(out), scale_table(), prediction_table(out["predictions"]))
+        for lines in (*tables, proc_table()):
             print("\n".join(lines) + "\n")
     else:
         print(json.dumps(out, indent=1))

@@ -577,6 +577,32 @@ def _sibling(name: str):
     return module
 
 
+# the tables of docs/benchmarks.md: fragment "table-NAME" is benchmarks/table.py's NAME
+for _table in _sibling("table").TABLES:
+    GENERATORS[f"table-{_table}"] = lambda root, t=_table: _sibling("table").TABLES[t]()
+
+
+def _cost_table(name: str) -> Callable[[Path], str]:
+    """A table of docs/cost-model.md from benchmarks/cost_model.py and its committed JSON."""
+
+    def generate(root: Path) -> str:
+        cost = _sibling("cost_model")
+        fits = json.loads((root / "benchmarks/results/cost_model.json").read_text())
+        lines = {
+            "constants": lambda: cost.constants_table(fits),
+            "scale": cost.scale_table,
+            "predictions": lambda: cost.prediction_table(fits["predictions"]),
+            "processes": cost.proc_table,
+        }[name]()
+        return "\n".join(lines) + "\n"
+
+    return generate
+
+
+for _table in ("constants", "scale", "predictions", "processes"):
+    GENERATORS[f"cost-{_table}"] = _cost_table(_table)
+
+
 PRESET_RUNS = ("cifar5-allcnn-cpu", "cifar5-allcnn-cpu-authors")
 
 

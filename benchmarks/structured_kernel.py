@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/structured_kernel.py                 # everything, writes the JSON
     .venv/bin/python benchmarks/structured_kernel.py --only resnet18-0.4 --repeats 2
-    .venv/bin/python benchmarks/table.py --structured benchmarks/results/structured_kernel.json
+    .venv/bin/python benchmarks/table.py structured
 
 Problem (as the issue specifies): random CIFAR-sized inputs 3x32x32, c = 5, float32, randomly
 initialised models in eval mode; the kernel build alone (``layer_kernel_and_jacobian``) with

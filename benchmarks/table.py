@@ -1,321 +1,371 @@
-"""Print the markdown tables of docs/benchmarks.md from benchmarks/results/*.json."""
+"""The markdown tables of docs/benchmarks.md, each a function of its committed JSON returning
+markdown. ``benchmarks/fragments.py`` writes them into the docs between fragment markers (so a
+table cannot drift from its JSON); ``python benchmarks/table.py NAME`` prints one (NAME: a key
+of :data:`TABLES`; no NAME lists them).
+"""
+
+from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 RES = Path(__file__).with_name("results")
+MODELS = {
+    "allcnn-0.4": "All-CNN ×0.4",
+    "allcnn-1.0": "All-CNN ×1.0",
+    "resnet18-0.4": "ResNet-18 ×0.4",
+}
+MODELS |= {"resnet18-1.0": "ResNet-18 ×1.0", "allcnn x0.4": "All-CNN ×0.4"}
+MODELS |= {"resnet18 x0.4": "ResNet-18 ×0.4"}
 
 
-def fmt(x, nd=1):
+def fmt(x, nd: int = 1) -> str:
+    """``x`` with ``nd`` decimals, or a dash where it was not measured."""
     return "—" if x is None else f"{x:.{nd}f}"
 
 
-def gpu_engine(path: Path) -> None:
-    """The engine table from benchmarks/gpu_session.py (seconds / peak GPU GiB)."""
-    rows = json.loads(path.read_text())
-    print(
-        "| |D| | reference: s / GiB | dense: s / GiB | speed-up | CG + Nyström: s / GiB / its "
-        "| rel. diff δw (dense, CG) | 3 retrain epochs: s |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        ref, den, cg = r.get("reference", {}), r.get("dense", {}), r.get("cg", {})
-        ep = r.get("retrain_epoch", {})
-        key = "rel_diff_vs_reference" if "seconds" in ref else "rel_diff_vs_dense"
-        ref_s = (
-            f"{fmt(ref['seconds'], 2)} / {fmt(ref['peak_gpu_gib'], 2)}" if "seconds" in ref else "—"
-        )
-        sp = f"{ref['seconds'] / den['seconds']:.0f}x" if "seconds" in ref else "—"
-        its = ", ".join(str(x["iterations"]) for x in cg.get("reports", []))
-        diffs = (
-            f"{den.get(key, float('nan')):.1e}, {cg.get(key, float('nan')):.1e}"
-            if key == "rel_diff_vs_reference"
-            else f"—, {cg.get(key, float('nan')):.1e} (vs dense)"
-        )
-        print(
-            f"| {r['n']:,} | {ref_s} | {fmt(den.get('seconds'), 2)} / {fmt(den.get('peak_gpu_gib'), 2)}"
-            f" | {sp} | {fmt(cg.get('seconds'), 2)} / {fmt(cg.get('peak_gpu_gib'), 2)} / {its} "
-            f"| {diffs} | {fmt(ep.get('seconds'), 2)} |"
-        )
+def _load(name: str):
+    return json.loads((RES / name).read_text())
 
 
-def deletion(path: Path) -> None:
-    """Prepared requests vs retraining, and the pseudo-NTK vs the exact kernel."""
-    doc = json.loads(path.read_text())
-    rows = doc["rows"] if isinstance(doc, dict) else doc
-    print(
-        "| model | |D| | retrain on D_r: s (epochs) | kernel | prepare: s | request: s "
-        "| request / retrain | from scratch: s | prepared vs scratch |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "retrain_seconds" not in r:
-            continue
-        for k in ("exact", "pseudo"):
-            if k not in r:
-                continue
-            e = r[k]
-            print(
-                f"| {r['model']} | {r['n']:,} | {fmt(r['retrain_seconds'])} ({r['retrain_epochs']}) "
-                f"| {k} | {fmt(e['prepare_seconds'], 2)} | {fmt(e['request_seconds'], 3)} "
-                f"| 1/{1 / e['request_vs_retrain']:.0f} | {fmt(e.get('from_scratch_seconds'), 2)} "
-                f"| {e.get('prepared_vs_scratch_rel_diff', float('nan')):.1e} |"
-            )
-    print(
-        "\n| model | |D| | scrubbed by | err D_f | err D_r | err test | L1→retrain D_f | "
-        "L1→retrain D_r | attack: D_f member rate | δw vs exact: rel. err / cos |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if "retrain_seconds" not in r:
-            continue
-        for name in ("original", "retrain", "exact", "pseudo"):
-            if name not in r:
-                continue
-            ro = r[name].get("readouts", r[name])
-            cmp = "—"
-            if name == "pseudo" and "delta_cosine_vs_exact" in r[name]:
-                cmp = f"{r[name]['delta_rel_error_vs_exact']:.1f} / {r[name]['delta_cosine_vs_exact']:.2f}"
-            print(
-                f"| {r['model']} | {r['n']:,} | {name} | {ro['error_forget']:.2f} | "
-                f"{ro['error_retain']:.2f} | {ro['error_test']:.2f} | "
-                f"{ro['l1_to_retrain_forget']:.2f} | {ro['l1_to_retrain_retain']:.2f} | "
-                f"{ro['mia_member_rate']:.2f} | {cmp} |"
-            )
+def _rows(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
 
 
-def allocator(rows: list[dict]) -> None:
-    """Reference and engine with glibc's defaults and with freed memory kept (medians)."""
-    if not rows:
-        return
-    ref = {r.get("malloc", "default"): r for r in rows if r["approach"] == "reference"}
-    print(
-        "\n| run | glibc malloc | seconds (median) | peak GB | vs reference (same malloc): speed / memory |"
-    )
-    print("|---|---|---|---|---|")
-    for r in rows:
-        mode = r.get("malloc", "default")
-        what = "reference" if r["approach"] == "reference" else f"dense{_budget_label(r)}"
-        if r.get("chunk"):
-            what += f", chunks of {r['chunk']}"
-        base = ref.get(mode)
-        vs = (
-            f"{base['seconds'] / r['seconds']:.2f}x / {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}x"
-            if base and r["approach"] != "reference"
-            else ""
-        )
-        runs = ", ".join(fmt(t) for t in r.get("seconds_runs", []))
-        print(
-            f"| {what} | {mode} | {fmt(r['seconds'])} ({runs}) | {fmt(r['peak_rss_gb'], 2)} | {vs} |"
-        )
-
-
-def _median(xs):
-    xs = sorted(xs)
-    return (
-        None
-        if not xs
-        else (xs[len(xs) // 2] if len(xs) % 2 else sum(xs[len(xs) // 2 - 1 : len(xs) // 2 + 1]) / 2)
-    )
-
-
-def structured(path: Path) -> None:
-    """The per-layer kernel (benchmarks/structured_kernel.py): build time, peak memory, rates."""
-    d = json.loads(path.read_text())
-    blas = d.get("blas", {}).get("gflops")
-    print(
-        "| model | |D| | budget | contraction: s (CPU s) / GB | auto: s (CPU s) / GB | speed-up: wall (CPU) "
-        "| auto passes | rel. diff K (fp32) | load avg |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for key, row in d.get("cases", {}).items():
-        runs = row["runs"]
-        if any("error" in r for rs in runs.values() for r in rs):
-            print(f"| {key} | {row['n']} | error | | | | | | |")
-            continue
-        med = {m: _median([r["seconds"] for r in rs]) for m, rs in runs.items()}
-        cpu = {m: _median([r["cpu_seconds"] for r in rs]) for m, rs in runs.items()}
-        peak = {m: max(r["peak_rss_gb"] for r in rs) for m, rs in runs.items()}
-        loads = ", ".join(f"{r['load_before']:.1f}" for rs in runs.values() for r in rs)
-        budget = f"{row['budget'] / 2**30:.0f} GiB" if row.get("budget") else "default"
-        print(
-            f"| {key} | {row['n']} | {budget} | {med['contraction']:.1f} ({cpu['contraction']:.0f}) / "
-            f"{peak['contraction']:.2f} | {med['auto']:.1f} ({cpu['auto']:.0f}) / {peak['auto']:.2f} "
-            f"| {med['contraction'] / med['auto']:.2f}x ({cpu['contraction'] / cpu['auto']:.2f}x) "
-            f"| {runs['auto'][0].get('passes', 0) or 'contraction path'} "
-            f"| {row.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e} "
-            f"| {loads} |"
-        )
-    print(
-        "\n| model | structured form: GMAC / s / GFLOP/s | contracted form (formation + Gram): "
-        "GMAC / s / GFLOP/s | recording: s | contraction path, whole build: GMAC / s / GFLOP/s | BLAS GFLOP/s |"
-    )
-    print("|---|---|---|---|---|---|")
-    for key, row in d.get("cases", {}).items():
-        runs = row["runs"]
-        if any("error" in r for rs in runs.values() for r in rs):
-            continue
-        a = min(runs["auto"], key=lambda r: r["seconds"])
-        c = min(runs["contraction"], key=lambda r: r["seconds"])
-        if "structured_macs" not in a:
-            print(
-                f"| {key} | auto: {a.get('note', 'the contraction path')} | | | | {fmt(blas, 0)} |"
-            )
-            continue
-        st = a["stage_seconds"]
-        s_sec, c_sec = st.get("structured", 0.0), st.get("contract", 0.0) + st.get("gram", 0.0)
-        s_mac, c_mac, t_mac = a["structured_macs"], a["contracted_macs"], a["contraction_path_macs"]
-
-        def rate(mac, sec):
-            return f"{2 * mac / sec / 1e9:.0f}" if sec and mac >= 1e9 else "—"
-
-        print(
-            f"| {key} | {s_mac / 1e9:.1f} / {s_sec:.1f} / {rate(s_mac, s_sec)} "
-            f"| {c_mac / 1e9:.0f} / {c_sec:.1f} / {rate(c_mac, c_sec)} | {st.get('record', 0):.1f} "
-            f"| {t_mac / 1e9:.0f} / {c['seconds']:.1f} / {rate(t_mac, c['seconds'])} | {fmt(blas, 0)} |"
-        )
-    print(
-        "\n| model | small |D| | contraction: s | auto: s | structured: s | structured at the full |D|: "
-        "GMAC, predicted s | rel. diff K vs contraction (auto, structured) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for key, row in d.get("cases", {}).items():
-        sm = row.get("small", {})
-        if not sm or any("error" in sm.get(m, {}) for m in ("contraction", "auto", "structured")):
-            continue
-        s_run = sm["structured"]
-        # every factored weight structured at the full |D|: the flop model's count
-        n, n0 = row["n"], row["small_n"]
-        macs = (
-            sum(lay["structured_macs"] for lay in s_run["layers"]) * (n * (n + 1)) / (n0 * (n0 + 1))
-        )
-        s_rate = (
-            2 * s_run["structured_macs"] / max(s_run["stage_seconds"].get("structured", 0), 1e-9)
-        )
-        pred = 2 * macs / s_rate
-        print(
-            f"| {key} | {n0} | {sm['contraction']['seconds']:.1f} | {sm['auto']['seconds']:.1f} "
-            f"| {s_run['seconds']:.1f} | {macs / 1e9:,.0f} GMAC, {pred:,.0f} s (at {s_rate / 1e9:.0f} GFLOP/s) "
-            f"| {sm.get('auto_vs_contraction_rel_diff_float32', float('nan')):.1e}, "
-            f"{sm.get('structured_vs_contraction_rel_diff_float32', float('nan')):.1e} |"
-        )
-    if d.get("step"):
-        st = d["step"]
-        c, a = st["contraction"], st["auto"]
-        print("\n| model | |D| (|D_f|) | NTK step, contraction: s / GB | auto: s / GB | speed-up |")
-        print("|---|---|---|---|---|")
-        print(
-            f"| {st['model']} | {st['n']} ({st['forget']}) | {c['seconds']:.1f} / "
-            f"{c['peak_rss_gb']:.2f} | {a['seconds']:.1f} / {a['peak_rss_gb']:.2f} "
-            f"| {c['seconds'] / a['seconds']:.2f}x |"
-        )
-    if d.get("exactness"):
-        print("\n| model | |D| | δw vs brute force (float64): contraction | auto | structured |")
-        print("|---|---|---|---|---|")
-        for row in d["exactness"]:
-            vals = [
-                row.get(f"{m}_vs_reference_rel_diff_float64")
-                for m in ("contraction", "auto", "structured")
-            ]
-            print(
-                f"| {row['model']} | {row['n']} | "
-                + " | ".join("—" if v is None else f"{v:.1e}" for v in vals)
-                + " |"
-            )
+def _gib(budget: int) -> str:
+    """A memory budget in GiB, trailing zeros dropped (``0.81``, ``5``)."""
+    return f"{budget / 2**30:.2f}".rstrip("0").rstrip(".")
 
 
 def _budget_label(run: dict) -> str:
-    return f" ({run['budget'] / 2**30:.2f} GB budget)" if run.get("budget") else ""
+    label = f"{_gib(run['budget'])} GiB budget" if run.get("budget") else "default budget"
+    return label + (f", chunks of {run['chunk']}" if run.get("chunk") else "")
 
 
-def main() -> None:
-    import sys
-
-    if len(sys.argv) > 2 and sys.argv[1] == "--gpu-engine":
-        return gpu_engine(Path(sys.argv[2]))
-    if len(sys.argv) > 2 and sys.argv[1] == "--deletion":
-        return deletion(Path(sys.argv[2]))
-    if len(sys.argv) > 2 and sys.argv[1] == "--structured":
-        return structured(Path(sys.argv[2]))
-    d = json.loads((RES / "ntk_engine.json").read_text())
-    print(
-        "| model | p | reference: s / GB | forgetbox dense: s / GB | speed-up | memory | rel. diff δw (fp32) |"
+def _s_gb(run: dict | None, nd: int = 1) -> str:
+    return (
+        "—"
+        if not run or "error" in run
+        else f"{fmt(run['seconds'], nd)} / {run['peak_rss_gb']:.2f}"
     )
-    print("|---|---|---|---|---|---|---|")
-    for row in d.get("compare", []):
+
+
+def _rel(x: float) -> str:
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    h = len(xs) // 2
+    return xs[h] if len(xs) % 2 else (xs[h - 1] + xs[h]) / 2
+
+
+def engine_compare() -> str:
+    """The dense engine against the reference approach (``ntk_engine.json``, ``compare``), and
+    the rounds behind each median."""
+    rows, rounds = [], []
+    for row in _load("ntk_engine.json")["compare"]:
         if row.get("float64"):
             continue
-        ref, den = row["reference"], row["dense"]
-        if "error" in den:
-            print(f"| {row['model']} | | {ref.get('error', '')} | {den.get('error', '')} | | | |")
-            continue
-        if "error" in ref:
-            print(
-                f"| {row['model']} | {den['p']:,} | {ref['error']} | "
-                f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)} | | < 0.25x | |"
-            )
-            continue
-        for label, den in (
-            (_budget_label(row["dense"]), row["dense"]),
-            (" (0.45 GB budget, chunks of 8)", row.get("dense_least_memory")),
-            (" (default budget)", row.get("dense_default_budget")),
-        ):
-            if not den or "error" in den:
+        ref = row["reference"]
+        for key in ("dense", "dense_least_memory", "dense_default_budget"):
+            den = row.get(key)
+            if not den or "error" in den or "error" in ref:
                 continue
-            print(
-                f"| {row['model']}{label} | {den['p']:,} | {fmt(ref['seconds'])} / {fmt(ref['peak_rss_gb'], 2)} | "
-                f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)} | "
-                f"{ref['seconds'] / den['seconds']:.2f}x | {den['peak_rss_gb'] / ref['peak_rss_gb']:.2f}x | "
-                f"{row.get('dense_vs_reference_rel_diff_float32', float('nan')):.1e} |"
+            rows.append(
+                [
+                    f"{MODELS[row['model']]}, {_budget_label(den)}",
+                    f"{den['p']:,}",
+                    _s_gb(ref),
+                    _s_gb(den),
+                    f"{ref['seconds'] / den['seconds']:.2f}×",
+                    f"{den['peak_rss_gb'] / ref['peak_rss_gb']:.2f}×",
+                    f"{row['dense_vs_reference_rel_diff_float32']:.1e}",
+                ]
             )
-        for key in ("reference", "dense", "dense_least_memory", "dense_default_budget"):
-            if "seconds_runs" in row.get(key, {}):
-                runs = ", ".join(fmt(t) for t in row[key]["seconds_runs"])
-                print(f"<!-- {row['model']} {key} runs: {runs} s -->")
-    for row in d.get("compare", []):
-        if row.get("float64"):
-            print(
-                f"\nfloat64, All-CNN x0.4, |D| = {row['n']}: relative difference of δw, dense vs "
-                f"reference = {row['dense_vs_reference_rel_diff_float64']:.1e}"
-            )
-    print(
-        "\n| |D| | dense: s / GB | CG + Nyström: s / GB / iterations (D, D_r) | CG plain: s / iterations | retrain: s per epoch |"
+        timed = [
+            (("reference" if k == "reference" else _budget_label(row[k])), row[k]["seconds_runs"])
+            for k in ("reference", "dense", "dense_least_memory", "dense_default_budget")
+            if "seconds_runs" in row.get(k, {})
+        ]
+        if timed:
+            runs = "; ".join(f"{w} {' / '.join(fmt(t) for t in ts)} s" for w, ts in timed)
+            rounds.append(f"{MODELS[row['model']]}, the rounds behind each median: {runs}.")
+    head = ["model", "p", "reference: s / GB", "forgetbox dense: s / GB", "speed-up", "memory"]
+    return _rows(head + ["rel. diff δw (fp32)"], rows) + "".join(f"\n{r}\n" for r in rounds)
+
+
+def allocator() -> str:
+    """Reference and engine with glibc's defaults and with freed memory kept (medians)."""
+    runs = _load("ntk_engine.json")["allocator"]
+    ref = {r.get("malloc", "default"): r for r in runs if r["approach"] == "reference"}
+    rows = []
+    for r in runs:
+        mode = r.get("malloc", "default")
+        what = "reference" if r["approach"] == "reference" else f"dense ({_budget_label(r)})"
+        base = ref.get(mode)
+        vs = ""
+        if base and r["approach"] != "reference":
+            vs = f"{base['seconds'] / r['seconds']:.2f}× / {r['peak_rss_gb'] / base['peak_rss_gb']:.2f}×"
+        times = ", ".join(fmt(t) for t in r["seconds_runs"])
+        rows.append([what, mode, f"{fmt(r['seconds'])} ({times})", f"{r['peak_rss_gb']:.2f}", vs])
+    head = ["run", "glibc malloc", "seconds (median)", "peak GB"]
+    return _rows(head + ["vs reference (same malloc): speed / memory"], rows)
+
+
+def _iterations(run: dict) -> str:
+    return ", ".join(str(r["iterations"]) for r in run["reports"])
+
+
+def scaling() -> str:
+    """Dense, matrix-free and retraining against |D| (``ntk_engine.json``, ``scaling``)."""
+    rows = []
+    for row in _load("ntk_engine.json")["scaling"]:
+        cg, plain = row.get("cg_nystrom"), row.get("cg_plain")
+        rows.append(
+            [
+                f"{row['n']:,}",
+                _s_gb(row.get("dense")) if row.get("dense") else "— (not run)",
+                f"{_s_gb(cg)} / {_iterations(cg)}" if cg else "—",
+                f"{fmt(plain['seconds'])} / {_iterations(plain)}" if plain else "—",
+                fmt(row["retrain_epoch"]["seconds"], 2),
+            ]
+        )
+    head = ["|D|", "dense: s / GB", "CG + Nyström (m = 64): s / GB / iterations (D, D_r)"]
+    return _rows(head + ["CG plain: s / iterations", "retrain: s per epoch"], rows)
+
+
+def nystrom_real() -> str:
+    """Plain and Nyström-preconditioned CG on a real fine-tuned model (``deletion_cpu_cg.json``)."""
+    cmp = _load("deletion_cpu_cg.json")["rows"][0]["cg_compare"]
+    rows = [["dense (Cholesky)", "—", fmt(cmp["dense_seconds"]), "—"]]
+    for key, what in (
+        ("plain", "CG, no preconditioner"),
+        ("nystrom64", "CG + Nyström, m = 64 samples"),
+        ("nystrom128", "CG + Nyström, m = 128 samples"),
+    ):
+        r = cmp[key]
+        its = ", ".join(map(str, r["iterations"]))
+        rows.append([what, its, f"{r['seconds']:,.0f}", f"{r['rel_diff_vs_dense']:.1e}"])
+    return _rows(["solver", "CG iterations (D, D_r)", "seconds", "rel. diff δw vs dense"], rows)
+
+
+def dense_memory() -> str:
+    """The dense solve's peak against its kernel, before and after the in-place factor."""
+    before, now = (_load(f)["sizes"] for f in ("dense_memory-before.json", "dense_memory.json"))
+    rows = []
+    for b, a in zip(before, now, strict=True):
+        rows.append(
+            [
+                f"{a['samples']:,} × {a['kernel_rows'] // a['samples']} = {a['kernel_rows']:,}",
+                f"{a['kernel_gib']:.2f}",
+                f"{b['peak_added_gib']:.2f} ({b['kernel_copies_at_peak']:.2f})",
+                f"{a['peak_added_gib']:.2f} ({a['kernel_copies_at_peak']:.2f})",
+                f"{b['model_estimate_gib']:.2f} / {a['model_estimate_gib']:.2f}",
+                f"{b['seconds']:.1f} / {a['seconds']:.1f}",
+            ]
+        )
+    head = ["kernel rows m", "one kernel (GiB)", "peak added, before (copies)"]
+    head += ["peak added, now (copies)", "model estimate, before / now (GiB)"]
+    return _rows(head + ["seconds, before / now"], rows)
+
+
+def _structured_runs(row: dict) -> dict:
+    runs = row["runs"]
+    return {
+        m: dict(
+            s=_median([r["seconds"] for r in rs]),
+            cpu=_median([r["cpu_seconds"] for r in rs]),
+            gb=max(r["peak_rss_gb"] for r in rs),
+        )
+        for m, rs in runs.items()
+    }
+
+
+def structured() -> str:
+    """The per-layer kernel against the contraction path (``structured_kernel.json``): build
+    time (medians), peak memory, and the whole NTK step."""
+    d = _load("structured_kernel.json")
+    rows = []
+    for key, row in d["cases"].items():
+        m = _structured_runs(row)
+        c, a = m["contraction"], m["auto"]
+        ratio = f"{c['s'] / a['s']:.2f}× ({c['cpu'] / a['cpu']:.2f}×)"
+        if not row["runs"]["auto"][0].get("passes"):
+            ratio = f"the same path ({c['s'] / a['s']:.2f}×)"
+        rows.append(
+            [
+                MODELS[key],
+                f"{row['n']}",
+                f"{c['s']:.1f} ({c['cpu']:.0f}) / {c['gb']:.2f}",
+                f"{a['s']:.1f} ({a['cpu']:.0f}) / {a['gb']:.2f}",
+                ratio,
+                _rel(row["auto_vs_contraction_rel_diff_float32"]),
+            ]
+        )
+    head = ["model", "|D|", "contraction: s (CPU s) / peak GB", "auto: s (CPU s) / peak GB"]
+    table = _rows(head + ["speed-up, wall (CPU)", "rel. diff of K (float32)"], rows)
+    st = d["step"]
+    c, a = st["contraction"], st["auto"]
+    return table + (
+        f"\nThe whole NTK step (`ntk_direction`: kernel, two Cholesky solves, the pullback; "
+        f"anchored, at w(D)) on {MODELS[st['model']]} with |D| = {st['n']}, |D_f| = "
+        f"{st['forget']} — the committed CIFAR-5 run's sizes: **{c['seconds']:.1f} s and "
+        f"{c['peak_rss_gb']:.2f} GB with the contraction path, {a['seconds']:.1f} s and "
+        f"{a['peak_rss_gb']:.2f} GB with `auto` ({c['seconds'] / a['seconds']:.2f}×)**.\n"
     )
-    print("|---|---|---|---|---|")
-    for row in d.get("scaling", []):
-        den = row.get("dense")
-        cg = row.get("cg_nystrom")
-        cap = row.get("cg_nystrom_capped")
-        plain = row.get("cg_plain")
-        cg_s = "—"
-        if cg and "error" not in cg:
-            its = ", ".join(str(r["iterations"]) for r in cg["reports"])
-            cg_s = f"{fmt(cg['seconds'])} / {fmt(cg['peak_rss_gb'], 2)} / {its}"
-        elif cap and "error" not in cap:
-            cg_s = (
-                f"{fmt(cap['seconds_per_iteration'])} s per iteration, preconditioner "
-                f"{fmt(cap['preconditioner_seconds'])} s / {fmt(cap['peak_rss_gb'], 2)} GB"
-            )
-        plain_s = "—"
-        if plain and "error" not in plain:
-            plain_s = f"{fmt(plain['seconds'])} / " + ", ".join(
-                str(r["iterations"]) for r in plain["reports"]
-            )
-        den_s = (
-            "—"
-            if not den or "error" in den
-            else f"{fmt(den['seconds'])} / {fmt(den['peak_rss_gb'], 2)}"
+
+
+def structured_rates() -> str:
+    """Where the per-layer build's time goes: multiply-adds, seconds and rates per form."""
+    d = _load("structured_kernel.json")
+
+    def rate(mac: float, sec: float) -> str:
+        return f"{2 * mac / sec / 1e9:.0f}"
+
+    rows = []
+    for key, row in d["cases"].items():
+        a = min(row["runs"]["auto"], key=lambda r: r["seconds"])
+        c = min(row["runs"]["contraction"], key=lambda r: r["seconds"])
+        if "structured_macs" not in a:
+            continue
+        st = a["stage_seconds"]
+        s_sec, c_sec = st["structured"], st["contract"] + st["gram"]
+        s_mac, c_mac, t_mac = a["structured_macs"], a["contracted_macs"], a["contraction_path_macs"]
+        rows.append(
+            [
+                MODELS[key],
+                f"{s_mac / 1e9:,.0f} / {s_sec:.1f} / {rate(s_mac, s_sec)}",
+                f"{c_mac / 1e9:,.0f} / {c_sec:.1f} / {rate(c_mac, c_sec)}",
+                f"{st['record']:.1f}",
+                f"{t_mac / 1e9:,.0f} / {c['seconds']:.1f} / {rate(t_mac, c['seconds'])}",
+            ]
         )
-        ep = row.get("retrain_epoch", {})
-        print(f"| {row['n']:,} | {den_s} | {cg_s} | {plain_s} | {fmt(ep.get('seconds'), 2)} |")
-    allocator(d.get("allocator", []))
-    for row in d.get("large", []):
-        print(
-            f"\nResNet-18 x0.4, |D| = {row['n']:,}: matrix-free CG peak {fmt(row.get('peak_rss_gb'), 2)} GB, "
-            f"{fmt(row.get('seconds_per_iteration'))} s per iteration, preconditioner "
-            f"{fmt(row.get('preconditioner_seconds'))} s"
+    lead = (
+        "Where the time goes (the best run of each; GFLOP/s at 2 flops per multiply-add, against "
+        f"this CPU's float32 matmul rate of {d['blas']['gflops']:.0f} GFLOP/s on 2 threads "
+        "measured in the same session):\n\n"
+    )
+    head = ["model", "structured form: GMAC / s / GFLOP/s"]
+    head += ["contracted form (formation + Gram): GMAC / s / GFLOP/s"]
+    head += ["recording (forward + class-batched backward): s"]
+    return lead + _rows(head + ["contraction path, whole build: GMAC / s / GFLOP/s"], rows)
+
+
+def gpu_engine(name: str) -> str:
+    """The engine table of one GPU session (``benchmarks/gpu_session.py``; s / peak GPU GiB)."""
+    rows = []
+    for r in _load(name):
+        ref, den, cg = r.get("reference", {}), r.get("dense", {}), r.get("cg", {})
+        has_ref = "seconds" in ref
+        key = "rel_diff_vs_reference" if has_ref else "rel_diff_vs_dense"
+        diffs = f"{den[key]:.1e}, {cg[key]:.1e}" if has_ref else f"—, {cg[key]:.1e} (vs dense)"
+        its = ", ".join(str(x["iterations"]) for x in cg["reports"])
+        epoch = r.get("retrain_epoch", {}).get("seconds")
+        rows.append(
+            [
+                f"{r['n']:,}",
+                f"{ref['seconds']:.2f} / {ref['peak_gpu_gib']:.2f}" if has_ref else "—",
+                f"{den['seconds']:.2f} / {den['peak_gpu_gib']:.2f}",
+                f"{ref['seconds'] / den['seconds']:.0f}×" if has_ref else "—",
+                f"{cg['seconds']:.2f} / {cg['peak_gpu_gib']:.2f} / {its}",
+                diffs,
+                fmt(epoch, 2),
+            ]
         )
+    head = ["|D|", "reference: s / GiB", "dense: s / GiB", "speed-up"]
+    head += ["CG + Nyström: s / GiB / its", "rel. diff δw (dense, CG)", "3 retrain epochs: s"]
+    return _rows(head, rows)
+
+
+def fisher_pass() -> str:
+    """The one-pass Fisher diagonal against the Jacobian path (``fisher_pass.json``)."""
+    rows = [
+        [
+            MODELS[r["model"]],
+            f"{r['parameters']:,}",
+            f"{r['fisher_one_pass_seconds']:.1f} s",
+            f"{r['fisher_jacobian_path_seconds_extrapolated']:.1f} s",
+            f"{r['one_pass_vs_jacobian_relative_difference']:.1e}",
+            f"{r['ntk_step_seconds']:.1f} s",
+            f"{r['fisher_at_scrubbed_point_seconds']:.1f} s",
+            f"{r['ntk_fisher_over_ntk']:.2f}",
+        ]
+        for r in _load("fisher_pass.json")["rows"]
+    ]
+    n = _load("fisher_pass.json")["rows"][0]
+    head = ["model", "parameters", f"one-pass Fisher, {n['n_retain']} samples"]
+    head += [f"Jacobian path ({n['jacobian_path_samples']} samples, extrapolated)"]
+    head += ["one pass vs Jacobian, relative difference", "NTK step"]
+    return _rows(head + ["Fisher at the scrubbed point", "ntk_fisher / ntk"], rows)
+
+
+def deletion(name: str) -> str:
+    """Prepared requests against retraining, and the pseudo-NTK against the exact kernel: the
+    timing table and the readouts table (``benchmarks/deletion.py``)."""
+    doc = _load(name)
+    rows = [r for r in (doc["rows"] if isinstance(doc, dict) else doc) if "retrain_seconds" in r]
+    timing, readouts = [], []
+    for r in rows:
+        for k in ("exact", "pseudo"):
+            e = r[k]
+            vs = e.get("prepared_vs_scratch_rel_diff")
+            timing.append(
+                [
+                    r["model"],
+                    f"{r['n']:,}",
+                    f"{r['retrain_seconds']:.1f} ({r['retrain_epochs']})",
+                    k,
+                    f"{e['prepare_seconds']:.2f}",
+                    f"{e['request_seconds']:.3f}",
+                    f"1/{1 / e['request_vs_retrain']:.0f}",
+                    fmt(e.get("from_scratch_seconds"), 2),
+                    "—" if vs is None else f"{vs:.1e}",
+                ]
+            )
+        for who in ("original", "retrain", "exact", "pseudo"):
+            ro = r[who].get("readouts", r[who])
+            cmp = "—"
+            if "delta_cosine_vs_exact" in r[who]:
+                cmp = f"{r[who]['delta_rel_error_vs_exact']:.1f} / {r[who]['delta_cosine_vs_exact']:.2f}"
+            keys = ("error_forget", "error_retain", "error_test", "l1_to_retrain_forget")
+            keys += ("l1_to_retrain_retain", "mia_member_rate")
+            readouts.append([r["model"], f"{r['n']:,}", who, *(f"{ro[k]:.2f}" for k in keys), cmp])
+    head = ["model", "|D|", "retrain on D_r: s (epochs)", "kernel", "prepare: s", "request: s"]
+    head += ["request / retrain", "from scratch: s", "prepared vs scratch"]
+    head2 = ["model", "|D|", "scrubbed by", "err D_f", "err D_r", "err test", "L1→retrain D_f"]
+    head2 += ["L1→retrain D_r", "attack: D_f member rate", "δw vs exact: rel. err / cos"]
+    return _rows(head, timing) + "\n" + _rows(head2, readouts)
+
+
+TABLES = {
+    "engine": engine_compare,
+    "allocator": allocator,
+    "scaling": scaling,
+    "nystrom-real": nystrom_real,
+    "dense-memory": dense_memory,
+    "structured": structured,
+    "structured-rates": structured_rates,
+    "gpu-engine-h200": lambda: gpu_engine("gpu_engine_h200.json"),
+    "gpu-engine-h100": lambda: gpu_engine("gpu_engine.json"),
+    "gpu-engine-h200-tf32-off": lambda: gpu_engine("gpu_tf32_off/gpu_engine.json"),
+    "fisher-pass": fisher_pass,
+    "deletion-cpu": lambda: deletion("deletion_cpu.json"),
+    "deletion-h100": lambda: deletion("gpu_deletion.json"),
+    "deletion-h200-tf32-off": lambda: deletion("gpu_tf32_off/gpu_deletion.json"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in TABLES:
+        print("tables: " + ", ".join(TABLES))
+        return 0 if not argv else 2
+    print(TABLES[argv[0]](), end="")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
