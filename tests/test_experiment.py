@@ -1,6 +1,7 @@
 """`forgetbox run` end to end on a tiny configuration."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +126,18 @@ def test_cli_flags_and_config_file(tmp_path):
     assert cli.main(["run", "--config", str(cfg), "--methods", "bogus"]) == 2
     (tmp_path / "bad.toml").write_text("[experiment]\nnot_a_key = 1\n")
     assert cli.main(["run", "--config", str(tmp_path / "bad.toml")]) == 2
+
+
+def test_a_flag_corrects_a_setting_the_file_gets_wrong(tmp_path):
+    # a file written for a GPU (device = "cuda", width 0) read where a flag replaces the value:
+    # the file alone is refused, the file with the flag is valid (flags override before checks)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[experiment]\nprofile = "quick"\nwidth = 0.0\n')
+    parse = cli.build_parser().parse_args
+    with pytest.raises(ValueError, match="width"):
+        experiment_config(parse(["run", "--config", str(cfg)]))
+    fixed = experiment_config(parse(["run", "--config", str(cfg), "--width", "0.5"]))
+    assert fixed.width == 0.5 and fixed.profile == "quick"
 
 
 def test_help_lists_every_command_with_its_description(capsys):
@@ -324,3 +337,19 @@ def test_the_headline_gives_the_speed_up_over_the_same_seeds_retraining(run):
     assert rows["retrain"]["seconds"][0] == pytest.approx(sum(retrain.values()) / len(retrain))
     page = report.html_report(res, {})
     assert "time against retraining" in page and "nan" not in page.split('id="headline"')[1][:4000]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).resolve().parents[1].glob("docs/results/*.toml")), ids=str
+)
+def test_every_committed_config_is_valid(path):
+    # the configs beside the committed results (and the GPU scripts' ones, read here with
+    # --device cpu as a flag would on a machine without CUDA) parse and pass every check
+    from forgetbox.cli.evaluate import evaluate_config
+
+    command = "evaluate" if "[evaluate]" in path.read_text() else "run"
+    args = cli.build_parser().parse_args([command, "--config", str(path), "--device", "cpu"])
+    cfg = experiment_config(args).resolved()
+    assert cfg.device == "cpu"
+    if command == "evaluate":
+        assert evaluate_config(args).models >= 1

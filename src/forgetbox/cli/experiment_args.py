@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 from ..experiment.config import ExperimentConfig, config_from_dict
@@ -69,9 +69,6 @@ def _load_toml(path: Path) -> dict:
 def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
     """The run's configuration: the TOML file's settings, then the flags given (each flag's
     text read as its setting's type and checked)."""
-    cfg = ExperimentConfig()
-    if args.config is not None:
-        cfg = config_from_dict(read_toml(args.config), where=f"--config {args.config}")
     updates = {}
     for f in fields(ExperimentConfig):
         value = getattr(args, f.name, None)
@@ -83,4 +80,6 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
             updates[f.name] = coerce(f.name, raw)
         except ValueError as exc:
             raise ValueError(f"{flag}: {exc}") from exc
-    return replace(cfg, **updates)
+    if args.config is None:
+        return ExperimentConfig(**updates)
+    return config_from_dict(read_toml(args.config), f"--config {args.config}", updates)

@@ -140,9 +140,13 @@ def _plain(v):
     return v
 
 
-def config_from_dict(d: dict, where: str = "configuration") -> ExperimentConfig:
+def config_from_dict(
+    d: dict, where: str = "configuration", overrides: dict | None = None
+) -> ExperimentConfig:
     """An :class:`ExperimentConfig` from a TOML/JSON mapping; every key known, every value
-    checked (:mod:`forgetbox.experiment.schema`); errors name the key."""
+    checked (:mod:`forgetbox.experiment.schema`); errors name the key. ``overrides``: settings
+    already checked (command-line flags) that replace the mapping's before the whole is
+    validated, so a flag can correct a file (``--device cpu`` over ``device = "cuda"``)."""
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a table of settings")
     names = {f.name for f in fields(ExperimentConfig)}
@@ -150,7 +154,8 @@ def config_from_dict(d: dict, where: str = "configuration") -> ExperimentConfig:
     if unknown:
         raise ValueError(f"{where}: unknown configuration keys: {sorted(unknown)}")
     try:
-        return ExperimentConfig(**{k: coerce(k, v) for k, v in d.items()})
+        settings = {k: coerce(k, v) for k, v in d.items() if k not in (overrides or {})}
+        return ExperimentConfig(**settings, **(overrides or {}))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
