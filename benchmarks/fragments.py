@@ -136,15 +136,15 @@ def linearization_cost(root: Path) -> str:
     return "\n".join(out) if out else "No certified study has been committed yet.\n"
 
 
-def _verdicts(evaluation: dict, link: str) -> str:
+def _verdicts(evaluation: dict, link: str, lead: str = "Judged") -> str:
     """The certificate check's verdicts of a linearized evaluation, in words; ``link``: the
-    evaluation's page, relative to the document."""
+    evaluation's page, relative to the document; ``lead``: the sentence's first words."""
     check = evaluation["certificate"]
     cert = check["methods"]["certified"]
     control = check["control_original_with_noise"]
     k = cert["models"]
     return (
-        f"Judged by attacks (`forgetbox evaluate`, {k} certified releases against {k} of the "
+        f"{lead} by attacks (`forgetbox evaluate`, {k} certified releases against {k} of the "
         f"reference mechanism, exact linearized retrains with the same noise): the mean-margin "
         f"attack finds them **{cert['mean_margin_attack']['verdict']}** the (ε, δ) region, the "
         f"per-example attacks on each of the {cert['per_example']['examples']} images of D_f "
@@ -155,22 +155,33 @@ def _verdicts(evaluation: dict, link: str) -> str:
     )
 
 
-@fragment("evaluate-certified-digits")
-def evaluate_certified_digits(root: Path) -> str:
-    """The certificate check on the digits default (docs/evaluate.md)."""
-    evaluation = _load(root, "docs/results/digits-certified-evaluate/evaluation.json")
+def _certified_evaluation(root: Path, name: str, what: str) -> str:
+    """The certificate check of the committed linearized evaluation ``name`` (docs/evaluate.md)."""
+    evaluation = _load(root, f"docs/results/{name}/evaluation.json")
     if evaluation is None:
-        return "The certified evaluation of the digits default is not committed yet.\n"
+        return f"The certified evaluation of {what} is not committed yet.\n"
     cert = evaluation["certificate"]["methods"]["certified"]
     mm, pe = cert["mean_margin_attack"], cert["per_example"]["worst"]
     sigma = evaluation["certificate"]["sigma"]
     return (
         f"At ε = {cert['epsilon']:g}, δ = {cert['delta']:g}, σ = {sigma:.2e}. "
-        + _verdicts(evaluation, "results/digits-certified-evaluate/evaluation.html")
+        + _verdicts(evaluation, f"results/{name}/evaluation.html")
         + f" The mean-margin attack's margin is {mm['margin']:+.3f} where a perfect attack's "
         f"would be {mm['perfect_attack_margin']:+.3f} (positive: refuted); the worst example's "
         f"{pe['margin']:+.3f} against {pe['perfect_attack_margin']:+.3f}.\n"
     )
+
+
+@fragment("evaluate-certified-digits")
+def evaluate_certified_digits(root: Path) -> str:
+    """The certificate check on the digits default (docs/evaluate.md)."""
+    return _certified_evaluation(root, "digits-certified-evaluate", "the digits default")
+
+
+@fragment("evaluate-certified-cifar5")
+def evaluate_certified_cifar5(root: Path) -> str:
+    """The certificate check on real CIFAR-5 (docs/evaluate.md)."""
+    return _certified_evaluation(root, "cifar5-allcnn-certified-evaluate", "CIFAR-5")
 
 
 @fragment("readme-certified")
@@ -232,8 +243,17 @@ def _cifar_certified(root: Path, eps: float) -> str:
         f"{pct(mean(r['errors_exact_retrain']['test'] for r in rs))} for the exact linearized "
         f"retrain, and a request takes {secs(req)} one-off ({speed(retrain / req)} than "
         f"retraining the standard network, {secs(retrain)}), {secs(prep)} prepared "
-        f"({speed(retrain / prep)}). No attack evaluation on CIFAR-5 yet."
+        f"({speed(retrain / prep)}). " + _cifar_attacks(root)
     )
+
+
+def _cifar_attacks(root: Path) -> str:
+    """README's sentence on the CIFAR-5 certified evaluation, where one is committed."""
+    evaluation = _load(root, "docs/results/cifar5-allcnn-certified-evaluate/evaluation.json")
+    if evaluation is None:
+        return "No attack evaluation on CIFAR-5 yet."
+    link = "docs/results/cifar5-allcnn-certified-evaluate/evaluation.html"
+    return _verdicts(evaluation, link, lead="On CIFAR-5, judged")
 
 
 @fragment("default-run-time")

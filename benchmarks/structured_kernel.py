@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/structured_kernel.py                 # everything, writes the JSON
     .venv/bin/python benchmarks/structured_kernel.py --only resnet18-0.4 --repeats 2
+    .venv/bin/python benchmarks/structured_kernel.py --only nystrom --repeats 1  # CG's columns
     .venv/bin/python benchmarks/table.py structured
 
 Problem (as the issue specifies): random CIFAR-sized inputs 3x32x32, c = 5, float32, randomly
@@ -38,6 +39,7 @@ from ntk_engine import machine
 from forgetbox import models, ntk, reference
 from forgetbox.functional import model_function, parameters_of
 from forgetbox.ntk.flops import LayerForm
+from forgetbox.ntk.solvers import NystromPreconditioner
 from forgetbox.ntk.structured import layer_kernel_and_jacobian
 
 OUT = Path(__file__).with_name("results") / "structured_kernel.json"
@@ -148,6 +150,37 @@ def run_step(spec: dict) -> dict:
     return out
 
 
+def run_nystrom(spec: dict) -> dict:
+    """The Nystrom preconditioner's columns (m samples against all n), by one mode."""
+    torch.set_num_threads(2)
+    model, x, _ = build(spec["arch"], spec["width"], spec["n"])
+    f, params = model_function(model), parameters_of(model)
+    t, cpu = time.perf_counter(), time.process_time()
+    pre = NystromPreconditioner.build(
+        f, params, x, spec["n"] * 0.1, spec["m"], 16, seed=0, jacobian=spec["mode"]
+    )
+    out = {"seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu}
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    torch.save(pre.C, spec["save"])
+    return out
+
+
+def section_nystrom(name: str = "resnet18-0.4", m: int = 64, repeats: int = 1) -> dict:
+    """The Nystrom columns by their Jacobian rows (contraction) and per layer (auto)."""
+    arch, width, n, _ = CASES[name]
+    row = {"model": name, "n": n, "m": m, "runs": {"contraction": [], "auto": []}}
+    for _ in range(repeats):
+        for mode in row["runs"]:
+            save = str(TMP / f"nystrom-{name}-{mode}.pt")
+            spec = {"arch": arch, "width": width, "n": n, "m": m, "mode": mode, "save": save}
+            row["runs"][mode].append(measure("nystrom", spec))
+    if all("error" not in x for rs in row["runs"].values() for x in rs):
+        row["auto_vs_contraction_rel_diff_float32"] = rel_diff(
+            str(TMP / f"nystrom-{name}-auto.pt"), str(TMP / f"nystrom-{name}-contraction.pt")
+        )
+    return row
+
+
 def section_step(name: str = "resnet18-0.4", forget: int = 25) -> dict:
     """The NTK step on the committed CIFAR-5 ResNet-18 run's sizes, both kernel builds."""
     arch, width, n, _ = CASES[name]
@@ -251,7 +284,7 @@ def section_exactness(n: int = 8) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--only", choices=[*CASES, "exactness", "blas", "step"])
+    ap.add_argument("--only", choices=[*CASES, "exactness", "blas", "step", "nystrom"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument(
         "--budget-gib", type=float, help="memory budget (default: the engine's, half the RAM)"
@@ -261,6 +294,7 @@ def main() -> None:
     if args.one:
         spec = json.loads(args.one)
         kinds = {"kernel": run_kernel, "delta": run_delta, "step": run_step}
+        kinds["nystrom"] = run_nystrom
         fn = {**kinds, "blas": lambda s: blas_rate()}
         print(json.dumps(fn[spec["kind"]](spec), default=str))
         return
@@ -275,6 +309,8 @@ def main() -> None:
             results["exactness"] = section_exactness()
         elif name == "step":
             results["step"] = section_step()
+        elif name == "nystrom":
+            results["nystrom"] = section_nystrom(repeats=args.repeats)
         else:
             budget = int(args.budget_gib * 2**30) if args.budget_gib else None
             key = args.key or name

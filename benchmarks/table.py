@@ -255,6 +255,31 @@ def structured_rates() -> str:
     return lead + _rows(head + ["contraction path, whole build: GMAC / s / GFLOP/s"], rows)
 
 
+def structured_nystrom() -> str:
+    """The Nystrom preconditioner's columns by Jacobian rows and per layer, and its conditions."""
+    row = _load("structured_kernel.json")["nystrom"]
+    c, a = (row["runs"][m][0] for m in ("contraction", "auto"))
+    cells = [
+        MODELS[row["model"]],
+        f"{row['n']}",
+        f"{row['m']}",
+        f"{c['seconds']:.1f} ({c['cpu_seconds']:.0f}) / {c['peak_rss_gb']:.2f}",
+        f"{a['seconds']:.1f} ({a['cpu_seconds']:.0f}) / {a['peak_rss_gb']:.2f}",
+        f"{c['seconds'] / a['seconds']:.2f}× ({c['cpu_seconds'] / a['cpu_seconds']:.2f}×)",
+        _rel(row["auto_vs_contraction_rel_diff_float32"]),
+    ]
+    head = [
+        "model",
+        "|D|",
+        "m",
+        "Jacobian rows: s (CPU s) / peak GB",
+        "per layer: s (CPU s) / peak GB",
+    ]
+    table = _rows(head + ["speed-up, wall (CPU)", "rel. diff of C (float32)"], [cells])
+    loads = ", ".join(f"{r['load_before']:.1f}" for r in (c, a))
+    return table + f"\n{row['cpu']}; {row['conditions']} (load average before each: {loads}).\n"
+
+
 def gpu_engine(name: str) -> str:
     """The engine table of one GPU session (``benchmarks/gpu_session.py``; s / peak GPU GiB)."""
     rows = []
@@ -349,6 +374,7 @@ TABLES = {
     "dense-memory": dense_memory,
     "structured": structured,
     "structured-rates": structured_rates,
+    "structured-nystrom": structured_nystrom,
     "gpu-engine-h200": lambda: gpu_engine("gpu_engine_h200.json"),
     "gpu-engine-h100": lambda: gpu_engine("gpu_engine.json"),
     "gpu-engine-h200-tf32-off": lambda: gpu_engine("gpu_tf32_off/gpu_engine.json"),

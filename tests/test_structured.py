@@ -16,11 +16,13 @@ from forgetbox import models, ntk, reference
 from forgetbox.functional import model_function, parameters_of
 from forgetbox.inputs import Rows
 from forgetbox.ntk import flops
+from forgetbox.ntk.cross import layer_cross_kernel
 from forgetbox.ntk.flops import LayerForm, LayerShape, choose_form
 from forgetbox.ntk.ghost import ghost_accumulate, ghost_block
 from forgetbox.ntk.kernel import kernel_and_jacobian
 from forgetbox.ntk.memory import KERNEL_COPIES
 from forgetbox.ntk.options import JacobianMode, NTKOptions
+from forgetbox.ntk.solvers import NystromPreconditioner
 from forgetbox.ntk.structured import layer_kernel_and_jacobian
 
 from .cases import randomize_batchnorm
@@ -367,6 +369,66 @@ def test_jacobian_option_accepts_strings_and_names_the_choices():
         NTKOptions(jacobian="ghost")
 
 
+def _columns(K, n, S):
+    """The columns ``K[:, S]`` of a sample-major kernel of n samples."""
+    c = K.shape[0] // n
+    return K.view(n, c, n, c)[:, :, S].reshape(n * c, len(S) * c)
+
+
+CHOSEN = torch.tensor([0, 3, 5])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("force", [LayerForm.STRUCTURED, LayerForm.CONTRACTED, None])
+def test_the_cross_kernel_is_the_kernels_columns(name, force):
+    model, x = _problem(name, n=7)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    got = layer_cross_kernel(f, params, x, x[CHOSEN], jacobian="structured", force=force, chunk=2)
+    assert got is not None
+    assert _rel(got[0], _columns(_contraction(model, x), len(x), CHOSEN)) < 1e-12
+
+
+def test_the_cross_kernel_falls_back_and_splits_into_passes():
+    model = _seeded(Unknown)
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(3), dtype=F64)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    C, report = layer_cross_kernel(f, params, x, x[CHOSEN], jacobian="structured", chunk=3)
+    assert "scale.alpha" in report.plan.fallback
+    assert _rel(C, _columns(_contraction(model, x), 7, CHOSEN)) < 1e-12
+    model, x = _problem("resnet18", n=7)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    want = _columns(_contraction(model, x), 7, CHOSEN)
+    for force in (LayerForm.STRUCTURED, LayerForm.CONTRACTED):
+        C, report = layer_cross_kernel(
+            f, params, x, x[CHOSEN], memory_budget=2**20, chunk=2, force=force
+        )
+        assert report.passes > 1 and _rel(C, want) < 1e-12, force
+
+
+def test_the_cross_kernel_declines_where_the_rows_path_applies(monkeypatch):
+    from forgetbox.ntk import cross
+
+    model, x = _problem("mlp")
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    assert layer_cross_kernel(f, params, x, x[:2], jacobian="contraction") is None
+    assert layer_cross_kernel(lambda p, xb: f(p, xb), params, x, x[:2]) is None
+    # auto declines where the structured form saves too little (All-CNN on CIFAR-sized inputs)
+    assert layer_cross_kernel(f, params, x, x[:2], jacobian="auto") is not None
+    monkeypatch.setattr(cross, "AUTO_MIN_SAVING", 1.01)
+    assert layer_cross_kernel(f, params, x, x[:2], jacobian="auto") is None
+    assert layer_cross_kernel(f, params, x, x[:2], jacobian="structured") is not None
+
+
+def test_the_nystrom_preconditioner_is_the_same_built_per_layer():
+    model, x = _problem("resnet18", n=9)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    rows = NystromPreconditioner.build(f, params, x, 0.5, 4, 3, seed=1)
+    layer = NystromPreconditioner.build(f, params, x, 0.5, 4, 3, seed=1, jacobian="structured")
+    assert _rel(layer.C, rows.C) < 1e-12 and _rel(layer.chol, rows.chol) < 1e-10
+    v = torch.randn(9, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    assert _rel(layer(v), rows(v)) < 1e-10
+
+
 def _dist_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -376,6 +438,8 @@ def _dist_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
         out = {}
         for force in (LayerForm.STRUCTURED, LayerForm.CONTRACTED):
             out[force.value] = layer_kernel_and_jacobian(f, params, x, force=force, chunk=2)[0]
+            cross = layer_cross_kernel(f, params, x, x[CHOSEN[:2]], force=force, chunk=2)
+            out["cross-" + force.value] = cross[0]
         if rank == 0:
             torch.save(out, out_file)
         dist.barrier()
@@ -390,6 +454,7 @@ def test_two_processes_build_the_kernel_one_process_builds(tmp_path):
     two = torch.load(out_file)
     model, x = _problem("resnet18", n=5)
     want = _contraction(model, x)
-    assert set(two) == {"structured", "contracted"}
+    assert set(two) == {"structured", "contracted", "cross-structured", "cross-contracted"}
     for key, K in two.items():
-        assert _rel(K, want) < 1e-12, key
+        expected = _columns(want, len(x), CHOSEN[:2]) if key.startswith("cross") else want
+        assert _rel(K, expected) < 1e-12, key

@@ -194,7 +194,17 @@ def cg_coefficients(
         op = KernelOperator(prob.f, prob.params, x, shift, prob.chunk)
         pre, name = None, "none"
         if rank > 0 and shift > 0:
-            pre = NystromPreconditioner.build(prob.f, prob.params, x, shift, rank, prob.chunk, seed)
+            pre = NystromPreconditioner.build(
+                prob.f,
+                prob.params,
+                x,
+                shift,
+                rank,
+                prob.chunk,
+                seed,
+                jacobian=prob.jacobian,
+                memory_budget=prob.budget,
+            )
             name = f"nystrom(m={min(rank, len(x))})"
         sol, it, rel = conjugate_gradient(op, r, precond=pre, tol=tol, max_iter=options.cg_max_iter)
         mem = cg_memory_estimate(len(x), c, prob.num_params, itemsize(r.dtype), prob.chunk, rank)

@@ -11,7 +11,9 @@ from torch import Tensor
 from .. import parallel
 from ..functional import ModelFn, Params, unflatten
 from ..progress import progress
+from .cross import layer_cross_kernel
 from .jacobian import jacobian, jvp_all, vjp_sum
+from .options import JacobianMode
 
 
 def cholesky(A: Tensor, what: str = "kernel matrix") -> Tensor:
@@ -141,9 +143,21 @@ class NystromPreconditioner:
 
     @classmethod
     def build(
-        cls, f: ModelFn, params: Params, x: Tensor, shift: float, m: int, chunk: int, seed: int
+        cls,
+        f: ModelFn,
+        params: Params,
+        x: Tensor,
+        shift: float,
+        m: int,
+        chunk: int,
+        seed: int,
+        *,
+        jacobian: JacobianMode | str = JacobianMode.CONTRACTION,
+        memory_budget: int | None = None,
     ) -> NystromPreconditioner:
-        """The preconditioner from the kernel columns of ``m`` samples drawn with ``seed``."""
+        """The preconditioner from the kernel columns of ``m`` samples drawn with ``seed``,
+        built per layer (:func:`~forgetbox.ntk.cross.layer_cross_kernel`) as ``jacobian``
+        says where that applies, else from the samples' Jacobian rows."""
         n = len(x)
         gen = torch.Generator().manual_seed(seed)
         # with m c rows above the p parameters, W and C^T C are singular: at most p / c samples
@@ -151,6 +165,20 @@ class NystromPreconditioner:
         c = f(params, x[:1]).shape[-1]
         m = max(1, min(m, p // c))
         S = torch.randperm(n, generator=gen)[: min(m, n)].sort().values
+        built = layer_cross_kernel(
+            f, params, x, x[S], jacobian=jacobian, memory_budget=memory_budget
+        )
+        C = built[0] if built is not None else cls._columns(f, params, x, S, chunk)
+        W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
+        W = 0.5 * (W + W.T)
+        inner = shift * W + C.T @ C
+        inner.diagonal().add_(1e-10 * inner.diagonal().mean())
+        return cls(C, cholesky(inner, "the Nystrom preconditioner"), shift)
+
+    @staticmethod
+    def _columns(f: ModelFn, params: Params, x: Tensor, S: Tensor, chunk: int) -> Tensor:
+        """``K[:, S]`` (float64) from the Jacobian rows of every chunk and of the samples S."""
+        n = len(x)
         JS = jacobian(f, params, x[S]).detach()
         c = JS.shape[1]
         JS = JS.reshape(len(S) * c, -1)
@@ -161,12 +189,7 @@ class NystromPreconditioner:
                 j - i, c, mc
             )
 
-        C = parallel.rows_of(rows, n, chunk, lambda: rows(0, 1)).reshape(n * c, mc).double()
-        W = C.reshape(n, c, -1)[S].reshape(len(S) * c, -1)
-        W = 0.5 * (W + W.T)
-        inner = shift * W + C.T @ C
-        inner.diagonal().add_(1e-10 * inner.diagonal().mean())
-        return cls(C, cholesky(inner, "the Nystrom preconditioner"), shift)
+        return parallel.rows_of(rows, n, chunk, lambda: rows(0, 1)).reshape(n * c, mc).double()
 
     def __call__(self, v: Tensor) -> Tensor:
         """The preconditioner applied to ``v`` (the Nystrom approximation's inverse, Woodbury)."""
