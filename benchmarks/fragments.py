@@ -696,6 +696,40 @@ def evaluate_compute(root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+@fragment("evaluate-ensemble-step")
+def evaluate_ensemble_step(root: Path) -> str:
+    """Issue 33's candidates for a faster ensemble member (benchmarks/ensemble_step.py)."""
+    d = _load(root, "benchmarks/results/ensemble_step.json")
+    if d is None:
+        return "The ensemble-step benchmark is not committed.\n"
+    per = d["seconds_per_member_step"]
+    base = per["sequential"]
+    words = {
+        "vmap": "the K models stacked and trained by `vmap(grad(...))`",
+        "channels_last": "channels-last memory format",
+        "bf16": "bfloat16 autocast (which would also change the arithmetic)",
+    }
+    cells = "; ".join(f"{w}: {speed(base / per[k])}" for k, w in words.items())
+    loads = ", ".join(f"{x:.1f}" for x in d["load_before_rounds"])
+    return (
+        f"One training step per ensemble member (All-CNN ×0.4, batch {d['batch']}, K = "
+        f"{d['models']}, 2 threads; `benchmarks/ensemble_step.py`, medians of "
+        f"{len(d['rounds']['sequential'])} interleaved rounds, load average {loads} before them: "
+        f"the machine was shared, so read the ratios, not the seconds) against sequential "
+        f"training ({base:.2f} s): {cells}. " + _verdict_faster(per) + "\n"
+    )
+
+
+def _verdict_faster(per: dict) -> str:
+    faster = [k for k, v in per.items() if k != "sequential" and v < per["sequential"] / 1.05]
+    if not faster:
+        return (
+            "None of the three is faster on this CPU, so `forgetbox evaluate` keeps training "
+            "its models one after another."
+        )
+    return f"Faster than sequential here: {', '.join(faster)} (not adopted yet)."
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
