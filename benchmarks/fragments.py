@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -178,6 +179,41 @@ def evaluate_certified_digits(root: Path) -> str:
     return _certified_evaluation(root, "digits-certified-evaluate", "the digits default")
 
 
+def largest_balanced_accuracy(eps: float, delta: float) -> float:
+    """The largest balanced accuracy of any membership test against an (ε, δ) mechanism:
+    TPR <= e^ε FPR + δ and 1 - FPR <= e^ε (1 - TPR) + δ, both tight."""
+    fpr = (1 - delta) / (math.exp(eps) + 1)
+    return (1 + delta + fpr * (math.exp(eps) - 1)) / 2
+
+
+def certified_scores(root: Path, name: str) -> str:
+    """A certified evaluation's methods table, and its U-LiRA against the certificate's bound."""
+    evaluation = _load(root, f"docs/results/{name}/evaluation.json")
+    if evaluation is None:
+        return "Not committed yet.\n"
+    cert = evaluation["certificate"]["methods"]["certified"]
+    ulira = evaluation["methods"]["certified"].get("ulira")
+    out = methods_table(root, name)
+    if ulira:
+        cap = largest_balanced_accuracy(cert["epsilon"], cert["delta"])
+        out += (
+            f"\nThe retrain row here is releases of the reference mechanism from independent "
+            f"seeds; the certificate promises no indistinguishability from it, only that no "
+            f"membership test beats (ε, δ) = ({cert['epsilon']:g}, {cert['delta']:g}), i.e. a "
+            f"balanced accuracy of at most {cap:.3f}: U-LiRA's on the certified releases is "
+            f"{ulira['balanced_accuracy']:.3f}"
+            + (" (inside).\n" if ulira["balanced_accuracy"] <= cap else " (OUTSIDE).\n")
+        )
+    return out
+
+
+for _fragment, _name in (
+    ("evaluate-certified-digits-table", "digits-certified-evaluate"),
+    ("evaluate-certified-cifar5-table", "cifar5-allcnn-certified-evaluate"),
+):
+    GENERATORS[_fragment] = lambda root, n=_name: certified_scores(root, n)
+
+
 @fragment("evaluate-certified-cifar5")
 def evaluate_certified_cifar5(root: Path) -> str:
     """The certificate check on real CIFAR-5 (docs/evaluate.md)."""
@@ -211,7 +247,25 @@ def readme_certified(root: Path) -> str:
         "linearized retrain (both now miss class 0's test images). A request takes "
         f"{req:.2f} s one-off, {prep:.2f} s from a prepared kernel, against {retrain:.2f} s for "
         "retraining the standard network — on this tiny problem retraining is as cheap as "
-        "forgetting. " + _verdicts(evaluation, link) + _cifar_certified(root, eps)
+        "forgetting. "
+        + _verdicts(evaluation, link)
+        + _ulira_words(evaluation)
+        + _cifar_certified(root, eps)
+    )
+
+
+def _ulira_words(evaluation: dict) -> str:
+    """U-LiRA on the certified releases and on the retrain row, against the certificate's cap."""
+    ulira = evaluation["methods"]["certified"].get("ulira")
+    if not ulira:
+        return ""
+    cert = evaluation["certificate"]["methods"]["certified"]
+    cap = largest_balanced_accuracy(cert["epsilon"], cert["delta"])
+    retrain = evaluation["methods"]["retrain"]["ulira"]["balanced_accuracy"]
+    return (
+        f" U-LiRA's balanced accuracy on the certified releases is "
+        f"{ulira['balanced_accuracy']:.3f} (the retrain row's {retrain:.3f}; at most "
+        f"{cap:.3f} under the certificate)."
     )
 
 
@@ -420,9 +474,10 @@ def methods_table(root: Path, name: str) -> str:
     out.append("")
     out.append(
         "Ranked by KLoM on D_f, closest to the retrain row first: " + klom_ranking(ar) + ". "
-        "No difference from the retrain row resolved at this K ("
+        "Not resolved from the retrain row at this K (the interval includes 0; none: every "
+        "method's difference is resolved): "
         + "; ".join(f"{label}: {', '.join(ns) or 'none'}" for label, ns in same.items())
-        + "). An unresolved difference is not a proof of forgetting: it says this many models "
+        + ". An unresolved difference is not a proof of forgetting: it says this many models "
         "and examples could not tell."
     )
     if "ulira_balanced_accuracy" not in ar["original"]:

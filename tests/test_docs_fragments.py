@@ -45,3 +45,22 @@ def test_a_pre_alignment_caveat_cannot_outlive_a_rerun():
         assert "drop it from PRE_ALIGNMENT" in str(exc)
     else:
         raise AssertionError("a rescored evaluation kept its caveat")
+
+
+def test_the_certificates_cap_on_balanced_accuracy_is_the_largest_the_region_allows():
+    import math
+
+    import torch
+
+    cap = _fragments().largest_balanced_accuracy
+    assert abs(cap(1.0, 0.0) - math.e / (1 + math.e)) < 1e-15
+    for eps, delta in ((1.0, 1e-5), (0.5, 0.01), (3.0, 0.0)):
+        # every (FPR, TPR) on a fine grid inside both (ε, δ) constraints
+        fpr, tpr = torch.meshgrid(
+            torch.linspace(0, 1, 2001, dtype=torch.float64),
+            torch.linspace(0, 1, 2001, dtype=torch.float64),
+            indexing="ij",
+        )
+        ok = (tpr <= math.exp(eps) * fpr + delta) & (1 - fpr <= math.exp(eps) * (1 - tpr) + delta)
+        best = ((tpr + 1 - fpr) / 2)[ok].max().item()
+        assert best <= cap(eps, delta) + 1e-12 and best > cap(eps, delta) - 1e-3
