@@ -1,5 +1,6 @@
 """One prepared GPU session: float64 checks on the device, the NTK engine table (issue 3), deletion
-at scale on real CIFAR-10 (issue 8) and a 50,000-image pseudo-NTK prepare.
+at scale on real CIFAR-10 (issue 8), a 50,000-image pseudo-NTK prepare, and the per-layer kernel
+against the contraction path (issue 31: ``--only structured`` -> gpu_structured.json).
 
 Run from the repository root on a CUDA machine, with cifar10.npz copied into .gpudata/:
 
@@ -296,6 +297,70 @@ def scale50k(args) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- per-layer kernel
+
+STRUCTURED_CASES = {  # issue 31's table, and ResNet-18 x1.0 at the earlier H100 prepare's scale
+    "resnet18-0.4": ("resnet18", 0.4, 500),
+    "resnet18-1.0": ("resnet18", 1.0, 200),
+    "allcnn-0.4": ("allcnn", 0.4, 500),
+    "resnet18-1.0-5000": ("resnet18", 1.0, 5000),
+}
+
+
+def structured_rows(args) -> list[dict]:
+    """The per-layer kernel (``jacobian="auto"``) against the contraction path on the device:
+    build seconds (synchronised), peak GPU memory, the kernels' relative difference; a float64
+    check at a small |D| first. ResNet-18 x1.0 at |D| = 5,000 is built with ``auto`` only (the
+    contraction path's Jacobian groups would take most of a session)."""
+    from structured_kernel import build
+
+    from forgetbox.functional import model_function, parameters_of
+    from forgetbox.ntk.structured import layer_kernel_and_jacobian
+
+    def kernel(arch, width, n, mode, dtype=torch.float32):
+        model, x, _ = build(arch, width, n, dtype)
+        model, x = model.to(DEV), x.to(DEV)
+        peak_reset()
+        t = time.perf_counter()
+        K, _, report = layer_kernel_and_jacobian(
+            model_function(model, dtype), parameters_of(model, dtype), x, jacobian=mode
+        )
+        deletion.sync(DEV)
+        info = {"seconds": time.perf_counter() - t, "peak_gpu_gib": peak_gib()}
+        info["stage_seconds"] = dict(report.seconds)
+        return K, info
+
+    rows = []
+    small = 4 if args.small else 8
+    row = {"model": "resnet18-0.4", "n": small, "dtype": "float64"}
+    Ka, _ = kernel("resnet18", 0.4, small, "structured", torch.float64)
+    Kc, _ = kernel("resnet18", 0.4, small, "contraction", torch.float64)
+    row["structured_vs_contraction_rel_diff"] = ((Ka - Kc).norm() / Kc.norm()).item()
+    rows.append(row)
+    dump(args, "gpu_structured.json", rows)
+    for name, (arch, width, n) in STRUCTURED_CASES.items():
+        if args.small:
+            n = min(n, 16)
+        row = {"model": name, "n": n}
+        for mode in ("contraction", "auto"):
+            if mode == "contraction" and n > 1000:
+                continue
+            if left(args) < 60 + 0.05 * n:
+                row[mode] = {"skipped": "deadline"}
+                continue
+            try:
+                K, row[mode] = kernel(arch, width, n, mode)
+                row[f"{mode}_K"] = K  # compared below, not written
+            except Exception as exc:  # noqa: BLE001 (out of memory: recorded, the rest goes on)
+                row[mode] = {"error": str(exc).splitlines()[0][:300]}
+        Kc, Ka = row.pop("contraction_K", None), row.pop("auto_K", None)
+        if Kc is not None and Ka is not None:
+            row["auto_vs_contraction_rel_diff_float32"] = ((Ka - Kc).norm() / Kc.norm()).item()
+        rows.append(row)
+        dump(args, "gpu_structured.json", rows)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
@@ -330,6 +395,7 @@ def main() -> int:
         ("engine", engine),
         ("deletion", deletion_rows),
         ("scale", scale50k),
+        ("structured", structured_rows),
     ):
         if name not in only:
             continue
