@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from forgetbox import models, ntk, reference
+from forgetbox import models, ntk, parallel, reference
 from forgetbox.functional import model_function, parameters_of
 from forgetbox.inputs import Rows
 from forgetbox.ntk import flops
@@ -412,11 +412,41 @@ def test_the_cross_kernel_declines_where_the_rows_path_applies(monkeypatch):
     f, params = model_function(model, F64), parameters_of(model, F64)
     assert layer_cross_kernel(f, params, x, x[:2], jacobian="contraction") is None
     assert layer_cross_kernel(lambda p, xb: f(p, xb), params, x, x[:2]) is None
-    # auto declines where the structured form saves too little (All-CNN on CIFAR-sized inputs)
+    # auto declines where the structured form saves too little (as on All-CNN at CIFAR size)
     assert layer_cross_kernel(f, params, x, x[:2], jacobian="auto") is not None
+    # and any mode where C and one pass do not fit the budget
+    assert layer_cross_kernel(f, params, x, x[:2], jacobian="structured", memory_budget=64) is None
     monkeypatch.setattr(cross, "AUTO_MIN_SAVING", 1.01)
     assert layer_cross_kernel(f, params, x, x[:2], jacobian="auto") is None
     assert layer_cross_kernel(f, params, x, x[:2], jacobian="structured") is not None
+
+
+def test_the_cross_kernel_of_streamed_rows_is_that_of_the_tensor():
+    model, x = _problem("convs", n=7)
+    f, params = model_function(model, F64), parameters_of(model, F64)
+    rows = Rows(x.numpy(), dtype=F64)
+    got = layer_cross_kernel(f, params, rows, rows[CHOSEN], jacobian="structured", chunk=3)[0]
+    want = layer_cross_kernel(f, params, x, x[CHOSEN], jacobian="structured", chunk=3)[0]
+    assert torch.equal(got, want)
+
+
+def test_the_cg_path_gives_the_same_step_with_per_layer_nystrom_columns():
+    model, x = _problem("resnet18", n=9)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    lin = ntk.Linearization(weight_decay=0.1, anchored=False, dtype=F64)
+    steps = {
+        mode: ntk.ntk_direction(
+            model,
+            (x[2:], y[2:]),
+            (x[:2], y[:2]),
+            lin,
+            options=NTKOptions(solver="cg", jacobian=mode, nystrom_rank=3, cg_tol=1e-12),
+        )
+        for mode in ("contraction", "structured")
+    }
+    a, b = steps["structured"], steps["contraction"]
+    assert a.reports[0].preconditioner == b.reports[0].preconditioner == "nystrom(m=3)"
+    assert _rel(a.delta, b.delta) < 1e-9
 
 
 def test_the_nystrom_preconditioner_is_the_same_built_per_layer():
@@ -440,6 +470,9 @@ def _dist_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
             out[force.value] = layer_kernel_and_jacobian(f, params, x, force=force, chunk=2)[0]
             cross = layer_cross_kernel(f, params, x, x[CHOSEN[:2]], force=force, chunk=2)
             out["cross-" + force.value] = cross[0]
+        out["least"] = torch.tensor(parallel.all_min(10 + 5 * rank))  # every rank gets 10
+        if rank > 0:
+            assert out["least"].item() == 10
         if rank == 0:
             torch.save(out, out_file)
         dist.barrier()
@@ -454,6 +487,7 @@ def test_two_processes_build_the_kernel_one_process_builds(tmp_path):
     two = torch.load(out_file)
     model, x = _problem("resnet18", n=5)
     want = _contraction(model, x)
+    assert two.pop("least").item() == 10
     assert set(two) == {"structured", "contracted", "cross-structured", "cross-contracted"}
     for key, K in two.items():
         expected = _columns(want, len(x), CHOSEN[:2]) if key.startswith("cross") else want

@@ -63,6 +63,17 @@ def all_sum(t: Tensor) -> Tensor:
     return t
 
 
+def all_min(value: int) -> int:
+    """The least of ``value`` over the ranks: a setting every rank must share (a memory budget
+    from each rank's own free memory), so that all take the same path to the same collectives."""
+    if not active():
+        return value
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    _collective(lambda: dist.all_reduce(t, op=dist.ReduceOp.MIN))
+    return int(t.item())
+
+
 def barrier() -> None:
     """Wait for every rank (nothing without a group); :class:`PeerError` when one stopped."""
     if active():

@@ -10,6 +10,8 @@ structured form's ``m`` pair costs, the cross kernel's own ratio (:mod:`.flops`)
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -26,8 +28,8 @@ from .layer_plan import (
     plan_saving,
 )
 from .memory import (
+    MAX_GROUPS,
     default_memory_budget,
-    dense_group_columns,
     ghost_block_elems,
     itemsize,
     recording_chunk,
@@ -66,64 +68,80 @@ def layer_cross_kernel(
     """``J(x) J(xs)^T`` (``(n c, m c)``, sample-major, ``accumulate_dtype``) built per layer,
     and its :class:`~forgetbox.ntk.structured.KernelReport`; None where the per-layer build
     does not apply (``jacobian`` CONTRACTION, ``f`` not a
-    :func:`~forgetbox.functional.model_function`, AUTO with too little to save, or the held
-    side not fitting ``memory_budget``): the caller then uses the Jacobian rows. ``force``:
-    one form for every factored weight (tests). Under ``torch.distributed`` each rank builds
-    its rows of x, then the rows are summed across ranks."""
+    :func:`~forgetbox.functional.model_function`, AUTO with too little to save, or ``C`` and
+    a pass not fitting ``memory_budget`` within :data:`~forgetbox.ntk.memory.MAX_GROUPS`
+    passes): the caller then uses the Jacobian rows. ``force``: one form for every factored
+    weight (tests). Under ``torch.distributed`` the budget is the least over the ranks (so
+    that all take the same path) and each rank builds its rows of x, then the rows are summed
+    across ranks."""
     mode = JacobianMode(jacobian)
     module = module_of(f)
     if mode is JacobianMode.CONTRACTION or module is None:
         return None
-    budget = memory_budget or default_memory_budget(x.device)
+    budget = parallel.all_min(memory_budget or default_memory_budget(x.device))
     n, m = len(x), len(xs)
     with torch.no_grad():
         c = f(params, xs[:1]).shape[-1]
     dtype = next(iter(params.values())).dtype
     item, device = itemsize(dtype), x.device
-    # the held side (m samples) and one chunk (at most m samples) share the pass's columns
-    max_cols = dense_group_columns(2 * m * c, item, budget)
+    # C itself, a quarter of the budget for recording and blocks; the rest holds a pass's
+    # columns for the m held samples and one chunk of the n inputs
+    cap = chunk or (256 if device.type == "cuda" else 64)
+    room = budget - n * c * m * c * itemsize(accumulate_dtype) - budget // 4
+    max_cols = room // ((m + cap) * c * item) if room > 0 else 0
     plan = plan_kernel(f, params, module, xs[: min(2, m)], 2 * m, c, mode, max(max_cols, 0), force)
     if max_cols < 1 or (
         mode is JacobianMode.AUTO and force is None and plan_saving(plan) < AUTO_MIN_SAVING
     ):
         return None
-    groups = pack(entries(plan, params, item), max_cols)
+    items = entries(plan, params, item)
+    if max_cols < math.ceil(sum(e.width for e in items) / MAX_GROUPS):
+        return None  # more passes than the rows path's one would cost
+    groups = pack(items, max_cols)
     cands = candidates(module, set(params))
     shapes = {lp.name: lp.shape for lp in plan.layers if lp.shape is not None}
     widest = max([structured_bytes(c, s, 1) + c * s.numel for s in shapes.values()] + [1])
-    step = min(m, chunk or recording_chunk(plan.act_numel, widest, c, item, budget, device))
+    step = min(cap, chunk or recording_chunk(plan.act_numel, widest, c, item, budget, device))
     report = KernelReport(plan, passes=len(groups), chunk=step)
     eye = torch.eye(c, dtype=dtype, device=device)
     ctx = _Pass(
         f, params, cands, eye, False, budget, report, _scratch(step, c, shapes, dtype, device)
     )
     alone = {lp.factored for lp in plan.layers if lp.form is LayerForm.CONTRACTED}
-    block_elems = ghost_block_elems(budget, item)
     C = torch.zeros(n * c, m * c, dtype=accumulate_dtype, device=device)
-    lo, hi = parallel.block(n)
     for group in groups:
-        width = sum(e.hi - e.lo for e in group if e.param is not None)
         solo = {q for q in alone if _whole(group, q, params)}
-        held_side = _side(ctx, xs, group, width, solo, shapes, step)
-        buffer = torch.empty(step * c * max(width, 1), dtype=dtype, device=device)
-        for i in range(lo, hi, step):
-            xb = x[i : min(hi, i + step)]
-            b = len(xb)
-            blocks = _blocks(group, buffer, b, c, solo)
-            held = {
-                e.layer: _factor_buffers(shapes[e.layer], b, c, dtype, device)
-                for e in group
-                if e.param is None
-            }
-            _fill(ctx, xb, 0, group, blocks, held)
-            rows = C[i * c : (i + b) * c]
-            for mine, theirs in zip(blocks, held_side[0], strict=True):
-                rows += (mine.J.view(b * c, -1) @ theirs.J.view(m * c, -1).T).to(C.dtype)
-            for name, (X, D) in held.items():
-                XS, DS = held_side[1][name]
-                block = ghost_block_samples(c, shapes[name], block_elems)
-                rows += ghost_cross(X, D, XS, DS, block).to(C.dtype)
+        _cross_pass(ctx, C, x, xs, group, solo, shapes, step, ghost_block_elems(budget, item))
     return parallel.all_sum(C), report
+
+
+def _cross_pass(ctx: _Pass, C, x, xs, group, solo: set[str], shapes: dict, step, elems) -> None:
+    """One pass: the held side's pieces, then this rank's rows of C from every chunk of x
+    (every buffer of the pass is freed on return, before the next pass allocates its own)."""
+    c, m = ctx.cotangent.shape[0], len(xs)
+    dtype, device = ctx.cotangent.dtype, ctx.cotangent.device
+    width = sum(e.hi - e.lo for e in group if e.param is not None)
+    held_blocks, held_factors = _side(ctx, xs, group, width, solo, shapes, step)
+    buffer = torch.empty(step * c * max(width, 1), dtype=dtype, device=device)
+    lo, hi = parallel.block(len(x))
+    for i in range(lo, hi, step):
+        xb = x[i : min(hi, i + step)]
+        b = len(xb)
+        blocks = _blocks(group, buffer, b, c, solo)
+        held = {
+            e.layer: _factor_buffers(shapes[e.layer], b, c, dtype, device)
+            for e in group
+            if e.param is None
+        }
+        _fill(ctx, xb, 0, group, blocks, held)
+        rows = C[i * c : (i + b) * c]
+        for mine, theirs in zip(blocks, held_blocks, strict=True):
+            rows += (mine.J.view(b * c, -1) @ theirs.J.view(m * c, -1).T).to(C.dtype)
+        for name, (X, D) in held.items():
+            XS, DS = held_factors[name]
+            block = ghost_block_samples(c, shapes[name], elems)
+            rows += ghost_cross(X, D, XS, DS, block).to(C.dtype)
+        del blocks, held  # before the next chunk's factors are allocated
 
 
 def _side(ctx: _Pass, xs: Tensor, group, width: int, solo: set[str], shapes: dict, step: int):

@@ -141,7 +141,7 @@ def kernel_and_jacobian(
     CPU) and its Gram matrix accumulated (upper block triangle only) into an
     ``accumulate_dtype`` kernel.
     """
-    budget = memory_budget or default_memory_budget(x.device)
+    budget = parallel.all_min(memory_budget or default_memory_budget(x.device))
     pseudo = Kernel(kernel) is Kernel.PSEUDO
     n = len(x)
     with torch.no_grad():

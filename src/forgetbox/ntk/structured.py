@@ -141,7 +141,7 @@ def layer_kernel_and_jacobian(
     if mode is JacobianMode.CONTRACTION or module is None:
         K, held = kernel_and_jacobian(f, params, x, kernel=kernel, **opts)
         return K, held, KernelReport(None, passes=0)
-    budget = memory_budget or default_memory_budget(x.device)
+    budget = parallel.all_min(memory_budget or default_memory_budget(x.device))
     pseudo = Kernel(kernel) is Kernel.PSEUDO
     n = len(x)
     with torch.no_grad():
