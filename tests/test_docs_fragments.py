@@ -64,3 +64,18 @@ def test_the_certificates_cap_on_balanced_accuracy_is_the_largest_the_region_all
         ok = (tpr <= math.exp(eps) * fpr + delta) & (1 - fpr <= math.exp(eps) * (1 - tpr) + delta)
         best = ((tpr + 1 - fpr) / 2)[ok].max().item()
         assert best <= cap(eps, delta) + 1e-12 and best > cap(eps, delta) - 1e-3
+
+
+# tables without measured numbers (formulas), allowed outside fragments
+FORMULA_TABLES = ("| path | time | memory (beyond the model and one data chunk) |",)
+
+
+def test_every_table_of_measurements_is_generated():
+    import re
+
+    marker = re.compile(r"<!-- fragment: [a-z0-9_-]+ -->\n.*?<!-- /fragment -->", re.S)
+    for name in ("docs/benchmarks.md", "docs/cost-model.md"):
+        outside = marker.sub("", (ROOT / name).read_text()).splitlines()
+        heads = [outside[i - 1] for i, line in enumerate(outside) if line.startswith("|---")]
+        typed = [h for h in heads if h not in FORMULA_TABLES]
+        assert not typed, f"{name}: tables typed by hand (generate them in benchmarks/table.py)"
