@@ -12,17 +12,7 @@
 # cache stays in runs/gpu-cache/ on the machine for the next call).
 set -u
 DEADLINE=${1:-560}
-START=$(date +%s)
-left() { echo $((DEADLINE - ($(date +%s) - START))); }
-LOG=$OUT/log.txt
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=src:/tmp/site
-{
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-    python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-    echo "cpus $(nproc)"
-} >"$OUT/env.txt" 2>&1
+. "$(dirname "$0")/gpu_setup.sh"
 
 evaluate() { # evaluate NAME LIMIT_S ARGS...: one `forgetbox evaluate` into runs/gpu-out/NAME
     local name=$1 limit=$2
