@@ -657,6 +657,11 @@ for _table in _sibling("table").TABLES:
     GENERATORS[f"table-{_table}"] = lambda root, t=_table: _sibling("table").TABLES[t]()
 
 
+# the measured sentences of docs/benchmarks.md: fragment "prose-NAME" is benchmark_prose's NAME
+for _prose in _sibling("benchmark_prose").PROSE:
+    GENERATORS[f"prose-{_prose}"] = lambda root, t=_prose: _sibling("benchmark_prose").PROSE[t]()
+
+
 def _cost_table(name: str) -> Callable[[Path], str]:
     """A table of docs/cost-model.md from benchmarks/cost_model.py and its committed JSON."""
 

@@ -152,7 +152,21 @@ NOT_MEASURED = {
         "95 %",
         "97.5",
     },  # fmt: skip
+    "docs/benchmarks.md": {"0.01", "0.1", "0.25", "0.4", "0.45", "0.81", "1 %", "1.0"},
 }
+
+# measurements quoted by hand whose raw output predates the JSON files (prototypes, earlier
+# rounds, the GPU paper run's log): kept as a record, frozen here so that no new one can be
+# added by hand; an entry that leaves its document must leave this list too
+HISTORICAL = {
+    "docs/benchmarks.md": {
+        "0.11", "0.13", "0.23", "0.24", "0.26", "0.27", "0.48", "0.51", "0.6", "0.63", "0.73",
+        "0.85", "0.9", "0.96", "1.04", "1.2", "1.3", "1.4", "1.5", "1.9", "1.93", "2.1", "2.11",
+        "2.13", "2.4", "2.43", "2.88", "4.8", "4.9", "5 %", "5.1", "5.25", "6.9", "7.6", "8.4",
+        "8.5", "11.2", "12 %", "13.0", "15.8", "16.7", "16.8", "17.3", "17.4", "18.5", "20 %",
+        "22.6", "25 %", "25.1", "28 %", "29.5", "29.6", "77.6", "223.1",
+    },
+}  # fmt: skip
 
 
 def _quoted_numbers(text: str) -> set[str]:
@@ -172,6 +186,9 @@ def _quoted_numbers(text: str) -> set[str]:
 @pytest.mark.parametrize("name", sorted(NOT_MEASURED))
 def test_the_results_documents_quote_no_hand_typed_measurement(name):
     found = _quoted_numbers((ROOT / name).read_text())
-    extra = found - NOT_MEASURED[name]
+    history = HISTORICAL.get(name, set())
+    extra = found - NOT_MEASURED[name] - history
     assert not extra, f"{name} quotes {sorted(extra)} by hand: generate them from the JSON"
+    gone = history - found
+    assert not gone, f"{name} no longer quotes {sorted(gone)}: drop them from HISTORICAL"
     assert _quoted_numbers("the D_f error fell to 36 %, the L1 to 0.20") == {"36 %", "0.20"}
