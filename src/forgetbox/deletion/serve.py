@@ -18,7 +18,6 @@ from .. import paths as preflight
 from ..checkpoints import load_into, load_state
 from ..devices import check_device
 from ..inputs import as_tensors
-from ..methods import CertifiedState
 from ..training import finetune
 from ..versions import versions
 from .commit import commit, recover
@@ -116,46 +115,15 @@ def serve_prepare(req: PrepareRequest, log: Callable[[str], None] = print) -> di
     if not parallel.is_main():
         return {}
     summary = {
-        **_state_summary(prep),
+        **prep.manifest_summary(),
         "seconds": seconds,
         "inputs": {"weights": str(req.files.weights), "data": str(req.data)},
         "versions": versions(),
     }
     deployment = save_prepared(prep, out, extra=summary, key=key)
     log(
-        f"forgetbox prepare: {_what(prep)} for {prep.n} samples x {prep.c} classes, "
+        f"forgetbox prepare: {prep.in_words()} for {prep.n} samples x {prep.c} classes, "
         f"{summary['kernel_bytes'] / 2**20:.0f} MiB, in {seconds:.1f} s -> {out} "
         f"(deployment {deployment})"
     )
     return read_manifest(out, key)
-
-
-def _state_summary(prep) -> dict:
-    """What a prepared state holds, for its manifest."""
-    if prep.space == CertifiedState.space:
-        return {
-            "kernel": prep.kernel,
-            "space": prep.space,
-            "n": prep.n,
-            "classes": prep.c,
-            "kernel_bytes": prep.K.numel() * 8,
-            "kernel_build": prep.kernel_build,
-        }
-    return {
-        "kernel": prep.kernel,
-        "space": prep.space,
-        "n": prep.n,
-        "classes": prep.c,
-        "weight_decay": prep.weight_decay,
-        "loss": prep.loss,
-        "kernel_bytes": prep.chol.numel() * 8,
-    }
-
-
-def _what(prep) -> str:
-    """The prepared state in words."""
-    if prep.space == CertifiedState.space:
-        return f"the linearized model's kernel at w0 ({prep.K.shape[0]} rows, certified requests)"
-    if prep.space == ntk.PreparedParams.space:
-        return f"parameter-space system of {prep.chol.shape[0]} trained parameters"
-    return f"{prep.kernel} kernel ({prep.chol.shape[0]} rows)"

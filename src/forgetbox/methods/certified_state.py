@@ -96,6 +96,21 @@ class CertifiedState:
             "kernel_build": self.kernel_build,
         }
 
+    def manifest_summary(self) -> dict:
+        """What the state holds, for a deployment's manifest (``kernel_bytes``: K at w0)."""
+        return {
+            "kernel": self.kernel,
+            "space": self.space,
+            "n": self.n,
+            "classes": self.c,
+            "kernel_bytes": self.K.numel() * 8,
+            "kernel_build": self.kernel_build,
+        }
+
+    def in_words(self) -> str:
+        """The prepared state in words (the CLI's one-line log)."""
+        return f"the linearized model's kernel at w0 ({self.K.shape[0]} rows, certified requests)"
+
     def kernel_tensors(self) -> dict[str, Tensor]:
         """The immutable part of the state (written once)."""
         return {"K": self.K, "f0": self.f0, "outputs": self.outputs}

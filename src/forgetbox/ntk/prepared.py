@@ -297,6 +297,22 @@ class PreparedKernel:
             "seconds": self.seconds,
         }
 
+    def manifest_summary(self) -> dict:
+        """What the state holds, for a deployment's manifest (``kernel_bytes``: the factor)."""
+        return {
+            "kernel": self.kernel,
+            "space": self.space,
+            "n": self.n,
+            "classes": self.c,
+            "weight_decay": self.weight_decay,
+            "loss": self.loss,
+            "kernel_bytes": self.chol.numel() * 8,
+        }
+
+    def in_words(self) -> str:
+        """The prepared state in words (the CLI's one-line log)."""
+        return f"{self.kernel} kernel ({self.chol.shape[0]} rows)"
+
     def cohort_tensors(self) -> dict[str, Tensor]:
         """The requests answered so far: indices and the columns kept for them."""
         cols = self.columns if self.columns is not None else torch.zeros(0, dtype=torch.float64)

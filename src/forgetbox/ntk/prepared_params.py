@@ -61,6 +61,10 @@ class PreparedParams(PreparedKernel):
         cohort = 0 if self.columns is None else 2 * self.columns.numel() * 8
         return self.chol.numel() * 8 + cohort + self.jt_alpha.numel() * 3 * 4
 
+    def in_words(self) -> str:
+        """The prepared state in words (the CLI's one-line log)."""
+        return f"parameter-space system of {self.chol.shape[0]} trained parameters"
+
     def _retain_solution(self, model, x, new: Tensor, tol: float, max_iter: int, chunk: int, mark):
         """``(x_r, iterations, relative residual, new state)`` with
         ``x_r = (G_r + |D_r| lambda I)^{-1} b_r`` (so ``u_{D_r} = -x_r`` before the anchor)."""
