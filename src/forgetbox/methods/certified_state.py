@@ -98,14 +98,7 @@ class CertifiedState:
 
     def manifest_summary(self) -> dict:
         """What the state holds, for a deployment's manifest (``kernel_bytes``: K at w0)."""
-        return {
-            "kernel": self.kernel,
-            "space": self.space,
-            "n": self.n,
-            "classes": self.c,
-            "kernel_bytes": self.K.numel() * 8,
-            "kernel_build": self.kernel_build,
-        }
+        return ntk.manifest_view(self.describe(), self.K)
 
     def in_words(self) -> str:
         """The prepared state in words (the CLI's one-line log)."""

@@ -49,7 +49,7 @@ from .memory import MemoryBudgetError, default_memory_budget, itemsize
 from .options import Around, Form, JacobianMode, Kernel, Linearization, Loss, NTKOptions, Solver
 from .precision import full_precision
 from .preparation import prepare_state
-from .prepared import PreparedKernel
+from .prepared import PreparedKernel, manifest_view
 from .prepared_params import PreparedParams
 from .problem import Problem, build_problem, residuals
 from .projector import apply_retain_projector
@@ -78,16 +78,17 @@ __all__ = [
     "build_problem",
     "conjugate_gradient",
     "default_memory_budget",
+    "exact_kernel",
     "full_precision",
     "itemsize",
     "jacobian",
     "jacobian_blocks",
     "kernel_matrix",
-    "exact_kernel",
     "linearized_gradient",
     "linearized_outputs",
     "linearized_parts",
     "linearized_with_weights",
+    "manifest_view",
     "ntk_direction",
     "prepare_state",
     "residuals",

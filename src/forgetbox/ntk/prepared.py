@@ -299,15 +299,7 @@ class PreparedKernel:
 
     def manifest_summary(self) -> dict:
         """What the state holds, for a deployment's manifest (``kernel_bytes``: the factor)."""
-        return {
-            "kernel": self.kernel,
-            "space": self.space,
-            "n": self.n,
-            "classes": self.c,
-            "weight_decay": self.weight_decay,
-            "loss": self.loss,
-            "kernel_bytes": self.chol.numel() * 8,
-        }
+        return manifest_view(self.describe(), self.chol)
 
     def in_words(self) -> str:
         """The prepared state in words (the CLI's one-line log)."""
@@ -367,3 +359,10 @@ class PreparedKernel:
         self.forgotten = forgotten
         self.columns = cols.to(device) if len(forgotten) else None
         return self
+
+
+def manifest_view(described: dict, stored: Tensor) -> dict:
+    """A manifest's view of a state's :meth:`describe`: its scalars without the hashes and
+    timings, ``classes`` for ``c``, and the bytes of its largest stored matrix."""
+    kept = {k: v for k, v in described.items() if k not in ("hashes", "seconds", "c")}
+    return {**kept, "classes": described["c"], "kernel_bytes": stored.numel() * 8}
