@@ -14,6 +14,9 @@ For each seed of the paper's split (the experiment's data, pre-training and reci
     python benchmarks/certified_study.py --dataset cifar10-npz --model allcnn --width 0.4 \
         --profile cpu --data-dir ../shared/data --cache-dir runs/cache-certified \
         --out benchmarks/results/certified_allcnn.json
+    python benchmarks/certified_study.py --dataset cifar10-npz --model resnet18 --width 0.4 \
+        --profile cpu --data-dir ../shared/data --cache-dir runs/cache-certified-resnet \
+        --out benchmarks/results/certified_resnet18.json
 
 Resumable: every training goes through the stage cache; the JSON is rewritten after each seed.
 """
