@@ -149,11 +149,19 @@ def _verdicts(evaluation: dict, link: str, lead: str = "Judged") -> str:
         f"reference mechanism, exact linearized retrains with the same noise): the mean-margin "
         f"attack finds them **{cert['mean_margin_attack']['verdict']}** the (ε, δ) region, the "
         f"per-example attacks on each of the {cert['per_example']['examples']} images of D_f "
-        f"**{cert['per_example']['verdict']}** ({cert['per_example']['refuted']} refuted); the "
+        f"{_per_example_words(cert['per_example'])}; the "
         f"negative control — the original model released with the same noise — is "
         f"**{control['mean_margin_attack']['verdict']}** it, so the check can fail "
         f"([the evaluation]({link}))."
     )
+
+
+def _per_example_words(per: dict) -> str:
+    """The per-example attacks' verdict as a predicate: "find them **inside** it (0 refuted)",
+    or, where K is too small to refute even a perfect attack, "have **no power** at this K"."""
+    if per["verdict"] == "no power":
+        return f"have **no power** at this K ({per['refuted']} refuted)"
+    return f"find them **{per['verdict']}** it ({per['refuted']} refuted)"
 
 
 def _certified_evaluation(root: Path, name: str, what: str) -> str:
@@ -430,9 +438,13 @@ def methods_table(root: Path, name: str) -> str:
     k = d["config"]["evaluate"]["models"]
     ms, bands, ar = d["methods"], d["bands"], d["against_retrain"]
     retrain_s = _median(ms["retrain"]["seconds"])
+    shadows = d["config"]["evaluate"]["shadow_models"]
+    ulira_words = (
+        f"U-LiRA on {shadows} shadow models" if shadows else "no U-LiRA (no shadow models)"
+    )
     out = [
-        f"K = {k} models per side, U-LiRA on {d['config']['evaluate']['shadow_models']} shadow "
-        f"models; {d['compute']['total_seconds'] / 60:.1f} minutes of recorded compute on 2 CPU "
+        f"K = {k} models per side, {ulira_words}; "
+        f"{d['compute']['total_seconds'] / 60:.1f} minutes of recorded compute on 2 CPU "
         "cores. vs retrain: the method's mean per-example value minus the retrain row's, 95 % "
         "bootstrap interval over the examples; ≠: the interval excludes 0. D_f and test error: "
         f"the median over the K models, retrain band D_f [{bands['error_forget']['low']:.3f}, "
@@ -450,10 +462,8 @@ def methods_table(root: Path, name: str) -> str:
             key: _vs(a[key], 1 if key == "klom_forget" else 3) if key in a else "—"
             for key in SCORES
         }
-        secs = _median(m["seconds"])
-        time = (
-            "—" if name in ("retrain", "original") else f"{secs:.2f} s ({speed(retrain_s / secs)})"
-        )
+        med = _median(m["seconds"])
+        time = "—" if name in ("retrain", "original") else f"{secs(med)} ({speed(retrain_s / med)})"
         ulira = m.get("ulira")
         bal = f"{ulira['balanced_accuracy']:.3f}" if ulira else "not attacked"
         out.append(
@@ -480,7 +490,9 @@ def methods_table(root: Path, name: str) -> str:
         + ". An unresolved difference is not a proof of forgetting: it says this many models "
         "and examples could not tell."
     )
-    if "ulira_balanced_accuracy" not in ar["original"]:
+    if not any(m.get("ulira") for m in ms.values()):
+        pass  # no U-LiRA at all: the header says so
+    elif "ulira_balanced_accuracy" not in ar["original"]:
         out.append("")
         out.append(
             "The retrain row was not attacked by U-LiRA here, so its column has no retrain "
