@@ -181,6 +181,22 @@ def _certified_evaluation(root: Path, name: str, what: str) -> str:
     )
 
 
+@fragment("certified-attacks")
+def certified_attacks(root: Path) -> str:
+    """docs/certified.md: the certificate check of every committed linearized evaluation."""
+    out = []
+    runs = {
+        "digits-certified-evaluate": "On the digits default, judged",
+        "cifar5-allcnn-certified-evaluate": "On real CIFAR-5, judged",
+    }
+    for name, what in runs.items():
+        evaluation = _load(root, f"docs/results/{name}/evaluation.json")
+        if evaluation is not None:
+            link = f"results/{name}/evaluation.html"
+            out.append("- " + _verdicts(evaluation, link, lead=what) + _ulira_words(evaluation))
+    return "\n".join(out) + "\n" if out else "No certified evaluation is committed yet.\n"
+
+
 @fragment("evaluate-certified-digits")
 def evaluate_certified_digits(root: Path) -> str:
     """The certificate check on the digits default (docs/evaluate.md)."""
