@@ -331,7 +331,7 @@ def _cifar_attacks(root: Path) -> str:
     if evaluation is None:
         return "No attack evaluation on CIFAR-5 yet."
     link = "docs/results/cifar5-allcnn-certified-evaluate/evaluation.html"
-    return _verdicts(evaluation, link, lead="On CIFAR-5, judged")
+    return _verdicts(evaluation, link, lead="On CIFAR-5, judged") + _ulira_words(evaluation)
 
 
 @fragment("default-run-time")
@@ -356,7 +356,8 @@ SCORES = {  # against_retrain key -> how the summary names it
 def _vs(entry: dict, digits: int) -> str:
     lo, hi = entry["ci95"]
     mark = " ≠" if entry["distinguishable"] else ""
-    return f"{entry['difference']:+.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]{mark}"
+    diff = f"{entry['difference']:+.{digits}f}".replace(f"-{0:.{digits}f}", f"±{0:.{digits}f}")
+    return f"{diff} [{lo:.{digits}f}, {hi:.{digits}f}]{mark}"
 
 
 def _band_cell(method: dict, name: str) -> str:
