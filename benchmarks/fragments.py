@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 
+from forgetbox.report.evaluation_page import judged_interval
+
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(
     r"(<!-- fragment: (?P<name>[a-z0-9_-]+) -->\n)(?P<body>.*?)(<!-- /fragment -->)", re.S
@@ -354,10 +356,21 @@ SCORES = {  # against_retrain key -> how the summary names it
 
 
 def _vs(entry: dict, digits: int) -> str:
-    lo, hi = entry["ci95"]
+    """The difference from the retrain row with the interval it is judged by (``*``: over the
+    examples only) and ≠ where that interval excludes 0."""
+    (lo, hi), over = judged_interval(entry)
+    star = "" if over == "models and examples" else "*"
     mark = " ≠" if entry["distinguishable"] else ""
     diff = f"{entry['difference']:+.{digits}f}".replace(f"-{0:.{digits}f}", f"±{0:.{digits}f}")
-    return f"{diff} [{lo:.{digits}f}, {hi:.{digits}f}]{mark}"
+    return f"{diff} [{lo:.{digits}f}, {hi:.{digits}f}]{star}{mark}"
+
+
+INTERVALS = (
+    "95 % interval from a two-level bootstrap (the models of each ensemble, then the "
+    "examples; * marks one over the examples only: U-LiRA, whose shadow models are not "
+    "resampled, and evaluations scored before the two-level bootstrap); ≠: the interval "
+    "excludes 0"
+)
 
 
 def _band_cell(method: dict, name: str) -> str:
@@ -462,8 +475,8 @@ def methods_table(root: Path, name: str) -> str:
     out = [
         f"K = {k} models per side, {ulira_words}; "
         f"{d['compute']['total_seconds'] / 60:.1f} minutes of recorded compute on 2 CPU "
-        "cores. vs retrain: the method's mean per-example value minus the retrain row's, 95 % "
-        "bootstrap interval over the examples; ≠: the interval excludes 0. D_f and test error: "
+        "cores. vs retrain: the method's mean per-example value minus the retrain row's, "
+        f"{INTERVALS}. D_f and test error: "
         f"the median over the K models, retrain band D_f [{bands['error_forget']['low']:.3f}, "
         f"{bands['error_forget']['high']:.3f}], test [{bands['error_test']['low']:.3f}, "
         f"{bands['error_test']['high']:.3f}]; time: the median seconds of the method against the "
@@ -643,7 +656,7 @@ def evaluate_paper_claims(root: Path) -> str:
     out.append(
         "- **Claim 4 (an attacker cannot tell NTK-scrubbed models from retrained ones).** "
         "The paper's entropy attack, its median D_f member rate against the retrain band, "
-        "and the per-example scores against the retrain row (≠: the interval excludes 0):"
+        f"and the per-example scores against the retrain row ({INTERVALS}):"
     )
     for n, d in found.items():
         a = d["against_retrain"]["ntk"]

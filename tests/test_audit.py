@@ -396,3 +396,72 @@ def test_scores_that_cannot_be_computed_never_read_as_the_best():
     assert (d["examples"], d["not_computable"], d["difference"]) == (5, 2, 3.0)
     cell = report._klom({"median": None, "not_computable": 4})
     assert "n/a" in cell and "4 not computable" in cell
+
+
+def _ensemble_task(n_forget: int = 12, n_train: int = 30):
+    """A stand-in task: labels of D, the test and validation sets, and D_f's indices."""
+    from types import SimpleNamespace
+
+    y = torch.arange(n_train) % 3
+    split = SimpleNamespace(y_train=y, y_test=y[:6], y_val=y[:6])
+    return SimpleNamespace(split=split, forget_idx=torch.arange(n_forget))
+
+
+def _members(name, k, task, seed, shift=0.0, model_spread=0.0):
+    """K members whose true-class logit on D is ``2 + shift`` plus noise per example and
+    model, and plus one offset per model of scale ``model_spread`` (a trait of the model that
+    the example bootstrap holds fixed)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(k):
+        n = len(task.split.y_train)
+        z = torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.5
+        offset = model_spread * torch.randn((), generator=g, dtype=torch.float64)
+        z[torch.arange(n), task.split.y_train] += 2 + shift + offset
+        logits = {"train": z, "test": z[:6], "val": z[:6]}
+        readouts = {"error_retain": 0.0, "error_test": 0.0}
+        out.append(Member(name, i, seed * 100 + i, logits, readouts))
+    return out
+
+
+def _judged(seed: int, shift: float, model_spread: float, draws: int = 200):
+    task = _ensemble_task()
+    members = {
+        "method": _members("method", 8, task, seed, shift, model_spread),
+        "retrain": _members("retrain", 8, task, seed + 1, 0.0, model_spread),
+    }
+    refs = _members("reference", 8, task, seed + 2, 0.0, model_spread)
+    blocks = {
+        m: {
+            "challenge": scores.challenge_part(task, ms, refs),
+            "klom": scores.klom_part(task, ms, refs),
+        }
+        for m, ms in members.items()
+    }
+    return scores.against_retrain(blocks, scores.two_level_bootstrap(task, members, refs, draws))
+
+
+def test_two_finite_retrain_ensembles_are_apart_over_examples_but_not_over_models():
+    # every model carries its own offset: two ensembles of one distribution differ on every
+    # example alike, which the bootstrap over examples (models held fixed) reads as a difference
+    rows = _judged(seed=7, shift=0.0, model_spread=1.5, draws=50)["method"]
+    for key in scores.TWO_LEVEL:
+        lo, hi = rows[key]["ci95"]
+        assert lo > 0 or hi < 0  # over examples alone: "apart"
+        both = rows[key]["models_and_examples"]
+        assert both["draws"] == 50 and both["ci95"][0] < 0 < both["ci95"][1]
+        assert rows[key]["distinguishable"] is False
+
+
+def test_a_shifted_method_stays_distinguishable_over_models_and_examples():
+    rows = _judged(seed=5, shift=3.0, model_spread=0.0, draws=50)["method"]
+    assert rows["klom_forget"]["models_and_examples"]["ci95"][0] > 0
+    assert rows["challenge_points"]["models_and_examples"]["ci95"][1] < 0
+    assert all(rows[key]["distinguishable"] for key in scores.TWO_LEVEL)
+    # without draws the rows carry no two-level interval
+    blocks = {
+        m: {"challenge": {"points": [0.0] * 6}, "klom": {"forget": {"values": [1.0] * 6}}}
+        for m in ("ntk", "retrain")
+    }
+    assert "models_and_examples" not in scores.against_retrain(blocks)["ntk"]["klom_forget"]
+    assert scores.two_level_bootstrap(None, {"ntk": []}, [], 0) == {}

@@ -12,7 +12,13 @@ from forgetbox.evaluation import EvaluateConfig, evaluate, evaluate_config_from_
 from forgetbox.experiment import ExperimentConfig
 
 EXP = dict(profile="quick", train_per_class=10, num_to_forget=5)
-EVAL = dict(models=6, shadow_models=12, forget_sets=2, methods=("original", "ntk", "retrain"))
+EVAL = dict(
+    models=6,
+    shadow_models=12,
+    forget_sets=2,
+    methods=("original", "ntk", "retrain"),
+    model_bootstrap=40,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +48,10 @@ def test_outputs_and_schema(evaluated):
     assert set(doc["against_retrain"]) == {"original", "ntk"}
     for rows in doc["against_retrain"].values():
         assert all("not_computable" in row for row in rows.values())
+        for key in ("challenge_points", "klom_forget"):  # judged over models and examples
+            both = rows[key]["models_and_examples"]
+            assert both["draws"] <= 40 and (both["ci95"] is None or len(both["ci95"]) == 2)
+        assert "models_and_examples" not in rows["ulira_balanced_accuracy"]
     html = (out / "evaluation.html").read_text()
     assert "<title>forgetbox evaluation" in html and html.count("<img") == 4
 

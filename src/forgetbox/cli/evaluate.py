@@ -22,6 +22,7 @@ FLAGS = {
     "--forget-sets": ("forget_sets", int, "cohorts unlearned per shadow model (2)"),
     "--ulira-methods": ("ulira_methods", str, "methods U-LiRA attacks (default: all judged)"),
     "--folds": ("folds", int, "U-LiRA folds for fitting and testing (2)"),
+    "--model-bootstrap": ("model_bootstrap", int, "draws over models vs retrain (200; 0: none)"),
 }
 
 

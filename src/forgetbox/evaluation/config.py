@@ -26,6 +26,9 @@ class EvaluateConfig:
     cohorts drawn from its half (from the forgotten class, at most half of that class's images
     in the half), with ``ulira_methods`` (default: ``methods``); models are split into
     ``folds`` for fitting and testing. ``relearn``: also measure re-learn time (slow).
+    ``model_bootstrap``: draws of the two-level bootstrap (models, then examples) of the
+    challenge points and KLoM against the retrain row (0: none; the rows are then judged by the
+    bootstrap over examples alone, which holds the models fixed).
     """
 
     models: int = 8
@@ -37,9 +40,18 @@ class EvaluateConfig:
     ulira_methods: tuple[str, ...] | None = None
     folds: int = 2
     relearn: bool = False
+    model_bootstrap: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("models", "shadow_models", "forget_sets", "folds", "split_seed", "seed_base"):
+        for name in (
+            "models",
+            "shadow_models",
+            "forget_sets",
+            "folds",
+            "split_seed",
+            "seed_base",
+            "model_bootstrap",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"evaluate.{name} must be an integer; got {v!r}")
@@ -47,6 +59,8 @@ class EvaluateConfig:
             raise ValueError(
                 f"evaluate.models must be >= 3 (the challenge score needs it); got {self.models}"
             )
+        if self.model_bootstrap < 0:
+            raise ValueError(f"evaluate.model_bootstrap must be >= 0; got {self.model_bootstrap}")
         if self.shadow_models < 0 or self.forget_sets < 1:
             raise ValueError("evaluate.shadow_models must be >= 0 and forget_sets >= 1")
         if self.shadow_models and not 2 <= self.folds <= self.shadow_models:

@@ -147,7 +147,9 @@ def _results(stages, task, config, members, references, shadows) -> dict:
         },
         "bands": {k: b.__dict__ for k, b in band.items()},
         "methods": by_method,
-        "against_retrain": scores.against_retrain(by_method),
+        "against_retrain": scores.against_retrain(
+            by_method, scores.two_level_bootstrap(task, members, references, config.model_bootstrap)
+        ),
         "ulira_plan": None
         if shadows is None
         else {

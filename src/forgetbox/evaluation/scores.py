@@ -1,9 +1,19 @@
 """Every score of an evaluation, from the ensembles' logits and the shadow models'
 confidences: retrain bands of the readouts, population attacks, the challenge score, KLoM and
 U-LiRA per method, and each method's difference from the retrain row with a bootstrap
-interval over examples."""
+interval over examples and, for the challenge points and KLoM, a two-level bootstrap over
+models and examples.
+
+The example bootstrap holds the models fixed, and two finite ensembles drawn from one
+distribution differ on a fixed set of examples by more than it allows: each model has traits
+(its seed's offsets) that every example shares. The two-level bootstrap (hierarchical: resample
+the models of each ensemble, then the examples) covers that too. A row is *distinguishable* on
+a score when the widest interval computed for it excludes 0."""
 
 from __future__ import annotations
+
+import math
+import zlib
 
 import numpy as np
 import torch
@@ -114,16 +124,24 @@ def _accuracy(task: Task, members: list[Member], name: str) -> float:
     return float(np.mean([1 - m.readouts[f"error_{name}"] for m in members]))
 
 
+def _confidences(task: Task, members: list[Member]) -> torch.Tensor:
+    """``(K, |D_f|)`` the challenge's confidence of each model on each forget example."""
+    yf = subset(task, members[0].logits, "forget")[1]
+    return torch.stack(
+        [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in members]
+    )
+
+
+def _margins(task: Task, members: list[Member], name: str) -> torch.Tensor:
+    """``(K, n)`` the margin of each model on each example of subset ``name``."""
+    y = subset(task, members[0].logits, name)[1]
+    return torch.stack([audit.margin(subset(task, m.logits, name)[0], y) for m in members])
+
+
 def challenge_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
     """The NeurIPS 2023 score of an unlearned ensemble against the references; an epsilon
     that cannot be computed (NaN, JSON null) earns no points and is counted."""
-    yf = subset(task, unlearned[0].logits, "forget")[1]
-    cu = torch.stack(
-        [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in unlearned]
-    )
-    cr = torch.stack(
-        [audit.challenge_confidence(subset(task, m.logits, "forget")[0], yf) for m in references]
-    )
+    cu, cr = _confidences(task, unlearned), _confidences(task, references)
     ra = (_accuracy(task, unlearned, "retain"), _ref_accuracy(task, references, "retain"))
     ta = (_accuracy(task, unlearned, "test"), _ref_accuracy(task, references, "test"))
     s = audit.challenge_score(cu, cr, retain_accuracy=ra, test_accuracy=ta)
@@ -154,9 +172,7 @@ def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> 
     every unlearned margin at the top of the joint range)."""
     out = {"direction": KLOM_DIRECTION}
     for name in KLOM_SUBSETS:
-        y = subset(task, unlearned[0].logits, name)[1]
-        mu = torch.stack([audit.margin(subset(task, m.logits, name)[0], y) for m in unlearned])
-        mr = torch.stack([audit.margin(subset(task, m.logits, name)[0], y) for m in references])
+        mu, mr = _margins(task, unlearned, name), _margins(task, references, name)
         values = audit.klom(mu, mr).numpy()
         finite = values[np.isfinite(values)]
         out[name] = {
@@ -184,15 +200,27 @@ def ulira_part(
     }
 
 
+def _paired(a: list[float], b: list[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The values of ``a`` and ``b`` (paired by example) where both could be computed (NaN or
+    None: not), and how many pairs were dropped."""
+    a = np.asarray([np.nan if x is None else x for x in a], float)
+    b = np.asarray([np.nan if x is None else x for x in b], float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    return a[keep], b[keep], int((~keep).sum())
+
+
+def _mean_difference(a, b) -> float:
+    """Mean of ``a`` minus mean of ``b`` over the examples where both could be computed (NaN
+    if none could)."""
+    a, b, _ = _paired(a, b)
+    return float(a.mean() - b.mean()) if len(a) else math.nan
+
+
 def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
     """Mean of ``a`` minus mean of ``b`` (paired by example) with a 95 % percentile interval
     from :data:`BOOTSTRAP` resamples of the examples where both could be computed (NaN or
     None: not; those are counted in ``not_computable``)."""
-    a = np.asarray([np.nan if x is None else x for x in a], float)
-    b = np.asarray([np.nan if x is None else x for x in b], float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    dropped = int((~keep).sum())
+    a, b, dropped = _paired(a, b)
     if len(a) < MIN_EXAMPLES:
         diff = float(a.mean() - b.mean()) if len(a) else None
         return {"difference": diff, "ci95": None, "examples": len(a), "not_computable": dropped}
@@ -208,10 +236,83 @@ def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
     }
 
 
-def against_retrain(methods: dict) -> dict:
+TWO_LEVEL = ("challenge_points", "klom_forget")
+
+
+def example_scores(
+    conf: torch.Tensor, marg: torch.Tensor, ref_conf: torch.Tensor, ref_marg: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """Per forget example, the challenge points and KLoM of one ensemble (confidences and
+    margins ``(K, |D_f|)``) against the references' (``(K_ref, |D_f|)``), as
+    :func:`challenge_part` and :func:`klom_part` compute them."""
+    buckets = challenge.bucket_points(conf.shape[0])
+    eps = challenge.example_epsilons(conf, ref_conf).tolist()
+    return {
+        "challenge_points": np.array([challenge.points_of(e, buckets) for e in eps]),
+        "klom_forget": audit.klom(marg, ref_marg).numpy(),
+    }
+
+
+def _draw_difference(rows: tuple, ref: tuple, rng: np.random.Generator) -> dict[str, float]:
+    """One draw of the two-level bootstrap: the models of each ensemble (the method's, the
+    retrain row's, the references') resampled with replacement, then the examples; per score,
+    the mean paired difference over the resampled examples where both could be computed."""
+    pick = [rng.integers(0, len(c), len(c)) for c, _ in (*rows, ref)]
+    ref_conf, ref_marg = ref[0][pick[2]], ref[1][pick[2]]
+    a = example_scores(rows[0][0][pick[0]], rows[0][1][pick[0]], ref_conf, ref_marg)
+    b = example_scores(rows[1][0][pick[1]], rows[1][1][pick[1]], ref_conf, ref_marg)
+    n = len(a["klom_forget"])
+    examples = rng.integers(0, n, n)
+    return {key: _mean_difference(a[key][examples], b[key][examples]) for key in TWO_LEVEL}
+
+
+def _interval(draws: np.ndarray) -> dict:
+    """The 95 % percentile interval of the finite draws, and how many there were."""
+    finite = draws[np.isfinite(draws)]
+    if len(finite) < 2:
+        return {"ci95": None, "draws": len(finite)}
+    lo, hi = np.quantile(finite, (0.025, 0.975))
+    return {"ci95": [float(lo), float(hi)], "draws": len(finite)}
+
+
+def two_level_bootstrap(
+    task: Task,
+    members: dict[str, list[Member]],
+    references: list[Member],
+    draws: int,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Per method other than ``retrain``, per score of :data:`TWO_LEVEL`: the 95 % interval
+    of its mean difference from the retrain row on D_f when the models of every ensemble
+    (method, retrain row, references) and then the examples are resampled (``draws`` times),
+    so that it also covers what two finite ensembles of the same distribution differ by.
+    Empty with no draws or no retrain row. Seeded per method by its name, so one method's
+    interval does not depend on which others were evaluated."""
+    if draws <= 0 or "retrain" not in members:
+        return {}
+
+    def stacks(ms: list[Member]) -> tuple[torch.Tensor, torch.Tensor]:
+        return _confidences(task, ms), _margins(task, ms, "forget")
+
+    ref, base = stacks(references), stacks(members["retrain"])
+    out = {}
+    for method, ms in members.items():
+        if method == "retrain":
+            continue
+        rows = (stacks(ms), base)
+        rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
+        got = [_draw_difference(rows, ref, rng) for _ in range(draws)]
+        out[method] = {key: _interval(np.array([g[key] for g in got])) for key in TWO_LEVEL}
+    return out
+
+
+def against_retrain(methods: dict, two_level: dict | None = None) -> dict:
     """Per method, its per-example U-LiRA accuracy, challenge points and D_f KLoM against the
-    retrain row's: the difference with a bootstrap interval, and whether it excludes 0."""
+    retrain row's: the difference with a bootstrap interval over examples and, where
+    ``two_level`` (:func:`two_level_bootstrap`) has the score, the interval over models and
+    examples. ``distinguishable``: the widest interval given excludes 0."""
     base = methods.get("retrain")
+    two_level = two_level or {}
     out = {}
     for name, block in methods.items():
         if name == "retrain" or base is None:
@@ -229,9 +330,12 @@ def against_retrain(methods: dict) -> dict:
         rows["klom_forget"] = bootstrap_difference(
             block["klom"]["forget"]["values"], base["klom"]["forget"]["values"]
         )
-        for r in rows.values():
-            r["distinguishable"] = (
-                None if r["ci95"] is None else bool(r["ci95"][0] > 0 or r["ci95"][1] < 0)
-            )
+        for key, r in rows.items():
+            both = two_level.get(name, {}).get(key)
+            ci = r["ci95"]
+            if both is not None:
+                r["models_and_examples"] = both
+                ci = both["ci95"] if ci is not None else None
+            r["distinguishable"] = None if ci is None else bool(ci[0] > 0 or ci[1] < 0)
         out[name] = rows
     return out

@@ -29,14 +29,25 @@ def _na(block: dict) -> str:
     return f" <small>({k} not computable)</small>" if k else ""
 
 
+def judged_interval(row: dict) -> tuple[list[float] | None, str]:
+    """The interval a row against the retrain row is judged by, and over what it resamples:
+    the two-level one (models and examples) where it was drawn, else the one over examples
+    (U-LiRA, and evaluations scored before the two-level bootstrap existed)."""
+    both = row.get("models_and_examples")
+    if both is not None and row["ci95"] is not None:
+        return both["ci95"], "models and examples"
+    return row["ci95"], "examples"
+
+
 def _ci(row: dict | None) -> str:
     if not row:
         return "—"
     if row["ci95"] is None:
         return f"too few examples ({row['examples']}){_na(row)}"
-    lo, hi = row["ci95"]
+    (lo, hi), over = judged_interval(row)
     mark = " <b>≠</b>" if row["distinguishable"] else ""
-    return f"{row['difference']:+.3f} <small>[{lo:+.3f}, {hi:+.3f}]</small>{mark}{_na(row)}"
+    note = "" if over == "models and examples" else "*"
+    return f"{row['difference']:+.3f} <small>[{lo:+.3f}, {hi:+.3f}]{note}</small>{mark}{_na(row)}"
 
 
 def _klom(block: dict) -> str:
@@ -193,7 +204,12 @@ def page(results: dict, figures: dict) -> str:
 <h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
-bootstrap interval over examples; ≠ marks an interval that excludes 0. A score that cannot be
+interval from a two-level bootstrap that resamples the models of each ensemble and then the
+examples (an interval marked * resamples the examples only: U-LiRA, whose shadow models are not
+resampled, and evaluations scored before the two-level bootstrap); ≠
+marks an interval that excludes 0. Over examples alone, two finite ensembles of one
+distribution differ by more than the interval allows, since each model's own traits are
+shared by every example. A score that cannot be
 computed for an example (KLoM with every unlearned margin at the top of the joint range; a
 challenge epsilon with no usable rule) is left out of medians and differences and counted
 ("not computable"); in the challenge it earns no points. U-LiRA takes one unlearned model per

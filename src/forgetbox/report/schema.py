@@ -234,7 +234,11 @@ KLOM = Obj(required={"median": Opt(NUM), "values": List(Opt(NUM))})
 VERSUS = Opt(
     Obj(
         required={"ci95": Opt(List(NUM, min=2)), "examples": INT},
-        optional={"difference": Opt(NUM), "distinguishable": Opt(BOOL)},
+        optional={
+            "difference": Opt(NUM),
+            "distinguishable": Opt(BOOL),
+            "models_and_examples": Obj(required={"ci95": Opt(List(NUM, min=2)), "draws": INT}),
+        },
     )
 )
 EVALUATION_METHOD = Obj(
