@@ -66,7 +66,12 @@ def double_threshold_grid(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray,
 
 
 def _rates(pos_called: np.ndarray, n_pos: int, neg_called: np.ndarray, n_neg: int) -> np.ndarray:
-    """``(4, T)`` TPR, FNR, FPR, TNR as exact fractions from the counts called positive."""
+    """``(4, R)`` TPR, FNR, FPR, TNR as exact fractions, one column per distinct pair of
+    counts called positive among the ``T`` rules: a rule's epsilon depends on its counts only,
+    so the largest over the distinct pairs is the largest over the rules."""
+    code = np.zeros((n_pos + 1) * (n_neg + 1), dtype=bool)
+    code[pos_called * (n_neg + 1) + neg_called] = True
+    pos_called, neg_called = np.divmod(np.flatnonzero(code), n_neg + 1)
     return np.stack(
         [
             pos_called / n_pos,
@@ -86,8 +91,8 @@ def _count_inside(c: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndar
 
 
 def _double_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """``(4, T)`` rates TPR, FNR, FPR, TNR of the intervals that call a value in them
-    "positive", positive being the peakier sample."""
+    """``(4, R)`` distinct rates TPR, FNR, FPR, TNR of the intervals that call a value in
+    them "positive", positive being the peakier sample."""
     peaky, other, left, right = double_threshold_grid(pos, neg)
     tp, fp = _count_inside(peaky, left, right), _count_inside(other, left, right)
     return _rates(tp, len(peaky), fp, len(other))
@@ -103,7 +108,7 @@ def single_thresholds(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 
 def _single_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """``(4, T)`` rates of the thresholds t that call a value ``>= t`` positive."""
+    """``(4, R)`` rates (distinct ones) of the thresholds t that call a value ``>= t`` positive."""
     t = single_thresholds(pos, neg)
     tp = len(pos) - np.searchsorted(np.sort(pos), t, side="left")  # count pos >= t
     fp = len(neg) - np.searchsorted(np.sort(neg), t, side="left")
