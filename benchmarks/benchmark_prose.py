@@ -96,6 +96,8 @@ def structured_end_to_end() -> str:
     run = json.loads((ROOT / "docs/results/cifar5-resnet18-cpu/results.json").read_text())
     retrain = [t["retrain"]["seconds"] for t in run["training"] if t["retrain"].get("seconds")]
     ntk, ntk_fisher = _seconds(run, "ntk"), _seconds(run, "ntk_fisher")
+    epochs = [t["retrain"]["epochs"] for t in run["training"] if t["retrain"].get("seconds")]
+    per_epoch = [s / e for s, e in zip(retrain, epochs, strict=True)]
     sec = lambda v: f"{v:.1f}"  # noqa: E731
     then = (
         f"Before it, the committed run (commit {before['run_commit'][:7]}, on an "
@@ -113,7 +115,9 @@ def structured_end_to_end() -> str:
         "[results](results/cifar5-resnet18-cpu/report.html)): the NTK step took "
         f"{_span(ntk, sec)} s (mean {mean(ntk):.1f} s) and NTK + Fisher "
         f"{_span(ntk_fisher, sec)} s, against {_span(retrain, sec)} s (mean "
-        f"{mean(retrain):.1f} s) for retraining on D_r in the same run: the step is "
+        f"{mean(retrain):.1f} s) for retraining on D_r in the same run "
+        f"({_span(per_epoch, lambda v: f'{v:.2f}')} s per epoch over "
+        f"{_span(epochs, lambda v: f'{v:.0f}')} epochs): the step is "
         f"{times(mean(retrain) / mean(ntk))} than retraining (means). "
         f"{then} The two runs ran on different machines, so compare each step with its own "
         "run's retraining, not the seconds across runs.\n"
