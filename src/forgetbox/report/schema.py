@@ -237,7 +237,10 @@ VERSUS = Opt(
         optional={
             "difference": Opt(NUM),
             "distinguishable": Opt(BOOL),
-            "models_and_examples": Obj(required={"ci95": Opt(List(NUM, min=2)), "draws": INT}),
+            "models_and_examples": Obj(
+                required={"ci95": Opt(List(NUM, min=2)), "draws": INT},
+                optional={"draws_median": NUM},
+            ),
         },
     )
 )
