@@ -367,7 +367,8 @@ def _vs(entry: dict, digits: int) -> str:
 
 INTERVALS = (
     "95 % interval from a two-level bootstrap (the models of each ensemble, then the "
-    "examples; * marks one over the examples only: U-LiRA, whose shadow models are not "
+    "examples; the draws' spread centred on the observed difference; * marks one over the "
+    "examples only: U-LiRA, whose shadow models are not "
     "resampled, and evaluations scored before the two-level bootstrap); ≠: the interval "
     "excludes 0"
 )

@@ -458,7 +458,7 @@ def test_a_shifted_method_stays_distinguishable_over_models_and_examples():
     assert rows["klom_forget"]["models_and_examples"]["ci95"][0] > 0
     assert rows["challenge_points"]["models_and_examples"]["ci95"][1] < 0
     assert all(rows[key]["distinguishable"] for key in scores.TWO_LEVEL)
-    for key in scores.TWO_LEVEL:  # centred on the observed difference, whatever the draws' bias
+    for key in scores.TWO_LEVEL:  # centred on the observed difference (a regression check)
         lo, hi = rows[key]["models_and_examples"]["ci95"]
         assert lo <= rows[key]["difference"] <= hi
     # without draws the rows carry no two-level interval

@@ -4,11 +4,12 @@ U-LiRA per method, and each method's difference from the retrain row with a boot
 interval over examples and, for the challenge points and KLoM, a two-level bootstrap over
 models and examples.
 
-The example bootstrap holds the models fixed, and two finite ensembles drawn from one
-distribution differ on a fixed set of examples by more than it allows: each model has traits
-(its seed's offsets) that every example shares. The two-level bootstrap (hierarchical: resample
-the models of each ensemble, then the examples) covers that too. A row is *distinguishable* on
-a score when the widest interval computed for it excludes 0."""
+The example bootstrap holds the models fixed; where each model has traits that every example
+shares (its seed's offsets), two finite ensembles drawn from one distribution differ on a fixed
+set of examples by more than it allows. The two-level bootstrap (hierarchical: resample the
+models of each ensemble, then the examples) approximates that variation too. A row is
+*distinguishable* on a score when its two-level interval excludes 0 (where none was drawn: its
+interval over examples)."""
 
 from __future__ import annotations
 
@@ -270,8 +271,9 @@ def _interval(observed: float, draws: np.ndarray) -> dict:
     """The 95 % interval of the finite draws around their median, centred on the ``observed``
     difference, and how many draws there were. Centred because resampling models with
     replacement biases these scores (a duplicated model narrows an ensemble's spread, which
-    moves KLoM and the challenge's epsilons of every row, the retrain row's most), so the
-    draws' location is not the observed difference's; their spread is what is wanted."""
+    moves KLoM and the challenge's epsilons), so the draws' location is not the observed
+    difference's. This assumes the bias is a shift; with 200 draws each end rests on about 5
+    of them, so a verdict near 0 can move with the seed."""
     finite = draws[np.isfinite(draws)]
     if len(finite) < 2 or not np.isfinite(observed):
         return {"ci95": None, "draws": len(finite)}
@@ -293,8 +295,8 @@ def two_level_bootstrap(
     """Per method other than ``retrain``, per score of :data:`TWO_LEVEL`: a 95 % interval of
     its mean difference from the retrain row on D_f from the spread of that difference when
     the models of every ensemble (method, retrain row, references) and then the examples are
-    resampled (``draws`` times; :func:`_interval`), so that it also covers what two finite
-    ensembles of the same distribution differ by.
+    resampled (``draws`` times; :func:`_interval`), to approximate what two finite ensembles
+    of the same distribution differ by as well as what the examples do.
     Empty with no draws or no retrain row. Seeded per method by its name, so one method's
     interval does not depend on which others were evaluated."""
     if draws <= 0 or "retrain" not in members:
@@ -326,7 +328,8 @@ def against_retrain(methods: dict, two_level: dict | None = None) -> dict:
     """Per method, its per-example U-LiRA accuracy, challenge points and D_f KLoM against the
     retrain row's: the difference with a bootstrap interval over examples and, where
     ``two_level`` (:func:`two_level_bootstrap`) has the score, the interval over models and
-    examples. ``distinguishable``: the widest interval given excludes 0."""
+    examples. ``distinguishable``: the two-level interval excludes 0 (the one over examples
+    where no two-level interval was drawn; None where the interval cannot be computed)."""
     base = methods.get("retrain")
     two_level = two_level or {}
     out = {}

@@ -205,7 +205,8 @@ def page(results: dict, figures: dict) -> str:
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
 interval from a two-level bootstrap that resamples the models of each ensemble and then the
-examples (an interval marked * resamples the examples only: U-LiRA, whose shadow models are not
+examples (the draws' spread, centred on the observed difference; an interval marked *
+resamples the examples only: U-LiRA, whose shadow models are not
 resampled, and evaluations scored before the two-level bootstrap); ≠
 marks an interval that excludes 0. Over examples alone, two finite ensembles of one
 distribution differ by more than the interval allows, since each model's own traits are
