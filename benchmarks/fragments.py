@@ -230,6 +230,21 @@ def certified_scores(root: Path, name: str) -> str:
             f"{ulira['balanced_accuracy']:.3f}"
             + (" (inside).\n" if ulira["balanced_accuracy"] <= cap else " (OUTSIDE).\n")
         )
+    points = evaluation["against_retrain"]["certified"]["challenge_points"]
+    (lo, hi), _ = judged_interval(points)
+    out += (
+        "\nEach certified release shares its seed (the new head's initialisation, hence the "
+        "point the network is linearized at, and the data order) with one reference, and the "
+        "retrain row's releases do not: against the references the certified row is paired "
+        "and the retrain row is not. That can favour the certified row on the per-example "
+        f"scores (here the challenge's points: {_vs(points, 3)}), so a difference in that "
+        "direction may be a property of the protocol rather than evidence about D_f"
+        + ("; this one is resolved" if lo > 0 else "")
+        + ". Every unlearning method is paired so (each unlearns the original of its seed). A "
+        "paired retrain row (the references' exact retrains with fresh noise) would settle it "
+        "in the linearized case and is not built yet; outside it, retraining with the same "
+        "seed gives the reference itself.\n"
+    )
     return out
 
 
