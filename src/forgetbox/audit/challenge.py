@@ -175,8 +175,13 @@ def points_of(epsilon: float, buckets: list[tuple[float, float]]) -> float:
 
 def forget_quality(epsilons: Tensor, num_models: int) -> float:
     """F: the mean over examples of the points of each epsilon (0 for NaN, as for the cap)."""
+    return sum(example_points(epsilons.tolist(), num_models)) / len(epsilons)
+
+
+def example_points(epsilons: list[float], num_models: int) -> list[float]:
+    """The points of each epsilon for ``num_models`` models per side (0 for NaN)."""
     buckets = bucket_points(num_models)
-    return sum(points_of(e, buckets) for e in epsilons.tolist()) / len(epsilons)
+    return [points_of(e, buckets) for e in epsilons]
 
 
 @dataclass(frozen=True)

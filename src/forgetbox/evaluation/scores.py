@@ -146,10 +146,9 @@ def challenge_part(task: Task, unlearned: list[Member], references: list[Member]
     ra = (_accuracy(task, unlearned, "retain"), _ref_accuracy(task, references, "retain"))
     ta = (_accuracy(task, unlearned, "test"), _ref_accuracy(task, references, "test"))
     s = audit.challenge_score(cu, cr, retain_accuracy=ra, test_accuracy=ta)
-    buckets = challenge.bucket_points(s.models)
     return {
         "epsilons": s.epsilons,
-        "points": [challenge.points_of(e, buckets) for e in s.epsilons],
+        "points": challenge.example_points(s.epsilons, s.models),
         "not_computable": int(np.isnan(s.epsilons).sum()),
         "forget_quality": s.forget_quality,
         "retain_accuracy_ratio": s.retain_ratio,
@@ -246,22 +245,30 @@ def example_scores(
     """Per forget example, the challenge points and KLoM of one ensemble (confidences and
     margins ``(K, |D_f|)``) against the references' (``(K_ref, |D_f|)``), as
     :func:`challenge_part` and :func:`klom_part` compute them."""
-    buckets = challenge.bucket_points(conf.shape[0])
     eps = challenge.example_epsilons(conf, ref_conf).tolist()
     return {
-        "challenge_points": np.array([challenge.points_of(e, buckets) for e in eps]),
+        "challenge_points": np.array(challenge.example_points(eps, conf.shape[0])),
         "klom_forget": audit.klom(marg, ref_marg).numpy(),
     }
 
 
-def _draw_difference(rows: tuple, ref: tuple, rng: np.random.Generator) -> dict[str, float]:
+Stack = tuple[torch.Tensor, torch.Tensor]  # an ensemble's (confidences, margins) on D_f
+
+
+def _resampled(stack: Stack, rng: np.random.Generator) -> Stack:
+    """The ensemble's models drawn with replacement, as many as it has."""
+    idx = rng.integers(0, len(stack[0]), len(stack[0]))
+    return stack[0][idx], stack[1][idx]
+
+
+def _draw_difference(
+    method: Stack, base: Stack, ref: Stack, rng: np.random.Generator
+) -> dict[str, float]:
     """One draw of the two-level bootstrap: the models of each ensemble (the method's, the
     retrain row's, the references') resampled with replacement, then the examples; per score,
     the mean paired difference over the resampled examples where both could be computed."""
-    pick = [rng.integers(0, len(c), len(c)) for c, _ in (*rows, ref)]
-    ref_conf, ref_marg = ref[0][pick[2]], ref[1][pick[2]]
-    a = example_scores(rows[0][0][pick[0]], rows[0][1][pick[0]], ref_conf, ref_marg)
-    b = example_scores(rows[1][0][pick[1]], rows[1][1][pick[1]], ref_conf, ref_marg)
+    method, base, ref = (_resampled(s, rng) for s in (method, base, ref))
+    a, b = example_scores(*method, *ref), example_scores(*base, *ref)
     n = len(a["klom_forget"])
     examples = rng.integers(0, n, n)
     return {key: _mean_difference(a[key][examples], b[key][examples]) for key in TWO_LEVEL}
@@ -302,7 +309,7 @@ def two_level_bootstrap(
     if draws <= 0 or "retrain" not in members:
         return {}
 
-    def stacks(ms: list[Member]) -> tuple[torch.Tensor, torch.Tensor]:
+    def stacks(ms: list[Member]) -> Stack:
         return _confidences(task, ms), _margins(task, ms, "forget")
 
     ref, base = stacks(references), stacks(members["retrain"])
@@ -311,10 +318,10 @@ def two_level_bootstrap(
     for method, ms in members.items():
         if method == "retrain":
             continue
-        rows = (stacks(ms), base)
-        own = example_scores(*rows[0], *ref)
+        own_stack = stacks(ms)
+        own = example_scores(*own_stack, *ref)
         rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
-        got = [_draw_difference(rows, ref, rng) for _ in range(draws)]
+        got = [_draw_difference(own_stack, base, ref, rng) for _ in range(draws)]
         out[method] = {
             key: _interval(
                 _mean_difference(own[key], base_scores[key]), np.array([g[key] for g in got])
