@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 
+from forgetbox.evaluation.config import PAIRED_RETRAIN as PAIRED
 from forgetbox.report.evaluation_page import judged_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,9 +231,16 @@ def certified_scores(root: Path, name: str) -> str:
             f"{ulira['balanced_accuracy']:.3f}"
             + (" (inside).\n" if ulira["balanced_accuracy"] <= cap else " (OUTSIDE).\n")
         )
+    out += _pairing_words(evaluation)
+    return out
+
+
+def _pairing_words(evaluation: dict) -> str:
+    """Why the certified row is compared with a paired retrain row too, and what it shows (or,
+    for an evaluation scored before the paired row existed, that it is missing)."""
     points = evaluation["against_retrain"]["certified"]["challenge_points"]
-    (lo, hi), _ = judged_interval(points)
-    out += (
+    (lo, _), _ = judged_interval(points)
+    lead = (
         "\nEach certified release shares its seed (the new head's initialisation, hence the "
         "point the network is linearized at, and the data order) with one reference, and the "
         "retrain row's releases do not: against the references the certified row is paired "
@@ -240,12 +248,39 @@ def certified_scores(root: Path, name: str) -> str:
         f"scores (here the challenge's points: {_vs(points, 3)}), so a difference in that "
         "direction may be a property of the protocol rather than evidence about D_f"
         + ("; this one is resolved" if lo > 0 else "")
-        + ". Every unlearning method is paired so (each unlearns the original of its seed). A "
-        "paired retrain row (the references' exact retrains with fresh noise) would settle it "
-        "in the linearized case and is not built yet; outside it, retraining with the same "
-        "seed gives the reference itself.\n"
+        + ". Every unlearning method is paired so (each unlearns the original of its seed)."
     )
-    return out
+    paired = evaluation.get("against_paired_retrain")
+    if not paired:
+        return lead + (
+            " A paired retrain row (the references' exact retrains with fresh noise) would "
+            "settle it; this evaluation was scored before forgetbox had one.\n"
+        )
+    cert, own = paired["certified"], evaluation["against_retrain"][PAIRED]
+
+    def both(rows: dict) -> str:
+        return (
+            f"{_vs(rows['challenge_points'], 3)} on the challenge's points and "
+            f"{_vs(rows['klom_forget'], 2)} on KLoM over D_f"
+        )
+
+    resolved = [
+        label
+        for key, label in (("challenge_points", "points"), ("klom_forget", "KLoM"))
+        if cert[key]["distinguishable"]
+    ]
+    return lead + (
+        f" The paired retrain row ({PAIRED}: reference k's own exact retrain, released with "
+        f"fresh noise) shares those seeds, so against it D_f is the only difference: the "
+        f"certified row differs from it by {both(cert)}"
+        + (
+            " — neither resolved at this K"
+            if not resolved
+            else f" — resolved on {' and '.join(resolved)}"
+        )
+        + f". The paired row against the retrain row, which is what the pairing alone does: "
+        f"{both(own)}.\n"
+    )
 
 
 for _fragment, _name in (
@@ -509,7 +544,8 @@ def methods_table(root: Path, name: str) -> str:
             for key in SCORES
         }
         med = _median(m["seconds"])
-        time = "—" if name in ("retrain", "original") else f"{secs(med)} ({speed(retrain_s / med)})"
+        untimed = ("retrain", "original", PAIRED)
+        time = "—" if name in untimed else f"{secs(med)} ({speed(retrain_s / med)})"
         ulira = m.get("ulira")
         bal = f"{ulira['balanced_accuracy']:.3f}" if ulira else "not attacked"
         out.append(

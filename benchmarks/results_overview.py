@@ -154,9 +154,10 @@ def path_rows(folder: Path) -> list[str]:
         at_one = dict(pts).get(1.0, float("nan"))
         scale = scales.get(seed) or 1.0
         end = " (end)" if best_a == pts[-1][0] else ""
+        fixed = " (fixed)" if r["config"].get("step_scale") is not None else ""
         lines.append(
-            f"| {folder.name} | {seed} | {scale:.2f} | {best_a:g}{end} | {best_a * scale:.2f} "
-            f"| {at_one:.3f} | {best_l1:.3f} |"
+            f"| {folder.name} | {seed} | {scale:.2f}{fixed} | {best_a:g}{end} "
+            f"| {best_a * scale:.2f} | {at_one:.3f} | {best_l1:.3f} |"
         )
     return lines
 
@@ -187,10 +188,13 @@ def _closest(folder: Path) -> list[tuple[int, float, float, bool]]:
 
 
 def path_summary() -> str:
-    """What the path table says, in words (forgetbox's direction; the authors' preset apart)."""
-    ours = {f.name: _closest(f) for f in runs() if judged(f)["config"].get("preset",
-            "forgetbox") == "forgetbox"}  # fmt: skip
-    authors = {f.name: _closest(f) for f in runs() if f.name not in ours}
+    """What the path table says, in words (forgetbox's direction; the authors' preset apart; a
+    run at a fixed step scale left out: it repeats another run's scrubs at another length)."""
+    configs = {f.name: judged(f)["config"] for f in runs()}
+    ours = {f.name: _closest(f) for f in runs() if configs[f.name].get("preset", "forgetbox")
+            == "forgetbox" and configs[f.name].get("step_scale") is None}  # fmt: skip
+    authors = {f.name: _closest(f) for f in runs() if configs[f.name].get("preset", "forgetbox")
+               != "forgetbox"}  # fmt: skip
     seeds = [x for v in ours.values() for x in v]
     steps = sorted(x[2] for x in seeds)
     median = statistics.median(steps)
@@ -471,7 +475,12 @@ def run_summary(arg: str) -> str:
             f"retrained outputs on D_f is {points}; on D_r it moves by "
             f"{max(retain) - min(retain):.3f}."
         )
-    if "trapezium_scale" in m["ntk"]["per_seed"][0]:
+    if r["config"].get("step_scale") is not None:
+        out.append(
+            f"The NTK step is {r['config']['step_scale']:g} times the unscaled step (a fixed "
+            f"step_scale), not the trapezium's scale."
+        )
+    elif "trapezium_scale" in m["ntk"]["per_seed"][0]:
         out.append(
             f"The trapezium scale is {_span(per_seed('ntk', 'trapezium_scale'), '{:.2f}'.format)}."
         )
@@ -553,6 +562,58 @@ def rerun_check(name: str) -> str:
     return "".join(out)
 
 
+STUDIES = {"cifar5-resnet18-cpu-step23": "cifar5-resnet18-cpu"}
+"""A study run and the committed run it repeats with one setting changed (same stage cache)."""
+
+
+def step_study(name: str) -> str:
+    """A fixed-step-scale study against the run it repeats: per seed, NTK's readouts at the
+    fixed step and at the trapezium's, the unchanged stages checked equal, and the verdicts
+    that moved."""
+    study, base = judged(RESULTS / name), judged(RESULTS / STUDIES[name])
+    sm, bm = study["methods"], base["methods"]
+    same = all(sm[m]["per_seed"] == bm[m]["per_seed"] for m in ("original", "retrain", "finetune"))
+
+    def seeds(methods: dict, key: str) -> str:
+        return " / ".join(f"{x[key]:.2f}" for x in methods["ntk"]["per_seed"])
+
+    def mean(methods: dict, key: str) -> float:
+        return methods["ntk"]["mean"][key]
+
+    scales = [x["trapezium_scale"] for x in bm["ntk"]["per_seed"]]
+    rows = [
+        ("the L1 distance to the retrained outputs on D_f", "l1_to_retrain_forget", "{:.3f}"),
+        ("the D_f error", "error_forget", "{:.3f}"),
+        ("the entropy attack's member rate on D_f", "mia_forget_member_rate", "{:.3f}"),
+        ("the D_r error", "error_retain", "{:.3f}"),
+        ("the test error", "error_test", "{:.3f}"),
+    ]
+    parts = [
+        f"{what}: {seeds(sm, key)} at {study['config']['step_scale']:g} against "
+        f"{seeds(bm, key)} with the trapezium (means {fmt.format(mean(sm, key))} and "
+        f"{fmt.format(mean(bm, key))}; retrain {fmt.format(bm['retrain']['mean'][key])})"
+        for what, key, fmt in rows
+    ]
+    moved = [
+        f"claim {a['id']} {b['verdict']} → {a['verdict']}"
+        for a, b in zip(study["claims"], base["claims"], strict=True)
+        if a["verdict"] != b["verdict"]
+    ]
+    return (
+        f"The NTK step at a fixed {study['config']['step_scale']:g} times the unscaled step "
+        f"instead of the trapezium's {min(scales):.2f}–{max(scales):.2f}; the original, retrained "
+        f"and fine-tuned models' readouts are "
+        + ("identical in both runs (one stage cache)" if same else "NOT identical in both runs")
+        + ". Per seed (seeds "
+        + ", ".join(str(x["seed"]) for x in sm["ntk"]["per_seed"])
+        + "), NTK's "
+        + "; ".join(parts)
+        + ". Verdicts that differ from the trapezium run's: "
+        + ("; ".join(moved) if moved else "none")
+        + "."
+    )
+
+
 def verdict_table() -> str:
     """Per committed run: which claims hold, fail or are inconclusive, and what the ensemble
     cross-check flags."""
@@ -589,6 +650,7 @@ FRAGMENTS = {
     "runs": lambda arg: runs_paragraph(),
     "summary": run_summary,
     "rerun-check": rerun_check,
+    "step-study": step_study,
     "experiment-headline": lambda arg: experiment_headline(),
 }
 

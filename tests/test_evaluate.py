@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from forgetbox import cli
 from forgetbox.evaluation import EvaluateConfig, evaluate, evaluate_config_from_dict
@@ -107,3 +108,47 @@ def test_the_command_reads_the_evaluate_table_and_refuses_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert "[evaluate]" in err and "models must be >= 3" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_linearized_evaluation_adds_a_retrain_row_paired_with_the_references(tmp_path):
+    # the paired row is reference k's own exact retrain with fresh noise: its seeds are the
+    # references', its weights differ from the exact retrain by the mechanism's noise alone
+    from forgetbox.evaluation import ensembles
+    from forgetbox.evaluation.config import PAIRED_RETRAIN
+    from forgetbox.evaluation.releases import mechanism_sigma
+    from forgetbox.experiment.run import prepare_run
+    from forgetbox.functional import flatten
+    from forgetbox.report import evaluation_page
+
+    exp = ExperimentConfig(out=str(tmp_path), linearized=True, **EXP)
+    cfg = EvaluateConfig(models=4, shadow_models=0, model_bootstrap=20)
+    res = evaluate(exp, cfg, log=lambda s: 0)
+    assert set(res["methods"]) == {"original", "certified", "retrain", PAIRED_RETRAIN}
+    assert set(res["against_paired_retrain"]) == {"original", "certified"}
+    assert PAIRED_RETRAIN in res["against_retrain"]  # the seed pairing's own effect
+    assert res["certificate"]["methods"][PAIRED_RETRAIN]["models"] == 4
+    assert json.loads((tmp_path / "evaluation.json").read_text())["against_paired_retrain"]
+    page = (tmp_path / "evaluation.html").read_text()
+    assert "Scores against the paired retrain row" in page
+    assert evaluation_page.PAIRED == PAIRED_RETRAIN  # the report's copy of the name
+
+    stages, tasks = prepare_run(
+        ExperimentConfig(**{**exp.__dict__, "seeds": (cfg.split_seed,)}), lambda s: 0
+    )
+    task = tasks[cfg.split_seed]
+    idx = ensembles._index(stages, task, cfg.seed_base)
+    paired, _, seed = ensembles._member_model(stages, task, idx, PAIRED_RETRAIN, cfg, 0)
+    retrain, _, other = ensembles._member_model(stages, task, idx, "retrain", cfg, 0)
+    reference = ensembles._release(stages, task, idx.reference, "reference", 0)
+    assert seed == idx.seed != other
+
+    def flat(m):  # the released weights w (the linearization point w0 is not noised)
+        return flatten(m.w()).detach().double()
+
+    sigma = mechanism_sigma(stages, task, torch.float32)
+    noise = flat(paired) - flat(idx.reference)
+    assert noise.std().item() == pytest.approx(sigma, rel=0.05)
+    assert abs(noise.mean().item()) < 4 * sigma / noise.numel() ** 0.5
+    # fresh noise: not the reference's release, and the retrain row is farther than the noise
+    assert (flat(paired) - flat(reference)).std().item() == pytest.approx(2**0.5 * sigma, rel=0.05)
+    assert (flat(retrain) - flat(idx.reference)).norm() > 1.5 * noise.norm()

@@ -8,6 +8,11 @@ from dataclasses import asdict, dataclass, fields
 from ..methods import METHODS
 
 DEFAULT_METHODS = ("original", "finetune", "fisher", "ntk", "ntk_fisher", "newton", "retrain")
+PAIRED_RETRAIN = "retrain_paired"
+"""A linearized evaluation's second retrain row: reference k's own exact retrain released with
+fresh noise. It shares every seed with the references (head initialisation, hence the
+linearization point, and data order), as each method's model does, where the ``retrain`` row
+uses other seeds; so comparing a method with it leaves D_f as the only difference."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class EvaluateConfig:
     ``model_bootstrap``: draws of the two-level bootstrap (models, then examples) of the
     challenge points and KLoM against the retrain row (0: none; the rows are then judged by the
     bootstrap over examples alone, which holds the models fixed).
+    A linearized run adds :data:`PAIRED_RETRAIN` to ``methods`` (not attacked by U-LiRA, whose
+    shadow retrains already share their originals' seeds).
     """
 
     models: int = 8
@@ -75,7 +82,8 @@ class EvaluateConfig:
     @property
     def attacked_methods(self) -> tuple[str, ...]:
         """The methods U-LiRA attacks."""
-        return self.ulira_methods if self.ulira_methods is not None else self.methods or ()
+        chosen = self.ulira_methods if self.ulira_methods is not None else self.methods or ()
+        return tuple(m for m in chosen if m != PAIRED_RETRAIN)
 
     def as_dict(self) -> dict:
         """Every field as plain data (JSON, cache keys)."""
@@ -87,11 +95,10 @@ def _methods(value, name: str) -> tuple[str, ...]:
         value = tuple(v.strip() for v in value.split(",") if v.strip())
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"evaluate.{name} must be a list of method names; got {value!r}")
-    bad = [v for v in value if v not in METHODS]
+    known = (*METHODS, PAIRED_RETRAIN)
+    bad = [v for v in value if v not in known]
     if bad:
-        raise ValueError(
-            f"evaluate.{name}: unknown methods {bad}; choose from {', '.join(METHODS)}"
-        )
+        raise ValueError(f"evaluate.{name}: unknown methods {bad}; choose from {', '.join(known)}")
     if not value:
         raise ValueError(f"evaluate.{name} is empty")
     return tuple(dict.fromkeys(value))

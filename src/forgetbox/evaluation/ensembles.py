@@ -19,7 +19,7 @@ from ..experiment.tasks import Task
 from ..hashing import config_hash
 from ..progress import progress
 from ..training import predict
-from .config import EvaluateConfig
+from .config import PAIRED_RETRAIN, EvaluateConfig
 from .releases import mechanism_sigma, released
 
 SUBSETS = ("forget", "retain", "test", "val")
@@ -194,7 +194,11 @@ def _release(stages: Stages, task: Task, model: nn.Module, *parts) -> nn.Module:
 
 def _member_model(stages, task, idx: _Index, method: str, cfg: EvaluateConfig, k: int):
     """``(model, seconds, seed)`` of one method on original k; ``retrain`` is an independent
-    model retrained on D_r with the next block of seeds."""
+    model retrained on D_r with the next block of seeds, ``retrain_paired`` (linearized runs)
+    reference k's exact retrain released with fresh noise."""
+    if method == PAIRED_RETRAIN:
+        model = _release(stages, task, idx.reference, PAIRED_RETRAIN, k)
+        return model, idx.reference_seconds, idx.seed
     if method == "retrain":
         seed = cfg.seed_base + cfg.models + k
         w0 = stages.initial(task, seed)

@@ -21,7 +21,7 @@ from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
-from .config import DEFAULT_METHODS, EvaluateConfig
+from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig
 from .ensembles import build_ensembles
 from .shadows import shadow_confidences
 
@@ -41,11 +41,16 @@ PROTOCOL = (
 def evaluated_methods(experiment: ExperimentConfig, config: EvaluateConfig) -> EvaluateConfig:
     """``config`` with its methods checked against the run (standard fine-tuning: the paper's
     and the baselines; linearized: :data:`LINEARIZED_METHODS`), the default filled in (the
-    paper's, or a linearized run's) and ``retrain`` added."""
+    paper's, or a linearized run's) and ``retrain`` added (and, linearized,
+    :data:`PAIRED_RETRAIN`)."""
     if config.methods is None:
         chosen = LINEARIZED_METHODS if experiment.linearized else DEFAULT_METHODS
         config = EvaluateConfig(**{**config.__dict__, "methods": chosen})
-    allowed = LINEARIZED_METHODS if experiment.linearized else PAPER_METHODS + BASELINE_METHODS
+    allowed = (
+        (*LINEARIZED_METHODS, PAIRED_RETRAIN)
+        if experiment.linearized
+        else PAPER_METHODS + BASELINE_METHODS
+    )
     other = [m for m in config.methods if m not in allowed]
     if other:
         setting = "linearized = true" if experiment.linearized else "standard fine-tuning"
@@ -55,8 +60,10 @@ def evaluated_methods(experiment: ExperimentConfig, config: EvaluateConfig) -> E
             f"evaluate: the certificate's check needs models >= {audit.MIN_CERTIFICATE_DRAWS} "
             f"with linearized = true; got {config.models}"
         )
-    if "retrain" not in config.methods:
-        config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, "retrain")})
+    rows = ("retrain", PAIRED_RETRAIN) if experiment.linearized else ("retrain",)
+    missing = tuple(m for m in rows if m not in config.methods)
+    if missing:
+        config = EvaluateConfig(**{**config.__dict__, "methods": (*config.methods, *missing)})
     return config
 
 
@@ -95,7 +102,7 @@ def _certificate(stages, task, members, references, originals) -> dict:
     sigma = releases.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
     control = certified.noisy_original_members(task, members["original"], originals, sigma)
     out = {"sigma": sigma, "methods": {}}
-    for method in ("certified", "retrain"):
+    for method in ("certified", "retrain", PAIRED_RETRAIN):
         if method in members:
             out["methods"][method] = certified.certificate_part(
                 task, members[method], references, stages
@@ -149,6 +156,19 @@ def _results(stages, task, config, members, references, shadows) -> dict:
         "methods": by_method,
         "against_retrain": scores.against_retrain(
             by_method, scores.two_level_bootstrap(task, members, references, config.model_bootstrap)
+        ),
+        "against_paired_retrain": None
+        if PAIRED_RETRAIN not in members
+        else scores.against_retrain(
+            {m: b for m, b in by_method.items() if m != "retrain"},
+            scores.two_level_bootstrap(
+                task,
+                {m: ms for m, ms in members.items() if m != "retrain"},
+                references,
+                config.model_bootstrap,
+                base=PAIRED_RETRAIN,
+            ),
+            base=PAIRED_RETRAIN,
         ),
         "ulira_plan": None
         if shadows is None

@@ -298,30 +298,31 @@ def two_level_bootstrap(
     references: list[Member],
     draws: int,
     seed: int = 0,
+    base: str = "retrain",
 ) -> dict[str, dict]:
-    """Per method other than ``retrain``, per score of :data:`TWO_LEVEL`: a 95 % interval of
-    its mean difference from the retrain row on D_f from the spread of that difference when
-    the models of every ensemble (method, retrain row, references) and then the examples are
-    resampled (``draws`` times; :func:`_interval`), to approximate what two finite ensembles
-    of the same distribution differ by as well as what the examples do.
+    """Per method other than ``base`` (the retrain row), per score of :data:`TWO_LEVEL`: a 95 %
+    interval of its mean difference from the retrain row on D_f from the spread of that
+    difference when the models of every ensemble (method, retrain row, references) and then the
+    examples are resampled (``draws`` times; :func:`_interval`), to approximate what two finite
+    ensembles of the same distribution differ by as well as what the examples do.
     Empty with no draws or no retrain row. Seeded per method by its name, so one method's
     interval does not depend on which others were evaluated."""
-    if draws <= 0 or "retrain" not in members:
+    if draws <= 0 or base not in members:
         return {}
 
     def stacks(ms: list[Member]) -> Stack:
         return _confidences(task, ms), _margins(task, ms, "forget")
 
-    ref, base = stacks(references), stacks(members["retrain"])
-    base_scores = example_scores(*base, *ref)
+    ref, base_stack = stacks(references), stacks(members[base])
+    base_scores = example_scores(*base_stack, *ref)
     out = {}
     for method, ms in members.items():
-        if method == "retrain":
+        if method == base:
             continue
         own_stack = stacks(ms)
         own = example_scores(*own_stack, *ref)
         rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
-        got = [_draw_difference(own_stack, base, ref, rng) for _ in range(draws)]
+        got = [_draw_difference(own_stack, base_stack, ref, rng) for _ in range(draws)]
         out[method] = {
             key: _interval(
                 _mean_difference(own[key], base_scores[key]), np.array([g[key] for g in got])
@@ -331,17 +332,17 @@ def two_level_bootstrap(
     return out
 
 
-def against_retrain(methods: dict, two_level: dict | None = None) -> dict:
+def against_retrain(methods: dict, two_level: dict | None = None, base: str = "retrain") -> dict:
     """Per method, its per-example U-LiRA accuracy, challenge points and D_f KLoM against the
-    retrain row's: the difference with a bootstrap interval over examples and, where
+    retrain row's (``base``): the difference with a bootstrap interval over examples and, where
     ``two_level`` (:func:`two_level_bootstrap`) has the score, the interval over models and
     examples. ``distinguishable``: the two-level interval excludes 0 (the one over examples
     where no two-level interval was drawn; None where the interval cannot be computed)."""
-    base = methods.get("retrain")
+    base_name, base = base, methods.get(base)
     two_level = two_level or {}
     out = {}
     for name, block in methods.items():
-        if name == "retrain" or base is None:
+        if name == base_name or base is None:
             continue
         rows = {}
         if "ulira" in block and "ulira" in base:

@@ -14,6 +14,9 @@ from .headline import READOUT_NAMES
 from .page import STYLE, cell, esc, figure_blocks, short, table
 from .schema import ResultsError, check_evaluation
 
+PAIRED = "retrain_paired"  # forgetbox.evaluation.config.PAIRED_RETRAIN (report sits below it)
+ROWS_NOT_TIMED = ("retrain", "original", PAIRED)  # no "time against retraining" for them
+
 
 def _auc(roc: dict | None) -> str:
     """An AUC with its example-bootstrap interval (either absent in older evaluations)."""
@@ -77,7 +80,7 @@ def _attacks(results: dict) -> str:
         u = b.get("ulira")
         vs = results["against_retrain"].get(m, {})
         own = _median_seconds(b)
-        speed = lede.times(ref / own) if ref and own and m not in ("retrain", "original") else "—"
+        speed = lede.times(ref / own) if ref and own and m not in ROWS_NOT_TIMED else "—"
         rows.append(
             [
                 f"<th>{esc(m)}</th>",
@@ -121,6 +124,32 @@ def _scores(results: dict) -> str:
             ]
         )
     return table(head, rows)
+
+
+def _paired(results: dict) -> str:
+    """A linearized evaluation's methods against the paired retrain row (the references' own
+    exact retrains with fresh noise: the same seeds as every method's models)."""
+    paired = results.get("against_paired_retrain")
+    if not paired:
+        return ""
+    head = ["method", "vs paired retrain (points)", "vs paired retrain (KLoM D_f)"]
+    rows = [
+        [
+            f"<th>{esc(m)}</th>",
+            cell(_ci(vs.get("challenge_points"))),
+            cell(_ci(vs.get("klom_forget"))),
+        ]
+        for m, vs in paired.items()
+    ]
+    return (
+        '<h2 id="paired">Scores against the paired retrain row</h2>'
+        "<p>Every method's model k shares its seeds (head initialisation, hence the "
+        "linearization point, and data order) with reference k; the retrain row above uses "
+        "other seeds, so a method can differ from it by the seeds alone. The paired row "
+        f"({esc(PAIRED)}) is reference k's own exact retrain released with fresh noise: against "
+        "it, D_f is the only difference. Its own row against the retrain row above measures "
+        "what the pairing alone does.</p>" + table(head, rows)
+    )
 
 
 def _readouts(results: dict) -> str:
@@ -221,7 +250,8 @@ resampling examples.</p>
 <h2 id="attacks">Per-example attacks</h2>{_attacks(results)}
 <p class="note">Time against retraining: the retrain row's median time over the method's.</p>
 <h2 id="scores">Scores against the retrain row</h2>{_scores(results)}
-{_certificate(results)}<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
+{_paired(results)}{_certificate(results)}
+<h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
 <p class="note">Median over the method's models; ✓ and green: inside the retrain band; "leaks": on
 the side where the model still holds D_f; "Streisand": beyond retraining on the other side;
 "n out": the method's models outside the band.</p>

@@ -295,7 +295,10 @@ EVALUATION = Obj(
         "against_retrain": Map(Map(VERSUS)),
         "bands": Map(Obj(required={"low": NUM, "high": NUM})),
     },
-    optional={"ulira_plan": Opt(Map(Opt(SCALAR)))},
+    optional={
+        "ulira_plan": Opt(Map(Opt(SCALAR))),
+        "against_paired_retrain": Opt(Map(Map(VERSUS))),
+    },
 )
 
 
