@@ -25,6 +25,7 @@ from ..audit.band import NOT_COMPUTABLE
 from ..audit.klom import DIRECTION as KLOM_DIRECTION
 from ..audit.ulira import ulira
 from ..experiment.tasks import Task
+from ..progress import progress
 from .ensembles import Member, subset
 
 # which side of the retrain band says the model still holds D_f ("leaks"); the other side is
@@ -322,7 +323,10 @@ def two_level_bootstrap(
         own_stack = stacks(ms)
         own = example_scores(*own_stack, *ref)
         rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
-        got = [_draw_difference(own_stack, base_stack, ref, rng) for _ in range(draws)]
+        got = [
+            _draw_difference(own_stack, base_stack, ref, rng)
+            for _ in progress(range(draws), desc=f"two-level bootstrap: {method} vs {base}")
+        ]
         out[method] = {
             key: _interval(
                 _mean_difference(own[key], base_scores[key]), np.array([g[key] for g in got])
