@@ -242,7 +242,7 @@ def _pairing_words(evaluation: dict) -> str:
     (lo, _), _ = judged_interval(points)
     lead = (
         "\nEach certified release shares its seed (the new head's initialisation, hence the "
-        "point the network is linearized at, and the data order) with one reference, and the "
+        "point the network is linearized at) with one reference, and the "
         "retrain row's releases do not: against the references the certified row is paired "
         "and the retrain row is not. That can favour the certified row on the per-example "
         f"scores (here the challenge's points: {_vs(points, 3)}), so a difference in that "
@@ -264,22 +264,23 @@ def _pairing_words(evaluation: dict) -> str:
             f"{_vs(rows['klom_forget'], 2)} on KLoM over D_f"
         )
 
-    resolved = [
-        label
-        for key, label in (("challenge_points", "points"), ("klom_forget", "KLoM"))
-        if cert[key]["distinguishable"]
-    ]
+    labels = (("challenge_points", "points"), ("klom_forget", "KLoM"))
+    resolved = [label for key, label in labels if cert[key]["distinguishable"]]
+    missing = [label for key, label in labels if cert[key]["distinguishable"] is None]
+    verdict = (
+        f" — resolved on {' and '.join(resolved)}"
+        if resolved
+        else " — both intervals include 0, as they should for the same mechanism up to the residual"
+        if not missing
+        else f" — not computable on {' and '.join(missing)}"
+    )
     return lead + (
         f" The paired retrain row ({PAIRED}: reference k's own exact retrain, released with "
-        f"fresh noise) shares those seeds, so against it D_f is the only difference: the "
-        f"certified row differs from it by {both(cert)}"
-        + (
-            " — neither resolved at this K"
-            if not resolved
-            else f" — resolved on {' and '.join(resolved)}"
-        )
-        + f". The paired row against the retrain row, which is what the pairing alone does: "
-        f"{both(own)}.\n"
+        f"fresh noise) shares those seeds, so against it the seeds are no longer a difference "
+        f"(what remains is D_f, up to the residual, and the noise draws): the certified row "
+        f"differs from it by {both(cert)}{verdict}. The paired row against the retrain row, the "
+        f"most the pairing can do (the references' own models with other noise) plus the "
+        f"retrain row's sampling error: {both(own)}.\n"
     )
 
 

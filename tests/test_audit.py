@@ -407,16 +407,18 @@ def _ensemble_task(n_forget: int = 12, n_train: int = 30):
     return SimpleNamespace(split=split, forget_idx=torch.arange(n_forget))
 
 
-def _members(name, k, task, seed, shift=0.0, model_spread=0.0):
+def _members(name, k, task, seed, shift=0.0, model_spread=0.0, offsets=None):
     """K members whose true-class logit on D is ``2 + shift`` plus noise per example and
     model, and plus one offset per model of scale ``model_spread`` (a trait of the model that
-    the example bootstrap holds fixed)."""
+    the example bootstrap holds fixed; ``offsets``: given ones, shared with another ensemble
+    as a seed shares them)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(k):
         n = len(task.split.y_train)
         z = torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.5
         offset = model_spread * torch.randn((), generator=g, dtype=torch.float64)
+        offset = offset if offsets is None else offsets[i]
         z[torch.arange(n), task.split.y_train] += 2 + shift + offset
         logits = {"train": z, "test": z[:6], "val": z[:6]}
         readouts = {"error_retain": 0.0, "error_test": 0.0}
@@ -451,6 +453,25 @@ def test_two_finite_retrain_ensembles_are_apart_over_examples_but_not_over_model
         both = rows[key]["models_and_examples"]
         assert both["draws"] == 50 and both["ci95"][0] < 0 < both["ci95"][1]
         assert rows[key]["distinguishable"] is False
+
+
+def test_ensembles_paired_by_seed_are_resampled_together():
+    # index k is the unit: model k of the method, of the paired row and reference k come from
+    # seed k and are drawn together. A method identical to the paired row then differs from it
+    # by exactly 0 in every draw; against an independent retrain row the same models spread.
+    task = _ensemble_task()
+    refs = _members("reference", 8, task, 11, model_spread=1.5)
+    twin = _members("paired", 8, task, 12, model_spread=1.5)
+    members = {"method": [Member("method", m.index, m.seed, m.logits, {}) for m in twin]}
+    paired = scores.two_level_bootstrap(task, {**members, "paired": twin}, refs, 30, base="paired")
+    apart = scores.two_level_bootstrap(task, {**members, "retrain": twin}, refs, 30)
+    for key in scores.TWO_LEVEL:
+        assert paired["method"][key]["ci95"] == [0.0, 0.0]
+        lo, hi = apart["method"][key]["ci95"]
+        assert hi - lo > 0.01
+    members["method"] = members["method"][::-1]  # not in the references' order
+    with pytest.raises(ValueError, match="pair the references' indices"):
+        scores.two_level_bootstrap(task, {**members, "paired": twin}, refs, 5, base="paired")
 
 
 def test_a_shifted_method_stays_distinguishable_over_models_and_examples():

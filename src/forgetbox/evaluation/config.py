@@ -10,9 +10,10 @@ from ..methods import METHODS
 DEFAULT_METHODS = ("original", "finetune", "fisher", "ntk", "ntk_fisher", "newton", "retrain")
 PAIRED_RETRAIN = "retrain_paired"
 """A linearized evaluation's second retrain row: reference k's own exact retrain released with
-fresh noise. It shares every seed with the references (head initialisation, hence the
-linearization point, and data order), as each method's model does, where the ``retrain`` row
-uses other seeds; so comparing a method with it leaves D_f as the only difference."""
+fresh noise. It shares its seed with reference k (the new head's initialisation, hence the
+linearization point; linearized training is an exact full-batch solve, with no data order), as
+each method's model k does, where the ``retrain`` row uses other seeds: against it the seeds are
+no longer a difference."""
 
 
 @dataclass(frozen=True)

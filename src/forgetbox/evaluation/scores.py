@@ -256,19 +256,23 @@ def example_scores(
 Stack = tuple[torch.Tensor, torch.Tensor]  # an ensemble's (confidences, margins) on D_f
 
 
-def _resampled(stack: Stack, rng: np.random.Generator) -> Stack:
-    """The ensemble's models drawn with replacement, as many as it has."""
-    idx = rng.integers(0, len(stack[0]), len(stack[0]))
+def _taken(stack: Stack, idx: np.ndarray) -> Stack:
+    """The ensemble's models at ``idx`` (with repeats)."""
     return stack[0][idx], stack[1][idx]
 
 
 def _draw_difference(
-    method: Stack, base: Stack, ref: Stack, rng: np.random.Generator
+    method: Stack, base: Stack, ref: Stack, rng: np.random.Generator, base_paired: bool
 ) -> dict[str, float]:
-    """One draw of the two-level bootstrap: the models of each ensemble (the method's, the
-    retrain row's, the references') resampled with replacement, then the examples; per score,
-    the mean paired difference over the resampled examples where both could be computed."""
-    method, base, ref = (_resampled(s, rng) for s in (method, base, ref))
+    """One draw of the two-level bootstrap: the ensemble indices k resampled with replacement,
+    then the examples; per score, the mean paired difference over the resampled examples where
+    both could be computed. Index k is the unit: model k of the method and reference k come from
+    one seed, so they are drawn together (as is the base where ``base_paired``, the paired retrain
+    row); the retrain row's own seeds are drawn independently."""
+    k = len(ref[0])
+    idx = rng.integers(0, k, k)
+    other = idx if base_paired else rng.integers(0, len(base[0]), len(base[0]))
+    method, base, ref = _taken(method, idx), _taken(base, other), _taken(ref, idx)
     a, b = example_scores(*method, *ref), example_scores(*base, *ref)
     n = len(a["klom_forget"])
     examples = rng.integers(0, n, n)
@@ -301,15 +305,22 @@ def two_level_bootstrap(
     seed: int = 0,
     base: str = "retrain",
 ) -> dict[str, dict]:
-    """Per method other than ``base`` (the retrain row), per score of :data:`TWO_LEVEL`: a 95 %
-    interval of its mean difference from the retrain row on D_f from the spread of that
-    difference when the models of every ensemble (method, retrain row, references) and then the
-    examples are resampled (``draws`` times; :func:`_interval`), to approximate what two finite
-    ensembles of the same distribution differ by as well as what the examples do.
+    """Per method other than ``base`` (the retrain row) and ``retrain``, per score of
+    :data:`TWO_LEVEL`: a 95 % interval of its mean difference from the retrain row on D_f from
+    the spread of that difference when the ensemble indices and then the examples are resampled
+    (``draws`` times; :func:`_draw_difference`, :func:`_interval`), to approximate what two
+    finite ensembles of the same distribution differ by as well as what the examples do.
+    Every ensemble but ``retrain`` must pair the references index by index (model k from seed
+    k); ``retrain``, drawn from its own seeds, is resampled independently where it is the base.
     Empty with no draws or no retrain row. Seeded per method by its name, so one method's
     interval does not depend on which others were evaluated."""
     if draws <= 0 or base not in members:
         return {}
+    order = [r.index for r in references]
+    paired = [m for m in members if m != "retrain"]
+    for m in paired:
+        if [x.index for x in members[m]] != order:
+            raise ValueError(f"two-level bootstrap: {m}'s models must pair the references' indices")
 
     def stacks(ms: list[Member]) -> Stack:
         return _confidences(task, ms), _margins(task, ms, "forget")
@@ -317,14 +328,14 @@ def two_level_bootstrap(
     ref, base_stack = stacks(references), stacks(members[base])
     base_scores = example_scores(*base_stack, *ref)
     out = {}
-    for method, ms in members.items():
+    for method in paired:
         if method == base:
             continue
-        own_stack = stacks(ms)
+        own_stack = stacks(members[method])
         own = example_scores(*own_stack, *ref)
         rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
         got = [
-            _draw_difference(own_stack, base_stack, ref, rng)
+            _draw_difference(own_stack, base_stack, ref, rng, base != "retrain")
             for _ in progress(range(draws), desc=f"two-level bootstrap: {method} vs {base}")
         ]
         out[method] = {

@@ -143,12 +143,14 @@ def _paired(results: dict) -> str:
     ]
     return (
         '<h2 id="paired">Scores against the paired retrain row</h2>'
-        "<p>Every method's model k shares its seeds (head initialisation, hence the "
-        "linearization point, and data order) with reference k; the retrain row above uses "
-        "other seeds, so a method can differ from it by the seeds alone. The paired row "
-        f"({esc(PAIRED)}) is reference k's own exact retrain released with fresh noise: against "
-        "it, D_f is the only difference. Its own row against the retrain row above measures "
-        "what the pairing alone does.</p>" + table(head, rows)
+        "<p>Every method's model k shares its seed (the new head's initialisation, hence the "
+        "linearization point) with reference k; the retrain row above uses other seeds, so a "
+        "method can differ from it by the seeds alone. The paired row "
+        f"({esc(PAIRED)}) is reference k's own exact retrain released with fresh noise: "
+        "against it the seeds are no longer a difference (for the certified row what remains "
+        "is D_f, up to the residual, and the noise draws). Its own row against the retrain row "
+        "above is the most the pairing can do (its models are the references' own, with other "
+        "noise), plus the retrain row's sampling error.</p>" + table(head, rows)
     )
 
 
@@ -181,7 +183,8 @@ def _certificate(results: dict) -> str:
     block = results.get("certificate")
     if not block:
         return ""
-    items = [*block["methods"].items()]
+    names = {PAIRED: f"{PAIRED} (null control: the references' own mechanism)"}
+    items = [(names.get(m, m), c) for m, c in block["methods"].items()]
     items.append(("original + the same noise (control)", block["control_original_with_noise"]))
     rows = []
     for name, c in items:
