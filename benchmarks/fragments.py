@@ -196,7 +196,12 @@ def certified_attacks(root: Path) -> str:
         evaluation = _load(root, f"docs/results/{name}/evaluation.json")
         if evaluation is not None:
             link = f"results/{name}/evaluation.html"
-            out.append("- " + _verdicts(evaluation, link, lead=what) + _ulira_words(evaluation))
+            out.append(
+                "- "
+                + _verdicts(evaluation, link, lead=what)
+                + _ulira_words(evaluation)
+                + _paired_words(evaluation)
+            )
     return "\n".join(out) + "\n" if out else "No certified evaluation is committed yet.\n"
 
 
@@ -235,6 +240,28 @@ def certified_scores(root: Path, name: str) -> str:
     return out
 
 
+def _both_scores(rows: dict) -> str:
+    """A row's challenge points and D_f KLoM against its base, with their intervals."""
+    return (
+        f"{_vs(rows['challenge_points'], 3)} on the challenge's points and "
+        f"{_vs(rows['klom_forget'], 2)} on KLoM over D_f"
+    )
+
+
+def _paired_words(evaluation: dict) -> str:
+    """certified.md: the certified row against the paired retrain row, where one was scored."""
+    paired = evaluation.get("against_paired_retrain")
+    if not paired:
+        return ""
+    null = evaluation["certificate"]["methods"][PAIRED]["verdict"]
+    return (
+        f" Against the paired retrain row (the references' own exact retrains with fresh "
+        f"noise, so the same seeds) the certified releases differ by "
+        f"{_both_scores(paired['certified'])}; that row's own certificate check, a null control "
+        f"of the test, reads **{null}**."
+    )
+
+
 def _pairing_words(evaluation: dict) -> str:
     """Why the certified row is compared with a paired retrain row too, and what it shows (or,
     for an evaluation scored before the paired row existed, that it is missing)."""
@@ -257,12 +284,7 @@ def _pairing_words(evaluation: dict) -> str:
             "settle it; this evaluation was scored before forgetbox had one.\n"
         )
     cert, own = paired["certified"], evaluation["against_retrain"][PAIRED]
-
-    def both(rows: dict) -> str:
-        return (
-            f"{_vs(rows['challenge_points'], 3)} on the challenge's points and "
-            f"{_vs(rows['klom_forget'], 2)} on KLoM over D_f"
-        )
+    both = _both_scores
 
     labels = (("challenge_points", "points"), ("klom_forget", "KLoM"))
     resolved = [label for key, label in labels if cert[key]["distinguishable"]]
