@@ -574,25 +574,23 @@ def step_study(name: str) -> str:
     sm, bm = study["methods"], base["methods"]
     same = all(sm[m]["per_seed"] == bm[m]["per_seed"] for m in ("original", "retrain", "finetune"))
 
-    def seeds(methods: dict, key: str) -> str:
-        return " / ".join(f"{x[key]:.2f}" for x in methods["ntk"]["per_seed"])
-
-    def mean(methods: dict, key: str) -> float:
-        return methods["ntk"]["mean"][key]
+    def seeds(methods: dict, key: str, fmt: str) -> str:
+        return " / ".join(fmt.format(x[key]) for x in methods["ntk"]["per_seed"])
 
     scales = [x["trapezium_scale"] for x in bm["ntk"]["per_seed"]]
-    rows = [
-        ("the L1 distance to the retrained outputs on D_f", "l1_to_retrain_forget", "{:.3f}"),
-        ("the D_f error", "error_forget", "{:.3f}"),
-        ("the entropy attack's member rate on D_f", "mia_forget_member_rate", "{:.3f}"),
-        ("the D_r error", "error_retain", "{:.3f}"),
-        ("the test error", "error_test", "{:.3f}"),
+    rows = [  # (what, key, format, whether the retrain row's value means anything)
+        ("L1 distance to the retrained outputs on D_f", "l1_to_retrain_forget", "{:.3f}", False),
+        ("D_f error", "error_forget", "{:.2f}", True),
+        ("entropy attack's member rate on D_f", "mia_forget_member_rate", "{:.2f}", True),
+        ("D_r error", "error_retain", "{:.3f}", True),
+        ("test error", "error_test", "{:.3f}", True),
     ]
+    step = f"{study['config']['step_scale']:g}"
     parts = [
-        f"{what}: {seeds(sm, key)} at {study['config']['step_scale']:g} against "
-        f"{seeds(bm, key)} with the trapezium (means {fmt.format(mean(sm, key))} and "
-        f"{fmt.format(mean(bm, key))}; retrain {fmt.format(bm['retrain']['mean'][key])})"
-        for what, key, fmt in rows
+        f"{what} {seeds(sm, key, fmt)} at {step} against {seeds(bm, key, fmt)} with the "
+        f"trapezium (means {sm['ntk']['mean'][key]:.3f} and {bm['ntk']['mean'][key]:.3f}"
+        + (f"; retrain {bm['retrain']['mean'][key]:.3f})" if with_retrain else ")")
+        for what, key, fmt, with_retrain in rows
     ]
     moved = [
         f"claim {a['id']} {b['verdict']} → {a['verdict']}"
@@ -607,7 +605,7 @@ def step_study(name: str) -> str:
         + ". Per seed (seeds "
         + ", ".join(str(x["seed"]) for x in sm["ntk"]["per_seed"])
         + "), NTK's "
-        + "; ".join(parts)
+        + "; its ".join(parts)
         + ". Verdicts that differ from the trapezium run's: "
         + ("; ".join(moved) if moved else "none")
         + "."

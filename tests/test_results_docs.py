@@ -129,6 +129,7 @@ NOT_MEASURED = {
         "1.5",
         "1.6",
         "1.8",
+        "2.3",  # the step-scale study's setting (step_scale = 2.3)
         "11.2",
         "95 %",
     },  # fmt: skip
