@@ -439,7 +439,8 @@ def _vs(entry: dict, digits: int) -> str:
 
 
 INTERVALS = (
-    "95 % interval from a two-level bootstrap (the models of each ensemble, then the "
+    "95 % interval from a two-level bootstrap (the ensemble indices, model k of a method "
+    "with reference k and the retrain row's models on their own, then the "
     "examples; the draws' spread centred on the observed difference; * marks one over the "
     "examples only: U-LiRA, whose shadow models are not "
     "resampled, and evaluations scored before the two-level bootstrap); ≠: the interval "

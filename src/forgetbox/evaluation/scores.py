@@ -7,7 +7,8 @@ models and examples.
 The example bootstrap holds the models fixed; where each model has traits that every example
 shares (its seed's offsets), two finite ensembles drawn from one distribution differ on a fixed
 set of examples by more than it allows. The two-level bootstrap (hierarchical: resample the
-models of each ensemble, then the examples) approximates that variation too. A row is
+ensemble indices k, then the examples) approximates that variation too; model k of a method and
+reference k come from one seed and are drawn together, the retrain row's own seeds apart. A row is
 *distinguishable* on a score when its two-level interval excludes 0 (where none was drawn: its
 interval over examples)."""
 

@@ -236,7 +236,8 @@ def page(results: dict, figures: dict) -> str:
 <h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
-interval from a two-level bootstrap that resamples the models of each ensemble and then the
+interval from a two-level bootstrap that resamples the ensemble indices (model k of a method
+and reference k, from one seed, together; the retrain row's models on their own) and then the
 examples (the draws' spread, centred on the observed difference; an interval marked *
 resamples the examples only: U-LiRA, whose shadow models are not
 resampled, and evaluations scored before the two-level bootstrap); ≠
