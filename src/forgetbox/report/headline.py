@@ -42,7 +42,7 @@ READOUT_NAMES = {
     "info_activations_diag_nats_retain": "black-box, diagonal approx., D_r (nats)",
     "info_activations_diag_nats_test": "black-box, diagonal approx., test (nats)",
     "seconds": "method time (s)",
-    "trapezium_scale": "trapezium scale",
+    "trapezium_scale": "NTK step scale (the trapezium's, or step_scale where fixed)",
 }
 
 
