@@ -155,3 +155,13 @@ def test_a_figure_is_drawn_byte_identical_twice():
     one, two = draw(), draw()
     assert one.svg == two.svg and one.png == two.png
     assert b"<dc:date>" not in one.svg
+
+
+def test_a_linearized_evaluation_s_sentence_is_about_the_certified_releases():
+    results = json.loads((DOCS / "cifar5-allcnn-certified-evaluate/evaluation.json").read_text())
+    check = results["certificate"]["methods"]["certified"]["verdict"]
+    sentence = lede.evaluation_sentence(results)
+    assert "certified's median model leaves D_f error" in sentence
+    assert sentence.endswith(f"the attacks on its releases read {check} the certificate.")
+    results["methods"] = {}  # nothing to say about a method: no dangling colon
+    assert lede.evaluation_sentence(results).endswith(" models per method.")

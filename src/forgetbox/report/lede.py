@@ -37,8 +37,9 @@ def where(value: float, low: float, high: float) -> str:
 
 
 def headline_method(methods) -> str | None:
-    """The method a page's sentence is about: ntk, else ntk_fisher, else none."""
-    return next((m for m in ("ntk", "ntk_fisher") if m in methods), None)
+    """The method a page's sentence is about: ntk, else ntk_fisher, else certified (a
+    linearized run's), else none."""
+    return next((m for m in ("ntk", "ntk_fisher", "certified") if m in methods), None)
 
 
 def _pct(x: float) -> str:
@@ -109,7 +110,7 @@ def run_sentence(results: dict) -> str:
                 + " where this run is inconclusive"
             )
         parts.append(f"the K = {cc['models']} ensemble of this setup " + " and ".join(words))
-    return what + ": " + "; ".join(parts) + "."
+    return what + (": " + "; ".join(parts) if parts else "") + "."
 
 
 def _median(values) -> float | None:
@@ -141,4 +142,7 @@ def evaluation_sentence(results: dict) -> str:
             parts.append(f"it runs {times(ref / own)} than retraining (medians)")
         inside = [key for key, r in reads.items() if r["meaning"] == "inside"]
         parts.append(f"{len(inside)} of its {len(reads)} readouts lie inside the retrain band")
-    return what + ": " + "; ".join(parts) + "."
+    check = ((results.get("certificate") or {}).get("methods") or {}).get(method or "")
+    if check:
+        parts.append(f"the attacks on its releases read {check['verdict']} the certificate")
+    return what + (": " + "; ".join(parts) if parts else "") + "."
