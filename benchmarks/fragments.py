@@ -254,11 +254,14 @@ def _paired_words(evaluation: dict) -> str:
     if not paired:
         return ""
     null = evaluation["certificate"]["methods"][PAIRED]["verdict"]
+    rows = paired["certified"]
+    apart = [k for k in ("challenge_points", "klom_forget") if rows[k]["distinguishable"]]
+    told = "both intervals include 0" if not apart else "an interval excludes 0 (≠)"
     return (
         f" Against the paired retrain row (the references' own exact retrains with fresh "
         f"noise, so the same seeds) the certified releases differ by "
-        f"{_both_scores(paired['certified'])}; that row's own certificate check, a null control "
-        f"of the test, reads **{null}**."
+        f"{_both_scores(rows)} ({told}); that row's own certificate check, a null control of "
+        f"the test, reads **{null}**."
     )
 
 
@@ -349,6 +352,7 @@ def readme_certified(root: Path) -> str:
         "forgetting. "
         + _verdicts(evaluation, link)
         + _ulira_words(evaluation)
+        + _paired_words(evaluation)
         + _cifar_certified(root, eps)
     )
 
@@ -406,7 +410,11 @@ def _cifar_attacks(root: Path) -> str:
     if evaluation is None:
         return "No attack evaluation on CIFAR-5 yet."
     link = "docs/results/cifar5-allcnn-certified-evaluate/evaluation.html"
-    return _verdicts(evaluation, link, lead="On CIFAR-5, judged") + _ulira_words(evaluation)
+    return (
+        _verdicts(evaluation, link, lead="On CIFAR-5, judged")
+        + _ulira_words(evaluation)
+        + _paired_words(evaluation)
+    )
 
 
 @fragment("default-run-time")
