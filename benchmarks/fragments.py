@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import mean
 
 from forgetbox.evaluation.config import PAIRED_RETRAIN as PAIRED
-from forgetbox.report.evaluation_page import judged_interval
+from forgetbox.report.evaluation_page import ROWS_NOT_TIMED, judged_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(
@@ -287,7 +287,6 @@ def _pairing_words(evaluation: dict) -> str:
             "settle it; this evaluation was scored before forgetbox had one.\n"
         )
     cert, own = paired["certified"], evaluation["against_retrain"][PAIRED]
-    both = _both_scores
 
     labels = (("challenge_points", "points"), ("klom_forget", "KLoM"))
     resolved = [label for key, label in labels if cert[key]["distinguishable"]]
@@ -303,9 +302,9 @@ def _pairing_words(evaluation: dict) -> str:
         f" The paired retrain row ({PAIRED}: reference k's own exact retrain, released with "
         f"fresh noise) shares those seeds, so against it the seeds are no longer a difference "
         f"(what remains is D_f, up to the residual, and the noise draws): the certified row "
-        f"differs from it by {both(cert)}{verdict}. The paired row against the retrain row, the "
-        f"most the pairing can do (the references' own models with other noise) plus the "
-        f"retrain row's sampling error: {both(own)}.\n"
+        f"differs from it by {_both_scores(cert)}{verdict}. The paired row against the retrain "
+        f"row, the most the pairing can do (the references' own models with other noise) plus the "
+        f"retrain row's sampling error: {_both_scores(own)}.\n"
     )
 
 
@@ -576,8 +575,7 @@ def methods_table(root: Path, name: str) -> str:
             for key in SCORES
         }
         med = _median(m["seconds"])
-        untimed = ("retrain", "original", PAIRED)
-        time = "—" if name in untimed else f"{secs(med)} ({speed(retrain_s / med)})"
+        time = "—" if name in ROWS_NOT_TIMED else f"{secs(med)} ({speed(retrain_s / med)})"
         ulira = m.get("ulira")
         bal = f"{ulira['balanced_accuracy']:.3f}" if ulira else "not attacked"
         out.append(

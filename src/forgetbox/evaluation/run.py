@@ -162,11 +162,7 @@ def _results(stages, task, config, members, references, shadows) -> dict:
         else scores.against_retrain(
             {m: b for m, b in by_method.items() if m != "retrain"},
             scores.two_level_bootstrap(
-                task,
-                {m: ms for m, ms in members.items() if m != "retrain"},
-                references,
-                config.model_bootstrap,
-                base=PAIRED_RETRAIN,
+                task, members, references, config.model_bootstrap, base=PAIRED_RETRAIN
             ),
             base=PAIRED_RETRAIN,
         ),
