@@ -380,6 +380,22 @@ def test_the_band_is_the_quantiles_of_the_ensemble():
     assert [audit.side_of(x, b) for x in (0.5, 10, 19.5)] == ["below", "inside", "above"]
 
 
+def test_a_side_of_the_band_means_a_leak_a_streisand_effect_or_only_a_closer_pairing():
+    m = audit.meaning_of
+    assert [m("error_forget", s) for s in ("below", "above", "inside")] == [
+        "leaks",
+        "Streisand",
+        "inside",
+    ]
+    assert [m("mia_forget_member_rate", s) for s in ("above", "below")] == ["leaks", "Streisand"]
+    # distances to the seed-paired reference: above leaks, below is only closer (never Streisand)
+    assert [m("l1_to_retrain_forget", s) for s in ("above", "below")] == ["leaks", "closer"]
+    assert [m("l1_to_retrain_test", s) for s in ("above", "below")] == ["above", "closer"]
+    assert m("error_test", "below") == "below" and m("loss_forget", "not computable") == (
+        "not computable"
+    )
+
+
 def test_scores_that_cannot_be_computed_never_read_as_the_best():
     b = audit.band_of([0.1, 0.2, 0.3])
     assert audit.side_of(float("nan"), b) == audit.side_of(None, b) == "not computable"

@@ -84,6 +84,22 @@ def test_a_second_evaluation_recomputes_nothing(evaluated):
     )
 
 
+def test_rerendering_judges_the_labels_again_and_leaves_the_numbers(evaluated, tmp_path):
+    out, _ = evaluated
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    doc = json.loads((out / "evaluation.json").read_text())
+    stale = doc["methods"]["ntk"]["readouts"]["l1_to_retrain_forget"]
+    stale["side"], stale["meaning"] = "below", "Streisand"  # as scored before "closer"
+    (folder / "evaluation.json").write_text(json.dumps(doc))
+    assert cli.main(["report", str(folder)]) == 0
+    again = json.loads((folder / "evaluation.json").read_text())
+    assert again["methods"]["ntk"]["readouts"]["l1_to_retrain_forget"]["meaning"] == "closer"
+    stale["meaning"] = "closer"
+    assert again == doc  # only the label changed
+    assert " closer<br>" in (folder / "evaluation.html").read_text()  # the cell, not the note
+
+
 @pytest.mark.parametrize(
     "table,message",
     [

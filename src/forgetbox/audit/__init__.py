@@ -14,11 +14,11 @@ logits and confidences; nothing here trains a model):
 - :mod:`.klom`: KLoM (Georgiev et al. 2024), the binned KL divergence between the margins of
   unlearned and retrained ensembles, per example.
 - :mod:`.band`: the retrain band of a readout as quantiles of a retrained ensemble, and which
-  side of it a method falls on.
+  side of it a method falls on and what that side means.
 - :mod:`.certificate`: whether an attack's rates stay inside an (ε, δ) certificate.
 """
 
-from .band import Band, band_of, side_of
+from .band import Band, band_of, meaning_of, side_of
 from .certificate import MIN_CERTIFICATE_DRAWS, within_certificate
 from .challenge import ChallengeScore, challenge_score, example_epsilons, forget_quality
 from .confidence import challenge_confidence, margin
@@ -35,6 +35,7 @@ __all__ = [
     "ULiRA",
     "auc_interval",
     "band_of",
+    "meaning_of",
     "binned_kl",
     "challenge_confidence",
     "challenge_score",

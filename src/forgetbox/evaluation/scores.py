@@ -22,22 +22,12 @@ import torch
 
 from .. import audit
 from ..audit import challenge
-from ..audit.band import NOT_COMPUTABLE
 from ..audit.klom import DIRECTION as KLOM_DIRECTION
 from ..audit.ulira import ulira
 from ..experiment.tasks import Task
 from ..progress import progress
 from .ensembles import Member, subset
 
-# which side of the retrain band says the model still holds D_f ("leaks"); the other side is
-# the Streisand effect (forgetting more than retraining would, itself a trace of the deletion)
-LEAK_SIDE = {
-    "error_forget": "below",
-    "loss_forget": "below",
-    "mia_forget_member_rate": "above",
-    "relearn_epochs": "below",
-    "l1_to_retrain_forget": "above",
-}
 BOOTSTRAP = 2000
 MIN_EXAMPLES = 5  # fewer examples give no interval
 KLOM_SUBSETS = ("forget", "retain", "val")
@@ -52,15 +42,6 @@ def bands(members: dict[str, list[Member]]) -> dict[str, audit.Band]:
     independently of the references)."""
     rows = members["retrain"]
     return {k: audit.band_of([m.readouts[k] for m in rows]) for k in _readout_keys(members)}
-
-
-def _meaning(key: str, side: str) -> str:
-    if side in ("inside", NOT_COMPUTABLE):
-        return side
-    leak = LEAK_SIDE.get(key)
-    if leak is None:
-        return side
-    return "leaks" if side == leak else "Streisand"
 
 
 def _finite(values) -> np.ndarray:
@@ -84,7 +65,7 @@ def readout_summary(members: dict[str, list[Member]], band: dict[str, audit.Band
                 "values": values,
                 "median": med,
                 "side": side,
-                "meaning": _meaning(key, side),
+                "meaning": audit.meaning_of(key, side),
                 "models_outside": sum(audit.side_of(v, b) in ("above", "below") for v in finite),
                 "not_computable": len(values) - len(finite),
             }

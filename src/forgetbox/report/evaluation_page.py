@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_text, staged_files
+from ..atomic import atomic_write_json, atomic_write_text, staged_files
+from ..audit.band import CLOSER, meaning_of
 from . import lede
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
@@ -166,7 +167,7 @@ def _readouts(results: dict) -> str:
         for m in methods:
             r = results["methods"][m]["readouts"][k]
             inside = r["meaning"] == "inside"
-            flag = " ✓" if inside else f" <b>{esc(r['meaning'])}</b>"
+            flag = " ✓" if inside else _flag(r["meaning"])
             text = f"{short(r['median'])}{flag}<br><small>{r['models_outside']} out</small>" + _na(
                 r
             )
@@ -176,6 +177,11 @@ def _readouts(results: dict) -> str:
         cells.append(f'<td class="wrap">[{short(band["low"])}, {short(band["high"])}]</td>')
         rows.append(cells)
     return table(head, rows)
+
+
+def _flag(meaning: str) -> str:
+    """A readout's label outside the band: bold where it says something about D_f."""
+    return f" {CLOSER}" if meaning == CLOSER else f" <b>{esc(meaning)}</b>"
 
 
 def _certificate(results: dict) -> str:
@@ -258,7 +264,10 @@ resampling examples.</p>
 <h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
 <p class="note">Median over the method's models; ✓ and green: inside the retrain band; "leaks": on
 the side where the model still holds D_f; "Streisand": beyond retraining on the other side;
-"n out": the method's models outside the band.</p>
+"closer": an L1 distance to the paired reference (model k against reference k, retrained from
+model k's own seed) below the band, whose retrain-row models are seeded apart from their
+references: retraining from the model's own seed would give 0, so this is not a trace of the
+deletion; "n out": the method's models outside the band.</p>
 <h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
 </body></html>"""
 
@@ -270,8 +279,8 @@ def write_report(results: dict, out: Path) -> str:
 
 def rerender(folder: Path) -> None:
     """Redraw an evaluation folder's figures and ``evaluation.html`` from its
-    ``evaluation.json`` (the numbers are not touched); see :func:`read_evaluation` and
-    :func:`render`."""
+    ``evaluation.json``, the readouts' labels judged again (the numbers are not touched); see
+    :func:`read_evaluation` and :func:`render`."""
     render(folder, read_evaluation(folder))
 
 
@@ -288,13 +297,24 @@ def read_evaluation(folder: Path) -> dict:
     return check_evaluation(results, path)
 
 
+def judge_readouts(results: dict) -> None:
+    """Set every readout's ``meaning`` again from its ``side`` with the current criteria
+    (:func:`forgetbox.audit.meaning_of`); the numbers are not touched."""
+    for method in results["methods"].values():
+        for key, r in method["readouts"].items():
+            r["meaning"] = meaning_of(key, r["side"])
+
+
 def render(folder: Path, results: dict) -> None:
-    """Draw the figures and ``evaluation.html`` into a staging folder, then move them into
-    ``folder``: a file that cannot be rendered changes nothing there."""
+    """Judge the readouts' labels again (:func:`judge_readouts`), then write the figures,
+    ``evaluation.html`` and ``evaluation.json`` into a staging folder and move them into
+    ``folder`` (the JSON last): a file that cannot be rendered changes nothing there."""
     path = Path(folder) / "evaluation.json"
     try:
-        with staged_files(folder) as stage:
+        judge_readouts(results)
+        with staged_files(folder, last="evaluation.json") as stage:
             atomic_write_text(stage / "evaluation.html", write_report(results, stage))
+            atomic_write_json(stage / "evaluation.json", results)
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
         if isinstance(exc, ResultsError):
             raise
