@@ -377,11 +377,8 @@ def _request_times(rows: list[dict]) -> tuple[float, float, float]:
     return tuple(mean(r[k] for r in rows) for k in keys)
 
 
-def _cifar_certified(root: Path, eps: float) -> str:
-    """README's sentence on the CIFAR-5 certified study, where one is committed."""
-    doc = _load(root, "benchmarks/results/certified_allcnn.json")
-    if doc is None:
-        return ""
+def _study_words(doc: dict, eps: float) -> str:
+    """A certified study's linearization cost, release error and request times at ``eps``."""
     rs = [r for r in doc["certification"] if r["epsilon"] == eps]
     lin = [r for r in doc["linearization"] if r["trained"] == "all"]
 
@@ -390,17 +387,36 @@ def _cifar_certified(root: Path, eps: float) -> str:
 
     req, prep, retrain = _request_times(rs)
     return (
-        f" On real CIFAR-5 (All-CNN ×0.4, cpu profile, {n_seeds(len(rs))}; "
-        "`benchmarks/results/certified_allcnn.json`) linearized fine-tuning reaches "
-        f"{err('linearized')} test error against {err('standard')} (but "
-        f"{err('linearized', 'retain')} training error on D_r against "
+        f"linearized fine-tuning reaches {err('linearized')} test error against "
+        f"{err('standard')} (but {err('linearized', 'retain')} training error on D_r against "
         f"{err('standard', 'retain')}); at ε = {eps:g} the release's test error is "
         f"{pct(mean(r['errors_released']['test'] for r in rs))} against "
         f"{pct(mean(r['errors_exact_retrain']['test'] for r in rs))} for the exact linearized "
         f"retrain, and a request takes {secs(req)} one-off ({speed(retrain / req)} than "
         f"retraining the standard network, {secs(retrain)}), {secs(prep)} prepared "
-        f"({speed(retrain / prep)}). " + _cifar_attacks(root)
+        f"({speed(retrain / prep)})."
     )
+
+
+def _cifar_certified(root: Path, eps: float) -> str:
+    """README's sentences on the CIFAR-5 certified studies, where they are committed."""
+    doc = _load(root, "benchmarks/results/certified_allcnn.json")
+    if doc is None:
+        return ""
+    seeds = len({r["seed"] for r in doc["certification"]})
+    words = (
+        f" On real CIFAR-5 (All-CNN ×0.4, cpu profile, {n_seeds(seeds)}; "
+        f"`benchmarks/results/certified_allcnn.json`) {_study_words(doc, eps)} "
+        + _cifar_attacks(root)
+    )
+    resnet = _load(root, "benchmarks/results/certified_resnet18.json")
+    if resnet is not None:
+        seeds = len({r["seed"] for r in resnet["certification"]})
+        words += (
+            f" With ResNet-18 ×0.4 on the same split ({n_seeds(seeds)}; "
+            f"`benchmarks/results/certified_resnet18.json`) {_study_words(resnet, eps)}"
+        )
+    return words
 
 
 def _cifar_attacks(root: Path) -> str:
