@@ -13,7 +13,10 @@ each round is recorded):
   by ``vmap(grad(...))``, functorch's model-ensembling recipe;
 - ``channels_last``: sequential, the model and inputs in channels-last memory format;
 - ``bf16``: sequential under ``torch.autocast("cpu", bfloat16)`` (changes the arithmetic: listed
-  for its speed only).
+  for its speed only);
+- ``compiled``: sequential, each model's forward through ``torch.compile`` (the default
+  inductor backend; its one-off compilation is timed apart, ``compile_seconds``, not in the
+  step).
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ def candidates() -> dict:
     x = torch.randn(K, B, 3, 32, 32, generator=gen)
     y = torch.randint(0, C, (K, B), generator=gen)
     cl = [copy.deepcopy(m).to(memory_format=torch.channels_last) for m in ms]
+    compiled = [copy.deepcopy(m) for m in ms]
+    for m in compiled:
+        m.forward = torch.compile(m.forward)
     x_cl = [xk.contiguous(memory_format=torch.channels_last) for xk in x]
     params, buffers = stack_module_state(ms)
 
@@ -68,12 +74,16 @@ def candidates() -> dict:
         "vmap": lambda: stacked(params, buffers, x, y),
         "channels_last": lambda: sequential(cl, x_cl),
         "bf16": lambda: sequential(bf16=True),
+        "compiled": lambda: sequential(compiled),
     }
 
 
 def main() -> None:
     torch.set_num_threads(2)
     fns = candidates()
+    t = time.perf_counter()
+    fns["compiled"]()  # the one-off compilation (the same graph serves every member)
+    compile_seconds = time.perf_counter() - t
     runs: dict[str, list[float]] = {name: [] for name in fns}
     loads = []
     for _ in range(ROUNDS):
@@ -91,6 +101,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": 2,
         "load_before_rounds": loads,
+        "compile_seconds": compile_seconds,
         "seconds_per_member_step": {n: statistics.median(r) for n, r in runs.items()},
         "rounds": runs,
     }
