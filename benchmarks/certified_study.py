@@ -19,6 +19,10 @@ For each seed of the paper's split (the experiment's data, pre-training and reci
         --out benchmarks/results/certified_resnet18.json
 
 Resumable: every training goes through the stage cache; the JSON is rewritten after each seed.
+The requests are timed again on every run, so the machine must be idle throughout. ``--previous
+FILE`` carries the rows of every seed not in ``--seeds`` over from an earlier JSON of the same
+setup (its command, commit and hardware are kept under ``previous``), so that one seed can be
+timed again, or the remaining seeds added, without re-timing the others.
 """
 
 from __future__ import annotations
@@ -155,6 +159,20 @@ def certification_rows(base: ExperimentConfig, cache: Path, seed: int) -> list[d
     return rows
 
 
+def _carry_over(doc: dict, previous: dict, seeds: list[int]) -> None:
+    """Copy ``previous``'s rows of the seeds not in ``seeds`` into ``doc`` (refused unless the
+    setups match), recording where they came from."""
+    if previous.get("setup") != doc["setup"]:
+        raise SystemExit(f"--previous: another setup ({previous.get('setup')})")
+    for key in ("linearization", "certification"):
+        doc[key] += [r for r in previous[key] if r["seed"] not in seeds]
+    doc["previous"] = {
+        "seeds": sorted({r["seed"] for r in previous["certification"]} - set(seeds)),
+        "command": previous["command"],
+        "provenance": previous["provenance"],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="cifar10-npz")
@@ -166,6 +184,7 @@ def main() -> None:
     p.add_argument("--cache-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--train-per-class", type=int)
+    p.add_argument("--previous", type=Path, help="carry the other seeds' rows over from this JSON")
     args = p.parse_args()
     torch.set_num_threads(2)
     base = ExperimentConfig(
@@ -191,6 +210,8 @@ def main() -> None:
         "linearization": [],
         "certification": [],
     }
+    if args.previous is not None:
+        _carry_over(doc, json.loads(args.previous.read_text()), args.seeds)
     for seed in args.seeds:
         doc["linearization"] += linearization_rows(base, args.cache_dir, seed)
         doc["certification"] += certification_rows(base, args.cache_dir, seed)
