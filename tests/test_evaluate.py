@@ -100,6 +100,69 @@ def test_rerendering_judges_the_labels_again_and_leaves_the_numbers(evaluated, t
     assert " closer<br>" in (folder / "evaluation.html").read_text()  # the cell, not the note
 
 
+def _copy(out, folder):
+    folder.mkdir()
+    for path in out.iterdir():
+        if path.is_file():
+            (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def _without_rescored(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "rescored"}
+
+
+def test_a_rescore_from_the_stored_inputs_gives_every_score_again(evaluated, tmp_path):
+    out, _ = evaluated
+    folder = _copy(out, tmp_path / "copy")
+    doc = json.loads((folder / "evaluation.json").read_text())
+    assert doc["inputs"]["file"] == "evaluation-inputs.npz"
+    # a stale score (as one scored by older code) is computed again, not copied
+    stale = json.loads(json.dumps(doc))
+    stale["methods"]["ntk"]["challenge"]["epsilons"][0] = 123.0
+    stale["against_retrain"]["ntk"]["klom_forget"]["difference"] = 9.0
+    (folder / "evaluation.json").write_text(json.dumps(stale))
+    assert cli.main(["report", "--rescore", str(folder)]) == 0
+    again = json.loads((folder / "evaluation.json").read_text())
+    assert _without_rescored(again) == doc  # every number, bit for bit
+    assert again["rescored"]["source"] and again["rescored"]["created"]
+    assert "Rescored on" in (folder / "evaluation.html").read_text()
+
+
+@pytest.mark.parametrize("damage", ["flip", "pickle", "missing", "unrecorded"])
+def test_a_rescore_refuses_inputs_that_are_altered_or_absent(evaluated, tmp_path, capsys, damage):
+    import hashlib
+
+    import numpy as np
+
+    out, _ = evaluated
+    folder = _copy(out, tmp_path / "copy")
+    npz, js = folder / "evaluation-inputs.npz", folder / "evaluation.json"
+    doc = json.loads(js.read_text())
+    if damage == "flip":
+        raw = bytearray(npz.read_bytes())
+        raw[len(raw) // 2] ^= 1
+        npz.write_bytes(bytes(raw))
+        message = "SHA-256 differs"
+    elif damage == "pickle":  # an object array (a pickle) behind a matching hash
+        np.savez(npz, format=np.asarray("forgetbox-evaluation-inputs/1"), x=np.asarray([{}]))
+        doc["inputs"]["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
+        js.write_text(json.dumps(doc))
+        message = "unreadable score inputs"
+    elif damage == "missing":
+        npz.unlink()
+        message = "missing"
+    else:
+        del doc["inputs"]
+        js.write_text(json.dumps(doc))
+        message = "records no score inputs"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert cli.main(["report", "--rescore", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written
+
+
 @pytest.mark.parametrize(
     "table,message",
     [
@@ -147,6 +210,13 @@ def test_a_linearized_evaluation_adds_a_retrain_row_paired_with_the_references(t
     page = (tmp_path / "evaluation.html").read_text()
     assert "Scores against the paired retrain row" in page
     assert evaluation_page.PAIRED == PAIRED_RETRAIN  # the report's copy of the name
+    from forgetbox.atomic import strict_json
+    from forgetbox.evaluation.run import rescore
+
+    again = json.loads(strict_json(rescore(tmp_path)))  # as evaluation.json would hold it
+    assert _without_rescored(again) == json.loads(
+        (tmp_path / "evaluation.json").read_text()
+    )  # the certificate too, from the stored releases and control
 
     stages, tasks = prepare_run(
         ExperimentConfig(**{**exp.__dict__, "seeds": (cfg.split_seed,)}), lambda s: 0

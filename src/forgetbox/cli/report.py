@@ -1,11 +1,13 @@
 """``forgetbox report``: re-render a run's figures, report and summary from its results.json
-(or an evaluation's from its evaluation.json)."""
+(or an evaluation's from its evaluation.json; with ``--rescore``, an evaluation's scores computed
+again from its evaluation-inputs.npz)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..evaluation.run import rescore
 from ..experiment.rerender import read_results
 from ..experiment.rerender import render as render_run
 from ..report.evaluation_page import read_evaluation
@@ -17,20 +19,35 @@ HELP = "re-render a run folder's figures and report from its results.json or eva
 def add_parser(sub) -> None:
     """``forgetbox report FOLDER...``."""
     p = sub.add_parser("report", help=HELP)
-    p.add_argument("folders", nargs="+", type=Path, help="run folders (each with results.json)")
+    p.add_argument(
+        "folders",
+        nargs="+",
+        type=Path,
+        help="run or evaluation folders (results.json, evaluation.json)",
+    )
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="evaluations only: compute every score again from evaluation-inputs.npz (its "
+        "SHA-256 checked against evaluation.json), keeping the run's provenance and compute",
+    )
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
-    """Re-render each folder (a run's results.json or an evaluation's evaluation.json). Every
-    folder's file is read and checked before anything is written."""
+    """Re-render each folder (a run's results.json or an evaluation's evaluation.json; with
+    ``--rescore``, an evaluation rescored). Every folder's files are read, checked and (with
+    ``--rescore``) scored before anything is written."""
     jobs = []
     for folder in args.folders:
         if (folder / "evaluation.json").is_file() and not (folder / "results.json").is_file():
-            jobs.append((folder, render_evaluation, read_evaluation(folder), "evaluation.html"))
+            results = rescore(folder) if args.rescore else read_evaluation(folder)
+            jobs.append((folder, render_evaluation, results, "evaluation.html"))
+        elif args.rescore:
+            raise ValueError(f"{folder}: --rescore applies to evaluation folders only")
         else:
             jobs.append((folder, render_run, read_results(folder), "report.html"))
     for folder, render, results, page in jobs:
         render(folder, results)
-        print(f"re-rendered {folder / page}")
+        print(f"{'rescored' if args.rescore else 're-rendered'} {folder / page}")
     return 0

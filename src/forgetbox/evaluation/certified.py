@@ -21,14 +21,16 @@ from .ensembles import Member, logits_of, subset
 from .releases import released
 
 
-def certificate_part(task: Task, members: list[Member], references: list[Member], stages) -> dict:
+def certificate_part(
+    task: Task, members: list[Member], references: list[Member], epsilon: float, delta: float
+) -> dict:
     """The stated (ε, δ) against two attacks on ``members`` (K releases) and ``references``
     (K releases of the reference mechanism): the mean margin over D_f, one score per model; and
     each forgotten example's margin, Bonferroni-corrected over the examples. Each is
     ``inside``, ``outside`` or ``no power`` (:func:`forgetbox.audit.within_certificate`)."""
     if [m.index for m in members] != [m.index for m in references]:
         raise ValueError("the releases and the references must pair the same ensemble indices")
-    eps, delta = stages.cfg.epsilon, stages.cfg.delta
+    eps = epsilon
     n_forget = len(task.forget_idx)
 
     def margins(ms: list[Member]) -> torch.Tensor:

@@ -18,11 +18,12 @@ from ..atomic import atomic_write_json, atomic_write_text
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
 from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
-from ..report.evaluation_page import write_report
+from ..report.evaluation_page import read_evaluation, write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
-from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig
+from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig, evaluate_config_from_dict
 from .ensembles import build_ensembles
+from .inputs import ScoreInputs, read_inputs, write_inputs
 from .shadows import shadow_confidences
 
 PROTOCOL = (
@@ -73,8 +74,9 @@ def evaluate(
     *,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run (or resume from the stage cache) the evaluation; write ``evaluation.json`` and
-    ``evaluation.html`` into ``experiment.out``."""
+    """Run (or resume from the stage cache) the evaluation; write ``evaluation-inputs.npz``
+    (what the scores read, for :func:`rescore`), ``evaluation.html`` and ``evaluation.json``
+    into ``experiment.out``."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
     config = evaluated_methods(experiment, config or EvaluateConfig())
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
@@ -85,35 +87,77 @@ def evaluate(
     t0 = time.perf_counter()
     members, references, originals = build_ensembles(stages, task, config, log)
     shadows = shadow_confidences(stages, task, config, log) if config.shadow_models else None
-    results = _results(stages, task, config, members, references, shadows)
+    sigma = control = None
     if stages.cfg.linearized:
-        results["certificate"] = _certificate(stages, task, members, references, originals)
+        sigma = releases.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
+        control = certified.noisy_original_members(task, members["original"], originals, sigma)
+    inputs = ScoreInputs(task, members, references, control, shadows, sigma)
+    results = scored(inputs, stages.cfg.as_dict(), config)
+    results["provenance"] = _provenance(stages.cfg.device)
     results["wall_seconds"] = time.perf_counter() - t0
     results["compute"] = stages.cache.compute()
     results["cache"] = {"hits": stages.cache.hits, "misses": stages.cache.misses}
-    atomic_write_json(out / "evaluation.json", results)
+    results["inputs"] = write_inputs(out, inputs)
     atomic_write_text(out / "evaluation.html", write_report(results, out))
+    atomic_write_json(out / "evaluation.json", results)
     return results
 
 
-def _certificate(stages, task, members, references, originals) -> dict:
+def rescore(folder: str | Path) -> dict:
+    """Every score of the evaluation in ``folder`` computed again by this forgetbox from its
+    ``evaluation-inputs.npz`` (checked against the SHA-256 that ``evaluation.json`` records),
+    without its models. The run's provenance, compute and inputs entry are kept; ``rescored``
+    says when, on what and from which source. Nothing is written (the caller renders it);
+    :class:`~forgetbox.evaluation.inputs.InputsError` or
+    :class:`~forgetbox.report.schema.ResultsError` names what is wrong."""
+    old = read_evaluation(folder)
+    inputs = read_inputs(folder, old.get("inputs"))
+    experiment, table = old["config"]["experiment"], old["config"]["evaluate"]
+    config = evaluate_config_from_dict(table, f"{Path(folder) / 'evaluation.json'}: evaluate")
+    results = scored(inputs, experiment, config)
+    for key in ("provenance", "wall_seconds", "compute", "cache", "inputs"):
+        if key in old:
+            results[key] = old[key]
+    results["rescored"] = _provenance(experiment.get("device", "cpu"))
+    return results
+
+
+def _provenance(device: str) -> dict:
+    return {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source_commit(),
+        "hardware": hardware(device),
+    }
+
+
+def scored(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> dict:
+    """The results of an evaluation (``evaluation.json`` less its provenance and compute)
+    from its score inputs; ``experiment`` is the run's settings as plain data."""
+    results = _results(inputs, experiment, config)
+    if experiment.get("linearized"):
+        results["certificate"] = _certificate(inputs, experiment)
+    return results
+
+
+def _certificate(inputs: ScoreInputs, experiment: dict) -> dict:
     """Whether each method's per-example attack stays inside the certified (ε, δ) against the
     reference mechanism, and the negative control (the originals released with the noise)."""
-    sigma = releases.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
-    control = certified.noisy_original_members(task, members["original"], originals, sigma)
-    out = {"sigma": sigma, "methods": {}}
+    eps, delta = experiment["epsilon"], experiment["delta"]
+    out = {"sigma": inputs.sigma, "methods": {}}
     for method in ("certified", "retrain", PAIRED_RETRAIN):
-        if method in members:
+        if method in inputs.members:
             out["methods"][method] = certified.certificate_part(
-                task, members[method], references, stages
+                inputs.task, inputs.members[method], inputs.references, eps, delta
             )
     out["control_original_with_noise"] = certified.certificate_part(
-        task, control, references, stages
+        inputs.task, inputs.control, inputs.references, eps, delta
     )
     return out
 
 
-def _results(stages, task, config, members, references, shadows) -> dict:
+def _results(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> dict:
+    task, members, references = inputs.task, inputs.members, inputs.references
+    shadows = inputs.shadows
     band = scores.bands(members)
     summary = scores.readout_summary(members, band)
     by_method = {}
@@ -134,13 +178,8 @@ def _results(stages, task, config, members, references, shadows) -> dict:
     return {
         "kind": "forgetbox-evaluation/1",
         "protocol": PROTOCOL,
-        "config": {"experiment": stages.cfg.as_dict(), "evaluate": config.as_dict()},
+        "config": {"experiment": experiment, "evaluate": config.as_dict()},
         "versions": versions(),
-        "provenance": {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": source_commit(),
-            "hardware": hardware(stages.cfg.device),
-        },
         "task": {
             "n_train": len(task.split.y_train),
             "n_forget": len(task.forget_idx),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_json, atomic_write_text, staged_files
 from ..audit.band import CLOSER, meaning_of
-from . import lede
+from . import lede, provenance
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
 from .page import STYLE, cell, esc, figure_blocks, short, table
@@ -239,7 +239,8 @@ def page(results: dict, figures: dict) -> str:
 <title>{esc(title)}</title><style>{STYLE}</style></head><body>
 <h1>{esc(title)}</h1>
 <p class="lede">{esc(lede.evaluation_sentence(results))}</p>
-<h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p><p class="note">{esc(ulira_note)}
+<h2 id="protocol">Protocol</h2><p>{esc(results["protocol"])}</p>
+<p class="note">{esc(provenance.evaluation_line(results))}</p><p class="note">{esc(ulira_note)}
 KLoM direction: {esc(results["methods"][next(iter(results["methods"]))]["klom"]["direction"])}.
 "vs retrain": the method's mean per-example value minus the retrain row's, with a 95 %
 interval from a two-level bootstrap that resamples the ensemble indices (model k of a method

@@ -137,3 +137,24 @@ def deviations(results: dict) -> list[str]:
     if cfg.get("pretrain_dataset") in ("tinyimagenet32", "cifar10-59"):
         out.append("item 10: pre-training stand-in for CIFAR-100")
     return out
+
+
+def evaluation_line(results: dict) -> str:
+    """One sentence on where an evaluation ran and, when it was rescored from its stored score
+    inputs, when and by which source."""
+    prov = results.get("provenance") or {}
+    text = (
+        f"Run on {prov.get('created', 'a date not recorded')}: {_source(results)}; "
+        f"{_hardware({**results, 'config': results['config']['experiment']})}."
+    )
+    inputs = results.get("inputs")
+    if not inputs:
+        return text + " Its score inputs were not kept (an evaluation from before they were)."
+    again = results.get("rescored")
+    if again:
+        src = again.get("source") or {}
+        commit = src.get("commit", "")[:10] + (" (with local changes)" if src.get("dirty") else "")
+        text += f" Rescored on {again.get('created')} at commit {commit} from"
+    else:
+        text += " Scores computed from"
+    return text + f" {inputs['file']} (SHA-256 {inputs['sha256'][:12]}…)."
