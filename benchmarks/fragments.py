@@ -659,9 +659,10 @@ def scored_before_alignment(d: dict, name: str) -> str:
         f"Scored at commit {PRE_ALIGNMENT[name]}, before the scores were aligned with their "
         "official definitions (issue 30: the median side for an even K, the official threshold "
         "grid, NaN where a score cannot be computed, one U-LiRA row per shadow model). "
-        "`evaluation.json` keeps no confidences and the trained models are not cached on the "
-        "machine that wrote this, so it is not rescored: on a rerun the challenge's points and "
-        "U-LiRA's pair counts may move. "
+        "It predates `evaluation-inputs.npz` (so `forgetbox report --rescore` cannot score it "
+        "again) and its trained models are not cached on the machine that wrote this: on a "
+        "rerun, which keeps the inputs, the challenge's points and U-LiRA's pair counts may "
+        "move. "
     )
 
 

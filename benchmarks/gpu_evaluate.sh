@@ -3,7 +3,9 @@
 # stage on the device (digits, K = 4), then docs/results/cifar5-allcnn-evaluate-gpu.toml at
 # K = 16 with 32 shadow models and at its full size (K = 32, 64 shadow models) from the same
 # stage cache, so each pass leaves a complete evaluation behind if the next runs out of time and
-# a second call on the same warm machine resumes where the first stopped.
+# a second call on the same warm machine resumes where the first stopped. The CIFAR passes
+# train and record (--no-score); score each here afterwards, off the device's time:
+#     forgetbox report --rescore <unpacked folder>
 #
 # From the repository root on the GPU machine, with cifar10.npz in .gpudata/ and the tomli-w
 # wheel in .whl/ (the image has every other dependency):
@@ -33,6 +35,6 @@ for size in "16 32" "32 64"; do
     t=$(($(left) - 10))
     [ "$t" -lt 30 ] && exit 0
     evaluate "cifar5-allcnn-evaluate-gpu-k$1" "$t" --config "$CONFIG" --models "$1" \
-        --shadow-models "$2" || break
+        --shadow-models "$2" --no-score || break
 done
 echo "== done at $(($(date +%s) - START)) s" >>"$LOG"

@@ -124,6 +124,16 @@ def test_challenge_epsilon_on_tied_lattice_and_float32_confidences(kind):
         assert 50.0 in want and min(want) < 1
 
 
+@pytest.mark.parametrize("kind", ["tied", "lattice", "float32"])
+def test_the_double_threshold_counts_are_those_of_every_value_against_every_edge(kind):
+    for u, r in _cases(kind):
+        peaky, other, left, right = challenge.double_threshold_grid(u, r)
+        tp = ((left[None] <= peaky[:, None]) & (peaky[:, None] <= right[None])).sum(0)
+        fp = ((left[None] <= other[:, None]) & (other[:, None] <= right[None])).sum(0)
+        want = challenge._rates(tp, len(peaky), fp, len(other))
+        np.testing.assert_array_equal(challenge._double_threshold_rates(u, r), want)
+
+
 def test_an_even_number_of_models_takes_the_mean_of_the_two_middle_values():
     u, r = np.array([-1.0, -1.75, -1.0, -1.0]), np.array([-1.0, -0.25, -0.5, -1.0])
     # medians -1 and -0.75: the retrained sample is positive (the lower middle values tie)
@@ -505,3 +515,24 @@ def test_a_shifted_method_stays_distinguishable_over_models_and_examples():
     }
     assert "models_and_examples" not in scores.against_retrain(blocks)["ntk"]["klom_forget"]
     assert scores.two_level_bootstrap(None, {"ntk": []}, [], 0) == {}
+
+
+def test_the_auc_interval_is_that_of_ranking_every_bootstrap_draw():
+    # scores on a coarse lattice (ties within and across the samples), K models per example
+    from forgetbox.audit.population import member_score
+    from forgetbox.audit.roc import rank_auc
+
+    gen = torch.Generator().manual_seed(3)
+    zf = (torch.randn(4, 6, 3, generator=gen) * 2).round()
+    zt = (torch.randn(4, 30, 3, generator=gen) * 2).round()
+    yf, yt = torch.randint(0, 3, (6,), generator=gen), torch.randint(0, 3, (30,), generator=gen)
+    got = audit.auc_interval(zf, yf, zt, yt, "loss", draws=300, seed=5)
+    pos = member_score(zf, yf, "loss").reshape(-1, 6).numpy()
+    neg = member_score(zt, yt, "loss").reshape(-1, 30).numpy()
+    rng = np.random.default_rng(5)
+    aucs = [
+        rank_auc(pos[:, rng.integers(0, 6, 6)].ravel(), neg[:, rng.integers(0, 30, 30)].ravel())
+        for _ in range(300)
+    ]
+    assert len(np.unique(pos)) < pos.size  # ties
+    assert got == tuple(float(q) for q in np.quantile(aucs, (0.025, 0.975)))  # bit for bit

@@ -220,7 +220,7 @@ REPORTS = {
     ),
     "evaluation of another kind": (
         _results_case(lambda d: d.update(kind="forgetbox-evaluation/0"), EVALUATION),
-        "not a forgetbox evaluation (kind forgetbox-evaluation/1)",
+        "not a scored forgetbox evaluation (kind forgetbox-evaluation/1",
     ),
     "evaluation challenge without score": (
         _results_case(lambda d: d["methods"]["ntk"]["challenge"].pop("score"), EVALUATION),

@@ -129,6 +129,37 @@ def test_a_rescore_from_the_stored_inputs_gives_every_score_again(evaluated, tmp
     assert "Rescored on" in (folder / "evaluation.html").read_text()
 
 
+def test_an_unscored_evaluation_is_scored_later_from_its_inputs(evaluated, tmp_path, capsys):
+    # --no-score (a lent GPU trains, this machine scores): the same models from the cache
+    out, _ = evaluated
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        '[experiment]\nprofile = "quick"\ntrain_per_class = 10\nnum_to_forget = 5\n'
+        f'cache_dir = "{out / "cache"}"\n[evaluate]\nmodels = 6\nshadow_models = 12\n'
+        'forget_sets = 2\nmethods = ["original", "ntk", "retrain"]\nmodel_bootstrap = 40\n'
+    )
+    folder = tmp_path / "unscored"
+    assert cli.main(["evaluate", "--config", str(cfg), "--out", str(folder), "--no-score"]) == 0
+    assert "forgetbox report --rescore" in capsys.readouterr().out
+    record = json.loads((folder / "evaluation.json").read_text())
+    assert record["kind"] == "forgetbox-evaluation-unscored/1" and "methods" not in record
+    assert not (folder / "evaluation.html").exists()
+    assert cli.main(["report", str(folder)]) == 2  # nothing to render yet
+    assert "forgetbox report --rescore" in capsys.readouterr().err
+    assert cli.main(["report", "--rescore", str(folder)]) == 0
+    scored = json.loads((folder / "evaluation.json").read_text())
+    reference = json.loads((out / "evaluation.json").read_text())
+    run_only = ("provenance", "wall_seconds", "compute", "cache", "inputs", "rescored")
+    for doc in (scored, reference):  # where the runs wrote differs, nothing else
+        for key in ("out", "cache_dir"):
+            doc["config"]["experiment"].pop(key)
+    assert {k: v for k, v in scored.items() if k not in run_only} == {
+        k: v for k, v in reference.items() if k not in run_only
+    }
+    assert scored["inputs"] == record["inputs"] and scored["compute"] == record["compute"]
+    assert (folder / "evaluation.html").is_file()
+
+
 @pytest.mark.parametrize("damage", ["flip", "pickle", "missing", "unrecorded"])
 def test_a_rescore_refuses_inputs_that_are_altered_or_absent(evaluated, tmp_path, capsys, damage):
     import hashlib

@@ -51,6 +51,12 @@ def retrained_is_positive(unlearned: np.ndarray, retrained: np.ndarray) -> np.nd
 def double_threshold_grid(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(peaky, other, left, right)``: the peakier sample (the narrower; the second one on a
     tie of ranges), the other, and the ``(T,)`` edges of every interval ``[left, right]``."""
+    peaky, other, left, right = _double_threshold_edges(pos, neg)
+    return peaky, other, left.reshape(-1), np.repeat(right, left.shape[1])
+
+
+def _double_threshold_edges(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """As :func:`double_threshold_grid`, the left edges ``(R, L)`` by right edge ``(R,)``."""
     pos_range, neg_range = pos.max() - pos.min(), neg.max() - neg.min()
     width = neg_range if pos_range > neg_range else pos_range
     if pos_range >= neg_range:
@@ -62,7 +68,7 @@ def double_threshold_grid(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray,
     shifted = right - width
     # np.linspace row by row: i * ((stop - start) / (n - 1)) + start, the last one at stop
     left = np.linspace(shifted - BUFFER, shifted + BUFFER, n_left, axis=1)
-    return pos, neg, left.reshape(-1), np.repeat(right, n_left)
+    return pos, neg, left, right
 
 
 def _rates(pos_called: np.ndarray, n_pos: int, neg_called: np.ndarray, n_neg: int) -> np.ndarray:
@@ -82,20 +88,26 @@ def _rates(pos_called: np.ndarray, n_pos: int, neg_called: np.ndarray, n_neg: in
     )
 
 
-def _count_inside(c: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``(T,)`` count of ``c`` in ``[left, right]``, by positions in the sorted sample."""
-    s = np.sort(c)
-    below_right = np.searchsorted(s, right, side="right")  # count c <= right
-    below_left = np.searchsorted(s, left, side="left")  # count c < left
-    return np.clip(below_right - below_left, 0, None)
-
-
 def _double_threshold_rates(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """``(4, R)`` distinct rates TPR, FNR, FPR, TNR of the intervals that call a value in
-    them "positive", positive being the peakier sample."""
-    peaky, other, left, right = double_threshold_grid(pos, neg)
-    tp, fp = _count_inside(peaky, left, right), _count_inside(other, left, right)
-    return _rates(tp, len(peaky), fp, len(other))
+    them "positive", positive being the peakier sample. The counts of each interval of
+    :func:`double_threshold_grid` (tested against comparing every value with every edge), from
+    one search per right edge and one per left edge in the two samples merged."""
+    peaky, other, left, right = _double_threshold_edges(pos, neg)
+    n_p, n = len(peaky), len(peaky) + len(other)
+    merged = np.concatenate([peaky, other])
+    order = np.argsort(merged, kind="stable")
+    values = merged[order]
+    peaky_below = np.concatenate([[0], np.cumsum(order < n_p)])  # peaky among the first i
+    at_right = np.searchsorted(values, right, side="right")  # values <= right, (R,)
+    at_left = np.searchsorted(values, left, side="left")  # values < left, (R, L)
+    # an interval's counts follow from (at_right, at_left): mark the distinct pairs only
+    seen = np.zeros((n + 1) * (n + 1), dtype=bool)
+    seen[(at_right[:, None] * (n + 1) + at_left).reshape(-1)] = True
+    at_right, at_left = np.divmod(np.flatnonzero(seen), n + 1)
+    tp = np.clip(peaky_below[at_right] - peaky_below[at_left], 0, None)
+    both = np.clip(at_right - at_left, 0, None)
+    return _rates(tp, n_p, both - tp, len(other))
 
 
 def single_thresholds(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:

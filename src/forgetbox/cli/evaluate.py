@@ -35,6 +35,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--relearn", action=argparse.BooleanOptionalAction, default=None, help="re-learn time too"
     )
+    p.add_argument(
+        "--no-score",
+        action="store_true",
+        help="train and record every model's outputs (evaluation-inputs.npz), score nothing: "
+        "forgetbox report --rescore FOLDER scores them later, e.g. on another machine",
+    )
     p.set_defaults(func=command)
 
 
@@ -62,7 +68,10 @@ def command(args: argparse.Namespace) -> int:
     """Run the evaluation and print one line per method."""
     exp = experiment_config(args)
     cfg = evaluate_config(args)
-    results = evaluate(exp, cfg, log=lambda s: print(s, file=sys.stderr))
+    results = evaluate(exp, cfg, log=lambda s: print(s, file=sys.stderr), score=not args.no_score)
+    if args.no_score:
+        print(f"unscored: forgetbox report --rescore {exp.out} scores it")
+        return 0
     for m, b in results["methods"].items():
         u, c = b.get("ulira"), b["challenge"]
         print(

@@ -8,6 +8,7 @@ population attacks, and retrain bands.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,12 +20,16 @@ from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
 from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_page import read_evaluation, write_report
+from ..report.schema import ResultsError
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
 from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig, evaluate_config_from_dict
 from .ensembles import build_ensembles
 from .inputs import ScoreInputs, read_inputs, write_inputs
 from .shadows import shadow_confidences
+
+UNSCORED = "forgetbox-evaluation-unscored/1"
+"""``evaluation.json``'s kind when :func:`evaluate` ran with ``score=False``."""
 
 PROTOCOL = (
     "One split and cohort (the experiment's split seed). K originals are trained on D and K "
@@ -73,10 +78,13 @@ def evaluate(
     config: EvaluateConfig | None = None,
     *,
     log: Callable[[str], None] = print,
+    score: bool = True,
 ) -> dict:
     """Run (or resume from the stage cache) the evaluation; write ``evaluation-inputs.npz``
     (what the scores read, for :func:`rescore`), ``evaluation.html`` and ``evaluation.json``
-    into ``experiment.out``."""
+    into ``experiment.out``. ``score=False`` stops before the scores: ``evaluation.json`` is
+    then an unscored record (kind :data:`UNSCORED`: settings, provenance, compute, inputs) that
+    :func:`rescore` scores later, elsewhere (a lent GPU trains, a CPU scores)."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
     config = evaluated_methods(experiment, config or EvaluateConfig())
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
@@ -92,13 +100,22 @@ def evaluate(
         sigma = releases.mechanism_sigma(stages, task, next(originals[0].parameters()).dtype)
         control = certified.noisy_original_members(task, members["original"], originals, sigma)
     inputs = ScoreInputs(task, members, references, control, shadows, sigma)
-    results = scored(inputs, stages.cfg.as_dict(), config)
+    experiment_dict = stages.cfg.as_dict()
+    if score:
+        results = scored(inputs, experiment_dict, config)
+    else:
+        results = {
+            "kind": UNSCORED,
+            "config": {"experiment": experiment_dict, "evaluate": config.as_dict()},
+            "versions": versions(),
+        }
     results["provenance"] = _provenance(stages.cfg.device)
     results["wall_seconds"] = time.perf_counter() - t0
     results["compute"] = stages.cache.compute()
     results["cache"] = {"hits": stages.cache.hits, "misses": stages.cache.misses}
     results["inputs"] = write_inputs(out, inputs)
-    atomic_write_text(out / "evaluation.html", write_report(results, out))
+    if score:
+        atomic_write_text(out / "evaluation.html", write_report(results, out))
     atomic_write_json(out / "evaluation.json", results)
     return results
 
@@ -106,11 +123,12 @@ def evaluate(
 def rescore(folder: str | Path) -> dict:
     """Every score of the evaluation in ``folder`` computed again by this forgetbox from its
     ``evaluation-inputs.npz`` (checked against the SHA-256 that ``evaluation.json`` records),
-    without its models. The run's provenance, compute and inputs entry are kept; ``rescored``
-    says when, on what and from which source. Nothing is written (the caller renders it);
+    without its models (or, for an unscored record, for the first time). The run's versions,
+    provenance, compute and inputs entry are kept; ``rescored`` says when, on what and with
+    which source and versions. Nothing is written (the caller renders it);
     :class:`~forgetbox.evaluation.inputs.InputsError` or
     :class:`~forgetbox.report.schema.ResultsError` names what is wrong."""
-    old = read_evaluation(folder)
+    old = _unscored(folder) or read_evaluation(folder)
     inputs = read_inputs(folder, old.get("inputs"))
     experiment, table = old["config"]["experiment"], old["config"]["evaluate"]
     config = evaluate_config_from_dict(table, f"{Path(folder) / 'evaluation.json'}: evaluate")
@@ -118,8 +136,27 @@ def rescore(folder: str | Path) -> dict:
     for key in ("provenance", "wall_seconds", "compute", "cache", "inputs"):
         if key in old:
             results[key] = old[key]
-    results["rescored"] = _provenance(experiment.get("device", "cpu"))
+    results["versions"] = old.get("versions", results["versions"])  # the run's software
+    results["rescored"] = {**_provenance(experiment.get("device", "cpu")), "versions": versions()}
     return results
+
+
+def _unscored(folder: str | Path) -> dict | None:
+    """An unscored record (``evaluate(score=False)``) in ``folder``, its settings checked;
+    None when ``evaluation.json`` is anything else (:func:`read_evaluation` judges that)."""
+    path = Path(folder) / "evaluation.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != UNSCORED:
+        return None
+    config = doc.get("config")
+    if not isinstance(config, dict) or not all(
+        isinstance(config.get(k), dict) for k in ("experiment", "evaluate")
+    ):
+        raise ResultsError(f"{path}: an unscored evaluation without its settings (config)")
+    return doc
 
 
 def _provenance(device: str) -> dict:

@@ -294,7 +294,10 @@ def read_evaluation(folder: Path) -> dict:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: not a readable evaluation.json ({exc})") from exc
     if not isinstance(results, dict) or results.get("kind") != "forgetbox-evaluation/1":
-        raise ResultsError(f"{path}: not a forgetbox evaluation (kind forgetbox-evaluation/1)")
+        raise ResultsError(
+            f"{path}: not a scored forgetbox evaluation (kind forgetbox-evaluation/1; one "
+            "written by forgetbox evaluate --no-score is scored by forgetbox report --rescore)"
+        )
     return check_evaluation(results, path)
 
 
