@@ -961,6 +961,128 @@ def _verdict_faster(per: dict) -> str:
     )
 
 
+RERUN_EVALUATIONS = (
+    "digits-evaluate",
+    "digits-methods-evaluate",
+    "digits-methods-tuned-evaluate",
+    "digits-certified-evaluate",
+)
+
+
+def _processor(prov: dict | None) -> str:
+    return ((prov or {}).get("hardware") or {}).get("processor") or "an unrecorded processor"
+
+
+@fragment("evaluate-rerun")
+def evaluate_rerun(root: Path) -> str:
+    """docs/evaluate.md: the committed digits evaluations run again on another machine
+    (benchmarks/rerun_check.py), every judgement of both compared."""
+    found = {
+        n: d
+        for n in RERUN_EVALUATIONS
+        if (d := _load(root, f"benchmarks/results/rerun_check-{n}.json")) is not None
+    }
+    if not found:
+        return "No evaluation has been run again yet.\n"
+    first = next(iter(found.values()))["provenance"]
+    commit = ((first["rerun"] or {}).get("source") or {}).get("commit", "")[:7]
+    sides = sum(d["band_sides"]["judged"] for d in found.values())
+    flags = sum(d["distinguishable"]["judged"] for d in found.values())
+    certs = sum(len(d["certificate"]["verdicts"]) for d in found.values())
+    changed = [
+        f"{n}: {len(d['band_sides']['changed'])} band sides, "
+        f"{len(d['distinguishable']['changed'])} flags, {len(d['certificate']['changed'])} "
+        "certificate verdicts"
+        for n, d in found.items()
+        if any(d[part]["changed"] for part in ("band_sides", "distinguishable", "certificate"))
+    ]
+    scores = [
+        (n, m, key, pair)
+        for n, d in found.items()
+        for m, row in d["scores"].items()
+        for key, pair in row.items()
+    ]
+    same_scores = sum(a == b for *_, (a, b) in scores)
+    moved = sorted({m for _, m, _, (a, b) in scores if a != b})
+    rows = [(k, r) for d in found.values() for k, r in d["readouts"].items()]
+    values = sum(r["identical"] + r["different"] for _, r in rows)
+    differ = sum(r["different"] for _, r in rows)
+    medians = sum(r["medians_identical"] + r["medians_different"] for _, r in rows)
+    medians_differ = sum(r["medians_different"] for _, r in rows)
+
+    def largest(prefixes: tuple[str, ...], field: str) -> tuple[str, float, str]:
+        best = ("", 0.0, "")
+        for k, r in rows:
+            if k.startswith(prefixes) and r[field] > best[1]:
+                best = (k, r[field], r.get("max_abs_method") or "")
+        return best
+
+    err = largest(("error_", "mia_"), "max_abs")
+    cont = largest(("loss_", "l1_"), "max_rel")
+    median_err = max(
+        (r["median_max_abs"] for k, r in rows if k.startswith(("error_", "mia_"))), default=0.0
+    )
+    verdict = (
+        "every judgement is the same"
+        if not changed
+        else "judgements changed (" + "; ".join(changed) + ")"
+    )
+    return (
+        f"The {len(found)} committed digits evaluations ({', '.join(f'`{n}`' for n in found)}; "
+        f"made on {_processor(first['replaced'])}) were run again from scratch at commit {commit} "
+        f"on {_processor(first['rerun'])}, same settings, no cache (`benchmarks/rerun_check.py`, "
+        f"`benchmarks/results/rerun_check-*.json`): {verdict} — {sides} band sides, {flags} "
+        f'"distinguishable" flags against the retrain rows and {certs} certificate verdicts. '
+        f"Of the headline per-example scores (the challenge's F, KLoM's D_f median, U-LiRA's "
+        f"balanced accuracy), {same_scores} of {len(scores)} are bit-identical"
+        + (f" (the others: {', '.join(moved)})" if moved else "")
+        + ". The trained "
+        f"models are not: {differ} of {values} per-model readouts differ (an error or attack "
+        f"rate by up to {err[1]:.3f}, {err[0]} of one {err[2]} model; a loss or L1 distance by "
+        f"up to {cont[1] * 100:.0f} % relative, {cont[0]}), and {medians_differ} of the {medians} "
+        f"medians the tables show (errors and rates by up to {median_err:.3f}). "
+        "Floating-point results of training differ between processors (their BLAS "
+        "kernels sum in other orders); the per-example scores, built on ranks, bins and "
+        "thresholds, absorb most of it, the continuous readouts show it, and a method that "
+        "picks among checkpoints by a threshold can pick another. The committed evaluations "
+        "are kept, since a rerun on another processor is no more right than they are.\n"
+    )
+
+
+@fragment("evaluate-scoring")
+def evaluate_scoring(root: Path) -> str:
+    """docs/evaluate.md: the seconds of an evaluation's scores before and after the faster
+    counting (benchmarks/scoring.py), the results checked equal."""
+    doc = _load(root, "benchmarks/results/scoring.json")
+    rows = {r["label"]: r for r in (doc or {}).get("rows", [])}
+    if not {"before", "after"} <= set(rows):
+        return "Not measured yet.\n"
+    before, after = rows["before"], rows["after"]
+    same = before["results_sha256"] == after["results_sha256"]
+    hw = after["hardware"]
+    lines = [
+        f"Scoring `{Path(after['folder']).name}` from its inputs (K = "
+        f"{after['models_per_side']}, {len(after['methods'])} methods; "
+        f"`benchmarks/scoring.py`, {hw.get('processor')}, {hw.get('torch_threads')} threads, "
+        f"load average {hw.get('load_average_15min')} over the 15 minutes before): "
+        f"{secs(before['seconds'])} at commit {before['source']['commit'][:7]}, "
+        f"{secs(after['seconds'])} at {after['source']['commit'][:7]} "
+        f"({speed(before['seconds'] / after['seconds'])}), "
+        + (
+            "every score bit-identical (one SHA-256 of both results)."
+            if same
+            else "**the results differ** (their SHA-256 differ)."
+        ),
+        "",
+        "| part (cProfile's cumulative seconds; the challenge's epsilons and KLoM are also "
+        "inside the bootstrap's) | before: s | after: s |",
+        "|---|---|---|",
+    ]
+    for part, t in before["profiled_parts_seconds"].items():
+        lines.append(f"| {part} | {t:.1f} | {after['profiled_parts_seconds'][part]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []

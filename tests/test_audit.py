@@ -536,3 +536,5 @@ def test_the_auc_interval_is_that_of_ranking_every_bootstrap_draw():
     ]
     assert len(np.unique(pos)) < pos.size  # ties
     assert got == tuple(float(q) for q in np.quantile(aucs, (0.025, 0.975)))  # bit for bit
+    zf[0, 0, 0] = float("nan")  # a diverged model's logit: no rank, so no interval
+    assert all(math.isnan(x) for x in audit.auc_interval(zf, yf, zt, yt, "loss", draws=10))

@@ -160,7 +160,7 @@ def test_an_unscored_evaluation_is_scored_later_from_its_inputs(evaluated, tmp_p
     assert (folder / "evaluation.html").is_file()
 
 
-@pytest.mark.parametrize("damage", ["flip", "pickle", "missing", "unrecorded"])
+@pytest.mark.parametrize("damage", ["flip", "pickle", "shape", "missing", "unrecorded"])
 def test_a_rescore_refuses_inputs_that_are_altered_or_absent(evaluated, tmp_path, capsys, damage):
     import hashlib
 
@@ -175,11 +175,18 @@ def test_a_rescore_refuses_inputs_that_are_altered_or_absent(evaluated, tmp_path
         raw[len(raw) // 2] ^= 1
         npz.write_bytes(bytes(raw))
         message = "SHA-256 differs"
-    elif damage == "pickle":  # an object array (a pickle) behind a matching hash
-        np.savez(npz, format=np.asarray("forgetbox-evaluation-inputs/1"), x=np.asarray([{}]))
+    elif damage in ("pickle", "shape"):  # behind a matching hash
+        with np.load(npz) as z:
+            arrays = dict(z)
+        if damage == "pickle":  # an object array: loading it would unpickle
+            arrays["num_classes"] = np.asarray([{}])
+            message = "unreadable score inputs"
+        else:
+            arrays["ntk/logits_test"] = arrays["ntk/logits_test"][:, :-1]
+            message = "array ntk/logits_test has shape"
+        np.savez(npz, **arrays)
         doc["inputs"]["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
         js.write_text(json.dumps(doc))
-        message = "unreadable score inputs"
     elif damage == "missing":
         npz.unlink()
         message = "missing"
@@ -242,7 +249,7 @@ def test_a_linearized_evaluation_adds_a_retrain_row_paired_with_the_references(t
     assert "Scores against the paired retrain row" in page
     assert evaluation_page.PAIRED == PAIRED_RETRAIN  # the report's copy of the name
     from forgetbox.atomic import strict_json
-    from forgetbox.evaluation.run import rescore
+    from forgetbox.evaluation.rescore import rescore
 
     again = json.loads(strict_json(rescore(tmp_path)))  # as evaluation.json would hold it
     assert _without_rescored(again) == json.loads(

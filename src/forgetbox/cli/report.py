@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..evaluation.run import rescore
+from ..evaluation import rescore
 from ..experiment.rerender import read_results
 from ..experiment.rerender import render as render_run
 from ..report.evaluation_page import read_evaluation
@@ -39,15 +39,16 @@ def command(args: argparse.Namespace) -> int:
     ``--rescore``, an evaluation rescored). Every folder's files are read, checked and (with
     ``--rescore``) scored before anything is written."""
     jobs = []
-    for folder in args.folders:
-        if (folder / "evaluation.json").is_file() and not (folder / "results.json").is_file():
-            results = rescore(folder) if args.rescore else read_evaluation(folder)
-            jobs.append((folder, render_evaluation, results, "evaluation.html"))
-        elif args.rescore:
-            raise ValueError(f"{folder}: --rescore applies to evaluation folders only")
+    for folder in args.folders:  # every check first: nothing is scored or written before
+        if args.rescore:
+            jobs.append((folder, render_evaluation, rescore.load(folder), "evaluation.html"))
+        elif (folder / "evaluation.json").is_file() and not (folder / "results.json").is_file():
+            jobs.append((folder, render_evaluation, read_evaluation(folder), "evaluation.html"))
         else:
             jobs.append((folder, render_run, read_results(folder), "report.html"))
     for folder, render, results, page in jobs:
+        if args.rescore:
+            results = rescore.score(results)
         render(folder, results)
         print(f"{'rescored' if args.rescore else 're-rendered'} {folder / page}")
     return 0

@@ -123,48 +123,83 @@ def write_inputs(folder: str | Path, inputs: ScoreInputs) -> dict:
     }
 
 
-def _members(z, name: str) -> list[Member]:
-    logits = {s: torch.from_numpy(z[f"{name}/logits_{s}"]).double() for s in LOGITS}
-    keys = [str(k) for k in z[f"{name}/readout_keys"]]
-    table = z[f"{name}/readouts"]
-    kinds = [int if flag else float for flag in z[f"{name}/readout_is_int"]]
+class _Arrays:
+    """The arrays of an inputs file, each checked when taken: present, its number of
+    dimensions, its kind (NumPy ``dtype.kind``) and, where given, its shape."""
+
+    def __init__(self, z):
+        self.z = z
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.z.files
+
+    def get(self, key: str, kinds: str, shape: tuple[int | None, ...]) -> np.ndarray:
+        if key not in self.z.files:
+            raise InputsError(f"array {key} is missing")
+        a = self.z[key]
+        if a.dtype.kind not in kinds or a.ndim != len(shape):
+            raise InputsError(
+                f"array {key} is {a.ndim}-d {a.dtype}; expected {len(shape)}-d of kind {kinds!r}"
+            )
+        if any(want is not None and got != want for got, want in zip(a.shape, shape, strict=True)):
+            raise InputsError(f"array {key} has shape {a.shape}; expected {shape}")
+        return a
+
+
+INTS, FLOATS, TEXT = "iu", "f", "U"
+
+
+def _members(z: _Arrays, name: str, sizes: dict[str, int], c: int) -> list[Member]:
+    index = z.get(f"{name}/index", INTS, (None,))
+    k = len(index)
+    seed = z.get(f"{name}/seed", INTS, (k,))
+    seconds = z.get(f"{name}/seconds", FLOATS, (k,))
+    logits = {
+        s: torch.from_numpy(z.get(f"{name}/logits_{s}", FLOATS, (k, sizes[s], c))).double()
+        for s in LOGITS
+    }
+    keys = [str(x) for x in z.get(f"{name}/readout_keys", TEXT, (None,))]
+    table = z.get(f"{name}/readouts", FLOATS, (k, len(keys)))
+    flags = z.get(f"{name}/readout_is_int", "b", (len(keys),))
+    kinds = [int if flag else float for flag in flags]
     out = []
-    for i, (index, seed, secs) in enumerate(
-        zip(z[f"{name}/index"], z[f"{name}/seed"], z[f"{name}/seconds"], strict=True)
-    ):
+    for i in range(k):
         readouts = {
-            k: None if np.isnan(v) else kind(v)
-            for k, kind, v in zip(keys, kinds, table[i], strict=True)
+            key: None if np.isnan(v) else kind(v)
+            for key, kind, v in zip(keys, kinds, table[i], strict=True)
         }
         out.append(
             Member(
                 name,
-                int(index),
-                int(seed),
+                int(index[i]),
+                int(seed[i]),
                 {s: v[i] for s, v in logits.items()},
                 readouts,
-                None if np.isnan(secs) else float(secs),
+                None if np.isnan(seconds[i]) else float(seconds[i]),
             )
         )
     return out
 
 
-def _shadows(z) -> ShadowConfidences | None:
-    if "shadow_methods" not in z.files:
+def _shadows(z: _Arrays, n: int) -> ShadowConfidences | None:
+    if "shadow_methods" not in z:
         return None
-    methods = [str(m) for m in z["shadow_methods"]]
+    methods = [str(m) for m in z.get("shadow_methods", TEXT, (None,))]
+    status = z.get("shadows/status", INTS, (None, n))
+    m = len(status)
     return ShadowConfidences(
-        {m: torch.from_numpy(z[f"shadows/conf/{m}"]).double() for m in methods},
-        torch.from_numpy(z["shadows/status"]),
-        torch.from_numpy(z["shadows/folds"]),
-        {m: z[f"shadows/seconds/{m}"].tolist() for m in methods},
-        torch.from_numpy(z["shadows/shadows"]),
+        {x: torch.from_numpy(z.get(f"shadows/conf/{x}", FLOATS, (m, n))).double() for x in methods},
+        torch.from_numpy(status),
+        torch.from_numpy(z.get("shadows/folds", INTS, (m,))),
+        {x: z.get(f"shadows/seconds/{x}", FLOATS, (m,)).tolist() for x in methods},
+        torch.from_numpy(z.get("shadows/shadows", INTS, (m,))),
     )
 
 
 def read_inputs(folder: str | Path, entry: dict | None) -> ScoreInputs:
     """The inputs recorded by ``entry`` (``evaluation.json``'s ``inputs``), its SHA-256 checked
-    before the file is parsed; :class:`InputsError` naming the cause otherwise."""
+    before the file is parsed, every array's kind and shape after; :class:`InputsError`
+    naming the cause otherwise."""
     if not isinstance(entry, dict) or entry.get("file") != FILE or "sha256" not in entry:
         raise InputsError(
             "this evaluation records no score inputs (written before forgetbox kept them): "
@@ -177,37 +212,59 @@ def read_inputs(folder: str | Path, entry: dict | None) -> ScoreInputs:
     if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
         raise InputsError(f"{path}: its SHA-256 differs from the one evaluation.json records")
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            if "format" not in z.files or str(z["format"]) != FORMAT:
-                raise InputsError(f"{path}: not a {FORMAT} file")
-            return _parse(z)
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, InputsError):
-            raise
-        raise InputsError(f"{path}: unreadable score inputs ({exc})") from exc
+        z = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputsError(f"{path}: not an .npz of arrays ({exc})") from exc
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputsError(f"{path}: a single array, not a {FORMAT} .npz file")
+    try:
+        with z:
+            return _parse(_Arrays(z))
+    except InputsError as exc:
+        raise InputsError(f"{path}: {exc}") from None
+    except (KeyError, ValueError, TypeError, IndexError, OSError, zipfile.BadZipFile) as exc:
+        raise InputsError(f"{path}: unreadable score inputs ({type(exc).__name__}: {exc})") from exc
 
 
-def _parse(z) -> ScoreInputs:
-    labels = {s: torch.from_numpy(z[f"labels_{s}"]) for s in LOGITS}
-    empty = {s: torch.empty(len(v), 0) for s, v in labels.items()}
+def _parse(z: _Arrays) -> ScoreInputs:
+    if str(z.get("format", TEXT, ())) != FORMAT:
+        raise InputsError(f"not a {FORMAT} file")
+    c = int(z.get("num_classes", INTS, ()))
+    labels = {s: z.get(f"labels_{s}", INTS, (None,)) for s in LOGITS}
+    sizes = {s: len(v) for s, v in labels.items()}
+    if c < 2 or any(len(v) and (v.min() < 0 or v.max() >= c) for v in labels.values()):
+        raise InputsError(f"labels outside [0, num_classes = {c})")
+    forget = z.get("forget_idx", INTS, (None,))
+    if len(forget) == 0 or forget.min() < 0 or forget.max() >= sizes["train"]:
+        raise InputsError("forget_idx is empty or outside the training set")
+    as_long = {s: torch.from_numpy(v.astype(np.int64)) for s, v in labels.items()}
+    empty = {s: torch.empty(n, 0) for s, n in sizes.items()}
     split = data.Split(
         empty["train"],
-        labels["train"],
+        as_long["train"],
         empty["val"],
-        labels["val"],
+        as_long["val"],
         empty["test"],
-        labels["test"],
-        int(z["num_classes"]),
+        as_long["test"],
+        c,
     )
-    task = Task(split, torch.from_numpy(z["forget_idx"]))
-    members = {str(m): _members(z, str(m)) for m in z["methods"]}
-    control = _members(z, CONTROL) if f"{CONTROL}/index" in z.files else None
-    sigma = float(z["sigma"])
+    task = Task(split, torch.from_numpy(forget.astype(np.int64)))
+    methods = [str(m) for m in z.get("methods", TEXT, (None,))]
+    if not methods:
+        raise InputsError("no method's models")
+    members = {m: _members(z, m, sizes, c) for m in methods}
+    references = _members(z, REFERENCES, sizes, c)
+    control = _members(z, CONTROL, sizes, c) if f"{CONTROL}/index" in z else None
+    order = [r.index for r in references]
+    for name, ms in {**members, **({CONTROL: control} if control else {})}.items():
+        if name != "retrain" and [m.index for m in ms] != order:
+            raise InputsError(f"{name}'s models do not pair the references' indices {order}")
+    sigma = float(z.get("sigma", FLOATS, ()))
     return ScoreInputs(
         task,
         members,
-        _members(z, REFERENCES),
+        references,
         control,
-        _shadows(z),
+        _shadows(z, sizes["train"]),
         None if np.isnan(sigma) else sigma,
     )

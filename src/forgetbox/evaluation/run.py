@@ -8,26 +8,25 @@ population attacks, and retrain bands.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import audit
-from ..atomic import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text, staged_files
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
 from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
-from ..report.evaluation_page import read_evaluation, write_report
-from ..report.schema import ResultsError
+from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
-from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig, evaluate_config_from_dict
+from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig
 from .ensembles import build_ensembles
-from .inputs import ScoreInputs, read_inputs, write_inputs
+from .inputs import ScoreInputs, write_inputs
 from .shadows import shadow_confidences
 
+SCORED = "forgetbox-evaluation/1"
 UNSCORED = "forgetbox-evaluation-unscored/1"
 """``evaluation.json``'s kind when :func:`evaluate` ran with ``score=False``."""
 
@@ -81,10 +80,12 @@ def evaluate(
     score: bool = True,
 ) -> dict:
     """Run (or resume from the stage cache) the evaluation; write ``evaluation-inputs.npz``
-    (what the scores read, for :func:`rescore`), ``evaluation.html`` and ``evaluation.json``
+    (what the scores read, for :func:`~forgetbox.evaluation.rescore.rescore`),
+    ``evaluation.html`` and ``evaluation.json``
     into ``experiment.out``. ``score=False`` stops before the scores: ``evaluation.json`` is
-    then an unscored record (kind :data:`UNSCORED`: settings, provenance, compute, inputs) that
-    :func:`rescore` scores later, elsewhere (a lent GPU trains, a CPU scores)."""
+    then an unscored record (kind :data:`UNSCORED`: settings, provenance, compute, inputs)
+    that :func:`~forgetbox.evaluation.rescore.rescore` scores later, elsewhere (a lent GPU
+    trains, a CPU scores)."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
     config = evaluated_methods(experiment, config or EvaluateConfig())
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
@@ -109,57 +110,23 @@ def evaluate(
             "config": {"experiment": experiment_dict, "evaluate": config.as_dict()},
             "versions": versions(),
         }
-    results["provenance"] = _provenance(stages.cfg.device)
+    results["provenance"] = provenance_now(stages.cfg.device)
     results["wall_seconds"] = time.perf_counter() - t0
     results["compute"] = stages.cache.compute()
     results["cache"] = {"hits": stages.cache.hits, "misses": stages.cache.misses}
-    results["inputs"] = write_inputs(out, inputs)
-    if score:
-        atomic_write_text(out / "evaluation.html", write_report(results, out))
-    atomic_write_json(out / "evaluation.json", results)
+    with staged_files(out, last="evaluation.json") as stage:  # all of it, or nothing
+        results["inputs"] = write_inputs(stage, inputs)
+        if score:
+            atomic_write_text(stage / "evaluation.html", write_report(results, stage))
+        atomic_write_json(stage / "evaluation.json", results)
+    if not score:  # an earlier scored page here would describe other scores
+        for stale in ("evaluation.html", *(f.name for f in out.glob("eval_*.*"))):
+            (out / stale).unlink(missing_ok=True)
     return results
 
 
-def rescore(folder: str | Path) -> dict:
-    """Every score of the evaluation in ``folder`` computed again by this forgetbox from its
-    ``evaluation-inputs.npz`` (checked against the SHA-256 that ``evaluation.json`` records),
-    without its models (or, for an unscored record, for the first time). The run's versions,
-    provenance, compute and inputs entry are kept; ``rescored`` says when, on what and with
-    which source and versions. Nothing is written (the caller renders it);
-    :class:`~forgetbox.evaluation.inputs.InputsError` or
-    :class:`~forgetbox.report.schema.ResultsError` names what is wrong."""
-    old = _unscored(folder) or read_evaluation(folder)
-    inputs = read_inputs(folder, old.get("inputs"))
-    experiment, table = old["config"]["experiment"], old["config"]["evaluate"]
-    config = evaluate_config_from_dict(table, f"{Path(folder) / 'evaluation.json'}: evaluate")
-    results = scored(inputs, experiment, config)
-    for key in ("provenance", "wall_seconds", "compute", "cache", "inputs"):
-        if key in old:
-            results[key] = old[key]
-    results["versions"] = old.get("versions", results["versions"])  # the run's software
-    results["rescored"] = {**_provenance(experiment.get("device", "cpu")), "versions": versions()}
-    return results
-
-
-def _unscored(folder: str | Path) -> dict | None:
-    """An unscored record (``evaluate(score=False)``) in ``folder``, its settings checked;
-    None when ``evaluation.json`` is anything else (:func:`read_evaluation` judges that)."""
-    path = Path(folder) / "evaluation.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("kind") != UNSCORED:
-        return None
-    config = doc.get("config")
-    if not isinstance(config, dict) or not all(
-        isinstance(config.get(k), dict) for k in ("experiment", "evaluate")
-    ):
-        raise ResultsError(f"{path}: an unscored evaluation without its settings (config)")
-    return doc
-
-
-def _provenance(device: str) -> dict:
+def provenance_now(device: str) -> dict:
+    """When, from which source and on what hardware (``device``) a record is made now."""
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source_commit(),
@@ -213,7 +180,7 @@ def _results(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> d
             block["ulira"]["seconds"] = shadows.seconds[method]
         by_method[method] = block
     return {
-        "kind": "forgetbox-evaluation/1",
+        "kind": SCORED,
         "protocol": PROTOCOL,
         "config": {"experiment": experiment, "evaluate": config.as_dict()},
         "versions": versions(),
