@@ -528,9 +528,20 @@ def readme_evaluate(root: Path) -> str:
     tuned = _load(root, "docs/results/digits-methods-tuned-evaluate/evaluation.json")
     plain = _load(root, "docs/results/digits-methods-evaluate/evaluation.json")
     digits, how = (tuned, "each method's knob tuned on class 1") if tuned else (plain, "untuned")
+    name = "digits-methods-tuned-evaluate" if tuned else "digits-methods-evaluate"
+    rerun = _load(root, f"benchmarks/results/rerun_check-{name}.json") or {}
+    flipped = {
+        m
+        for part, m, key, *_ in (rerun.get("distinguishable") or {}).get("changed", [])
+        if part == "against_retrain" and key == "klom_forget"
+    }
     if digits is not None:
         ar = digits["against_retrain"]
-        close = [n for n, a in ar.items() if not a["klom_forget"]["distinguishable"]]
+        close = [
+            n + (" (told apart when rerun on another processor)" if n in flipped else "")
+            for n, a in ar.items()
+            if not a["klom_forget"]["distinguishable"]
+        ]
         k = digits["config"]["evaluate"]["models"]
         out.append(
             f"On the digits default (the whole class 0, K = {k}, {how}), KLoM on D_f ranks "
@@ -560,6 +571,7 @@ def readme_evaluate(root: Path) -> str:
 def methods_table(root: Path, name: str) -> str:
     """A committed evaluation's methods against its retrain row: the table, the ranking by
     KLoM and what the ensemble could not resolve."""
+    evaluation = name  # ``name`` names the methods below
     d = _load(root, f"docs/results/{name}/evaluation.json")
     if d is None:
         return f"`docs/results/{name}` is not committed yet.\n"
@@ -639,6 +651,18 @@ def methods_table(root: Path, name: str) -> str:
         + (", ".join(leaks) or "none")
         + "."
     )
+    rerun = _load(root, f"benchmarks/results/rerun_check-{evaluation}.json")
+    if rerun is not None:
+        changes = _rerun_changes(rerun)
+        out.append("")
+        out.append(
+            "Run again from scratch on another processor (below): "
+            + (
+                f"these judgements changed: {changes}."
+                if changes
+                else "every band side and every flag of this table is the same."
+            )
+        )
     return "\n".join(out) + "\n"
 
 
@@ -973,6 +997,20 @@ def _processor(prov: dict | None) -> str:
     return ((prov or {}).get("hardware") or {}).get("processor") or "an unrecorded processor"
 
 
+def _rerun_changes(d: dict) -> str:
+    """The judgements a rerun changed, in words ("" for none)."""
+    words = [f"{m}: {key} band side ({a} → {b})" for m, key, a, b in d["band_sides"]["changed"]]
+    flag = {True: "distinguishable", False: "not", None: "no interval"}
+    words += [
+        f"{m}: {SCORES.get(key, key)} against the "
+        f"{'paired ' if part == 'against_paired_retrain' else ''}retrain row "
+        f"({flag[a]} → {flag[b]})"
+        for part, m, key, a, b in d["distinguishable"]["changed"]
+    ]
+    words += [f"{m}: certificate ({a} → {b})" for m, a, b in d["certificate"]["changed"]]
+    return ", ".join(words)
+
+
 @fragment("evaluate-rerun")
 def evaluate_rerun(root: Path) -> str:
     """docs/evaluate.md: the committed digits evaluations run again on another machine
@@ -989,13 +1027,7 @@ def evaluate_rerun(root: Path) -> str:
     sides = sum(d["band_sides"]["judged"] for d in found.values())
     flags = sum(d["distinguishable"]["judged"] for d in found.values())
     certs = sum(len(d["certificate"]["verdicts"]) for d in found.values())
-    changed = [
-        f"{n}: {len(d['band_sides']['changed'])} band sides, "
-        f"{len(d['distinguishable']['changed'])} flags, {len(d['certificate']['changed'])} "
-        "certificate verdicts"
-        for n, d in found.items()
-        if any(d[part]["changed"] for part in ("band_sides", "distinguishable", "certificate"))
-    ]
+    changed = [f"`{n}`: " + _rerun_changes(d) for n, d in found.items() if _rerun_changes(d)]
     scores = [
         (n, m, key, pair)
         for n, d in found.items()
@@ -1018,29 +1050,32 @@ def evaluate_rerun(root: Path) -> str:
         return best
 
     err = largest(("error_", "mia_"), "max_abs")
-    cont = largest(("loss_", "l1_"), "max_rel")
+    cont = largest(("loss_", "l1_"), "max_abs")
     median_err = max(
         (r["median_max_abs"] for k, r in rows if k.startswith(("error_", "mia_"))), default=0.0
     )
+    judged = (
+        f'{sides} band sides, {flags} "distinguishable" flags against the retrain rows and '
+        f"{certs} certificate verdicts"
+    )
     verdict = (
-        "every judgement is the same"
+        f"every judgement is the same ({judged})"
         if not changed
-        else "judgements changed (" + "; ".join(changed) + ")"
+        else f"of {judged}, all are the same but these: " + "; ".join(changed)
     )
     return (
         f"The {len(found)} committed digits evaluations ({', '.join(f'`{n}`' for n in found)}; "
         f"made on {_processor(first['replaced'])}) were run again from scratch at commit {commit} "
         f"on {_processor(first['rerun'])}, same settings, no cache (`benchmarks/rerun_check.py`, "
-        f"`benchmarks/results/rerun_check-*.json`): {verdict} — {sides} band sides, {flags} "
-        f'"distinguishable" flags against the retrain rows and {certs} certificate verdicts. '
+        f"`benchmarks/results/rerun_check-*.json`): {verdict}. "
         f"Of the headline per-example scores (the challenge's F, KLoM's D_f median, U-LiRA's "
         f"balanced accuracy), {same_scores} of {len(scores)} are bit-identical"
         + (f" (the others: {', '.join(moved)})" if moved else "")
         + ". The trained "
         f"models are not: {differ} of {values} per-model readouts differ (an error or attack "
         f"rate by up to {err[1]:.3f}, {err[0]} of one {err[2]} model; a loss or L1 distance by "
-        f"up to {cont[1] * 100:.0f} % relative, {cont[0]}), and {medians_differ} of the {medians} "
-        f"medians the tables show (errors and rates by up to {median_err:.3f}). "
+        f"up to {cont[1]:.3f}, {cont[0]} of one {cont[2]} model), and {medians_differ} of "
+        f"the {medians} medians the tables show (errors and rates by up to {median_err:.3f}). "
         "Floating-point results of training differ between processors (their BLAS "
         "kernels sum in other orders); the per-example scores, built on ranks, bins and "
         "thresholds, absorb most of it, the continuous readouts show it, and a method that "
