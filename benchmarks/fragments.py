@@ -1011,6 +1011,24 @@ def _rerun_changes(d: dict) -> str:
     return ", ".join(words)
 
 
+def _same_processor_words(root: Path) -> str:
+    """The same evaluation run twice on one processor, its inputs compared array by array."""
+    d = _load(root, "benchmarks/results/rerun_check-same-processor-digits-evaluate.json")
+    if d is None:
+        return ""
+    if d["different"]:
+        return (
+            f"Run twice on one processor, `digits-evaluate`'s score inputs differ in "
+            f"{len(d['different'])} of {d['arrays']} arrays, so training is not deterministic "
+            "there either. "
+        )
+    return (
+        f"Run twice from scratch on one processor, `digits-evaluate`'s score inputs (every "
+        f"model's logits and readouts, the shadow margins: {d['arrays']} arrays, timings "
+        "apart) are bit-identical, so the differences above are the processor's. "
+    )
+
+
 @fragment("evaluate-rerun")
 def evaluate_rerun(root: Path) -> str:
     """docs/evaluate.md: the committed digits evaluations run again on another machine
@@ -1076,7 +1094,8 @@ def evaluate_rerun(root: Path) -> str:
         f"rate by up to {err[1]:.3f}, {err[0]} of one {err[2]} model; a loss or L1 distance by "
         f"up to {cont[1]:.3f}, {cont[0]} of one {cont[2]} model), and {medians_differ} of "
         f"the {medians} medians the tables show (errors and rates by up to {median_err:.3f}). "
-        "Floating-point results of training differ between processors (their BLAS "
+        + _same_processor_words(root)
+        + "Floating-point results of training differ between processors (their BLAS "
         "kernels sum in other orders); the per-example scores, built on ranks, bins and "
         "thresholds, absorb most of it, the continuous readouts show it, and a method that "
         "picks among checkpoints by a threshold can pick another. The committed evaluations "

@@ -2,7 +2,8 @@
 reruns): per readout, how many per-seed values are bit-identical and the largest relative
 difference of the others; the verdicts of both; the two runs' seconds. Two evaluations
 (``evaluation.json``) are compared likewise, per model, with every judgement of both
-(:func:`compare_evaluations`).
+(:func:`compare_evaluations`), and two ``evaluation-inputs.npz`` array by array
+(:func:`compare_inputs`).
 
     git show 88feee5:docs/results/cifar5-allcnn-cpu/results.json > /tmp/old.json
     python benchmarks/rerun_check.py /tmp/old.json docs/results/cifar5-allcnn-cpu/results.json \
@@ -158,6 +159,25 @@ def compare_evaluations(old: dict, new: dict) -> dict:
     }
 
 
+def compare_inputs(old: Path, new: Path) -> dict:
+    """Two ``evaluation-inputs.npz`` array by array (timings apart): which are bit-identical."""
+    import numpy as np
+
+    with np.load(old, allow_pickle=False) as a, np.load(new, allow_pickle=False) as b:
+        keys = sorted(k for k in a.files if "seconds" not in k.split("/"))
+        same = [
+            k
+            for k in keys
+            if k in b.files and np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")
+        ]
+    return {
+        "kind": "inputs",
+        "arrays": len(keys),
+        "identical": len(same),
+        "different": sorted(set(keys) - set(same)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", type=Path)
@@ -165,9 +185,12 @@ def main() -> None:
     ap.add_argument("--replaced-at", required=True, help="the commit holding the replaced run")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    old, new = json.loads(args.old.read_text()), json.loads(args.new.read_text())
-    evaluation = old.get("kind") == "forgetbox-evaluation/1"
-    doc = (compare_evaluations if evaluation else compare)(old, new)
+    if args.old.suffix == ".npz":
+        doc = compare_inputs(args.old, args.new)
+    else:
+        old, new = json.loads(args.old.read_text()), json.loads(args.new.read_text())
+        evaluation = old.get("kind") == "forgetbox-evaluation/1"
+        doc = (compare_evaluations if evaluation else compare)(old, new)
     doc["replaced_at"] = args.replaced_at
     atomic_write_json(args.out, doc)
 
