@@ -17,6 +17,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from forgetbox.atomic import atomic_write_json
 
 
@@ -161,8 +163,6 @@ def compare_evaluations(old: dict, new: dict) -> dict:
 
 def compare_inputs(old: Path, new: Path) -> dict:
     """Two ``evaluation-inputs.npz`` array by array (timings apart): which are bit-identical."""
-    import numpy as np
-
     with np.load(old, allow_pickle=False) as a, np.load(new, allow_pickle=False) as b:
         keys = sorted(k for k in a.files if "seconds" not in k.split("/"))
         same = [

@@ -18,6 +18,7 @@ from ..atomic import atomic_write_json, atomic_write_text, staged_files
 from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
 from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
+from ..report.evaluation_figures import CAPTIONS
 from ..report.evaluation_page import write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
@@ -81,11 +82,11 @@ def evaluate(
 ) -> dict:
     """Run (or resume from the stage cache) the evaluation; write ``evaluation-inputs.npz``
     (what the scores read, for :func:`~forgetbox.evaluation.rescore.rescore`),
-    ``evaluation.html`` and ``evaluation.json``
-    into ``experiment.out``. ``score=False`` stops before the scores: ``evaluation.json`` is
-    then an unscored record (kind :data:`UNSCORED`: settings, provenance, compute, inputs)
-    that :func:`~forgetbox.evaluation.rescore.rescore` scores later, elsewhere (a lent GPU
-    trains, a CPU scores)."""
+    ``evaluation.html`` and ``evaluation.json`` into ``experiment.out``. ``score=False``
+    stops before the scores: ``evaluation.json`` is then an unscored record (kind
+    :data:`UNSCORED`: settings, provenance, compute, inputs) that
+    :func:`~forgetbox.evaluation.rescore.rescore` scores later, elsewhere (a lent GPU trains,
+    a CPU scores)."""
     experiment = experiment or ExperimentConfig(out="runs/evaluate")
     config = evaluated_methods(experiment, config or EvaluateConfig())
     cfg = ExperimentConfig(**{**experiment.__dict__, "seeds": (config.split_seed,)})
@@ -120,7 +121,8 @@ def evaluate(
             atomic_write_text(stage / "evaluation.html", write_report(results, stage))
         atomic_write_json(stage / "evaluation.json", results)
     if not score:  # an earlier scored page here would describe other scores
-        for stale in ("evaluation.html", *(f.name for f in out.glob("eval_*.*"))):
+        figures = [f"{name}.{ext}" for name in CAPTIONS for ext in ("png", "svg")]
+        for stale in ("evaluation.html", *figures):
             (out / stale).unlink(missing_ok=True)
     return results
 
