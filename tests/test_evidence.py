@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forgetbox.audit.band import band_of
 from forgetbox.experiment import claims
-from forgetbox.experiment.cross_check import cross_check, ensemble_readings, matching_evaluations
+from forgetbox.experiment.cross_check import (
+    cross_check,
+    ensemble_readings,
+    ensemble_spread,
+    matching_evaluations,
+)
 from forgetbox.experiment.evidence import Margin, bootstrap_half_width, resolution, sizes, spread
 from forgetbox.experiment.rerender import rerender
 
@@ -258,6 +264,40 @@ def test_the_ensemble_contradicts_a_verdict_it_reads_the_other_way(tmp_path):
     assert leaks["l1_floor"]["forget"]["median"] == 0.2
     # half a sample above the ensemble's band: the ensemble decides nothing
     assert ensemble_readings(run, _evaluation(0.50))[4][0] is None
+
+
+def _with_retrain_row(ev, key, retrain, **methods):
+    """``ev`` with the retrain row's per-model values of ``key`` (the band made from them) and
+    the given methods' values."""
+    ev = json.loads(json.dumps(ev))
+    b = band_of(retrain)
+    ev["bands"][key] |= {"low": b.low, "high": b.high, "median": b.median}
+    ev["methods"]["retrain"] = {"readouts": {key: {"median": b.median, "values": list(retrain)}}}
+    for m, v in methods.items():
+        ev["methods"][m]["readouts"][key] |= {"median": float(np.median(v)), "values": list(v)}
+    return ev
+
+
+def test_the_ensemble_decides_only_beyond_the_spread_of_its_models():
+    run = _run()
+    run["claims"] = claims.evaluate(run)
+    key = "mia_forget_member_rate"
+    retrain = [0.36, 0.38, 0.4, 0.42, 0.42, 0.44, 0.46, 0.48]
+    # the spread of one method's median is the seeded bootstrap of evidence.py, drawn alike
+    ev = _with_retrain_row(_evaluation(0.6), key, retrain)
+    med = ensemble_spread(ev, lambda a: np.median(a["r"], axis=-1), {"r": ("retrain", key)})
+    assert med == pytest.approx(bootstrap_half_width(retrain, np.median), abs=1e-12) and med > 0
+    # ntk tight, well above the band: above it by more than one sample and the spread
+    tight = _with_retrain_row(_evaluation(0.6), key, retrain, ntk=[0.6] * 8, ntk_fisher=[0.6] * 8)
+    holds, text = ensemble_readings(run, tight)[4]
+    assert holds is False
+    # the same median from models that scatter: the margin no longer clears the spread
+    wide = [0.4, 0.44, 0.5, 0.58, 0.62, 0.7, 0.72, 0.9]
+    loose = _with_retrain_row(_evaluation(0.6), key, retrain, ntk=wide, ntk_fisher=wide)
+    holds, text = ensemble_readings(run, loose)[4]
+    assert holds is None and "bootstrap over the K models" in text
+    # without the retrain row's values the spread is unknown and only the resolution counts
+    assert ensemble_readings(run, _evaluation(0.6))[4][0] is False
 
 
 def test_only_an_evaluation_of_the_same_setup_is_matched(tmp_path):

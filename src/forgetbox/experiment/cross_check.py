@@ -6,7 +6,10 @@ size, training images per class). The ensemble reads the claims it can (1-5: D_f
 attack's member rate, D_r and test error, re-learn time) from each method's median over its K
 models against the evaluation's own retrain band (5-95 % quantiles of the retrain row),
 decided when the median clears its boundary by at least one sample of the set (1/|D_f| for D_f
-readouts, one epoch for re-learn time); the evidence counts the models outside. A run verdict
+readouts, one epoch for re-learn time) and by its spread over the models: the half-width of a
+95 % bootstrap of the margin, each method's K models and the retrain row's resampled
+(:func:`ensemble_spread`; none where the evaluation does not hold the retrain row's values).
+The evidence counts the models outside. A run verdict
 the ensemble reads the opposite way is *contradicted*; an inconclusive run verdict the ensemble
 decides is noted. The retrain row's L1 distance to the references (two retrained models) is the
 noise floor of Fig. 4.
@@ -15,9 +18,19 @@ noise floor of Fig. 4.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from .evidence import Margin, combine, margins_text, resolution
+import numpy as np
+
+from .evidence import (
+    BOOTSTRAP_CONFIDENCE,
+    BOOTSTRAP_RESAMPLES,
+    Margin,
+    combine,
+    margins_text,
+    resolution,
+)
 
 SETUP = (
     "dataset",
@@ -76,35 +89,112 @@ def _res(run: dict, key: str) -> tuple[float, str]:
     return resolution(run, key)
 
 
+SPREAD_WORDS = "bootstrap over the K models"
+Stat = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _values(ev: dict, method: str, key: str) -> np.ndarray | None:
+    r = (ev["methods"].get(method) or {}).get("readouts", {}).get(key) or {}
+    v = np.asarray([np.nan if x is None else x for x in r.get("values") or []], dtype=float)
+    return v if len(v) and np.isfinite(v).all() else None
+
+
+def _med(a: np.ndarray) -> np.ndarray:
+    return np.median(a, axis=-1)
+
+
+def _low(ev: dict, key: str) -> Callable[[np.ndarray], np.ndarray]:
+    q = (ev["bands"][key].get("quantiles") or [0.05, 0.95])[0]
+    return lambda a: np.quantile(a, q, axis=-1)
+
+
+def _high(ev: dict, key: str) -> Callable[[np.ndarray], np.ndarray]:
+    q = (ev["bands"][key].get("quantiles") or [0.05, 0.95])[1]
+    return lambda a: np.quantile(a, q, axis=-1)
+
+
+def ensemble_spread(ev: dict, stat: Stat, uses: dict[str, tuple[str, str]]) -> float:
+    """Half-width (the larger side) of the 95 % percentile bootstrap interval of ``stat``
+    around its value on the evaluation's models. ``uses``: name -> (method, readout key) of
+    the per-model values ``stat`` reads (arrays ``(..., K)``; the retrain row is the method
+    "retrain", whose values make the band); each method's K models are resampled with
+    replacement (one draw for all of a method's readouts), :data:`BOOTSTRAP_RESAMPLES` seeded
+    draws. 0 where a method's values are not in the evaluation."""
+    found = {name: _values(ev, m, key) for name, (m, key) in uses.items()}
+    if any(v is None for v in found.values()):
+        return 0.0
+    rng = np.random.default_rng(0)
+    draws: dict[str, np.ndarray] = {}
+    for name, (m, _) in uses.items():
+        k = len(found[name])
+        if m not in draws or draws[m].shape[1] != k:
+            draws[m] = rng.integers(0, k, size=(BOOTSTRAP_RESAMPLES, k))
+    observed = float(stat({name: v[None] for name, v in found.items()})[0])
+    boot = stat({name: v[draws[uses[name][0]]] for name, v in found.items()})
+    tail = (1 - BOOTSTRAP_CONFIDENCE) / 2
+    lo, hi = np.quantile(boot, [tail, 1 - tail])
+    return float(max(observed - lo, hi - observed))
+
+
+def _margin(run, ev, what, value, key, stat, uses, res=None) -> Margin:
+    r, words = _res(run, key)
+    if res is not None:
+        r, words = res, "two points of error"
+    return Margin(what, value, r, ensemble_spread(ev, stat, uses), words, SPREAD_WORDS)
+
+
+def _half_gap_minus_finetune(a: dict[str, np.ndarray]) -> np.ndarray:
+    o = _med(a["o"])
+    return abs(_med(a["r"]) - o) / 2 - abs(_med(a["f"]) - o)
+
+
 def _band_margins(run: dict, ev: dict, key: str, inside: tuple, above: tuple = ()):
     b = ev["bands"][key]
     lo, hi = b["low"], b["high"]
-    res, words = _res(run, key)
+    low, high = _low(ev, key), _high(ev, key)
     ms, parts = [], [f"retrain band [{lo:.3g}, {hi:.3g}]"]
     for m in inside:
         v = _median(ev, m, key)
-        ms.append(Margin(f"{m} in band", min(v - lo, hi - v), res, 0.0, words))
+        ms.append(
+            _margin(
+                run,
+                ev,
+                f"{m} in band",
+                min(v - lo, hi - v),
+                key,
+                lambda a: np.minimum(_med(a["m"]) - low(a["r"]), high(a["r"]) - _med(a["m"])),
+                {"m": (m, key), "r": ("retrain", key)},
+            )
+        )
         parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
     for m in above:
         v = _median(ev, m, key)
-        ms.append(Margin(f"{m} above band", v - hi, res, 0.0, words))
+        ms.append(
+            _margin(
+                run,
+                ev,
+                f"{m} above band",
+                v - hi,
+                key,
+                lambda a: _med(a["m"]) - high(a["r"]),
+                {"m": (m, key), "r": ("retrain", key)},
+            )
+        )
         parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
     return ms, ", ".join(parts)
 
 
 def _distinguishable(run: dict, ev: dict, key: str) -> bool:
-    """The original's median outside the retrain band by at least one sample."""
+    """The original's median outside the retrain band by at least one sample and its
+    spread."""
     b, o = ev["bands"][key], _median(ev, "original", key)
     if o is None:
         return False
-    return Margin("", max(b["low"] - o, o - b["high"]), _res(run, key)[0], 0.0).holds is True
-
-
-def _difference(run, what, value, key, res=None):
-    r, words = _res(run, key)
-    if res is not None:
-        r, words = res, "two points of error"
-    return Margin(what, value, r, 0.0, words)
+    low, high = _low(ev, key), _high(ev, key)
+    m = _margin(run, ev, "", max(b["low"] - o, o - b["high"]), key,
+                lambda a: np.maximum(low(a["r"]) - _med(a["o"]), _med(a["o"]) - high(a["r"])),
+                {"o": ("original", key), "r": ("retrain", key)})  # fmt: skip
+    return m.holds is True
 
 
 def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]:
@@ -126,8 +216,10 @@ def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]
     if {"original", "finetune"} <= have and "error_forget" in bands:
         o, ft = _median(ev, "original", "error_forget"), _median(ev, "finetune", "error_forget")
         rt = bands["error_forget"]["median"]
-        m = _difference(run, "half the retrain gap minus finetune's",
-                        abs(rt - o) / 2 - abs(ft - o), "error_forget")  # fmt: skip
+        m = _margin(run, ev, "half the retrain gap minus finetune's",
+                    abs(rt - o) / 2 - abs(ft - o), "error_forget", _half_gap_minus_finetune,
+                    {k: (m, "error_forget") for k, m in
+                     (("o", "original"), ("f", "finetune"), ("r", "retrain"))})  # fmt: skip
         text = f"D_f error: original {o:.3g}, finetune {ft:.3g}, retrain row {rt:.3g}"
         out[2] = (combine([m]), f"{text}; {margins_text([m])}") if apart else (None, text + same)
     if {"fisher", "ntk_fisher"} <= have and {"error_retain", "error_test"} <= set(bands):
@@ -135,8 +227,12 @@ def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]
             m: _median(ev, m, "error_retain") + _median(ev, m, "error_test")
             for m in ("fisher", "ntk_fisher")
         }
-        m = _difference(run, "fisher's cost minus ntk_fisher's",
-                        cost["fisher"] - cost["ntk_fisher"], "error_test", res=0.02)  # fmt: skip
+        m = _margin(run, ev, "fisher's cost minus ntk_fisher's",
+                    cost["fisher"] - cost["ntk_fisher"], "error_test",
+                    lambda a: _med(a["fr"]) + _med(a["ft"]) - _med(a["nr"]) - _med(a["nt"]),
+                    {"fr": ("fisher", "error_retain"), "ft": ("fisher", "error_test"),
+                     "nr": ("ntk_fisher", "error_retain"), "nt": ("ntk_fisher", "error_test")},
+                    res=0.02)  # fmt: skip
         text = f"D_r + test error: fisher {cost['fisher']:.3g}, ntk_fisher {cost['ntk_fisher']:.3g}"
         out[3] = (combine([m]), f"{text}; {margins_text([m])}")
     key = "mia_forget_member_rate"
@@ -160,7 +256,15 @@ def _relearn(run: dict, ev: dict) -> tuple[bool | None, str]:
     if cap is not None and max(rt, v["ntk"]) >= cap:
         return None, text + f"; at the cap of {cap} epochs (the readout cannot tell them apart)"
     ms = [
-        _difference(run, f"ntk closer than {m} by", abs(v[m] - rt) - abs(v["ntk"] - rt), key)
+        _margin(
+            run,
+            ev,
+            f"ntk closer than {m} by",
+            abs(v[m] - rt) - abs(v["ntk"] - rt),
+            key,
+            lambda a: abs(_med(a["m"]) - _med(a["r"])) - abs(_med(a["n"]) - _med(a["r"])),
+            {"m": (m, key), "n": ("ntk", key), "r": ("retrain", key)},
+        )  # fmt: skip
         for m in ("original", "finetune")
     ]
     return combine(ms), f"{text}; {margins_text(ms)}"
