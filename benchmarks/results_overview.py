@@ -65,7 +65,12 @@ def _source(r: dict) -> str:
     if not src:
         return "not recorded"
     when = prov.get("created", "")[:10]
-    return f"{src['commit'][:7]}{' + local changes' if src['dirty'] else ''}, {when}"
+    comp = r.get("compute") or {}
+    cached = comp.get("from_cache_seconds") and not comp.get("this_run_seconds")
+    return (
+        f"{src['commit'][:7]}{' + local changes' if src['dirty'] else ''}, {when}"
+        + (" (rendered; stages from an earlier run's cache)" if cached else "")
+    )
 
 
 def verdicts(r: dict) -> str:
@@ -108,7 +113,8 @@ def row(folder: Path) -> str:
             f"{times(ntk['speedup'][0])} than retraining"
         )
     comp = compute_summary(r)
-    comp_text = f"{comp['total_seconds'] / 60:.0f} min" + (
+    total = comp["total_seconds"]
+    comp_text = (f"{total / 60:.0f} min" if total >= 90 else f"{total:.0f} s") + (
         " (recorded stages)" if comp["partial"] else ""
     )
     return (

@@ -16,6 +16,7 @@ from forgetbox.report import evaluation_page, fig_path, fig_readouts, fig_tradeo
 from forgetbox.report.evaluation_figures import draw_all as draw_evaluation
 from forgetbox.report.figures import draw_all
 from forgetbox.report.headline import READOUT_NAMES, cohort_content_nats
+from forgetbox.report.provenance import evaluation_line, what_was_run
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -165,3 +166,20 @@ def test_a_linearized_evaluation_s_sentence_is_about_the_certified_releases():
     assert sentence.endswith(f"the attacks on its releases read {check} the certificate.")
     results["methods"] = {}  # nothing to say about a method: no dangling colon
     assert lede.evaluation_sentence(results).endswith(" models per method.")
+
+
+def test_the_software_line_says_when_the_stages_came_from_an_earlier_runs_cache():
+    results = json.loads((DOCS / "digits-default" / "results.json").read_text())
+    src = {"commit": "a" * 40, "dirty": False}
+
+    def software(now, cached):
+        r = dict(results, provenance={"source": src})
+        r["compute"] = {"this_run_seconds": now, "from_cache_seconds": cached}
+        return dict(what_was_run(r))["software"]
+
+    assert "cache" not in software(30.0, 0)
+    assert "every stage was read from the cache of an earlier run" in software(0, 30.0)
+    assert "75% of the stage compute was read from the cache" in software(10.0, 30.0)
+    ev = json.loads((DOCS / "digits-evaluate" / "evaluation.json").read_text())
+    assert ev["compute"]["this_run_seconds"] == 0  # scored from stages trained before
+    assert "every stage was read from the cache" in evaluation_line(ev)

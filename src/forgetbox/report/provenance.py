@@ -80,7 +80,25 @@ def _source(results: dict) -> str:
         text += f"; commit {src['commit'][:10]}" + (" (with local changes)" if src["dirty"] else "")
     else:
         text += "; source commit not recorded (a run from before provenance was recorded)"
-    return text
+    return text + _cached(results.get("compute") or {})
+
+
+def _cached(compute: dict) -> str:
+    """What the commit above does not cover: stages read from an earlier run's cache, whose
+    commit the cache does not record."""
+    now, cached = compute.get("this_run_seconds") or 0, compute.get("from_cache_seconds") or 0
+    if not cached:
+        return ""
+    if not now:
+        return (
+            " (every stage was read from the cache of an earlier run, whose commit is not "
+            "recorded: this commit judged, scored and rendered them)"
+        )
+    share = cached / (cached + now)
+    return (
+        f" ({share:.0%} of the stage compute was read from the cache of an earlier run, whose "
+        "commit is not recorded)"
+    )
 
 
 def what_was_run(results: dict) -> list[tuple[str, str]]:
