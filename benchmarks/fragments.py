@@ -668,7 +668,7 @@ def methods_table(root: Path, name: str) -> str:
 
 # evaluations scored before the scores were aligned with the official definitions (issue 30),
 # by the commit they were scored at; a rerun changes the commit and must drop its entry
-PRE_ALIGNMENT = {"cifar5-allcnn-evaluate": "5a2650e"}
+PRE_ALIGNMENT: dict[str, str] = {"cifar5-allcnn-evaluate": "5a2650e"}
 
 
 def scored_before_alignment(d: dict, name: str) -> str:
@@ -743,7 +743,7 @@ PAPER_METHODS = ("finetune", "fisher", "ntk", "ntk_fisher", "newton")
 CLAIM_EVALUATIONS = {  # evaluation -> how the claims' bullets name it
     "digits-evaluate": "digits, the paper's cohort (K = {k})",
     "digits-methods-evaluate": "digits default, the whole class 0 (K = {k})",
-    "cifar5-allcnn-evaluate": "CIFAR-5, All-CNN ×0.4 (K = {k}, scored before the alignment)",
+    "cifar5-allcnn-evaluate": "CIFAR-5, All-CNN ×0.4 (K = {k})",
 }
 
 
@@ -766,7 +766,8 @@ def evaluate_paper_claims(root: Path) -> str:
         return "No evaluation of the paper's methods is committed yet.\n"
 
     def label(n: str, d: dict) -> str:
-        return CLAIM_EVALUATIONS[n].format(k=d["config"]["evaluate"]["models"])
+        text = CLAIM_EVALUATIONS[n].format(k=d["config"]["evaluate"]["models"])
+        return text[:-1] + ", scored before the alignment)" if n in PRE_ALIGNMENT else text
 
     out = [
         "- **Claim 1 (NTK's D_f error inside the retrain band)**, the median over the K "
@@ -895,6 +896,32 @@ def readme_cost(root: Path) -> str:
         f"against {sub['retrain_seconds']:.0f} s "
         f"({speed(sub['retrain_seconds'] / sub['scrub_seconds'])}, "
         f"{sub['peak_rss_gib']:.1f} GiB).\n"
+    )
+
+
+@fragment("readme-deletion")
+def readme_deletion(root: Path) -> str:
+    """README's sentence on prepared requests against retraining (benchmarks/deletion.py on the
+    CPU, benchmarks/gpu_session.py on the H100, the 50,000-image pseudo-NTK prepare)."""
+    cpu = _load(root, "benchmarks/results/deletion_cpu.json")
+    gpu = _load(root, "benchmarks/results/gpu_deletion.json")
+    big = _load(root, "benchmarks/results/gpu_scale50k.json")
+    card = (_load(root, "benchmarks/results/gpu_env.json") or {}).get("device", "a GPU")
+    if cpu is None or gpu is None or big is None:
+        return "The deletion benchmarks are not committed.\n"
+
+    def row(rows: list[dict], n: int) -> dict:
+        return next(r for r in rows if r["model"] == "allcnn-0.4" and r["n"] == n)
+
+    c, g = row(cpu["rows"], 500), row(gpu, 5000)
+    return (
+        "Measured on real CIFAR-10: a request costs "
+        f"**1/{1 / c['exact']['request_vs_retrain']:.0f} of retraining** on 2 CPU cores "
+        f"(All-CNN ×0.4, |D| = {c['n']:,}) and 1/{1 / g['exact']['request_vs_retrain']:.0f} on "
+        f"{'an H100' if 'H100' in card else card} (|D| = {g['n']:,}). A pseudo-NTK kernel "
+        f"(`--kernel pseudo`) prepares {big['n']:,} images in {big['prepare_seconds']:.0f} s on "
+        "one GPU, but on fine-tuned networks its direction is far from the exact one — read "
+        "[deletion at scale](docs/deletion.md) before using it.\n"
     )
 
 
