@@ -63,13 +63,13 @@ def _source(r: dict) -> str:
     prov = r.get("provenance") or {}
     src = prov.get("source")
     if not src:
-        return "not recorded"
+        late = prov.get("reconstructed") and prov.get("created")
+        return "not recorded" + (f"; {late} (reconstructed, the report says how)" if late else "")
     when = prov.get("created", "")[:10]
     comp = r.get("compute") or {}
     cached = comp.get("from_cache_seconds") and not comp.get("this_run_seconds")
-    return (
-        f"{src['commit'][:7]}{' + local changes' if src['dirty'] else ''}, {when}"
-        + (" (rendered; stages from an earlier run's cache)" if cached else "")
+    return f"{src['commit'][:7]}{' + local changes' if src['dirty'] else ''}, {when}" + (
+        " (rendered; stages from an earlier run's cache)" if cached else ""
     )
 
 

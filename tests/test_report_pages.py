@@ -183,3 +183,11 @@ def test_the_software_line_says_when_the_stages_came_from_an_earlier_runs_cache(
     ev = json.loads((DOCS / "digits-evaluate" / "evaluation.json").read_text())
     assert ev["compute"]["this_run_seconds"] == 0  # scored from stages trained before
     assert "every stage was read from the cache" in evaluation_line(ev)
+
+
+def test_provenance_written_after_a_run_says_so_and_where_it_came_from():
+    results = json.loads((DOCS / "cifar5-allcnn-paper-gpu" / "results.json").read_text())
+    lines = dict(what_was_run(results))
+    assert "gpu_paper_run_env.txt" in lines["software"]
+    assert "source commit not recorded" in lines["software"]
+    assert lines["hardware"] == "16 cores; device cuda (NVIDIA H200)"

@@ -63,7 +63,10 @@ def _hardware(results: dict) -> str:
     hw = (results.get("provenance") or {}).get("hardware")
     if not hw:
         return f"device {results['config'].get('device', 'cpu')} (hardware not recorded)"
-    text = f"{hw.get('processor')}, {hw.get('cpu_count')} cores, {hw.get('torch_threads')} threads"
+    counts = (("cpu_count", "cores"), ("torch_threads", "threads"))
+    parts = [hw.get("processor")]
+    parts += [f"{hw[k]} {word}" for k, word in counts if hw.get(k) is not None]
+    text = ", ".join(str(p) for p in parts if p)
     if hw.get("memory_gib"):
         text += f", {hw['memory_gib']} GiB"
     text += f"; device {hw.get('device')}"
@@ -80,6 +83,9 @@ def _source(results: dict) -> str:
         text += f"; commit {src['commit'][:10]}" + (" (with local changes)" if src["dirty"] else "")
     else:
         text += "; source commit not recorded (a run from before provenance was recorded)"
+    again = (results.get("provenance") or {}).get("reconstructed")
+    if again:
+        text += f"; date and hardware reconstructed afterwards: {again}"
     return text + _cached(results.get("compute") or {})
 
 

@@ -166,6 +166,7 @@ RUN = Obj(
                 "created": STR,
                 "source": Opt(Obj(required={"commit": STR, "dirty": BOOL})),
                 "hardware": Opt(Map(Opt(SCALAR))),
+                "reconstructed": STR,  # where provenance written after the run came from
             }
         ),
         "task": Opt(Obj(optional={"input_shape": List(INT), "n_forget": Opt(INT)}, rest=ANY)),
