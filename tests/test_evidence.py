@@ -285,7 +285,7 @@ def test_the_ensemble_decides_only_beyond_the_spread_of_its_models():
     retrain = [0.36, 0.38, 0.4, 0.42, 0.42, 0.44, 0.46, 0.48]
     # the spread of one method's median is the seeded bootstrap of evidence.py, drawn alike
     ev = _with_retrain_row(_evaluation(0.6), key, retrain)
-    med = ensemble_spread(ev, lambda a: np.median(a["r"], axis=-1), {"r": ("retrain", key)})
+    med = ensemble_spread(ev, lambda s: s["r"], {"r": ("retrain", key, "median")})
     assert med == pytest.approx(bootstrap_half_width(retrain, np.median), abs=1e-12) and med > 0
     # ntk tight, well above the band: above it by more than one sample and the spread
     tight = _with_retrain_row(_evaluation(0.6), key, retrain, ntk=[0.6] * 8, ntk_fisher=[0.6] * 8)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audit.band import QUANTILES
 from .evidence import (
     BOOTSTRAP_CONFIDENCE,
     BOOTSTRAP_RESAMPLES,
@@ -90,7 +91,11 @@ def _res(run: dict, key: str) -> tuple[float, str]:
 
 
 SPREAD_WORDS = "bootstrap over the K models"
-Stat = Callable[[dict[str, np.ndarray]], np.ndarray]
+# a statistic a margin reads: (method, readout key, "median" | "low" | "high"), the method's
+# median over its models or an edge of the retrain band (the method "retrain")
+Use = tuple[str, str, str]
+# a margin from its statistics: floats (the recorded ones) or arrays (one per bootstrap draw)
+Formula = Callable[[dict], object]
 
 
 def _values(ev: dict, method: str, key: str) -> np.ndarray | None:
@@ -99,102 +104,85 @@ def _values(ev: dict, method: str, key: str) -> np.ndarray | None:
     return v if len(v) and np.isfinite(v).all() else None
 
 
-def _med(a: np.ndarray) -> np.ndarray:
-    return np.median(a, axis=-1)
+def _recorded(ev: dict, method: str, key: str, what: str) -> float:
+    """A statistic as the evaluation recorded it (the band's edges and median for the retrain
+    row)."""
+    if what != "median" or method == "retrain":
+        return float(ev["bands"][key][what])
+    return _median(ev, method, key)
 
 
-def _low(ev: dict, key: str) -> Callable[[np.ndarray], np.ndarray]:
-    q = (ev["bands"][key].get("quantiles") or [0.05, 0.95])[0]
-    return lambda a: np.quantile(a, q, axis=-1)
+def _of_values(ev: dict, key: str, what: str, values: np.ndarray) -> np.ndarray:
+    """The statistic ``what`` of per-model ``values`` ``(..., K)`` (the band's quantiles)."""
+    if what == "median":
+        return np.median(values, axis=-1)
+    q = ev["bands"][key].get("quantiles") or QUANTILES
+    return np.quantile(values, q[0 if what == "low" else 1], axis=-1)
 
 
-def _high(ev: dict, key: str) -> Callable[[np.ndarray], np.ndarray]:
-    q = (ev["bands"][key].get("quantiles") or [0.05, 0.95])[1]
-    return lambda a: np.quantile(a, q, axis=-1)
-
-
-def ensemble_spread(ev: dict, stat: Stat, uses: dict[str, tuple[str, str]]) -> float:
-    """Half-width (the larger side) of the 95 % percentile bootstrap interval of ``stat``
-    around its value on the evaluation's models. ``uses``: name -> (method, readout key) of
-    the per-model values ``stat`` reads (arrays ``(..., K)``; the retrain row is the method
-    "retrain", whose values make the band); each method's K models are resampled with
-    replacement (one draw for all of a method's readouts), :data:`BOOTSTRAP_RESAMPLES` seeded
-    draws. 0 where a method's values are not in the evaluation."""
-    found = {name: _values(ev, m, key) for name, (m, key) in uses.items()}
+def ensemble_spread(ev: dict, formula: Formula, uses: dict[str, Use]) -> float:
+    """Half-width (the larger side) of the 95 % percentile bootstrap interval of ``formula``
+    around its value on the evaluation's models. ``uses``: the statistics ``formula`` reads,
+    by name; each method's K models are resampled with replacement (one draw for all of a
+    method's statistics), :data:`BOOTSTRAP_RESAMPLES` seeded draws. 0 where a method's
+    per-model values are not in the evaluation."""
+    found = {name: _values(ev, m, key) for name, (m, key, _) in uses.items()}
     if any(v is None for v in found.values()):
         return 0.0
     rng = np.random.default_rng(0)
     draws: dict[str, np.ndarray] = {}
-    for name, (m, _) in uses.items():
+    for name, (m, _, _) in uses.items():
         k = len(found[name])
         if m not in draws or draws[m].shape[1] != k:
             draws[m] = rng.integers(0, k, size=(BOOTSTRAP_RESAMPLES, k))
-    observed = float(stat({name: v[None] for name, v in found.items()})[0])
-    boot = stat({name: v[draws[uses[name][0]]] for name, v in found.items()})
+
+    def stats(pick) -> dict:
+        return {n: _of_values(ev, key, what, pick(n)) for n, (_, key, what) in uses.items()}
+
+    observed = float(formula(stats(lambda n: found[n])))
+    boot = formula(stats(lambda n: found[n][draws[uses[n][0]]]))
     tail = (1 - BOOTSTRAP_CONFIDENCE) / 2
     lo, hi = np.quantile(boot, [tail, 1 - tail])
     return float(max(observed - lo, hi - observed))
 
 
-def _margin(run, ev, what, value, key, stat, uses, res=None) -> Margin:
+def _margin(run, ev, what, key, formula: Formula, uses: dict[str, Use], res=None) -> Margin:
+    """The margin ``formula`` gives on the recorded statistics, with the resolution of ``key``
+    (or ``res``: two points of error) and the bootstrap spread (:func:`ensemble_spread`)."""
     r, words = _res(run, key)
     if res is not None:
         r, words = res, "two points of error"
-    return Margin(what, value, r, ensemble_spread(ev, stat, uses), words, SPREAD_WORDS)
+    value = float(formula({n: _recorded(ev, *use) for n, use in uses.items()}))
+    return Margin(what, value, r, ensemble_spread(ev, formula, uses), words, SPREAD_WORDS)
 
 
-def _half_gap_minus_finetune(a: dict[str, np.ndarray]) -> np.ndarray:
-    o = _med(a["o"])
-    return abs(_med(a["r"]) - o) / 2 - abs(_med(a["f"]) - o)
+def _band(key: str) -> dict[str, Use]:
+    return {"lo": ("retrain", key, "low"), "hi": ("retrain", key, "high")}
 
 
 def _band_margins(run: dict, ev: dict, key: str, inside: tuple, above: tuple = ()):
     b = ev["bands"][key]
-    lo, hi = b["low"], b["high"]
-    low, high = _low(ev, key), _high(ev, key)
-    ms, parts = [], [f"retrain band [{lo:.3g}, {hi:.3g}]"]
+    ms, parts = [], [f"retrain band [{b['low']:.3g}, {b['high']:.3g}]"]
     for m in inside:
-        v = _median(ev, m, key)
-        ms.append(
-            _margin(
-                run,
-                ev,
-                f"{m} in band",
-                min(v - lo, hi - v),
-                key,
-                lambda a: np.minimum(_med(a["m"]) - low(a["r"]), high(a["r"]) - _med(a["m"])),
-                {"m": (m, key), "r": ("retrain", key)},
-            )
-        )
-        parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
+        uses = {"m": (m, key, "median"), **_band(key)}
+        formula = lambda s: np.minimum(s["m"] - s["lo"], s["hi"] - s["m"])  # noqa: E731
+        ms.append(_margin(run, ev, f"{m} in band", key, formula, uses))
+        parts.append(f"{m} {_median(ev, m, key):.3g} ({_outside(ev, m, key)})")
     for m in above:
-        v = _median(ev, m, key)
-        ms.append(
-            _margin(
-                run,
-                ev,
-                f"{m} above band",
-                v - hi,
-                key,
-                lambda a: _med(a["m"]) - high(a["r"]),
-                {"m": (m, key), "r": ("retrain", key)},
-            )
-        )
-        parts.append(f"{m} {v:.3g} ({_outside(ev, m, key)})")
+        uses = {"m": (m, key, "median"), **_band(key)}
+        ms.append(_margin(run, ev, f"{m} above band", key, lambda s: s["m"] - s["hi"], uses))
+        parts.append(f"{m} {_median(ev, m, key):.3g} ({_outside(ev, m, key)})")
     return ms, ", ".join(parts)
 
 
 def _distinguishable(run: dict, ev: dict, key: str) -> bool:
     """The original's median outside the retrain band by at least one sample and its
     spread."""
-    b, o = ev["bands"][key], _median(ev, "original", key)
-    if o is None:
+    if _median(ev, "original", key) is None:
         return False
-    low, high = _low(ev, key), _high(ev, key)
-    m = _margin(run, ev, "", max(b["low"] - o, o - b["high"]), key,
-                lambda a: np.maximum(low(a["r"]) - _med(a["o"]), _med(a["o"]) - high(a["r"])),
-                {"o": ("original", key), "r": ("retrain", key)})  # fmt: skip
-    return m.holds is True
+    uses = {"o": ("original", key, "median"), **_band(key)}
+    formula = lambda s: np.maximum(s["lo"] - s["o"], s["o"] - s["hi"])  # noqa: E731
+    return _margin(run, ev, "", key, formula, uses).holds is True
 
 
 def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]:
@@ -216,10 +204,10 @@ def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]
     if {"original", "finetune"} <= have and "error_forget" in bands:
         o, ft = _median(ev, "original", "error_forget"), _median(ev, "finetune", "error_forget")
         rt = bands["error_forget"]["median"]
-        m = _margin(run, ev, "half the retrain gap minus finetune's",
-                    abs(rt - o) / 2 - abs(ft - o), "error_forget", _half_gap_minus_finetune,
-                    {k: (m, "error_forget") for k, m in
-                     (("o", "original"), ("f", "finetune"), ("r", "retrain"))})  # fmt: skip
+        uses = {k: (m, "error_forget", "median") for k, m in
+                (("o", "original"), ("f", "finetune"), ("r", "retrain"))}  # fmt: skip
+        formula = lambda s: abs(s["r"] - s["o"]) / 2 - abs(s["f"] - s["o"])  # noqa: E731
+        m = _margin(run, ev, "half the retrain gap minus finetune's", "error_forget", formula, uses)
         text = f"D_f error: original {o:.3g}, finetune {ft:.3g}, retrain row {rt:.3g}"
         out[2] = (combine([m]), f"{text}; {margins_text([m])}") if apart else (None, text + same)
     if {"fisher", "ntk_fisher"} <= have and {"error_retain", "error_test"} <= set(bands):
@@ -227,11 +215,10 @@ def ensemble_readings(run: dict, ev: dict) -> dict[int, tuple[bool | None, str]]
             m: _median(ev, m, "error_retain") + _median(ev, m, "error_test")
             for m in ("fisher", "ntk_fisher")
         }
-        m = _margin(run, ev, "fisher's cost minus ntk_fisher's",
-                    cost["fisher"] - cost["ntk_fisher"], "error_test",
-                    lambda a: _med(a["fr"]) + _med(a["ft"]) - _med(a["nr"]) - _med(a["nt"]),
-                    {"fr": ("fisher", "error_retain"), "ft": ("fisher", "error_test"),
-                     "nr": ("ntk_fisher", "error_retain"), "nt": ("ntk_fisher", "error_test")},
+        uses = {n + t: (m, k, "median") for n, m in (("f", "fisher"), ("n", "ntk_fisher"))
+                for t, k in (("r", "error_retain"), ("t", "error_test"))}  # fmt: skip
+        formula = lambda s: (s["fr"] + s["ft"]) - (s["nr"] + s["nt"])  # noqa: E731
+        m = _margin(run, ev, "fisher's cost minus ntk_fisher's", "error_test", formula, uses,
                     res=0.02)  # fmt: skip
         text = f"D_r + test error: fisher {cost['fisher']:.3g}, ntk_fisher {cost['ntk_fisher']:.3g}"
         out[3] = (combine([m]), f"{text}; {margins_text([m])}")
@@ -255,15 +242,15 @@ def _relearn(run: dict, ev: dict) -> tuple[bool | None, str]:
     cap = ev["config"]["experiment"].get("relearn_max_epochs")
     if cap is not None and max(rt, v["ntk"]) >= cap:
         return None, text + f"; at the cap of {cap} epochs (the readout cannot tell them apart)"
+    formula = lambda s: abs(s["m"] - s["r"]) - abs(s["n"] - s["r"])  # noqa: E731
     ms = [
         _margin(
             run,
             ev,
             f"ntk closer than {m} by",
-            abs(v[m] - rt) - abs(v["ntk"] - rt),
             key,
-            lambda a: abs(_med(a["m"]) - _med(a["r"])) - abs(_med(a["n"]) - _med(a["r"])),
-            {"m": (m, key), "n": ("ntk", key), "r": ("retrain", key)},
+            formula,
+            {"m": (m, key, "median"), "n": ("ntk", key, "median"), "r": ("retrain", key, "median")},
         )  # fmt: skip
         for m in ("original", "finetune")
     ]
