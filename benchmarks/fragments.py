@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import mean
 
+from forgetbox.audit.band import EDGE
 from forgetbox.evaluation.config import PAIRED_RETRAIN as PAIRED
 from forgetbox.report.evaluation_page import ROWS_NOT_TIMED, judged_interval
 
@@ -473,8 +474,15 @@ INTERVALS = (
 
 def _band_cell(method: dict, name: str) -> str:
     r = method["readouts"][name]
-    side = "" if r["side"] == "inside" else f" ({r['meaning']})"
-    return f"{r['median']:.3f}{side}"
+    return f"{r['median']:.3f}{_side_words(r, ' ({})')}"
+
+
+def _side_words(r: dict, form: str) -> str:
+    """Where a readout's median falls, in ``form``: nothing inside the band; the meaning of
+    the side; the side and "at the edge" where it does not clear the band (audit.judge)."""
+    if r["side"] == "inside":
+        return ""
+    return form.format(f"{r['side']}, {EDGE}" if r["meaning"] == EDGE else r["meaning"])
 
 
 def _median(xs: list[float]) -> float:
@@ -749,7 +757,9 @@ CLAIM_EVALUATIONS = {  # evaluation -> how the claims' bullets name it
 
 def _band_words(m: dict, band: dict, name: str, digits: int) -> str:
     r = m["readouts"][name]
+    edge = r["meaning"] == EDGE
     where = "inside" if r["side"] == "inside" else f"{r['side']} ({r['meaning']})"
+    where = f"{r['side']}, {EDGE}" if edge else where
     return (
         f"{r['median']:.{digits}f} against [{band[name]['low']:.{digits}f}, "
         f"{band[name]['high']:.{digits}f}]: {where}"

@@ -538,3 +538,90 @@ def test_the_auc_interval_is_that_of_ranking_every_bootstrap_draw():
     assert got == tuple(float(q) for q in np.quantile(aucs, (0.025, 0.975)))  # bit for bit
     zf[0, 0, 0] = float("nan")  # a diverged model's logit: no rank, so no interval
     assert all(math.isnan(x) for x in audit.auc_interval(zf, yf, zt, yt, "loss", draws=10))
+
+
+def _reference_edge_spread(values, retrain, draws=20000, seed=123):
+    """The bootstrap half-width of the median's distance outside a band, one resample at a
+    time with the statistics module (an independent implementation of audit.edge_margin)."""
+    import statistics
+
+    def distance(v, r):
+        lo, hi = np.quantile(r, [0.05, 0.95])
+        return max(lo - statistics.median(v), statistics.median(v) - hi)
+
+    rng = np.random.default_rng(seed)
+    observed = distance(values, retrain)
+    dist = []
+    for _ in range(draws):
+        v = [values[i] for i in rng.integers(0, len(values), len(values))]
+        r = [retrain[i] for i in rng.integers(0, len(retrain), len(retrain))]
+        dist.append(distance(v, r))
+    lo, hi = np.quantile(dist, [0.025, 0.975])
+    return observed, max(observed - lo, hi - observed)
+
+
+@pytest.mark.parametrize("shift", [1.5, -1.5, 0.2])
+def test_the_edge_margin_and_its_spread_match_a_resampling_done_by_hand(shift):
+    g = np.random.default_rng(7)
+    values = list(g.normal(shift, 1.0, 16))
+    retrain = list(g.normal(0.0, 0.5, 16))
+    margin, spread = audit.edge_margin(values, retrain)
+    ref_margin, ref_spread = _reference_edge_spread(values, retrain)
+    assert margin == pytest.approx(ref_margin, abs=1e-12)
+    assert spread == pytest.approx(ref_spread, rel=0.1)  # 4,000 against 20,000 draws
+
+
+def test_the_edge_spread_is_the_cross_checks_spread_of_in_the_band():
+    from forgetbox.experiment.cross_check import ensemble_spread
+
+    g = np.random.default_rng(3)
+    ntk, retrain = list(g.normal(1.0, 0.3, 8)), list(g.normal(0.0, 0.3, 8))
+    band = audit.band_of(retrain)
+    key = "mia_forget_member_rate"
+
+    def readout(v):
+        return {"readouts": {key: {"values": v, "median": float(np.median(v))}}}
+
+    ev = {
+        "methods": {"ntk": readout(ntk), "retrain": readout(retrain)},
+        "bands": {key: band.__dict__},
+    }
+    uses = {
+        "m": ("ntk", key, "median"),
+        "lo": ("retrain", key, "low"),
+        "hi": ("retrain", key, "high"),
+    }
+    inside = ensemble_spread(ev, lambda s: np.minimum(s["m"] - s["lo"], s["hi"] - s["m"]), uses)
+    assert audit.edge_margin(ntk, retrain)[1] == pytest.approx(inside, abs=1e-12)
+
+
+def test_a_median_outside_the_band_by_less_than_its_resolution_or_spread_is_at_the_edge():
+    retrain = [0.60, 0.64, 0.64, 0.68, 0.68, 0.68, 0.72, 0.72]  # member rates, |D_f| = 25
+    band = audit.band_of(retrain)
+    one = audit.resolution_of("mia_forget_member_rate", {"forget": 25})
+    assert one == (0.04, "one sample of 25 (D_f)")
+    # every model 0.02 above the top of the band: tight, but under one sample of D_f
+    near = [band.high + 0.02] * 8
+    j = audit.judge("mia_forget_member_rate", "above", near, retrain, one[0])
+    assert j["meaning"] == audit.EDGE and j["margin"] == pytest.approx(0.02)
+    assert j["needed"] == pytest.approx(max(0.04, audit.edge_margin(near, retrain)[1]))
+    # 0.2 above, every model alike: clears one sample and the (retrain row's) spread
+    far = [band.high + 0.2] * 8
+    j = audit.judge("mia_forget_member_rate", "above", far, retrain, one[0])
+    assert j["meaning"] == "leaks" and j["margin"] == pytest.approx(0.2)
+    # the same median, scattered models: the spread of the median decides nothing
+    wide = [0.0, 0.1, 0.2, band.high + 0.2, band.high + 0.2, 1.0, 1.0, 1.0]
+    assert np.median(wide) == pytest.approx(band.high + 0.2)
+    j = audit.judge("mia_forget_member_rate", "above", wide, retrain, one[0])
+    assert j["meaning"] == audit.EDGE and j["needed"] > j["margin"]
+    # inside the band, or not computable: no margin, the meaning as before
+    assert audit.judge("error_forget", "inside", retrain, retrain, 0.04) == {"meaning": "inside"}
+    assert audit.judge("loss_forget", "not computable", [None] * 8, retrain, 0.0) == {
+        "meaning": "not computable"
+    }
+    # the paired distance below the band stays "closer" once resolved
+    j = audit.judge("l1_to_retrain_forget", "below", [0.0] * 8, [0.5] * 8, 0.01)
+    assert j["meaning"] == "closer"
+    # the page prints the side with the edge, and bolds only a side that is read
+    assert report._flag({"meaning": audit.EDGE, "side": "above"}) == " above, at the edge"
+    assert report._flag({"meaning": "leaks", "side": "above"}) == " <b>leaks</b>"

@@ -90,13 +90,24 @@ def test_rerendering_judges_the_labels_again_and_leaves_the_numbers(evaluated, t
     folder.mkdir()
     doc = json.loads((out / "evaluation.json").read_text())
     stale = doc["methods"]["ntk"]["readouts"]["l1_to_retrain_forget"]
-    stale["side"], stale["meaning"] = "below", "Streisand"  # as scored before "closer"
+    low = doc["bands"]["l1_to_retrain_forget"]["low"]
+    stale["values"] = [low - 1.0] * len(stale["values"])  # far below the band, every model
+    stale["median"], stale["side"], stale["meaning"] = low - 1.0, "below", "Streisand"
+    stale.pop("margin", None)  # as scored before "closer" and before the edge rule
     (folder / "evaluation.json").write_text(json.dumps(doc))
     assert cli.main(["report", str(folder)]) == 0
     again = json.loads((folder / "evaluation.json").read_text())
-    assert again["methods"]["ntk"]["readouts"]["l1_to_retrain_forget"]["meaning"] == "closer"
-    stale["meaning"] = "closer"
-    assert again == doc  # only the label changed
+    judged = again["methods"]["ntk"]["readouts"]["l1_to_retrain_forget"]
+    assert judged["meaning"] == "closer" and judged["margin"] == pytest.approx(1.0)
+
+    def numbers(d: dict) -> dict:
+        for m in d["methods"].values():
+            for r in m["readouts"].values():
+                for label in ("meaning", "margin", "needed"):
+                    r.pop(label, None)
+        return d
+
+    assert numbers(again) == numbers(doc)  # only the labels changed
     assert " closer<br>" in (folder / "evaluation.html").read_text()  # the cell, not the note
 
 

@@ -18,7 +18,7 @@ logits and confidences; nothing here trains a model):
 - :mod:`.certificate`: whether an attack's rates stay inside an (ε, δ) certificate.
 """
 
-from .band import Band, band_of, meaning_of, side_of
+from .band import EDGE, Band, band_of, edge_margin, judge, meaning_of, resolution_of, side_of
 from .certificate import MIN_CERTIFICATE_DRAWS, within_certificate
 from .challenge import ChallengeScore, challenge_score, example_epsilons, forget_quality
 from .confidence import challenge_confidence, margin
@@ -36,6 +36,10 @@ __all__ = [
     "auc_interval",
     "band_of",
     "meaning_of",
+    "EDGE",
+    "edge_margin",
+    "judge",
+    "resolution_of",
     "binned_kl",
     "challenge_confidence",
     "challenge_score",

@@ -19,7 +19,7 @@ from ..experiment.config import ExperimentConfig
 from ..experiment.run import prepare_run
 from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_figures import CAPTIONS
-from ..report.evaluation_page import write_report
+from ..report.evaluation_page import judge_readouts, write_report
 from ..versions import hardware, source_commit, versions
 from . import certified, releases, scores
 from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig
@@ -140,6 +140,7 @@ def scored(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> dic
     """The results of an evaluation (``evaluation.json`` less its provenance and compute)
     from its score inputs; ``experiment`` is the run's settings as plain data."""
     results = _results(inputs, experiment, config)
+    judge_readouts(results)  # a side of the band read only where the median clears it
     if experiment.get("linearized"):
         results["certificate"] = _certificate(inputs, experiment)
     return results

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# readouts judged on the L1 distance of softmax outputs (continuous): the tolerance of the rules
-# before issue 30, kept as their resolution
-L1_RESOLUTION = 0.01
+from ..audit import resolution_of
+
 BOOTSTRAP_CONFIDENCE = 0.95
 EXACT_BOOTSTRAP_UP_TO = 6  # seeds; beyond, 4,000 seeded resamples
 BOOTSTRAP_RESAMPLES = 4000
@@ -55,23 +54,9 @@ def sizes(results: dict) -> dict[str, int | None]:
 
 
 def resolution(results: dict, key: str) -> tuple[float, str]:
-    """``(resolution, words)`` of a readout: one sample of the set it counts, one epoch, or the
-    L1 tolerance; 0 where the set's size is not recorded."""
-    if key == "relearn_epochs":
-        return 1.0, "one epoch"
-    if key.startswith("l1_to_retrain"):
-        return L1_RESOLUTION, "the L1 tolerance"
-    subset = {
-        "error_forget": "forget",
-        "mia_forget_member_rate": "forget",
-        "error_retain": "retain",
-        "error_test": "test",
-    }.get(key)
-    n = sizes(results)[subset] if subset else None
-    if not n:
-        return 0.0, "resolution unknown"
-    name = {"forget": "D_f", "retain": "D_r", "test": "test"}[subset]
-    return 1.0 / n, f"one sample of {n} ({name})"
+    """``(resolution, words)`` of a readout (:func:`forgetbox.audit.resolution_of`) with the
+    run's set sizes (:func:`sizes`); 0 where the set's size is not recorded."""
+    return resolution_of(key, sizes(results))
 
 
 def bootstrap_half_width(values: Sequence[float], stat=np.mean) -> float:

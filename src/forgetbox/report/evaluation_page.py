@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write_json, atomic_write_text, staged_files
-from ..audit.band import CLOSER, meaning_of
+from ..audit.band import CLOSER, EDGE, judge, meaning_of, resolution_of
 from . import lede, provenance
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
@@ -167,7 +167,7 @@ def _readouts(results: dict) -> str:
         for m in methods:
             r = results["methods"][m]["readouts"][k]
             inside = r["meaning"] == "inside"
-            flag = " ✓" if inside else _flag(r["meaning"])
+            flag = " ✓" if inside else _flag(r)
             text = f"{short(r['median'])}{flag}<br><small>{r['models_outside']} out</small>" + _na(
                 r
             )
@@ -179,8 +179,12 @@ def _readouts(results: dict) -> str:
     return table(head, rows)
 
 
-def _flag(meaning: str) -> str:
-    """A readout's label outside the band: bold where it says something about D_f."""
+def _flag(r: dict) -> str:
+    """A readout's label outside the band: bold where it says something about D_f; the side
+    and "at the edge" where the median does not clear the band by its resolution and spread."""
+    meaning = r["meaning"]
+    if meaning == EDGE:
+        return f" {esc(r['side'])}, {EDGE}"
     return f" {CLOSER}" if meaning == CLOSER else f" <b>{esc(meaning)}</b>"
 
 
@@ -268,7 +272,10 @@ the side where the model still holds D_f; "Streisand": beyond retraining on the 
 "closer": an L1 distance to the paired reference (model k against reference k, retrained from
 model k's own seed) below the band, whose retrain-row models are seeded apart from their
 references: retraining from the model's own seed would give 0, so this is not a trace of the
-deletion; "n out": the method's models outside the band.</p>
+deletion; "at the edge": outside the band by no more than the readout's resolution (one sample
+of the set a rate or error counts, the L1 tolerance 0.01) or the half-width of a 95 % bootstrap
+of that distance (the method's and the retrain row's models resampled), so no side is read;
+"n out": the method's models outside the band.</p>
 <h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
 </body></html>"""
 
@@ -301,12 +308,36 @@ def read_evaluation(folder: Path) -> dict:
     return check_evaluation(results, path)
 
 
+def _sizes(results: dict) -> dict[str, int | None]:
+    """The sizes of the sets the readouts count on (``task``; D_r = the training set less D_f)."""
+    task = results.get("task") or {}
+    n_train, n_forget = task.get("n_train"), task.get("n_forget")
+    retain = n_train - n_forget if n_train and n_forget else None
+    return {
+        "forget": n_forget,
+        "retain": retain,
+        "test": task.get("n_test"),
+        "val": task.get("n_val"),
+    }
+
+
 def judge_readouts(results: dict) -> None:
-    """Set every readout's ``meaning`` again from its ``side`` with the current criteria
-    (:func:`forgetbox.audit.meaning_of`); the numbers are not touched."""
+    """Set every readout's ``meaning`` (and, outside the band, ``margin`` and ``needed``)
+    again with the current criteria (:func:`forgetbox.audit.judge`: a side is read only where
+    the median clears the band by its resolution and the bootstrap spread); the numbers are not
+    touched."""
+    sizes = _sizes(results)
+    retrain = results["methods"].get("retrain")
     for method in results["methods"].values():
         for key, r in method["readouts"].items():
-            r["meaning"] = meaning_of(key, r["side"])
+            r.pop("margin", None)
+            r.pop("needed", None)
+            if retrain is None or method is retrain:
+                r["meaning"] = meaning_of(key, r["side"])
+                continue
+            res = resolution_of(key, sizes)[0]
+            other = retrain["readouts"][key]["values"]
+            r.update(judge(key, r["side"], r["values"], other, res))
 
 
 def render(folder: Path, results: dict) -> None:

@@ -254,7 +254,8 @@ EVALUATION_METHOD = Obj(
                     "meaning": STR,
                     "models_outside": INT,
                     "values": List(Opt(NUM)),
-                }
+                },
+                optional={"margin": NUM, "needed": NUM},
             )
         ),
         "population": Obj(required={"loss": Opt(CURVE)}, optional={"loss_same_class": Opt(CURVE)}),
