@@ -121,6 +121,7 @@ NOT_MEASURED = {
     "README.md": {"0.04", "0.1", "0.4", "1 %", "1.3", "1.44", "3.11", "95 %"},
     "docs/results/README.md": {
         "0.003",
+        "15 minutes",  # a session's device budget, not a measurement
         "0.01",
         "0.04",
         "0.1",
@@ -166,6 +167,8 @@ HISTORICAL = {
         "2.13", "2.4", "2.43", "2.88", "4.8", "4.9", "5 %", "5.1", "5.25", "6.9", "7.6", "8.4",
         "8.5", "11.2", "12 %", "13.0", "15.8", "16.7", "16.8", "17.3", "17.4", "18.5", "20 %",
         "22.6", "25 %", "25.1", "28 %", "29.5",
+        "2 s", "5 s", "8 s", "10 s", "14 s", "15 s", "18 s", "20 minutes", "23 s", "25 s",
+        "28× faster", "32 s", "70 s", "90 s", "120 s", "142 s", "222 s",
     },
 }  # fmt: skip
 
@@ -181,7 +184,10 @@ def _quoted_numbers(text: str) -> set[str]:
     ):
         text = re.sub(pattern, "", text, flags=re.S)
     number = r"(?<![\w.])\d[\d,]*\.\d+(?:e-?\d+)?|(?<![\w.])\d[\d,]*(?:\.\d+)?\s?%"
-    return set(re.findall(number, text))
+    # whole numbers of a measured unit: durations, and speed-ups or slow-downs
+    unit = r"(?:s|seconds?|min|minutes?|h|hours?)\b|×\s(?:faster|slower|cheaper|less|more)\b"
+    timed = rf"(?<![\w.])\d[\d,]*\s?(?:{unit})"
+    return set(re.findall(number, text)) | set(re.findall(timed, text))
 
 
 @pytest.mark.parametrize("name", sorted(NOT_MEASURED))
@@ -193,3 +199,5 @@ def test_the_results_documents_quote_no_hand_typed_measurement(name):
     gone = history - found
     assert not gone, f"{name} no longer quotes {sorted(gone)}: drop them from HISTORICAL"
     assert _quoted_numbers("the D_f error fell to 36 %, the L1 to 0.20") == {"36 %", "0.20"}
+    quoted = _quoted_numbers("it took 42 s, 3 minutes, 2 hours; 5× faster; 32×32 images, K = 8")
+    assert quoted == {"42 s", "3 minutes", "2 hours", "5× faster"}
