@@ -1,6 +1,7 @@
 """`forgetbox run` end to end on a tiny configuration."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from forgetbox import cli, experiment, report
 from forgetbox.cli.experiment_args import experiment_config
 from forgetbox.experiment import READOUT_KEYS, ExperimentConfig, claims
 from forgetbox.experiment import run as experiment_run
+from forgetbox.experiment.config import config_from_dict
 from forgetbox.report import figures, headline
 
 TINY = dict(profile="quick", seeds=(0, 1), train_per_class=10, num_to_forget=5)
@@ -58,6 +60,12 @@ def test_results_follow_the_schema(run):
     assert csv[0] == "method,seed,readout,value" and len(csv) > 7 * 2 * 10
     toml = (out / "config.toml").read_text()
     assert "[experiment]" in toml and "torch" in toml
+    # config.toml reads back as the run's settings, less the folders it wrote to
+    written = tomllib.loads(toml)["experiment"]
+    assert on_disk["config"]["out"] and not {"out", "cache_dir"} & set(written)
+    expected = {k: v for k, v in on_disk["config"].items() if v is not None}
+    expected = {k: v for k, v in expected.items() if k not in ("out", "cache_dir")}
+    assert config_from_dict(written).as_dict() == config_from_dict(expected).as_dict()
     splits = json.loads((out / "splits.json").read_text())
     assert {"train", "val", "test", "forget"} <= set(splits[0])
 

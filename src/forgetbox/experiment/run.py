@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 
 from .. import paths, readouts
-from ..atomic import atomic_write_json, atomic_write_text, staged_files
+from ..atomic import atomic_write_json, staged_files
 from ..functional import flatten, num_parameters, parameters_of
 from ..progress import progress
-from ..report.outputs import config_toml, write_all
+from ..report.outputs import write_all
 from ..versions import hardware, source_commit, versions
 from . import claims
 from .cache import Cache
@@ -235,7 +235,6 @@ def publish(out: Path, results: dict, splits: list) -> None:
     with staged_files(out, last="results.json") as stage:
         atomic_write_json(stage / "splits.json", splits)
         write_all(results, stage)
-        atomic_write_text(stage / "config.toml", config_toml(results))
 
 
 def train_only(cfg: ExperimentConfig, *, log: Callable[[str], None] = print) -> list[dict]:

@@ -70,10 +70,20 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# where the run wrote (this machine's folders), not what it computed: left out of config.toml,
+# so that ``forgetbox run --config config.toml`` elsewhere writes where its user says
+WHERE_WRITTEN = ("out", "cache_dir")
+
+
 def config_toml(results: dict) -> str:
-    """The run's configuration and versions as TOML (``config.toml``)."""
-    cfg = {k: v for k, v in results["config"].items() if v is not None}
-    return tomli_w.dumps({"experiment": cfg, "versions": results["versions"]})
+    """The run's configuration and versions as TOML (``config.toml``, read back by ``forgetbox
+    run --config``), without the folders it wrote to (:data:`WHERE_WRITTEN`; ``results.json``
+    keeps them)."""
+    cfg = {
+        k: v for k, v in results["config"].items() if v is not None and k not in WHERE_WRITTEN
+    }
+    head = "# re-run with: forgetbox run --config config.toml --out OUT [--cache-dir DIR]\n"
+    return head + tomli_w.dumps({"experiment": cfg, "versions": results["versions"]})
 
 
 def html_report(results: dict, figures: dict) -> str:
@@ -83,7 +93,8 @@ def html_report(results: dict, figures: dict) -> str:
 
 
 def write_all(results: dict, out: Path) -> None:
-    """results.json, results.csv, figures, report.html and summary.txt into ``out``."""
+    """results.json, results.csv, figures, report.html, summary.txt and config.toml into
+    ``out``."""
     out = Path(out)
     atomic_write_json(out / "results.json", results)
     buf = io.StringIO()
@@ -94,3 +105,4 @@ def write_all(results: dict, out: Path) -> None:
     figures = draw_all(results, out)
     atomic_write_text(out / "report.html", html_report(results, figures))
     atomic_write_text(out / "summary.txt", summary_table(results) + "\n")
+    atomic_write_text(out / "config.toml", config_toml(results))
