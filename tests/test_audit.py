@@ -625,3 +625,50 @@ def test_a_median_outside_the_band_by_less_than_its_resolution_or_spread_is_at_t
     # the page prints the side with the edge, and bolds only a side that is read
     assert report._flag({"meaning": audit.EDGE, "side": "above"}) == " above, at the edge"
     assert report._flag({"meaning": "leaks", "side": "above"}) == " <b>leaks</b>"
+
+
+def _evaluation(n_forget: int, method_values: list, retrain_values: list) -> dict:
+    """A minimal evaluation.json: one readout (the member rate), a method and the retrain row."""
+    key = "mia_forget_member_rate"
+    band = audit.band_of([v for v in retrain_values if v is not None])
+
+    def row(values):
+        finite = [v for v in values if v is not None]
+        med = float(np.median(finite)) if finite else None
+        side = audit.side_of(med, band)
+        return {"readouts": {key: {"values": values, "median": med, "side": side}}}
+
+    return {
+        "task": {"n_train": 500, "n_forget": n_forget, "n_test": 500, "n_val": 125},
+        "bands": {key: band.__dict__},
+        "methods": {"ntk": row(method_values), "retrain": row(retrain_values)},
+    }
+
+
+def test_the_page_judges_each_readout_with_the_size_of_the_set_it_counts():
+    key = "mia_forget_member_rate"
+    retrain = [
+        0.60,
+        0.64,
+        0.68,
+        0.72,
+        0.72,
+        0.72,
+        0.72,
+        0.72,
+    ]  # the top edge: 0.72 in >97 % of draws
+    top = audit.band_of(retrain).high
+    tight = [top + 0.02] * 8  # 0.02 above the band, every model alike
+    for n_forget, meaning in ((25, audit.EDGE), (100, "leaks")):  # one sample: 0.04, 0.01
+        ev = _evaluation(n_forget, tight, retrain)
+        report.judge_readouts(ev)
+        r = ev["methods"]["ntk"]["readouts"][key]
+        assert r["meaning"] == meaning and r["needed"] == pytest.approx(max(1 / n_forget, 0))
+        assert ev["methods"]["retrain"]["readouts"][key] == {
+            "values": retrain, "median": 0.72, "side": "inside", "meaning": "inside"
+        }  # fmt: skip
+    # values that could not be computed are left out of the median and the bootstrap
+    ev = _evaluation(100, tight[:6] + [None, None], retrain)
+    report.judge_readouts(ev)
+    r = ev["methods"]["ntk"]["readouts"][key]
+    assert r["meaning"] == "leaks" and r["margin"] == pytest.approx(0.02)

@@ -100,6 +100,7 @@ COUNTED_ON = {
 SET_NAMES = {"forget": "D_f", "retain": "D_r", "test": "test", "val": "validation"}
 EDGE_RESAMPLES = 4000
 EDGE_CONFIDENCE = 0.95
+ROUNDING = 1e-9  # a margin equal to what it needs, up to float rounding, clears it
 
 
 def resolution_of(key: str, sizes: dict[str, int | None]) -> tuple[float, str]:
@@ -140,17 +141,19 @@ def edge_margin(values, retrain_values, quantiles=QUANTILES) -> tuple[float, flo
     return margin, float(max(margin - lo, hi - margin))
 
 
-def judge(key: str, side: str, values, retrain_values, resolution: float) -> dict:
+def judge(
+    key: str, side: str, values, retrain_values, resolution: float, quantiles=QUANTILES
+) -> dict:
     """What a method's median on ``side`` (:func:`side_of`) of the retrain band says:
     ``meaning`` (:func:`meaning_of`, or :data:`EDGE` where the median of ``values`` is outside
-    the band of ``retrain_values`` by no more than the larger of ``resolution`` and the
-    bootstrap spread of :func:`edge_margin`) and, outside the band, ``margin`` and ``needed``
-    (what the margin had to clear)."""
+    the ``quantiles`` band of ``retrain_values`` by less than the larger of ``resolution`` and
+    the bootstrap spread of :func:`edge_margin`, to :data:`ROUNDING`) and, outside the band,
+    ``margin`` and ``needed`` (what the margin had to clear)."""
     if side not in ("above", "below"):
         return {"meaning": meaning_of(key, side)}
-    margin, spread = edge_margin(values, retrain_values)
+    margin, spread = edge_margin(values, retrain_values, quantiles)
     needed = max(resolution, spread)
-    clears = margin > 0 and margin >= needed - 1e-9  # equal to float rounding: clears
+    clears = margin > 0 and margin >= needed - ROUNDING
     return {
         "meaning": meaning_of(key, side) if clears else EDGE,
         "margin": margin,

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..audit import resolution_of
+from ..audit.band import ROUNDING, resolution_of
 
 BOOTSTRAP_CONFIDENCE = 0.95
 EXACT_BOOTSTRAP_UP_TO = 6  # seeds; beyond, 4,000 seeded resamples
 BOOTSTRAP_RESAMPLES = 4000
-ROUNDING = 1e-9  # a margin equal to what it needs, up to float rounding, clears it
 
 
 def sizes(results: dict) -> dict[str, int | None]:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write_json, atomic_write_text, staged_files
-from ..audit.band import CLOSER, EDGE, judge, meaning_of, resolution_of
+from ..audit.band import CLOSER, EDGE, QUANTILES, judge, meaning_of, resolution_of
 from . import lede, provenance
 from .evaluation_figures import CAPTIONS, draw_all
 from .headline import READOUT_NAMES
@@ -272,9 +272,10 @@ the side where the model still holds D_f; "Streisand": beyond retraining on the 
 "closer": an L1 distance to the paired reference (model k against reference k, retrained from
 model k's own seed) below the band, whose retrain-row models are seeded apart from their
 references: retraining from the model's own seed would give 0, so this is not a trace of the
-deletion; "at the edge": outside the band by no more than the readout's resolution (one sample
-of the set a rate or error counts, the L1 tolerance 0.01) or the half-width of a 95 % bootstrap
-of that distance (the method's and the retrain row's models resampled), so no side is read;
+deletion; "at the edge": outside the band by less than the readout's resolution (one sample
+of the set a rate or error counts, one epoch of re-learn time, the L1 tolerance 0.01; none for a
+loss) or than the half-width of a 95 % bootstrap of that distance (the method's and the retrain
+row's models resampled, values that could not be computed left out), so no side is read;
 "n out": the method's models outside the band.</p>
 <h2 id="figures">Figures</h2>{figure_blocks(figures, CAPTIONS)}
 </body></html>"""
@@ -337,7 +338,8 @@ def judge_readouts(results: dict) -> None:
                 continue
             res = resolution_of(key, sizes)[0]
             other = retrain["readouts"][key]["values"]
-            r.update(judge(key, r["side"], r["values"], other, res))
+            q = tuple(results["bands"][key].get("quantiles") or QUANTILES)
+            r.update(judge(key, r["side"], r["values"], other, res, q))
 
 
 def render(folder: Path, results: dict) -> None:

@@ -79,9 +79,7 @@ def config_toml(results: dict) -> str:
     """The run's configuration and versions as TOML (``config.toml``, read back by ``forgetbox
     run --config``), without the folders it wrote to (:data:`WHERE_WRITTEN`; ``results.json``
     keeps them)."""
-    cfg = {
-        k: v for k, v in results["config"].items() if v is not None and k not in WHERE_WRITTEN
-    }
+    cfg = {k: v for k, v in results["config"].items() if v is not None and k not in WHERE_WRITTEN}
     head = "# re-run with: forgetbox run --config config.toml --out OUT [--cache-dir DIR]\n"
     return head + tomli_w.dumps({"experiment": cfg, "versions": results["versions"]})
 
