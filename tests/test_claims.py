@@ -162,6 +162,21 @@ def test_claims_6_and_7_need_every_seed():
     assert _verdict(r, 7) is False
 
 
+def test_claims_6_7_and_9_decide_nothing_on_one_seed():
+    r = _results()
+    _with_seeds(r, "ntk_fisher", [dict(BASE["ntk_fisher"])])
+    r["tradeoff"] = _tradeoff([100.0], [10.0])
+    assert [_verdict(r, i) for i in (6, 7, 9)] == [True, True, True]  # no seeds record
+    r["seeds"] = [0]
+    for cid in (6, 7, 9):
+        c = next(c for c in claims.evaluate(r) if c["id"] == cid)
+        assert c["holds"] is None and "one seed: no spread" in c["evidence"]
+    r["seeds"] = [0, 1]
+    _with_seeds(r, "ntk_fisher", [dict(BASE["ntk_fisher"])] * 2)
+    r["tradeoff"] = _tradeoff([100.0, 120.0], [10.0, 12.0])
+    assert [_verdict(r, i) for i in (6, 7, 9)] == [True, True, True]
+
+
 def test_a_readout_at_its_cap_makes_claim_5_inconclusive():
     r = _results()
     r["config"] = {"relearn_max_epochs": 20}

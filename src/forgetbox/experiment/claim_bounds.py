@@ -2,7 +2,9 @@
 holds when it holds on every seed, fails when its opposite does, and is inconclusive otherwise
 (the seeds' interval is their range). A bound at or above the cohort's raw content
 (``|D_f| * pixels * ln(levels)`` nats, :func:`forgetbox.report.headline.cohort_content_nats`)
-is vacuous: it certifies nothing about D_f, so a comparison that involves one decides nothing."""
+is vacuous: it certifies nothing about D_f, so a comparison that involves one decides nothing.
+A run of one seed has no spread, so none of the three is decided on it (as every margin of
+:mod:`.evidence`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,14 @@ def _per_seed(results: dict, method: str, key: str) -> dict[int, float]:
         v = (block.get("mean") or {}).get(key)
         return {} if v is None else {0: float(v)}
     return {r["seed"]: float(r[key]) for r in rows if r.get(key) is not None}
+
+
+ONE_SEED = "; one seed: no spread, so nothing is decided"
+
+
+def one_seed(results: dict) -> bool:
+    """Whether the run has a single seed (its ``seeds`` record)."""
+    return len(results.get("seeds") or ()) == 1
 
 
 def content(results: dict) -> float | None:
@@ -72,6 +82,8 @@ def c6(r: dict):
     )
     if note:
         return None, ev + "; " + note
+    if one_seed(r):
+        return None, ev + ONE_SEED
     holds = _per_seed_verdict([10 * b[s] <= w[s] for s in seeds], [10 * b[s] > w[s] for s in seeds])
     return holds, ev
 
@@ -98,6 +110,8 @@ def c7(r: dict):
     note = vacuous_note(r, {f"the bound per {s} query": list(v[s].values()) for s in v})
     if note:
         return None, ev + "; " + note
+    if one_seed(r):
+        return None, ev + ONE_SEED
     above = [v["forget"][s] > max(v["retain"][s], v["test"][s]) for s in seeds]
     return _per_seed_verdict(above, [not a for a in above]), ev
 
@@ -139,6 +153,8 @@ def c9(r: dict):
         )
     if not lower:
         return None, ev + "; no noise scale where both bounds certify anything"
+    if one_seed(r):
+        return None, ev + ONE_SEED
     if all(lower):
         return True, ev
     if any(h for _, h in higher) and not any(lower):

@@ -22,7 +22,7 @@ Notation: for a readout R and method m, ``mean_m`` and ``std_m`` are over seeds.
   seed, fail when its opposite holds on every seed, and are inconclusive otherwise; a bound at
   or above the cohort's raw content (|D_f| x pixels x ln 256 nats, ln 17 for digits) is
   vacuous, and a comparison involving one is inconclusive (claim 9: that noise scale is left
-  out).
+  out); on a run of one seed they are inconclusive (no spread).
 - Claim 8 is inconclusive while the D_f path's minimum sits at the end of the alpha grid (the
   path may fall further beyond it).
 
@@ -77,9 +77,10 @@ RULES = {
     "if ntk or retrain reached the cap",
     6: "ntk_fisher, per seed: 10 x black-box nats per D_f query <= white-box nats; holds if on "
     "every seed, fails if the opposite on every seed; inconclusive if either bound is vacuous "
-    "(at or above the cohort's raw content) on some seed",
+    "(at or above the cohort's raw content) on some seed, or on a run of one seed",
     7: "ntk_fisher, per seed: nats per query from D_f > from D_r and > from test; holds if on "
-    "every seed, fails if D_f is not above both on any seed; inconclusive if a bound is vacuous",
+    "every seed, fails if D_f is not above both on any seed; inconclusive if a bound is vacuous "
+    "or on a run of one seed",
     8: "margins = a quarter of the D_f path's drop - (D_f L1 at alpha = 1 - its minimum), and "
     "half the drop - the D_r range (mean curves); holds if both are at least 0.01 and the seed "
     "spread of the per-seed margins, fails if one is as far below 0; inconclusive otherwise, if "
@@ -88,7 +89,7 @@ RULES = {
     9: "per seed and common alpha of the Fig. 3 grid where neither white-box bound is vacuous: "
     "fisher's nats - ntk_fisher's; holds if positive on every seed at every such alpha, fails "
     "if negative on every seed at some alpha and positive at none; inconclusive otherwise or if "
-    "the bounds are vacuous at every alpha",
+    "the bounds are vacuous at every alpha or on a run of one seed",
 }
 
 # the claims that compare with the retrained model (all but 3) and with the original (all)
