@@ -34,7 +34,7 @@ except ImportError:  # an older checkout, where rescore lived in evaluation.run
 from forgetbox.versions import hardware, source_commit
 
 PARTS = {  # label: (file suffix, function) whose cumulative time is reported
-    "two-level bootstrap": ("evaluation/scores.py", "two_level_bootstrap"),
+    "two-level bootstrap": ("evaluation/two_level.py", "two_level_bootstrap"),
     "challenge epsilons": ("audit/challenge.py", "example_epsilons"),
     "KLoM": ("audit/klom.py", "klom"),
     "population attacks": ("evaluation/scores.py", "population"),

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from forgetbox import audit
 from forgetbox.audit import challenge
 from forgetbox.audit.ulira import EXCLUDED, IN, OUT, log_ratios, one_row_per_shadow, ulira
-from forgetbox.evaluation import scores
+from forgetbox.evaluation import scores, two_level
 from forgetbox.evaluation.ensembles import Member
 from forgetbox.report import evaluation_page as report
 from tests.official_scores import official_epsilon, reference_klom
@@ -466,14 +466,14 @@ def _judged(seed: int, shift: float, model_spread: float, draws: int = 200):
         }
         for m, ms in members.items()
     }
-    return scores.against_retrain(blocks, scores.two_level_bootstrap(task, members, refs, draws))
+    return scores.against_retrain(blocks, two_level.two_level_bootstrap(task, members, refs, draws))
 
 
 def test_two_finite_retrain_ensembles_are_apart_over_examples_but_not_over_models():
     # every model carries its own offset: two ensembles of one distribution differ on every
     # example alike, which the bootstrap over examples (models held fixed) reads as a difference
     rows = _judged(seed=7, shift=0.0, model_spread=1.5, draws=50)["method"]
-    for key in scores.TWO_LEVEL:
+    for key in two_level.TWO_LEVEL:
         lo, hi = rows[key]["ci95"]
         assert lo > 0 or hi < 0  # over examples alone: "apart"
         both = rows[key]["models_and_examples"]
@@ -489,23 +489,25 @@ def test_ensembles_paired_by_seed_are_resampled_together():
     refs = _members("reference", 8, task, 11, model_spread=1.5)
     twin = _members("paired", 8, task, 12, model_spread=1.5)
     members = {"method": [Member("method", m.index, m.seed, m.logits, {}) for m in twin]}
-    paired = scores.two_level_bootstrap(task, {**members, "paired": twin}, refs, 30, base="paired")
-    apart = scores.two_level_bootstrap(task, {**members, "retrain": twin}, refs, 30)
-    for key in scores.TWO_LEVEL:
+    paired = two_level.two_level_bootstrap(
+        task, {**members, "paired": twin}, refs, 30, base="paired"
+    )
+    apart = two_level.two_level_bootstrap(task, {**members, "retrain": twin}, refs, 30)
+    for key in two_level.TWO_LEVEL:
         assert paired["method"][key]["ci95"] == [0.0, 0.0]
         lo, hi = apart["method"][key]["ci95"]
         assert hi - lo > 0.01
     members["method"] = members["method"][::-1]  # not in the references' order
     with pytest.raises(ValueError, match="pair the references' indices"):
-        scores.two_level_bootstrap(task, {**members, "paired": twin}, refs, 5, base="paired")
+        two_level.two_level_bootstrap(task, {**members, "paired": twin}, refs, 5, base="paired")
 
 
 def test_a_shifted_method_stays_distinguishable_over_models_and_examples():
     rows = _judged(seed=5, shift=3.0, model_spread=0.0, draws=50)["method"]
     assert rows["klom_forget"]["models_and_examples"]["ci95"][0] > 0
     assert rows["challenge_points"]["models_and_examples"]["ci95"][1] < 0
-    assert all(rows[key]["distinguishable"] for key in scores.TWO_LEVEL)
-    for key in scores.TWO_LEVEL:  # centred on the observed difference (a regression check)
+    assert all(rows[key]["distinguishable"] for key in two_level.TWO_LEVEL)
+    for key in two_level.TWO_LEVEL:  # centred on the observed difference (a regression check)
         lo, hi = rows[key]["models_and_examples"]["ci95"]
         assert lo <= rows[key]["difference"] <= hi
     # without draws the rows carry no two-level interval
@@ -514,7 +516,7 @@ def test_a_shifted_method_stays_distinguishable_over_models_and_examples():
         for m in ("ntk", "retrain")
     }
     assert "models_and_examples" not in scores.against_retrain(blocks)["ntk"]["klom_forget"]
-    assert scores.two_level_bootstrap(None, {"ntk": []}, [], 0) == {}
+    assert two_level.two_level_bootstrap(None, {"ntk": []}, [], 0) == {}
 
 
 def test_the_auc_interval_is_that_of_ranking_every_bootstrap_draw():

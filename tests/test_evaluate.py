@@ -287,3 +287,54 @@ def test_a_linearized_evaluation_adds_a_retrain_row_paired_with_the_references(t
     # fresh noise: not the reference's release, and the retrain row is farther than the noise
     assert (flat(paired) - flat(reference)).std().item() == pytest.approx(2**0.5 * sigma, rel=0.05)
     assert (flat(retrain) - flat(idx.reference)).norm() > 1.5 * noise.norm()
+
+
+def test_a_method_that_diverges_on_some_models_is_recorded_and_scored_without_them(
+    tmp_path, monkeypatch
+):
+    from forgetbox import methods
+    from forgetbox.evaluation.shadows import SHADOW_SEED
+    from forgetbox.experiment import stages
+
+    cfg = EvaluateConfig(**{**EVAL, "methods": ("original", "finetune", "retrain")})
+    bad = {cfg.seed_base + 2, cfg.seed_base + SHADOW_SEED}  # member k = 2, shadow model 0
+    real = stages.methods.forget
+
+    def forget(method, *args, seed, **kw):
+        if method == "finetune" and seed in bad:
+            raise methods.MethodDivergedError("finetune: the weights are not finite (test)")
+        return real(method, *args, seed=seed, **kw)
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    exp = ExperimentConfig(out=str(out), cache_dir=str(cache), **EXP)
+    with monkeypatch.context() as m:
+        m.setattr(stages.methods, "forget", forget)
+        evaluate(exp, cfg, log=lambda s: 0)
+    doc = json.loads((out / "evaluation.json").read_text())
+    ft = doc["methods"]["finetune"]
+    assert ft["diverged"] == [2] and "diverged" not in doc["methods"]["original"]
+    for key, r in ft["readouts"].items():
+        assert r["values"][2] is None and r["not_computable"] == 1, key
+        assert r["meaning"] != "inside" or r["median"] is not None
+    assert ft["challenge"]["models_per_side"] == 5  # its other models, their references
+    assert doc["methods"]["original"]["challenge"]["models_per_side"] == 6
+    assert ft["ulira"]["diverged_rows"] == 2  # shadow model 0's two cohorts
+    assert ft["ulira"]["pairs_in"] < doc["methods"]["original"]["ulira"]["pairs_in"]
+    assert ft["seconds"][2] is not None  # the time until it diverged
+    vs = doc["against_retrain"]["finetune"]["challenge_points"]["models_and_examples"]
+    assert vs["draws"] > 0
+    page = (out / "evaluation.html").read_text()
+    assert "finetune diverged on 1 of its 6 models (models 3)" in page
+    assert "2 U-LiRA shadow rows" in page
+    # the divergence is cached: a rerun without the fault reads it, and computes nothing
+    again_out = tmp_path / "again"
+    evaluate(
+        ExperimentConfig(out=str(again_out), cache_dir=str(cache), **EXP), cfg, log=lambda s: 0
+    )
+    again = json.loads((again_out / "evaluation.json").read_text())
+    assert again["methods"]["finetune"]["diverged"] == [2] and again["cache"]["misses"] == 0
+    # scored again from the stored inputs: the same numbers
+    assert cli.main(["report", "--rescore", str(out)]) == 0
+    rescored = json.loads((out / "evaluation.json").read_text())
+    assert rescored["methods"] == doc["methods"]
+    assert rescored["against_retrain"] == doc["against_retrain"]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import methods, ntk, readouts
-from ..experiment.stages import Stages, extras_of, model_from
+from ..experiment.stages import Stages, diverged, extras_of, model_from
 from ..experiment.tasks import Task
 from ..hashing import config_hash
 from ..progress import progress
@@ -63,6 +63,18 @@ def subset(task: Task, logits: dict[str, Tensor], name: str) -> tuple[Tensor, Te
 
 def _l1(a: Tensor, b: Tensor) -> float:
     return (torch.softmax(a, -1) - torch.softmax(b, -1)).abs().sum(-1).mean().item()
+
+
+def readout_names(relearn: bool) -> list[str]:
+    """The readouts of a member, in the order :func:`member_readouts` computes them."""
+    names = [f"{what}_{name}" for name in SUBSETS for what in ("error", "loss")]
+    names += [f"l1_to_retrain_{name}" for name in ("forget", "retain", "test")]
+    return names + ["mia_forget_member_rate"] + (["relearn_epochs"] if relearn else [])
+
+
+def is_diverged(member: Member) -> bool:
+    """Whether ``member`` is a model whose method diverged (its logits are NaN)."""
+    return not bool(torch.isfinite(member.logits["train"]).all())
 
 
 def member_readouts(
@@ -169,6 +181,12 @@ def build_ensembles(
         for method in cfg.methods:
             try:
                 model, seconds, seed = _member_model(stages, task, idx, method, cfg, k)
+                if model is None:  # diverged: recorded as such, its readouts not computable
+                    log(f"ensemble member {k + 1}: {method} diverged (weights not finite)")
+                    nan = {name: torch.full_like(z, torch.nan) for name, z in ref_logits.items()}
+                    row = dict.fromkeys(readout_names(threshold is not None))
+                    by_method[method].append(Member(method, k, seed, nan, row, seconds))
+                    continue
                 logits = logits_of(model, task)
                 rkey = "ensemble-" + config_hash(
                     [key, method, stages.method_config(task, method).key(method), seed]
@@ -193,7 +211,8 @@ def _release(stages: Stages, task: Task, model: nn.Module, *parts) -> nn.Module:
 
 
 def _member_model(stages, task, idx: _Index, method: str, cfg: EvaluateConfig, k: int):
-    """``(model, seconds, seed)`` of one method on original k; ``retrain`` is an independent
+    """``(model, seconds, seed)`` of one method on original k (model None where the method
+    diverged); ``retrain`` is an independent
     model retrained on D_r with the next block of seeds, ``retrain_paired`` (linearized runs)
     reference k's exact retrain released with fresh noise."""
     if method == PAIRED_RETRAIN:
@@ -213,5 +232,8 @@ def _member_model(stages, task, idx: _Index, method: str, cfg: EvaluateConfig, k
         idx.seed,
         idx.key_base,
         direction=idx.direction,
+        allow_divergence=True,
     )
+    if diverged(state):
+        return None, extras_of(state)["seconds"], idx.seed
     return model_from(idx.original, state).eval(), extras_of(state)["seconds"], idx.seed

@@ -21,7 +21,7 @@ from ..methods import BASELINE_METHODS, LINEARIZED_METHODS, PAPER_METHODS
 from ..report.evaluation_figures import CAPTIONS
 from ..report.evaluation_page import judge_readouts, write_report
 from ..versions import hardware, source_commit, versions
-from . import certified, releases, scores
+from . import certified, releases, scores, two_level
 from .config import DEFAULT_METHODS, PAIRED_RETRAIN, EvaluateConfig
 from .ensembles import build_ensembles
 from .inputs import ScoreInputs, write_inputs
@@ -176,6 +176,8 @@ def _results(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> d
             "klom": scores.klom_part(task, ms, references),
             "seconds": [m.seconds for m in ms],
         }
+        if scores.diverged_indices(ms):
+            block["diverged"] = scores.diverged_indices(ms)
         if shadows is not None and method in shadows.conf:
             block["ulira"] = scores.ulira_part(
                 shadows.conf[method], shadows.status, shadows.folds, shadows.shadows
@@ -201,13 +203,14 @@ def _results(inputs: ScoreInputs, experiment: dict, config: EvaluateConfig) -> d
         "bands": {k: b.__dict__ for k, b in band.items()},
         "methods": by_method,
         "against_retrain": scores.against_retrain(
-            by_method, scores.two_level_bootstrap(task, members, references, config.model_bootstrap)
+            by_method,
+            two_level.two_level_bootstrap(task, members, references, config.model_bootstrap),
         ),
         "against_paired_retrain": None
         if PAIRED_RETRAIN not in members
         else scores.against_retrain(
             {m: b for m, b in by_method.items() if m != "retrain"},
-            scores.two_level_bootstrap(
+            two_level.two_level_bootstrap(
                 task, members, references, config.model_bootstrap, base=PAIRED_RETRAIN
             ),
             base=PAIRED_RETRAIN,

@@ -2,7 +2,7 @@
 confidences: retrain bands of the readouts, population attacks, the challenge score, KLoM and
 U-LiRA per method, and each method's difference from the retrain row with a bootstrap
 interval over examples and, for the challenge points and KLoM, a two-level bootstrap over
-models and examples.
+models and examples (:mod:`.two_level`).
 
 The example bootstrap holds the models fixed; where each model has traits that every example
 shares (its seed's offsets), two finite ensembles drawn from one distribution differ on a fixed
@@ -15,7 +15,6 @@ interval over examples)."""
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import torch
@@ -25,8 +24,7 @@ from ..audit import challenge
 from ..audit.klom import DIRECTION as KLOM_DIRECTION
 from ..audit.ulira import ulira
 from ..experiment.tasks import Task
-from ..progress import progress
-from .ensembles import Member, subset
+from .ensembles import Member, is_diverged, subset
 
 BOOTSTRAP = 2000
 MIN_EXAMPLES = 5  # fewer examples give no interval
@@ -35,6 +33,22 @@ KLOM_SUBSETS = ("forget", "retain", "val")
 
 def _readout_keys(members: dict[str, list[Member]]) -> list[str]:
     return sorted({k for ms in members.values() for m in ms for k in m.readouts})
+
+
+def scored_members(unlearned: list[Member], references: list[Member]):
+    """``(unlearned, references)`` the per-example scores use: the models whose method did not
+    diverge and the references of the same indices (model k pairs reference k); both lists
+    unchanged where none diverged."""
+    keep = [m for m in unlearned if not is_diverged(m)]
+    if len(keep) == len(unlearned):
+        return unlearned, references
+    indices = {m.index for m in keep}
+    return keep, [r for r in references if r.index in indices]
+
+
+def diverged_indices(members: list[Member]) -> list[int]:
+    """The ensemble indices k whose model diverged."""
+    return [m.index for m in members if is_diverged(m)]
 
 
 def bands(members: dict[str, list[Member]]) -> dict[str, audit.Band]:
@@ -90,6 +104,10 @@ def population(task: Task, members: list[Member]) -> dict:
     examples of all K models pooled, once against every test example and once against those of
     D_f's classes (``*_same_class``), each AUC with a 95 % interval from resampling examples;
     and the entropy SVC's member rate (median over models)."""
+    members = [m for m in members if not is_diverged(m)]
+    if not members:  # every model diverged: nothing to attack
+        curves = ("loss", "loss_same_class", "confidence", "confidence_same_class")
+        return {**dict.fromkeys(curves), "entropy_svc_member_rate": None}
     out = {}
     zf = torch.stack([subset(task, m.logits, "forget")[0] for m in members])
     zt = torch.stack([subset(task, m.logits, "test")[0] for m in members])
@@ -124,7 +142,22 @@ def _margins(task: Task, members: list[Member], name: str) -> torch.Tensor:
 
 def challenge_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
     """The NeurIPS 2023 score of an unlearned ensemble against the references; an epsilon
-    that cannot be computed (NaN, JSON null) earns no points and is counted."""
+    that cannot be computed (NaN, JSON null) earns no points and is counted. Models whose
+    method diverged are left out with their references (:func:`scored_members`); with fewer
+    than 3 left, no point is earned."""
+    unlearned, references = scored_members(unlearned, references)
+    if len(unlearned) < 3:  # the score needs 3 models per side: none of its points is earned
+        n = len(task.forget_idx)
+        return {
+            "epsilons": [None] * n,
+            "points": [0.0] * n,
+            "not_computable": n,
+            "forget_quality": 0.0,
+            "retain_accuracy_ratio": None,
+            "test_accuracy_ratio": None,
+            "score": 0.0,
+            "models_per_side": len(unlearned),
+        }
     cu, cr = _confidences(task, unlearned), _confidences(task, references)
     ra = (_accuracy(task, unlearned, "retain"), _ref_accuracy(task, references, "retain"))
     ta = (_accuracy(task, unlearned, "test"), _ref_accuracy(task, references, "test"))
@@ -152,8 +185,10 @@ def _ref_accuracy(task: Task, references: list[Member], name: str) -> float:
 def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
     """KLoM per example of D_f, D_r and the validation set, and its summary per subset over
     the examples where it could be computed, with the count of those where it could not (NaN:
-    every unlearned margin at the top of the joint range)."""
+    every unlearned margin at the top of the joint range, or every model diverged). Models whose
+    method diverged are left out with their references (:func:`scored_members`)."""
     out = {"direction": KLOM_DIRECTION}
+    unlearned, references = scored_members(unlearned, references)
     for name in KLOM_SUBSETS:
         mu, mr = _margins(task, unlearned, name), _margins(task, references, name)
         values = audit.klom(mu, mr).numpy()
@@ -171,9 +206,15 @@ def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> 
 def ulira_part(
     conf: torch.Tensor, status: torch.Tensor, folds: torch.Tensor, shadows: torch.Tensor
 ) -> dict:
-    """U-LiRA with one unlearned model per shadow model, example and side."""
+    """U-LiRA with one unlearned model per shadow model, example and side; the rows of
+    unlearned models whose method diverged (NaN) are left out."""
+    ok = torch.isfinite(conf).all(1)
+    dropped = int((~ok).sum())
+    if dropped:
+        conf, status, folds, shadows = conf[ok], status[ok], folds[ok], shadows[ok]
     res = ulira(conf, status, folds, shadows)
     return {
+        **({"diverged_rows": dropped} if dropped else {}),
         "balanced_accuracy": res.balanced_accuracy,
         "per_example": {str(k): v for k, v in res.per_example.items()},
         "pairs_in": res.pairs_in,
@@ -217,116 +258,6 @@ def bootstrap_difference(a: list[float], b: list[float], seed: int = 0) -> dict:
         "examples": len(a),
         "not_computable": dropped,
     }
-
-
-TWO_LEVEL = ("challenge_points", "klom_forget")
-
-
-def example_scores(
-    conf: torch.Tensor, marg: torch.Tensor, ref_conf: torch.Tensor, ref_marg: torch.Tensor
-) -> dict[str, np.ndarray]:
-    """Per forget example, the challenge points and KLoM of one ensemble (confidences and
-    margins ``(K, |D_f|)``) against the references' (``(K_ref, |D_f|)``), as
-    :func:`challenge_part` and :func:`klom_part` compute them."""
-    eps = challenge.example_epsilons(conf, ref_conf).tolist()
-    return {
-        "challenge_points": np.array(challenge.example_points(eps, conf.shape[0])),
-        "klom_forget": audit.klom(marg, ref_marg).numpy(),
-    }
-
-
-Stack = tuple[torch.Tensor, torch.Tensor]  # an ensemble's (confidences, margins) on D_f
-
-
-def _taken(stack: Stack, idx: np.ndarray) -> Stack:
-    """The ensemble's models at ``idx`` (with repeats)."""
-    return stack[0][idx], stack[1][idx]
-
-
-def _draw_difference(
-    method: Stack, base: Stack, ref: Stack, rng: np.random.Generator, base_paired: bool
-) -> dict[str, float]:
-    """One draw of the two-level bootstrap: the ensemble indices k resampled with replacement,
-    then the examples; per score, the mean paired difference over the resampled examples where
-    both could be computed. Index k is the unit: model k of the method and reference k come from
-    one seed, so they are drawn together (as is the base where ``base_paired``, the paired retrain
-    row); the retrain row's own seeds are drawn independently."""
-    k = len(ref[0])
-    idx = rng.integers(0, k, k)
-    other = idx if base_paired else rng.integers(0, len(base[0]), len(base[0]))
-    method, base, ref = _taken(method, idx), _taken(base, other), _taken(ref, idx)
-    a, b = example_scores(*method, *ref), example_scores(*base, *ref)
-    n = len(a["klom_forget"])
-    examples = rng.integers(0, n, n)
-    return {key: _mean_difference(a[key][examples], b[key][examples]) for key in TWO_LEVEL}
-
-
-def _interval(observed: float, draws: np.ndarray) -> dict:
-    """The 95 % interval of the finite draws around their median, centred on the ``observed``
-    difference, and how many draws there were. Centred because resampling models with
-    replacement biases these scores (a duplicated model narrows an ensemble's spread, which
-    moves KLoM and the challenge's epsilons), so the draws' location is not the observed
-    difference's. This assumes the bias is a shift; with 200 draws each end rests on about 5
-    of them, so a verdict near 0 can move with the seed."""
-    finite = draws[np.isfinite(draws)]
-    if len(finite) < 2 or not np.isfinite(observed):
-        return {"ci95": None, "draws": len(finite)}
-    lo, mid, hi = np.quantile(finite, (0.025, 0.5, 0.975))
-    return {
-        "ci95": [float(observed + lo - mid), float(observed + hi - mid)],
-        "draws": len(finite),
-        "draws_median": float(mid),
-    }
-
-
-def two_level_bootstrap(
-    task: Task,
-    members: dict[str, list[Member]],
-    references: list[Member],
-    draws: int,
-    seed: int = 0,
-    base: str = "retrain",
-) -> dict[str, dict]:
-    """Per method other than ``base`` (the retrain row) and ``retrain``, per score of
-    :data:`TWO_LEVEL`: a 95 % interval of its mean difference from the retrain row on D_f from
-    the spread of that difference when the ensemble indices and then the examples are resampled
-    (``draws`` times; :func:`_draw_difference`, :func:`_interval`), to approximate what two
-    finite ensembles of the same distribution differ by as well as what the examples do.
-    Every ensemble but ``retrain`` must pair the references index by index (model k from seed
-    k); ``retrain``, drawn from its own seeds, is resampled independently where it is the base.
-    Empty with no draws or no retrain row. Seeded per method by its name, so one method's
-    interval does not depend on which others were evaluated."""
-    if draws <= 0 or base not in members:
-        return {}
-    order = [r.index for r in references]
-    paired = [m for m in members if m != "retrain"]
-    for m in paired:
-        if [x.index for x in members[m]] != order:
-            raise ValueError(f"two-level bootstrap: {m}'s models must pair the references' indices")
-
-    def stacks(ms: list[Member]) -> Stack:
-        return _confidences(task, ms), _margins(task, ms, "forget")
-
-    ref, base_stack = stacks(references), stacks(members[base])
-    base_scores = example_scores(*base_stack, *ref)
-    out = {}
-    for method in paired:
-        if method == base:
-            continue
-        own_stack = stacks(members[method])
-        own = example_scores(*own_stack, *ref)
-        rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
-        got = [
-            _draw_difference(own_stack, base_stack, ref, rng, base != "retrain")
-            for _ in progress(range(draws), desc=f"two-level bootstrap: {method} vs {base}")
-        ]
-        out[method] = {
-            key: _interval(
-                _mean_difference(own[key], base_scores[key]), np.array([g[key] for g in got])
-            )
-            for key in TWO_LEVEL
-        }
-    return out
 
 
 def against_retrain(methods: dict, two_level: dict | None = None, base: str = "retrain") -> dict:

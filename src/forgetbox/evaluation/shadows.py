@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import audit, methods
 from ..audit.ulira import EXCLUDED, IN, OUT
-from ..experiment.stages import Stages, extras_of, model_from
+from ..experiment.stages import Stages, diverged, extras_of, model_from
 from ..experiment.tasks import Task
 from ..progress import progress
 from ..training import predict
@@ -114,7 +114,10 @@ def shadow_confidences(
             direction = _shared_step(stages, sub, original, w0, seed)
             for method in cfg.attacked_methods:
                 model, secs = _unlearned(stages, sub, original, w0, seed, method, direction)
-                conf[method].append(audit.margin(predict(model, x).double(), y))
+                if model is None:  # diverged: a NaN row, left out of U-LiRA (scores.ulira_part)
+                    conf[method].append(torch.full((n,), torch.nan, dtype=torch.float64))
+                else:
+                    conf[method].append(audit.margin(predict(model, x).double(), y))
                 seconds[method].append(secs)
         log(f"shadow model {s + 1}/{cfg.shadow_models} ready in {time.perf_counter() - t0:.0f} s")
     return ShadowConfidences(
@@ -140,7 +143,8 @@ def _shared_step(stages: Stages, sub: Task, original, w0, seed: int) -> Callable
 
 
 def _unlearned(stages: Stages, sub: Task, original, w0, seed: int, method: str, direction):
-    """``(model, seconds)``: ``original`` made to forget ``sub``'s cohort by ``method``."""
+    """``(model, seconds)``: ``original`` made to forget ``sub``'s cohort by ``method`` (model
+    None where the method diverged)."""
     if method == "original":
         return original, 0.0
     if method == "retrain":
@@ -151,5 +155,9 @@ def _unlearned(stages: Stages, sub: Task, original, w0, seed: int, method: str, 
             model = released(model, sigma, "shadow-retrain", seed, cohort)
         return model, info["seconds"]
     key_base = stages.seed_key(sub, seed, w0)
-    state = stages.scrubbed(method, sub, original, w0, None, seed, key_base, direction=direction)
+    state = stages.scrubbed(
+        method, sub, original, w0, None, seed, key_base, direction=direction, allow_divergence=True
+    )
+    if diverged(state):
+        return None, extras_of(state)["seconds"]
     return model_from(original, state).eval(), extras_of(state)["seconds"]

@@ -267,32 +267,52 @@ class Stages:
         seed: int,
         key_base: str,
         direction: Callable[[], ntk.NTKDirection] | None = None,
+        allow_divergence: bool = False,
     ) -> dict:
         """One method's scrubbed state (cached). ``direction`` supplies the NTK step shared by
         ``ntk`` and ``ntk_fisher`` (solved once per seed); its solve time is still counted in
-        each method's ``seconds``."""
+        each method's ``seconds``. A method that diverges (:class:`~forgetbox.methods.
+        MethodDivergedError`) is cached as such: with ``allow_divergence`` its state says so
+        (:func:`diverged`; ``extras_of`` gives the seconds and the message), else the error is
+        raised again."""
         fcfg = self.method_config(task, method)
         key = f"method-{method}-" + config_hash(
             [key_base, method, fcfg.key(method), methods.VERSION.get(method)]
         )
 
         def compute():
+            t0 = time.perf_counter()
             step = direction() if direction is not None and method in NTK_METHODS else None
-            res = methods.forget(
-                method,
-                original,
-                w0,
-                task.retain,
-                task.forget,
-                fcfg,
-                seed=seed,
-                retrain=lambda: retrained,
-                direction=step,
-                validation=(task.split.x_val, task.split.y_val),
-            )
+            try:
+                res = methods.forget(
+                    method,
+                    original,
+                    w0,
+                    task.retain,
+                    task.forget,
+                    fcfg,
+                    seed=seed,
+                    retrain=lambda: retrained,
+                    direction=step,
+                    validation=(task.split.x_val, task.split.y_val),
+                )
+            except methods.MethodDivergedError as exc:
+                extras = {"seconds": time.perf_counter() - t0, "diverged": str(exc)}
+                return {DIVERGED: torch.ones(1), "__extras__": _json_tensor(extras)}
             return _method_state(res, step)
 
-        return self.cache.state(key, compute)
+        state = self.cache.state(key, compute)
+        if diverged(state) and not allow_divergence:
+            raise methods.MethodDivergedError(extras_of(state)["diverged"])
+        return state
+
+
+DIVERGED = "__diverged__"
+
+
+def diverged(state: dict) -> bool:
+    """Whether a cached method stage recorded a divergence instead of weights."""
+    return DIVERGED in state
 
 
 def _finetune_state(res: training.FinetuneResult, seconds: float) -> dict[str, Tensor]:

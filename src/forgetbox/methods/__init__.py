@@ -55,9 +55,10 @@ from .fisher import (
 from .fisher_diag import fisher_diagonal
 from .newton import newton_step
 from .ntk_scrub import ntk_point, ntk_step
-from .registry import METHOD_TABLE, forget
+from .registry import METHOD_TABLE, MethodDivergedError, forget
 
 __all__ = [
+    "MethodDivergedError",
     "BASELINE_METHODS",
     "DEFAULT_ALPHA",
     "DecayAnchor",

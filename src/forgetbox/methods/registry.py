@@ -43,6 +43,10 @@ from .salun import salun
 from .scrub_teacher import scrub_rewind, scrub_student
 
 
+class MethodDivergedError(ValueError):
+    """A method's weights are not finite after forgetting (it diverged)."""
+
+
 @dataclass(frozen=True)
 class MethodCall:
     """What one method is asked to do: scrub ``forget_set`` from ``model`` = w(D)."""
@@ -275,6 +279,7 @@ def forget(
     for its rewind; the other methods ignore it. The baselines draw their batches (and SalUn
     its random labels) from a generator seeded with ``seed``. ``prepared``: ``(state, keep)``,
     the kernel of D prepared once for ``certified`` (:func:`prepare_certified`) and D_r's mask.
+    Raises :class:`MethodDivergedError` (a ``ValueError``) when the weights come out non-finite.
     """
     method = Method.parse(method, "method")
     if prepared is not None and method is not Method.CERTIFIED:
@@ -290,7 +295,7 @@ def forget(
     info = dict(res.info)
     info.setdefault("mean", flatten(parameters_of(out)))
     if not torch.isfinite(info["mean"]).all():
-        raise ValueError(
+        raise MethodDivergedError(
             f"{method.value}: the weights are not finite after forgetting (the method diverged; "
             "a smaller learning rate or noise scale may help)"
         )

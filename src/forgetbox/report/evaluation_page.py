@@ -97,6 +97,32 @@ def _attacks(results: dict) -> str:
     return table(head, rows)
 
 
+def _diverged(results: dict) -> str:
+    """A note per method that diverged on some models (weights not finite after forgetting)."""
+    k = results["config"]["evaluate"]["models"]
+    items = []
+    for m, b in results["methods"].items():
+        bad = b.get("diverged") or []
+        rows = (b.get("ulira") or {}).get("diverged_rows", 0)
+        if not bad and not rows:
+            continue
+        where = ", ".join(str(i + 1) for i in bad)
+        text = f"{esc(m)} diverged on {len(bad)} of its {k} models" + (
+            f" (models {where})" if bad else ""
+        )
+        if rows:
+            text += f" and on {rows} U-LiRA shadow rows, left out of U-LiRA"
+        items.append(f"<li>{text}</li>")
+    if not items:
+        return ""
+    return (
+        '<p class="note">Methods that diverged (their weights not finite after forgetting): '
+        "such a model's readouts are not computable (never inside a band); the per-example "
+        "scores (challenge, KLoM, the loss attack and their intervals) use the method's other "
+        "models and the references of the same indices.</p><ul>" + "".join(items) + "</ul>"
+    )
+
+
 def _scores(results: dict) -> str:
     """The challenge score and KLoM against the retrain row."""
     head = [
@@ -264,7 +290,7 @@ difficulty does not pass for membership), all K models pooled, with a 95 % inter
 resampling examples.</p>
 <h2 id="attacks">Per-example attacks</h2>{_attacks(results)}
 <p class="note">Time against retraining: the retrain row's median time over the method's.</p>
-<h2 id="scores">Scores against the retrain row</h2>{_scores(results)}
+<h2 id="scores">Scores against the retrain row</h2>{_diverged(results)}{_scores(results)}
 {_paired(results)}{_certificate(results)}
 <h2 id="bands">Readouts against the retrain band</h2>{_readouts(results)}
 <p class="note">Median over the method's models; ✓ and green: inside the retrain band; "leaks": on

@@ -271,6 +271,7 @@ EVALUATION_METHOD = Obj(
         "seconds": List(Opt(NUM)),
     },
     optional={
+        "diverged": List(INT),
         "ulira": Opt(
             Obj(
                 required={
@@ -280,7 +281,7 @@ EVALUATION_METHOD = Obj(
                     "tpr": List(NUM),
                 }
             )
-        )
+        ),
     },
 )
 EVALUATION = Obj(
