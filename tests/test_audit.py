@@ -674,3 +674,35 @@ def test_the_page_judges_each_readout_with_the_size_of_the_set_it_counts():
     report.judge_readouts(ev)
     r = ev["methods"]["ntk"]["readouts"][key]
     assert r["meaning"] == "leaks" and r["margin"] == pytest.approx(0.02)
+
+
+def _diverge(members, ks):
+    """The members at indices ``ks`` as models whose method diverged (NaN logits)."""
+    for m in members:
+        if m.index in ks:
+            m.logits = {k: torch.full_like(v, float("nan")) for k, v in m.logits.items()}
+            m.readouts = dict.fromkeys(m.readouts)
+    return members
+
+
+def test_diverged_models_are_left_out_of_the_scores_with_their_references():
+    task = _ensemble_task()
+    refs = _members("reference", 8, task, 2)
+    one = _diverge(_members("method", 8, task, 0, shift=0.5), {3})
+    kept = [m for m in one if m.index != 3]
+    kept_refs = [r for r in refs if r.index != 3]
+    assert scores.challenge_part(task, one, refs) == scores.challenge_part(task, kept, kept_refs)
+    assert scores.klom_part(task, one, refs) == scores.klom_part(task, kept, kept_refs)
+    assert scores.challenge_part(task, one, refs)["models_per_side"] == 7
+    # two left: no challenge point, KLoM not computable, no two-level interval
+    few = _diverge(_members("method", 8, task, 0), set(range(6)))
+    ch, kl = scores.challenge_part(task, few, refs), scores.klom_part(task, few, refs)
+    assert ch["forget_quality"] == 0.0 and ch["not_computable"] == 12 == len(ch["points"])
+    assert kl["forget"]["median"] is None and kl["forget"]["not_computable"] == 12
+    members = {"few": few, "one": one, "retrain": _members("retrain", 8, task, 1)}
+    got = two_level.two_level_bootstrap(task, members, refs, draws=20)
+    assert "few" not in got and got["one"]["klom_forget"]["draws"] > 0
+    # every model diverged: nothing to attack, nothing to bin
+    gone = _diverge(_members("method", 8, task, 0), set(range(8)))
+    assert scores.population(task, gone)["loss"] is None
+    assert scores.klom_part(task, gone, refs)["val"]["not_computable"] == 6

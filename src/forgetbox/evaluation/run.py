@@ -153,9 +153,9 @@ def _certificate(inputs: ScoreInputs, experiment: dict) -> dict:
     out = {"sigma": inputs.sigma, "methods": {}}
     for method in ("certified", "retrain", PAIRED_RETRAIN):
         if method in inputs.members:
-            out["methods"][method] = certified.certificate_part(
-                inputs.task, inputs.members[method], inputs.references, eps, delta
-            )
+            # a diverged release (NaN) is left out with the reference of its index
+            ms, refs = scores.scored_members(inputs.members[method], inputs.references)
+            out["methods"][method] = certified.certificate_part(inputs.task, ms, refs, eps, delta)
     out["control_original_with_noise"] = certified.certificate_part(
         inputs.task, inputs.control, inputs.references, eps, delta
     )

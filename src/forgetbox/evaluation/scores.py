@@ -28,6 +28,9 @@ from .ensembles import Member, is_diverged, subset
 
 BOOTSTRAP = 2000
 MIN_EXAMPLES = 5  # fewer examples give no interval
+# the challenge score needs 3 models per side; KLoM is not binned from fewer either (a method
+# whose models diverged down to fewer: every example not computable, no challenge point)
+MIN_SCORED_MODELS = 3
 KLOM_SUBSETS = ("forget", "retain", "val")
 
 
@@ -146,7 +149,7 @@ def challenge_part(task: Task, unlearned: list[Member], references: list[Member]
     method diverged are left out with their references (:func:`scored_members`); with fewer
     than 3 left, no point is earned."""
     unlearned, references = scored_members(unlearned, references)
-    if len(unlearned) < 3:  # the score needs 3 models per side: none of its points is earned
+    if len(unlearned) < MIN_SCORED_MODELS:  # the score needs 3 per side: no point is earned
         n = len(task.forget_idx)
         return {
             "epsilons": [None] * n,
@@ -182,16 +185,28 @@ def _ref_accuracy(task: Task, references: list[Member], name: str) -> float:
     return float(np.mean(accs))
 
 
+def _size(task: Task, name: str) -> int:
+    """The number of examples of subset ``name`` (forget, retain or val)."""
+    if name == "val":
+        return len(task.split.y_val)
+    n_forget = len(task.forget_idx)
+    return n_forget if name == "forget" else len(task.split.y_train) - n_forget
+
+
 def klom_part(task: Task, unlearned: list[Member], references: list[Member]) -> dict:
     """KLoM per example of D_f, D_r and the validation set, and its summary per subset over
     the examples where it could be computed, with the count of those where it could not (NaN:
-    every unlearned margin at the top of the joint range, or every model diverged). Models whose
-    method diverged are left out with their references (:func:`scored_members`)."""
+    every unlearned margin at the top of the joint range, or fewer than
+    :data:`MIN_SCORED_MODELS` models left). Models whose method diverged are left out with their
+    references (:func:`scored_members`)."""
     out = {"direction": KLOM_DIRECTION}
     unlearned, references = scored_members(unlearned, references)
     for name in KLOM_SUBSETS:
-        mu, mr = _margins(task, unlearned, name), _margins(task, references, name)
-        values = audit.klom(mu, mr).numpy()
+        if len(unlearned) < MIN_SCORED_MODELS:  # too few models left to bin: not computable
+            values = np.full(_size(task, name), np.nan)
+        else:
+            mu, mr = _margins(task, unlearned, name), _margins(task, references, name)
+            values = audit.klom(mu, mr).numpy()
         finite = values[np.isfinite(values)]
         out[name] = {
             "values": values.tolist(),

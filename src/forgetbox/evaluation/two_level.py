@@ -13,7 +13,7 @@ from ..audit import challenge
 from ..experiment.tasks import Task
 from ..progress import progress
 from .ensembles import Member
-from .scores import _confidences, _margins, _mean_difference, scored_members
+from .scores import MIN_SCORED_MODELS, _confidences, _margins, _mean_difference, scored_members
 
 TWO_LEVEL = ("challenge_points", "klom_forget")
 
@@ -115,13 +115,15 @@ def two_level_bootstrap(
         ms, _ = scored_members(members[method], references)
         kept = {m.index for m in ms}
         keep = np.array([i for i, r in enumerate(references) if r.index in kept])
-        if len(ms) < 2:
+        if len(ms) < MIN_SCORED_MODELS:  # its scores were not computed (scores.klom_part)
             continue
         own_stack = stacks(ms)
-        ref, base_k = all_refs, base_stack
+        ref, base_k, base_own = all_refs, base_stack, base_scores
         if len(ms) < len(members[method]):
             ref = _taken(all_refs, keep)
-            base_k = _taken(base_stack, keep) if base != "retrain" else base_stack
+            if base != "retrain":  # the paired base at the same indices
+                base_k = _taken(base_stack, keep)
+                base_own = example_scores(*base_k, *ref)
         own = example_scores(*own_stack, *ref)
         rng = np.random.default_rng([seed, zlib.crc32(method.encode())])
         got = [
@@ -130,7 +132,7 @@ def two_level_bootstrap(
         ]
         out[method] = {
             key: _interval(
-                _mean_difference(own[key], base_scores[key]), np.array([g[key] for g in got])
+                _mean_difference(own[key], base_own[key]), np.array([g[key] for g in got])
             )
             for key in TWO_LEVEL
         }

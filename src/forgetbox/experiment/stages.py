@@ -303,7 +303,10 @@ class Stages:
 
         state = self.cache.state(key, compute)
         if diverged(state) and not allow_divergence:
-            raise methods.MethodDivergedError(extras_of(state)["diverged"])
+            raise methods.MethodDivergedError(
+                f"{extras_of(state)['diverged']} (recorded in the stage cache as {key}; delete "
+                "that file to compute it again)"
+            )
         return state
 
 

@@ -118,8 +118,10 @@ def _diverged(results: dict) -> str:
     return (
         '<p class="note">Methods that diverged (their weights not finite after forgetting): '
         "such a model's readouts are not computable (never inside a band); the per-example "
-        "scores (challenge, KLoM, the loss attack and their intervals) use the method's other "
-        "models and the references of the same indices.</p><ul>" + "".join(items) + "</ul>"
+        "scores use the method's other models (the challenge and KLoM against the references "
+        "of the same indices; with fewer than 3 left, no point and no KLoM).</p><ul>"
+        + "".join(items)
+        + "</ul>"
     )
 
 

@@ -42,12 +42,12 @@ def headline_method(methods) -> str | None:
     return next((m for m in ("ntk", "ntk_fisher", "certified") if m in methods), None)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+def _pct(x: float | None) -> str:
+    return "not computable" if x is None else f"{100 * x:.1f} %"
 
 
-def _band_text(value: float, band: dict | None) -> str:
-    if not band:
+def _band_text(value: float | None, band: dict | None) -> str:
+    if not band or value is None:
         return _pct(value)
     lo, hi = band["low"], band["high"]
     shown_lo, shown_hi = max(lo, 0.0), min(hi, 1.0)
