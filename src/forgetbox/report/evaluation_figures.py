@@ -56,7 +56,8 @@ def epsilons(results: dict, out: Path | None, narrow: bool = False) -> Figure:
     methods = _methods(results)
     cols = min(len(methods), 4)
     fig, axes = panel_grid(len(methods), narrow, cols, (2.6, 3), narrow_cols=2)
-    k = next(iter(results["methods"].values()))["challenge"]["models_per_side"]
+    # the ensemble's K (a method whose models diverged is scored on fewer: the same grid)
+    k = max(b["challenge"]["models_per_side"] for b in results["methods"].values())
     top = np.ceil(np.log(k - 1))
     bins = np.arange(0, max(top, 1) + 0.5, 0.5).tolist() + [50.5]
     for ax, m in zip(axes, methods, strict=True):
