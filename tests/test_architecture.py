@@ -24,6 +24,7 @@ LAYERS = {
     "settings": 0,
     "cohort": 0,
     "privacy": 0,
+    "allocator": 0,
     "atomic": 1,
     "checkpoints": 2,
     "models": 3,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import parallel
+from .. import allocator, parallel
 from ..versions import package_version
 from . import evaluate, prepare, report, run, scrub, train, verify
 
@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"forgetbox {package_version()}")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of an error (for bug reports)"
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="glibc's allocator: keep freed memory for reuse (default: fewer page faults, the "
+        "same results, the process holds its peak memory until it exits; docs/benchmarks.md) "
+        "or leave glibc's settings",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     says so and exits 1 (rank 0 writes nothing unless every rank succeeded)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.malloc == "keep":
+        allocator.keep_freed_memory()
     try:
         parallel.init_from_env(getattr(args, "device", None) or "cpu")  # under torchrun
         return args.func(args)
