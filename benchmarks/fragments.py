@@ -1174,6 +1174,49 @@ def evaluate_scoring(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+ALLOCATOR_WORKLOADS = {
+    "finetune": "fine-tuning (All-CNN ×0.4, 2,500 images, 3 epochs and their stop-rule passes)",
+    "kernel": "per-layer kernel (ResNet-18 ×0.4, 250 inputs, c = 5, `auto`)",
+}
+
+
+@fragment("allocator-cli")
+def allocator_cli(root: Path) -> str:
+    """docs/benchmarks.md: the command line's ``--malloc keep`` against glibc's default
+    settings (benchmarks/allocator.py)."""
+    d = _load(root, "benchmarks/results/allocator.json")
+    if d is None:
+        return "Not measured yet.\n"
+    hw, src = d["hardware"], d["source"]
+    lines = [
+        "| workload | `--malloc` | seconds: median (runs) | system CPU s (median) | "
+        "minor page faults (median) | peak GB (largest) |",
+        "|---|---|---|---|---|---|",
+    ]
+    words = []
+    for w, label in ALLOCATOR_WORKLOADS.items():
+        med = d["median_seconds"][w]
+        for s, runs in d["runs"][w].items():
+            each = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+            system = _median([r["system_seconds"] for r in runs])
+            faults = _median([r["minor_faults"] for r in runs])
+            peak = max(r["peak_rss_gb"] for r in runs)
+            lines.append(
+                f"| {label} | {s} | {med[s]:.1f} ({each}) | {system:.1f} | "
+                f"{faults / 1e6:.2f} M | {peak:.2f} |"
+            )
+        same = "the same result" if d["same_result"][w] else "**a different result**"
+        words.append(f"{w}: {speed(med['default'] / med['keep'])}, {same}")
+    return (
+        f"`benchmarks/allocator.py` at commit {src['commit'][:7]}"
+        f"{' (dirty)' if src.get('dirty') else ''}, {hw.get('processor')}, "
+        f"{hw.get('torch_threads')} threads, {d['rounds']} interleaved rounds, each run in its "
+        f"own process (results compared by the SHA-256 of the weights or the kernel):\n\n"
+        + "\n".join(lines)
+        + f"\n\n`keep` against `default` — {'; '.join(words)}.\n"
+    )
+
+
 def render(text: str, root: Path) -> tuple[str, list[str]]:
     """``text`` with every fragment regenerated, and the names of those that changed."""
     changed = []
