@@ -1,16 +1,21 @@
-"""glibc's allocator told to keep freed memory for reuse (the command line's default).
+"""glibc's allocator told to keep freed memory for reuse (the command line's ``--malloc keep``).
 
 PyTorch on a CPU allocates and frees large tensors (activations, gradients, Jacobian blocks)
-at every step. glibc serves every block above its mmap threshold (at most 32 MB) with a fresh
-mapping and returns it to the kernel when freed, and trims the top of its heap beyond 128 kB,
-so the next step pays for the same memory again in page faults (the kernel zeroes every page;
-on a virtual machine a page handed back may also have been returned to the host). With
-``M_MMAP_MAX = 0`` every block comes from the heap and with a large ``M_TRIM_THRESHOLD`` freed
-blocks stay there for the next allocation. The arithmetic is unchanged; the process keeps the
-memory of its peak until it exits. Measured in docs/benchmarks.md ("glibc's allocator").
+at every step. glibc serves a block above its mmap threshold (adaptive, at most 32 MiB) with a
+fresh mapping and unmaps it when freed, and trims free memory at the top of its heap (beyond a
+threshold that starts at 128 kB and follows the mmap threshold), so the next step pays for the
+same memory again in page faults (the kernel zeroes every page). With ``M_MMAP_MAX = 0`` the
+main arena (the main thread's allocations, where PyTorch's large tensors come from) serves every
+block from its heap, and with trimming off (``M_TRIM_THRESHOLD = -1``) freed blocks stay there
+for later allocations. The arithmetic is unchanged. The cost is memory: the process keeps what
+it freed until it exits, and a freed block is not always reused at once (PyTorch asks for
+64-byte-aligned blocks, which glibc 2.36 does not fit into a freed hole of exactly their size),
+so the heap can grow past the live peak before freed blocks are reused. Measured (speed,
+page faults, peak memory, and that reuse on a loop of one large tensor) in docs/benchmarks.md,
+"Keeping freed memory".
 
-Process-wide state: only the ``forgetbox`` command line calls :func:`keep_freed_memory` (its
-``--malloc`` flag); the library never does.
+Process-wide state: only the ``forgetbox`` command line calls :func:`keep_freed_memory` (when
+given ``--malloc keep``); the library never does.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = 2**31 - 1  # bytes; the largest value of mallopt's int argument
+NO_TRIM = -1  # M_TRIM_THRESHOLD's value that turns trimming off (mallopt(3))
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -38,13 +43,15 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to serve every block from its heap and to keep freed blocks there
-    (module docstring); False, changing nothing, where the C library is not glibc or refuses."""
+    """Tell glibc's malloc to serve the main arena's blocks from its heap and to keep freed
+    blocks there (module docstring). False where the C library is not glibc (nothing changed)
+    or refuses a setting (one made before the refusal stays). An allocator preloaded in front of
+    glibc's (jemalloc, tcmalloc) ignores it."""
     libc = _glibc()
     if libc is None:
         return False
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
-    if not libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):
+    if not libc.mallopt(M_TRIM_THRESHOLD, NO_TRIM):
         return False
     return bool(libc.mallopt(M_MMAP_MAX, 0))

@@ -40,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--malloc",
-        choices=("keep", "default"),
-        default="keep",
-        help="glibc's allocator: keep freed memory for reuse (default: fewer page faults, the "
-        "same results, the process holds its peak memory until it exits; docs/benchmarks.md) "
-        "or leave glibc's settings",
+        choices=("default", "keep"),
+        default="default",
+        help="glibc's allocator: its own settings (default), or keep freed memory for reuse: "
+        "fewer page faults and the same results, but the process keeps what it freed, which "
+        "can exceed its live peak (docs/benchmarks.md, 'Keeping freed memory')",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
