@@ -1180,6 +1180,27 @@ ALLOCATOR_WORKLOADS = {
 }
 
 
+def _span(lo: float, hi: float, fmt: str) -> str:
+    """``lo–hi``, or one number where both read the same."""
+    a, b = format(lo, fmt), format(hi, fmt)
+    return a if a == b else f"{a}–{b}"
+
+
+def _reuse_words(runs: dict) -> str:
+    """The reuse loop of benchmarks/allocator.py: after how many rounds a freed block is
+    reused, and the peak, per setting."""
+    parts = []
+    for s, rs in runs.items():
+        faulting = [sum(1 for f in r["faults_per_round"] if f > 0) for r in rs]
+        rounds = len(rs[0]["faults_per_round"])
+        peaks = [r["peak_rss_gb"] * 1024 for r in rs]
+        parts.append(
+            f"with `{s}` {_span(min(faulting), max(faulting), '.0f')} of its {rounds} rounds "
+            f"faulted (peak {_span(min(peaks), max(peaks), '.0f')} MB)"
+        )
+    return "; ".join(parts)
+
+
 @fragment("allocator-cli")
 def allocator_cli(root: Path) -> str:
     """docs/benchmarks.md: the command line's ``--malloc keep`` against glibc's default
@@ -1190,20 +1211,21 @@ def allocator_cli(root: Path) -> str:
     hw, src = d["hardware"], d["source"]
     lines = [
         "| workload | `--malloc` | seconds: median (runs) | system CPU s (median) | "
-        "minor page faults (median) | peak GB (largest) |",
+        "minor page faults (median) | peak GB (runs) |",
         "|---|---|---|---|---|---|",
     ]
-    words = []
+    words, loads = [], []
     for w, label in ALLOCATOR_WORKLOADS.items():
         med = d["median_seconds"][w]
         for s, runs in d["runs"][w].items():
+            loads += [r["load_before"] for r in runs]
             each = ", ".join(f"{r['seconds']:.1f}" for r in runs)
             system = _median([r["system_seconds"] for r in runs])
             faults = _median([r["minor_faults"] for r in runs])
-            peak = max(r["peak_rss_gb"] for r in runs)
+            peaks = ", ".join(f"{r['peak_rss_gb']:.2f}" for r in runs)
             lines.append(
                 f"| {label} | {s} | {med[s]:.1f} ({each}) | {system:.1f} | "
-                f"{faults / 1e6:.2f} M | {peak:.2f} |"
+                f"{faults / 1e6:.2f} M | {peaks} |"
             )
         same = "the same result" if d["same_result"][w] else "**a different result**"
         words.append(f"{w}: {speed(med['default'] / med['keep'])}, {same}")
@@ -1211,9 +1233,13 @@ def allocator_cli(root: Path) -> str:
         f"`benchmarks/allocator.py` at commit {src['commit'][:7]}"
         f"{' (dirty)' if src.get('dirty') else ''}, {hw.get('processor')}, "
         f"{hw.get('torch_threads')} threads, {d['rounds']} interleaved rounds, each run in its "
-        f"own process (results compared by the SHA-256 of the weights or the kernel):\n\n"
+        f"own process (load average {_span(min(loads), max(loads), '.1f')} before them"
+        f"{_load_words(loads)}; results compared by the SHA-256 of the weights or the "
+        f"kernel):\n\n"
         + "\n".join(lines)
-        + f"\n\n`keep` against `default` — {'; '.join(words)}.\n"
+        + f"\n\n`keep` against `default` — {'; '.join(words)}. The reuse loop (one 64 MiB "
+        f"tensor allocated, filled and freed, in a fresh process per run): "
+        f"{_reuse_words(d['runs']['reuse'])}.\n"
     )
 
 
