@@ -73,7 +73,9 @@ def readout_names(relearn: bool) -> list[str]:
 
 
 def is_diverged(member: Member) -> bool:
-    """Whether ``member`` is a model whose method diverged (its logits are NaN)."""
+    """Whether ``member`` is a model whose method diverged: recorded with NaN logits (stored
+    score inputs carry no other mark). A model with finite weights whose logits are not all
+    finite counts too: no readout or score can be computed from it either."""
     return not bool(torch.isfinite(member.logits["train"]).all())
 
 
