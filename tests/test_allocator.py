@@ -78,3 +78,9 @@ def test_an_unknown_malloc_setting_is_a_usage_error(capsys):
         cli.main(["--malloc", "jemalloc", "report", "x"])
     assert exc.value.code == 2
     assert "--malloc" in capsys.readouterr().err
+
+
+def test_keep_says_so_where_it_cannot_apply(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
+    assert cli.main(["--malloc", "keep", "report", str(tmp_path / "missing")]) == 2
+    assert "--malloc keep has no effect here" in capsys.readouterr().err

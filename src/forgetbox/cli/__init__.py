@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     says so and exits 1 (rank 0 writes nothing unless every rank succeeded)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.malloc == "keep":
-        allocator.keep_freed_memory()
+    if args.malloc == "keep" and not allocator.keep_freed_memory():
+        print(
+            "note: --malloc keep has no effect here (the C library is not glibc)", file=sys.stderr
+        )
     try:
         parallel.init_from_env(getattr(args, "device", None) or "cpu")  # under torchrun
         return args.func(args)
