@@ -742,6 +742,7 @@ EVALUATION_TABLES = {
     "evaluate-methods-digits-tuned": ("methods_table", "digits-methods-tuned-evaluate"),
     "evaluate-digits-paper-cohort": ("evaluation_section", "digits-evaluate"),
     "evaluate-cifar5": ("evaluation_section", "cifar5-allcnn-evaluate"),
+    "evaluate-cifar5-k16": ("evaluation_section", "cifar5-allcnn-evaluate-k16"),
 }
 for _fragment, (_generator, _evaluation) in EVALUATION_TABLES.items():
     GENERATORS[_fragment] = lambda root, g=_generator, e=_evaluation: globals()[g](root, e)
@@ -752,6 +753,7 @@ CLAIM_EVALUATIONS = {  # evaluation -> how the claims' bullets name it
     "digits-evaluate": "digits, the paper's cohort (K = {k})",
     "digits-methods-evaluate": "digits default, the whole class 0 (K = {k})",
     "cifar5-allcnn-evaluate": "CIFAR-5, All-CNN ×0.4 (K = {k})",
+    "cifar5-allcnn-evaluate-k16": "CIFAR-5, All-CNN ×0.4, every method (K = {k})",
 }
 
 
@@ -935,7 +937,12 @@ def readme_deletion(root: Path) -> str:
     )
 
 
-COMPUTE_EVALUATIONS = ("cifar5-allcnn-evaluate", "digits-methods-evaluate", "digits-evaluate")
+COMPUTE_EVALUATIONS = (  # those not committed (yet) are left out
+    "cifar5-allcnn-evaluate",
+    "cifar5-allcnn-evaluate-k16",
+    "digits-methods-evaluate",
+    "digits-evaluate",
+)
 
 
 @fragment("evaluate-compute")
