@@ -529,51 +529,107 @@ def klom_ranking(against_retrain: dict) -> str:
     return ", ".join(f"{n} ({ar[n]['klom_forget']['difference']:+.1f} nats)" for n in ranked)
 
 
+def unresolved(ar: dict) -> dict[str, list[str]]:
+    """Per score (:data:`SCORES`' names, those any method has) the methods but the original
+    whose difference from the retrain row this evaluation could not resolve."""
+    return {
+        label: [
+            n
+            for n, a in ar.items()
+            if n != "original" and key in a and not a[key]["distinguishable"]
+        ]
+        for key, label in SCORES.items()
+        if any(key in a for a in ar.values())
+    }
+
+
+def _problem_table(d: dict, where: str, flipped: set[tuple[str, str]]) -> list[str]:
+    """A README table for one committed evaluation: per method, its test error and speed
+    against retraining, and per score whether it was told from the retrain row."""
+    ms, ar = d["methods"], d["against_retrain"]
+    retrain_s = _median(ms["retrain"]["seconds"])
+    keys = [k for k in SCORES if any(k in a for a in ar.values())]
+
+    def cell(n: str, key: str) -> str:
+        if key not in ar.get(n, {}):
+            return "—"
+        mark = "≠" if ar[n][key]["distinguishable"] else "**≈**"
+        return mark + (" (flips on a rerun)" if (n, key) in flipped else "")
+
+    def time(n: str) -> str:
+        med = _median(ms[n]["seconds"])
+        return "—" if n in ROWS_NOT_TIMED else speed(retrain_s / med)
+
+    out = [
+        f"{where}, K = {d['config']['evaluate']['models']} per side; the retrain row: test "
+        f"error {pct(ms['retrain']['readouts']['error_test']['median'])}, "
+        f"{secs(retrain_s)} per model.",
+        "",
+        "| method | test error | speed vs retraining | "
+        + " | ".join(SCORES[k] for k in keys)
+        + " | KLoM D_f − retrain's |",
+        "|---|---|---|" + "---|" * len(keys) + "---|",
+    ]
+    for n in ms:
+        if n == "retrain":
+            continue
+        klom = ar.get(n, {}).get("klom_forget")
+        klom_cell = f"{klom['difference']:+.1f} nats" if klom else "—"
+        out.append(
+            f"| {n} | {pct(ms[n]['readouts']['error_test']['median'])} | {time(n)} | "
+            + " | ".join(cell(n, k) for k in keys)
+            + f" | {klom_cell} |"
+        )
+    original = ar.get("original", {})
+    blind = [SCORES[k] for k in keys if k in original and not original[k]["distinguishable"]]
+    if blind:
+        out += [
+            "",
+            f"The original, which forgot nothing, is not told from retraining by "
+            f"{' or '.join(blind)} either, so on this problem at this K "
+            f"{'that score decides' if len(blind) == 1 else 'those scores decide'} nothing.",
+        ]
+    return out
+
+
 @fragment("readme-evaluate")
 def readme_evaluate(root: Path) -> str:
-    """README's summary of the committed evaluations."""
-    out = ["**What it found** (generated from the committed evaluations)."]
+    """README's summary of the committed evaluations: per problem, method and score, whether
+    the method was told from retraining, at what test error and speed."""
+    out = [
+        "**What it found** (generated from the committed evaluations). **≈**: the 95 % interval "
+        "of the method's difference from the retrain row includes 0 — this many models and "
+        "examples could not tell it from retraining, which is not a proof of forgetting; ≠: "
+        "told apart; —: not scored. Speed: median seconds per model against the retrain row's.",
+    ]
     tuned = _load(root, "docs/results/digits-methods-tuned-evaluate/evaluation.json")
-    plain = _load(root, "docs/results/digits-methods-evaluate/evaluation.json")
-    digits, how = (tuned, "each method's knob tuned on class 1") if tuned else (plain, "untuned")
     name = "digits-methods-tuned-evaluate" if tuned else "digits-methods-evaluate"
+    digits = tuned or _load(root, f"docs/results/{name}/evaluation.json")
     rerun = _load(root, f"benchmarks/results/rerun_check-{name}.json") or {}
     flipped = {
-        m
+        (m, key)
         for part, m, key, *_ in (rerun.get("distinguishable") or {}).get("changed", [])
-        if part == "against_retrain" and key == "klom_forget"
+        if part == "against_retrain"
     }
     if digits is not None:
-        ar = digits["against_retrain"]
-        close = [
-            n + (" (told apart when rerun on another processor)" if n in flipped else "")
-            for n, a in ar.items()
-            if not a["klom_forget"]["distinguishable"]
-        ]
-        k = digits["config"]["evaluate"]["models"]
-        out.append(
-            f"On the digits default (the whole class 0, K = {k}, {how}), KLoM on D_f ranks "
-            "the methods, closest to retraining first: "
-            f"{klom_ranking(ar)}; "
-            + (
-                f"{', '.join(close)} cannot be told from the retrain row by it"
-                if close
-                else "every method's KLoM stays distinguishable from the retrain row's"
+        how = "each method's knob tuned on class 1" if tuned else "untuned"
+        out += ["", *_problem_table(digits, f"Digits default (the whole class 0, {how})", flipped)]
+    for name, what in (
+        ("cifar5-allcnn-evaluate-k16", "every method at its paper's settings, untuned"),
+        ("cifar5-allcnn-evaluate", "the paper's methods"),
+    ):
+        cifar = _load(root, f"docs/results/{name}/evaluation.json")
+        if cifar is not None:
+            caveat = (
+                " (scored before the alignment)" if scored_before_alignment(cifar, name) else ""
             )
-            + " ([evaluate](docs/evaluate.md))."
-        )
-    cifar = _load(root, "docs/results/cifar5-allcnn-evaluate/evaluation.json")
-    if cifar is not None:
-        caveat = (
-            ", scored before the scores were aligned with their official code"
-            if scored_before_alignment(cifar, "cifar5-allcnn-evaluate")
-            else ""
-        )
-        out.append(
-            f"On real CIFAR-5 (All-CNN ×0.4, K = {cifar['config']['evaluate']['models']}, the "
-            f"paper's methods{caveat}): {klom_ranking(cifar['against_retrain'])}."
-        )
-    return " ".join(out) + "\n"
+            out += [
+                "",
+                *_problem_table(cifar, f"Real CIFAR-5, All-CNN ×0.4, {what}{caveat}", set()),
+            ]
+            break
+    out += ["", "Intervals, values and every readout: [evaluate](docs/evaluate.md)."]
+    return "\n".join(out) + "\n"
 
 
 def methods_table(root: Path, name: str) -> str:
@@ -620,15 +676,7 @@ def methods_table(root: Path, name: str) -> str:
             f"| {m['klom']['forget']['median']:.2f} ({vs['klom_forget']}) "
             f"| {_band_cell(m, 'error_forget')} | {_band_cell(m, 'error_test')} | {time} |"
         )
-    same = {
-        label: [
-            n
-            for n, a in ar.items()
-            if n != "original" and key in a and not a[key]["distinguishable"]
-        ]
-        for key, label in SCORES.items()
-        if any(key in a for a in ar.values())
-    }
+    same = unresolved(ar)
     out.append("")
     out.append(
         "Ranked by KLoM on D_f, closest to the retrain row first: " + klom_ranking(ar) + ". "
