@@ -2,7 +2,9 @@
 cohort that is never the evaluated one.
 
 The evaluated cohort of the digits default is the whole class 0; this tunes on the whole class 1
-(the same data, split and recipe), three seeds. Every method gets the same budget: four values
+(the same data, split and recipe), three seeds. On real CIFAR-5 (``--problem cifar5``: All-CNN
+x0.4, the ``cpu`` profile) the evaluated cohort is 25 images of class 0; this tunes on 25 images
+of class 1, with the same budget, rule and seeds. Every method gets the same budget: four values
 of its main knob, its paper's value times 1/4, 1, 4 and 16 for a learning rate (NegGrad+, SCRUB
 and SCRUB+R, SalUn, l1-sparse), times 1/10, 1, 10 and 100 for a noise scale (Fisher, NTK +
 Fisher, from the authors' alpha). The rule, fixed before looking at any result: the value whose
@@ -14,24 +16,27 @@ qualifies. A value at which the method diverges (non-finite
 weights) is recorded as failed and never chosen.
 
     .venv/bin/python benchmarks/tune_baselines.py  # benchmarks/results/tune_baselines.json
+    .venv/bin/python benchmarks/tune_baselines.py --problem cifar5 --data-dir ../shared/data
+        # benchmarks/results/tune_baselines-cifar5.json
 
-Resumable: every stage goes through the cache in runs/cache-tune.
+Resumable: every stage goes through the problem's cache (runs/cache-tune, runs/cache-tune-cifar5).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tempfile
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from statistics import mean
 
 from forgetbox.experiment import ExperimentConfig, run_experiment
 from forgetbox.methods.config import BASELINE_SETTINGS
 
-OUT = Path(__file__).with_name("results") / "tune_baselines.json"
-CACHE = "runs/cache-tune"
+RESULTS = Path(__file__).with_name("results")
+DOCS = Path(__file__).parents[1] / "docs/results"
 VALIDATION_CLASS = 1
 SEEDS = (0, 1, 2)
 RATE = (0.25, 1.0, 4.0, 16.0)
@@ -50,6 +55,70 @@ CHEAP = dict(
     tradeoff_alphas=(1e-6,),
     path_alphas=(0.0, 1.0),
 )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Where a tuning runs: its data and model settings, what it writes, its words."""
+
+    experiment: dict  # ExperimentConfig fields (data set, model, profile)
+    out: Path  # the tuning's JSON
+    cache: str
+    toml: Path  # the evaluation with the chosen values, written from the JSON
+    cohort: str  # the validation cohort, in words
+    header: str  # the TOML's comment lines
+    evaluate: tuple[str, ...]  # the TOML's [evaluate] lines
+    methods: tuple[str, ...]  # the lines of its methods list
+
+
+_DIGITS_HEADER = """\
+# Every method on the digits default (the whole class 0) with each method's main knob
+# tuned on the validation cohort, the whole class 1 (benchmarks/tune_baselines.py and
+# benchmarks/results/tune_baselines.json; written by that script, do not edit by hand).
+#     forgetbox evaluate --config docs/results/digits-methods-tuned-evaluate.toml \\
+#         --out docs/results/digits-methods-tuned-evaluate \\
+#         --cache-dir runs/cache-digits-methods"""
+_CIFAR5_HEADER = """\
+# Every method on real CIFAR-5 (25 images of class 0; All-CNN x0.4, the cpu profile) with each
+# method's main knob tuned on the validation cohort, 25 images of class 1
+# (benchmarks/tune_baselines.py --problem cifar5 and benchmarks/results/tune_baselines-cifar5.json;
+# written by that script, do not edit by hand). Its originals, references, retrain row and shadow
+# models are those of cifar5-allcnn-evaluate-k16.toml (the same seeds and stage cache); only the
+# tuned methods run again.
+#     forgetbox evaluate --config docs/results/cifar5-allcnn-evaluate-tuned.toml \\
+#         --data-dir ../shared/data --cache-dir runs/cache-cifar \\
+#         --out docs/results/cifar5-allcnn-evaluate-tuned"""
+_METHODS = (
+    '    "original", "finetune", "fisher", "ntk", "ntk_fisher", "newton",',
+    '    "neggrad_plus", "scrub", "scrub_r", "salun", "l1_sparse",',
+)
+
+PROBLEMS = {
+    "digits": Problem(
+        experiment={"dataset": "digits"},
+        out=RESULTS / "tune_baselines.json",
+        cache="runs/cache-tune",
+        toml=DOCS / "digits-methods-tuned-evaluate.toml",
+        cohort=f"the whole class {VALIDATION_CLASS} of the digits default",
+        header=_DIGITS_HEADER,
+        evaluate=("models = 32", "shadow_models = 32", "forget_sets = 2", "relearn = false"),
+        methods=_METHODS,
+    ),
+    "cifar5": Problem(
+        # the evaluated and validation cohorts: 25 images of their class (num_to_forget "auto")
+        experiment={"dataset": "cifar10-npz", "model": "allcnn", "width": 0.4, "profile": "cpu"},
+        out=RESULTS / "tune_baselines-cifar5.json",
+        cache="runs/cache-tune-cifar5",
+        toml=DOCS / "cifar5-allcnn-evaluate-tuned.toml",
+        cohort=(
+            f"25 images of class {VALIDATION_CLASS} of real CIFAR-5 (All-CNN x0.4, the cpu profile)"
+        ),
+        header=_CIFAR5_HEADER,
+        evaluate=("models = 16", "shadow_models = 32", "forget_sets = 2", "relearn = false"),
+        methods=(_METHODS[0] + ' "retrain",', _METHODS[1]),
+    ),
+}
+
 # method -> (the group its setting lives in, the field; None: an experiment setting)
 KNOBS = {
     "fisher": (None, "alpha_fisher"),
@@ -74,14 +143,18 @@ def settings(group: str | None, name: str, value: float) -> dict:
     return {name: value} if group is None else {"baselines": {group: {name: value}}}
 
 
-def measure(method: str, overrides: dict, out: Path) -> dict:
+def measure(
+    problem: Problem, method: str, overrides: dict, out: Path, data_dir: str | None
+) -> dict:
     """The method's and the retrained model's readouts on the validation cohort, per seed."""
     cfg = ExperimentConfig(
         forget_class=VALIDATION_CLASS,
         seeds=SEEDS,
         methods=(method,),
         out=str(out),
-        cache_dir=CACHE,
+        cache_dir=problem.cache,
+        data_dir=data_dir,
+        **problem.experiment,
         **CHEAP,
         **overrides,
     )
@@ -108,11 +181,13 @@ def choose(candidates: list[dict], paper: float) -> float:
     return min(near, key=lambda c: abs(math.log(c["value"] / paper)))["value"]
 
 
-def main() -> None:
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+def tune(problem: Problem, command: str, data_dir: str | None) -> None:
+    """Every knob's candidates (those not in the JSON yet) and the rule's choice, into
+    ``problem.out`` after each method."""
+    doc = json.loads(problem.out.read_text()) if problem.out.exists() else {}
     doc.update(
-        command="python benchmarks/tune_baselines.py",
-        validation_cohort=f"the whole class {VALIDATION_CLASS} of the digits default",
+        command=command,
+        validation_cohort=problem.cohort,
         seeds=list(SEEDS),
         rule=(
             "among the values whose test error is within "
@@ -134,7 +209,9 @@ def main() -> None:
                 if value in done:
                     continue
                 try:
-                    got = measure(method, settings(group, name, value), Path(tmp) / method)
+                    got = measure(
+                        problem, method, settings(group, name, value), Path(tmp) / method, data_dir
+                    )
                 except ValueError as exc:  # diverged: not a candidate
                     got = {"failed": str(exc)}
                 rows.append({"value": value, "factor": factor, **got})
@@ -145,13 +222,10 @@ def main() -> None:
                 "candidates": rows,
                 "chosen": choose(rows, paper),
             }
-            OUT.write_text(json.dumps(doc, indent=1) + "\n")
+            problem.out.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-TUNED_TOML = Path(__file__).parents[1] / "docs/results/digits-methods-tuned-evaluate.toml"
-
-
-def write_toml(doc: dict) -> None:
+def write_toml(problem: Problem, doc: dict) -> None:
     """The evaluation of every method on the evaluated cohort (class 0) with the chosen values."""
     top, baselines = {}, {}
     for spec in doc["methods"].values():
@@ -162,14 +236,9 @@ def write_toml(doc: dict) -> None:
         else:
             top[name] = value
     lines = [
-        "# Every method on the digits default (the whole class 0) with each method's main knob",
-        "# tuned on the validation cohort, the whole class 1 (benchmarks/tune_baselines.py and",
-        "# benchmarks/results/tune_baselines.json; written by that script, do not edit by hand).",
-        "#     forgetbox evaluate --config docs/results/digits-methods-tuned-evaluate.toml \\",
-        "#         --out docs/results/digits-methods-tuned-evaluate \\",
-        "#         --cache-dir runs/cache-digits-methods",
+        problem.header,
         "[experiment]",
-        'dataset = "digits"',
+        *(f"{k} = {v!r}".replace("'", '"') for k, v in problem.experiment.items()),
         *(f"{k} = {v!r}" for k, v in sorted(top.items())),
         "",
     ]
@@ -178,19 +247,27 @@ def write_toml(doc: dict) -> None:
         lines.append("")
     lines += [
         "[evaluate]",
-        "models = 32",
-        "shadow_models = 32",
-        "forget_sets = 2",
-        "relearn = false",
+        *problem.evaluate,
         "methods = [",
-        '    "original", "finetune", "fisher", "ntk", "ntk_fisher", "newton",',
-        '    "neggrad_plus", "scrub", "scrub_r", "salun", "l1_sparse",',
+        *problem.methods,
         "]",
         "",
     ]
-    TUNED_TOML.write_text("\n".join(lines))
+    problem.toml.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problem", choices=sorted(PROBLEMS), default="digits")
+    parser.add_argument("--data-dir", default=None, help="where the real images are (cifar5)")
+    args = parser.parse_args()
+    problem = PROBLEMS[args.problem]
+    command = "python benchmarks/tune_baselines.py" + (
+        "" if args.problem == "digits" else f" --problem {args.problem} --data-dir DATA"
+    )
+    tune(problem, command, args.data_dir)
+    write_toml(problem, json.loads(problem.out.read_text()))
 
 
 if __name__ == "__main__":
     main()
-    write_toml(json.loads(OUT.read_text()))
