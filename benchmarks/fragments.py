@@ -529,44 +529,90 @@ def klom_ranking(against_retrain: dict) -> str:
     return ", ".join(f"{n} ({ar[n]['klom_forget']['difference']:+.1f} nats)" for n in ranked)
 
 
+def scored_keys(ar: dict) -> list[str]:
+    """The keys of :data:`SCORES` any method of ``against_retrain`` was judged by."""
+    return [k for k in SCORES if any(k in a for a in ar.values())]
+
+
 def unresolved(ar: dict) -> dict[str, list[str]]:
     """Per score (:data:`SCORES`' names, those any method has) the methods but the original
-    whose difference from the retrain row this evaluation could not resolve."""
+    whose difference from the retrain row this evaluation could not resolve (an interval that
+    includes 0; not those without an interval)."""
     return {
-        label: [
+        SCORES[key]: [
             n
             for n, a in ar.items()
-            if n != "original" and key in a and not a[key]["distinguishable"]
+            if n != "original" and key in a and a[key]["distinguishable"] is False
         ]
-        for key, label in SCORES.items()
-        if any(key in a for a in ar.values())
+        for key in scored_keys(ar)
     }
 
 
-def _problem_table(d: dict, where: str, flipped: set[tuple[str, str]]) -> list[str]:
+def blind_scores(ar: dict) -> list[str]:
+    """The scores by which even the original (which forgot nothing) was not told from the
+    retrain row."""
+    original = ar.get("original", {})
+    return [k for k in scored_keys(ar) if original.get(k, {}).get("distinguishable") is False]
+
+
+def blind_words(ar: dict) -> str:
+    """The sentence on :func:`blind_scores` ("" where there are none)."""
+    blind = [SCORES[k] for k in blind_scores(ar)]
+    if not blind:
+        return ""
+    return (
+        f"The original, which forgot nothing, is not told from the retrain row by "
+        f"{' or '.join(blind)} either, so where {'it' if len(blind) == 1 else 'they'} cannot "
+        "tell a method from retraining, that is no evidence of forgetting here."
+    )
+
+
+def _cohort(d: dict) -> str:
+    """The evaluated cohort in words."""
+    e, t = d["config"]["experiment"], d["task"]
+    whole = e.get("num_to_forget") is None
+    what = (
+        f"the whole class {e['forget_class']}"
+        if whole
+        else f"{t['n_forget']} images of class {e['forget_class']}"
+    )
+    return f"{what}, {t['n_forget']} of {t['n_train']} training images"
+
+
+def _problem_table(d: dict, where: str, flipped: dict[tuple[str, str], bool | None]) -> list[str]:
     """A README table for one committed evaluation: per method, its test error and speed
     against retraining, and per score whether it was told from the retrain row."""
-    ms, ar = d["methods"], d["against_retrain"]
+    ms, ar, bands = d["methods"], d["against_retrain"], d["bands"]
+    k = d["config"]["evaluate"]["models"]
     retrain_s = _median(ms["retrain"]["seconds"])
-    keys = [k for k in SCORES if any(k in a for a in ar.values())]
+    keys = scored_keys(ar)
+    mark = {True: "≠", False: "**≈**", None: "n/a"}
 
     def cell(n: str, key: str) -> str:
         if key not in ar.get(n, {}):
             return "—"
-        mark = "≠" if ar[n][key]["distinguishable"] else "**≈**"
-        return mark + (" (flips on a rerun)" if (n, key) in flipped else "")
+        rerun = (
+            f" ({mark[flipped[n, key]].strip('*')} when rerun on another processor)"
+            if (n, key) in flipped
+            else ""
+        )
+        return mark[ar[n][key]["distinguishable"]] + rerun
 
     def time(n: str) -> str:
-        med = _median(ms[n]["seconds"])
-        return "—" if n in ROWS_NOT_TIMED else speed(retrain_s / med)
+        return "—" if n in ROWS_NOT_TIMED else speed(retrain_s / _median(ms[n]["seconds"]))
 
+    def name(n: str) -> str:
+        lost = len(ms[n].get("diverged", []))
+        return f"{n} ({k - lost} of {k} models; {lost} diverged)" if lost else n
+
+    band = bands["error_test"]
     out = [
-        f"{where}, K = {d['config']['evaluate']['models']} per side; the retrain row: test "
-        f"error {pct(ms['retrain']['readouts']['error_test']['median'])}, "
-        f"{secs(retrain_s)} per model.",
+        f"{where}; forgotten: {_cohort(d)}; K = {k} models per side. Retrain row: test error "
+        f"{pct(ms['retrain']['readouts']['error_test']['median'])} (band "
+        f"{pct(band['low'])}–{pct(band['high'])}), {secs(retrain_s)} per model.",
         "",
         "| method | test error | speed vs retraining | "
-        + " | ".join(SCORES[k] for k in keys)
+        + " | ".join(SCORES[key] for key in keys)
         + " | KLoM D_f − retrain's |",
         "|---|---|---|" + "---|" * len(keys) + "---|",
     ]
@@ -576,20 +622,16 @@ def _problem_table(d: dict, where: str, flipped: set[tuple[str, str]]) -> list[s
         klom = ar.get(n, {}).get("klom_forget")
         klom_cell = f"{klom['difference']:+.1f} nats" if klom else "—"
         out.append(
-            f"| {n} | {pct(ms[n]['readouts']['error_test']['median'])} | {time(n)} | "
-            + " | ".join(cell(n, k) for k in keys)
+            f"| {name(n)} | {pct(ms[n]['readouts']['error_test']['median'])} | {time(n)} | "
+            + " | ".join(cell(n, key) for key in keys)
             + f" | {klom_cell} |"
         )
-    original = ar.get("original", {})
-    blind = [SCORES[k] for k in keys if k in original and not original[k]["distinguishable"]]
-    if blind:
-        out += [
-            "",
-            f"The original, which forgot nothing, is not told from retraining by "
-            f"{' or '.join(blind)} either, so on this problem at this K "
-            f"{'that score decides' if len(blind) == 1 else 'those scores decide'} nothing.",
-        ]
-    return out
+    notes = [blind_words(ar)]
+    if any(m.get("ulira") for m in ms.values()) and "ulira_balanced_accuracy" not in keys:
+        notes.append(
+            "U-LiRA attacked the methods but not the retrain row here, so it has no column."
+        )
+    return out + [line for note in notes if note for line in ("", note)]
 
 
 @fragment("readme-evaluate")
@@ -597,36 +639,36 @@ def readme_evaluate(root: Path) -> str:
     """README's summary of the committed evaluations: per problem, method and score, whether
     the method was told from retraining, at what test error and speed."""
     out = [
-        "**What it found** (generated from the committed evaluations). **≈**: the 95 % interval "
-        "of the method's difference from the retrain row includes 0 — this many models and "
-        "examples could not tell it from retraining, which is not a proof of forgetting; ≠: "
-        "told apart; —: not scored. Speed: median seconds per model against the retrain row's.",
+        "**What it found** (generated from the committed evaluations). Per score, the 95 % "
+        "interval of the method's mean difference from the retrain row (two-level bootstrap over "
+        "the models and the examples; over the examples only for U-LiRA): **≈** it includes 0 — "
+        "these models and examples could not tell the method from retraining, which is not a "
+        "proof of forgetting; ≠ it excludes 0; n/a: no interval (too few models or examples); "
+        "—: not scored or not timed. Test error: the median over the K models (the retrain row's "
+        "is the target, not a floor). Speed: median seconds per model against the retrain "
+        "row's.",
     ]
     tuned = _load(root, "docs/results/digits-methods-tuned-evaluate/evaluation.json")
     name = "digits-methods-tuned-evaluate" if tuned else "digits-methods-evaluate"
     digits = tuned or _load(root, f"docs/results/{name}/evaluation.json")
-    rerun = _load(root, f"benchmarks/results/rerun_check-{name}.json") or {}
-    flipped = {
-        (m, key)
-        for part, m, key, *_ in (rerun.get("distinguishable") or {}).get("changed", [])
-        if part == "against_retrain"
-    }
     if digits is not None:
+        rerun = _load(root, f"benchmarks/results/rerun_check-{name}.json") or {}
+        ours = (rerun.get("provenance") or {}).get("replaced", {}).get("created")
+        flipped = {  # only where the rerun replaced this very evaluation
+            (m, key): after
+            for part, m, key, _, after in (rerun.get("distinguishable") or {}).get("changed", [])
+            if part == "against_retrain" and ours == digits["provenance"]["created"]
+        }
         how = "each method's knob tuned on class 1" if tuned else "untuned"
-        out += ["", *_problem_table(digits, f"Digits default (the whole class 0, {how})", flipped)]
+        out += ["", *_problem_table(digits, f"Digits default, {how}", flipped)]
     for name, what in (
+        ("cifar5-allcnn-evaluate-tuned", "every method, each knob tuned on class 1"),
         ("cifar5-allcnn-evaluate-k16", "every method at its paper's settings, untuned"),
-        ("cifar5-allcnn-evaluate", "the paper's methods"),
+        ("cifar5-allcnn-evaluate", "the paper's methods at the paper's settings"),
     ):
         cifar = _load(root, f"docs/results/{name}/evaluation.json")
         if cifar is not None:
-            caveat = (
-                " (scored before the alignment)" if scored_before_alignment(cifar, name) else ""
-            )
-            out += [
-                "",
-                *_problem_table(cifar, f"Real CIFAR-5, All-CNN ×0.4, {what}{caveat}", set()),
-            ]
+            out += ["", *_problem_table(cifar, f"Real CIFAR-5, All-CNN ×0.4, {what}", {})]
             break
     out += ["", "Intervals, values and every readout: [evaluate](docs/evaluate.md)."]
     return "\n".join(out) + "\n"
@@ -694,12 +736,8 @@ def methods_table(root: Path, name: str) -> str:
             "The retrain row was not attacked by U-LiRA here, so its column has no retrain "
             "reference: it compares the attacked methods with each other and with 0.5 only."
         )
-    elif not ar["original"]["ulira_balanced_accuracy"]["distinguishable"]:
-        out.append("")
-        out.append(
-            "U-LiRA does not separate even the original from the retrain row here, so its "
-            "column decides nothing on this problem."
-        )
+    if blind_words(ar):
+        out += ["", blind_words(ar)]
     leaks = [n for n, m in ms.items() if m["readouts"]["error_forget"]["meaning"] == "leaks"]
     out.append("")
     out.append(
@@ -857,11 +895,10 @@ def evaluate_paper_claims(root: Path) -> str:
     )
     for n, d in found.items():
         ar = {m: v for m, v in d["against_retrain"].items() if m in PAPER_METHODS}
-        blind = not d["against_retrain"]["original"]["klom_forget"]["distinguishable"]
         caveat = (
-            " — KLoM does not separate even the original from the retrain row here, so this "
-            "order decides nothing"
-            if blind
+            " — KLoM does not separate even the original from the retrain row here, so a "
+            "method's place in this order is no evidence of forgetting"
+            if "klom_forget" in blind_scores(d["against_retrain"])
             else ""
         )
         out.append(f"  - {label(n, d)}: {klom_ranking(ar)}{caveat}.")

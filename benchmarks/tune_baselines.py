@@ -19,7 +19,8 @@ weights) is recorded as failed and never chosen.
     .venv/bin/python benchmarks/tune_baselines.py --problem cifar5 --data-dir ../shared/data
         # benchmarks/results/tune_baselines-cifar5.json
 
-Resumable: every stage goes through the problem's cache (runs/cache-tune, runs/cache-tune-cifar5).
+Resumable: every stage goes through the problem's cache (runs/cache-tune; for cifar5 the CIFAR
+evaluations' runs/cache-cifar, whose pre-training it shares when given the same --data-dir).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Problem:
     cache: str
     toml: Path  # the evaluation with the chosen values, written from the JSON
     cohort: str  # the validation cohort, in words
+    forget: int | None  # its size (None: the whole class), checked against the config
     header: str  # the TOML's comment lines
     evaluate: tuple[str, ...]  # the TOML's [evaluate] lines
     methods: tuple[str, ...]  # the lines of its methods list
@@ -100,6 +102,7 @@ PROBLEMS = {
         cache="runs/cache-tune",
         toml=DOCS / "digits-methods-tuned-evaluate.toml",
         cohort=f"the whole class {VALIDATION_CLASS} of the digits default",
+        forget=None,
         header=_DIGITS_HEADER,
         evaluate=("models = 32", "shadow_models = 32", "forget_sets = 2", "relearn = false"),
         methods=_METHODS,
@@ -108,11 +111,14 @@ PROBLEMS = {
         # the evaluated and validation cohorts: 25 images of their class (num_to_forget "auto")
         experiment={"dataset": "cifar10-npz", "model": "allcnn", "width": 0.4, "profile": "cpu"},
         out=RESULTS / "tune_baselines-cifar5.json",
-        cache="runs/cache-tune-cifar5",
+        # the evaluations' cache: the Tiny ImageNet pre-training is the same stage (its key holds
+        # the --data-dir string, so pass the same one)
+        cache="runs/cache-cifar",
         toml=DOCS / "cifar5-allcnn-evaluate-tuned.toml",
         cohort=(
             f"25 images of class {VALIDATION_CLASS} of real CIFAR-5 (All-CNN x0.4, the cpu profile)"
         ),
+        forget=25,
         header=_CIFAR5_HEADER,
         evaluate=("models = 16", "shadow_models = 32", "forget_sets = 2", "relearn = false"),
         methods=(_METHODS[0] + ' "retrain",', _METHODS[1]),
@@ -232,7 +238,12 @@ def write_toml(problem: Problem, doc: dict) -> None:
         name, value = spec["setting"], spec["chosen"]
         if name.startswith("baselines."):
             _, group, field_name = name.split(".")
-            baselines.setdefault(group, {})[field_name] = value
+            earlier = baselines.setdefault(group, {}).setdefault(field_name, value)
+            if earlier != value:  # scrub and scrub_r share baselines.scrub
+                raise ValueError(
+                    f"{name}: the methods sharing it chose {earlier!r} and {value!r}; one "
+                    "evaluation cannot run both"
+                )
         else:
             top[name] = value
     lines = [
@@ -261,7 +272,12 @@ def main() -> None:
     parser.add_argument("--problem", choices=sorted(PROBLEMS), default="digits")
     parser.add_argument("--data-dir", default=None, help="where the real images are (cifar5)")
     args = parser.parse_args()
+    if args.problem != "digits" and args.data_dir is None:
+        parser.error(f"--problem {args.problem} needs --data-dir (where cifar10.npz is)")
     problem = PROBLEMS[args.problem]
+    n = ExperimentConfig(**problem.experiment).resolved().num_to_forget
+    if n != problem.forget:
+        raise SystemExit(f"the cohort is {n} images now, the words say {problem.forget}")
     command = "python benchmarks/tune_baselines.py" + (
         "" if args.problem == "digits" else f" --problem {args.problem} --data-dir DATA"
     )
