@@ -491,6 +491,12 @@ def _median(xs: list[float]) -> float:
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
+def _at_edge(spec: dict) -> bool:
+    """Whether a tuned knob's choice is its smallest or largest candidate."""
+    values = [c["value"] for c in spec["candidates"]]
+    return spec["chosen"] in (min(values), max(values))
+
+
 @fragment("tuning-digits")
 def tuning_digits(root: Path) -> str:
     """The tuning budget's candidates and choices (benchmarks/tune_baselines.py)."""
@@ -517,6 +523,13 @@ def tuning_digits(root: Path) -> str:
             f"| {method} | `{spec['setting']}` | {spec['paper']:g} | {cells} ({pct(retrain)}) "
             f"| **{spec['chosen']:g}** |"
         )
+    edge = [m for m, spec in doc["methods"].items() if _at_edge(spec)]
+    out += [
+        "",
+        "Chosen at an edge of its candidates, so the budget may not bracket the best value: "
+        + (", ".join(edge) or "none")
+        + ".",
+    ]
     return "\n".join(out) + "\n"
 
 
