@@ -751,6 +751,19 @@ def methods_table(root: Path, name: str) -> str:
         )
     if blind_words(ar):
         out += ["", blind_words(ar)]
+    lost = {n: m["diverged"] for n, m in ms.items() if m.get("diverged")}
+    if lost:
+        out += [
+            "",
+            "Diverged (weights not finite after forgetting; the method is scored without those "
+            "models and their references): "
+            + "; ".join(
+                f"{n} on {len(ks)} of the {k} ensemble members "
+                f"({', '.join(str(i + 1) for i in ks)}, counted from 1 as the run's log does)"
+                for n, ks in lost.items()
+            )
+            + ".",
+        ]
     leaks = [n for n, m in ms.items() if m["readouts"]["error_forget"]["meaning"] == "leaks"]
     out.append("")
     out.append(
