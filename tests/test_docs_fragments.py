@@ -80,3 +80,51 @@ def test_every_table_of_measurements_is_generated():
         heads = [outside[i - 1] for i, line in enumerate(outside) if line.startswith("|---")]
         typed = [h for h in heads if h not in FORMULA_TABLES]
         assert not typed, f"{name}: tables typed by hand (generate them in benchmarks/table.py)"
+
+
+def _judged(flag):
+    return {"difference": 0.1, "interval": [-0.1, 0.3], "distinguishable": flag}
+
+
+def test_the_readme_table_counts_an_interval_only_where_there_is_one(tmp_path):
+    """≈ only for an interval that includes 0 (None: no interval, 'n/a'); a score the original
+    is not told apart by is called no evidence; diverged models are counted per method."""
+    fragments = _fragments()
+    ar = {
+        "original": {"klom_forget": _judged(False), "challenge_points": _judged(True)},
+        "ntk": {"klom_forget": _judged(None), "challenge_points": _judged(False)},
+        "scrub": {"klom_forget": _judged(True), "challenge_points": _judged(False)},
+    }
+    assert fragments.unresolved(ar) == {
+        "the challenge's points": ["ntk", "scrub"],
+        "KLoM on D_f": [],
+    }
+    assert fragments.blind_scores(ar) == ["klom_forget"]
+    assert "KLoM on D_f either" in fragments.blind_words(ar)
+    assert fragments.blind_words({"original": {"klom_forget": _judged(None)}}) == ""
+
+    readouts = {"error_test": {"median": 0.3}}
+    method = {"readouts": readouts, "seconds": [2.0, 4.0, 6.0]}
+    d = {
+        "config": {
+            "evaluate": {"models": 3},
+            "experiment": {"forget_class": 0, "num_to_forget": 5},
+        },
+        "task": {"n_forget": 5, "n_train": 50},
+        "bands": {"error_test": {"low": 0.25, "high": 0.35}},
+        "against_retrain": ar,
+        "methods": {
+            "original": method,
+            "retrain": {**method, "seconds": [8.0, 8.0, 9.0]},
+            "ntk": {**method, "diverged": [1]},
+            "scrub": method,
+        },
+    }
+    rows = {
+        line.split(" | ")[0]: line
+        for line in fragments._problem_table(d, "P", {("scrub", "challenge_points"): True})
+    }
+    ntk = rows["| ntk (2 of 3 models; 1 diverged)"]
+    assert "n/a" in ntk and "2.0× faster" in ntk  # median 4 s against the retrain row's 8 s
+    assert "≠ when rerun on another processor" in rows["| scrub"]
+    assert rows["| original"].split(" | ")[2] == "—"  # not timed
