@@ -314,6 +314,15 @@ def test_only_an_evaluation_of_the_same_setup_is_matched(tmp_path):
     assert [f.name for f, _ in found] == ["same"]
 
 
+def test_the_cross_check_takes_the_largest_ensemble_of_the_setup(tmp_path):
+    for name, k in (("a-small", 8), ("b-large", 16), ("c-large-too", 16)):
+        ev = _evaluation(0.6, models=k)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "evaluation.json").write_text(json.dumps(ev))
+    out = claims.judge(_run(), evaluations=list(tmp_path.iterdir()))
+    assert out["cross_check"]["evaluation"] == "b-large"
+
+
 def test_rerender_writes_the_cross_check_into_the_report(tmp_path):
     run_dir, ev_dir = tmp_path / "run", tmp_path / "evaluate"
     run_dir.mkdir()

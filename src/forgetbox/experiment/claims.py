@@ -132,7 +132,8 @@ def retrain_bands(results: dict) -> dict[str, dict]:
 def judge(results: dict, folder: Path | None = None, evaluations=None) -> dict:
     """Set ``results``' claims, warnings and retrain bands, and its cross-check against a
     committed evaluation of the same setup among ``evaluations`` (folders; default: the
-    siblings of ``folder``, the run's output folder). Returns ``results``."""
+    siblings of ``folder``, the run's output folder): the one with the most models per side,
+    the first by folder name among equals. Returns ``results``."""
     results["claims"] = evaluate(results)
     results["warnings"] = training_warnings(results)
     results["retrain_bands"] = retrain_bands(results)
@@ -141,7 +142,8 @@ def judge(results: dict, folder: Path | None = None, evaluations=None) -> dict:
         evaluations = [p for p in Path(folder).resolve().parent.iterdir() if p.is_dir()]
     found = matching_evaluations(results, evaluations or [])
     if found:
-        results["cross_check"] = cross_check(results, *found[0])
+        largest = max(found, key=lambda f: f[1]["config"]["evaluate"]["models"])
+        results["cross_check"] = cross_check(results, *largest)
     return results
 
 
