@@ -361,7 +361,17 @@ def runs_paragraph() -> str:
         "([why](docs/bounds-readouts.md#claim-9-does-the-ntk-shift-lower-the-information-left-"
         "at-the-same-noise))."
     ]
-    ev = RESULTS / "cifar5-allcnn-evaluate" / "evaluation.json"
+    # the largest committed ensemble of the CIFAR-5 All-CNN setup
+    ev = next(
+        (
+            p
+            for p in (
+                RESULTS / f"cifar5-allcnn-evaluate{k}" / "evaluation.json" for k in ("-k16", "")
+            )
+            if p.is_file()
+        ),
+        RESULTS / "cifar5-allcnn-evaluate" / "evaluation.json",
+    )
     if ev.is_file():
         e = json.loads(ev.read_text())
         rate, band = e["methods"]["ntk"]["readouts"]["mia_forget_member_rate"], e["bands"][
