@@ -639,7 +639,17 @@ def _problem_table(d: dict, where: str, flipped: dict[tuple[str, str], bool | No
             + " | ".join(cell(n, key) for key in keys)
             + f" | {klom_cell} |"
         )
-    notes = [blind_words(ar)]
+    close = [
+        n
+        for n, a in ar.items()
+        if n != "original" and all(key in a and a[key]["distinguishable"] is False for key in keys)
+    ]
+    notes = [
+        f"Not told from retraining by any of the {len(keys)} scores: "
+        + (", ".join(close) or "none")
+        + ".",
+        blind_words(ar),
+    ]
     if any(m.get("ulira") for m in ms.values()) and "ulira_balanced_accuracy" not in keys:
         notes.append(
             "U-LiRA attacked the methods but not the retrain row here, so it has no column."

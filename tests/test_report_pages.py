@@ -55,7 +55,14 @@ def test_the_run_sentence_is_generated_from_the_json():
         assert f"{100 * max(b['low'], 0):.1f}–{100 * min(b['high'], 1):.1f} %" in text
     counts = {v: sum(c["verdict"] == v for c in r["claims"]) for v in ("holds", "fails")}
     assert f"of the paper's 9 claims {counts['holds']} hold" in text
-    assert "ensemble of this setup" in text  # cifar5-allcnn-evaluate is the same setup
+    # the cross-check reads the largest committed ensemble of the setup, K = 16, which agrees
+    # with every verdict of the run: the sentence names the ensemble only where it does not
+    assert r["cross_check"]["evaluation"] == "cifar5-allcnn-evaluate-k16"
+    assert all(c["flag"] == "agrees" for c in r["cross_check"]["claims"])
+    assert "ensemble of this setup" not in text
+    four = next(c for c in r["cross_check"]["claims"] if c["id"] == 4)
+    four.update(flag="decided by the ensemble", ensemble="fails")
+    assert "the K = 16 ensemble of this setup reads claim 4 as fails" in lede.run_sentence(r)
 
 
 def test_a_slower_method_reads_slower_everywhere_on_its_page():
