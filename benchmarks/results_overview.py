@@ -361,17 +361,9 @@ def runs_paragraph() -> str:
         "([why](docs/bounds-readouts.md#claim-9-does-the-ntk-shift-lower-the-information-left-"
         "at-the-same-noise))."
     ]
-    # the largest committed ensemble of the CIFAR-5 All-CNN setup
-    ev = next(
-        (
-            p
-            for p in (
-                RESULTS / f"cifar5-allcnn-evaluate{k}" / "evaluation.json" for k in ("-k16", "")
-            )
-            if p.is_file()
-        ),
-        RESULTS / "cifar5-allcnn-evaluate" / "evaluation.json",
-    )
+    # the ensemble the run's cross-check read (the largest committed one of its setup)
+    checked = (rs.get("cifar5-allcnn-cpu") or {}).get("cross_check") or {}
+    ev = RESULTS / checked.get("evaluation", "cifar5-allcnn-evaluate") / "evaluation.json"
     if ev.is_file():
         e = json.loads(ev.read_text())
         rate, band = e["methods"]["ntk"]["readouts"]["mia_forget_member_rate"], e["bands"][
